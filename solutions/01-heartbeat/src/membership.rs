@@ -272,35 +272,39 @@ impl Membership {
     }
 
     /// The rows of the nodes whose id sorts after `after` (all of them for `None`), in id order.
+    ///
+    /// Lazy, so a status page clones only the rows it sends; boxed, so the signature names a type.
     pub fn rows_after<'a>(
         &'a self,
         after: Option<&str>,
         now: Instant,
-    ) -> impl Iterator<Item = NodeStatus> + 'a {
+    ) -> Box<dyn Iterator<Item = NodeStatus> + 'a> {
         use std::ops::Bound;
         let start = match after {
             Some(after) => Bound::Excluded(after.to_owned()),
             None => Bound::Unbounded,
         };
-        self.members
-            .range((start, Bound::Unbounded))
-            .map(move |(node, m)| NodeStatus {
-                node: node.clone(),
-                state: if m.dead_since.is_some() {
-                    NodeState::Dead
-                } else {
-                    NodeState::Alive
-                },
-                addr: m.addr,
-                last_seen_ms_ago: millis(now.saturating_duration_since(m.last_seen)),
-                last_seq: m.window.highest(),
-                received: m.received,
-                lost: m.lost,
-                duplicates: m.duplicates,
-                reordered: m.reordered,
-                restarts: m.restarts,
-                meta: m.meta.clone(),
-            })
+        Box::new(
+            self.members
+                .range((start, Bound::Unbounded))
+                .map(move |(node, m)| NodeStatus {
+                    node: node.clone(),
+                    state: if m.dead_since.is_some() {
+                        NodeState::Dead
+                    } else {
+                        NodeState::Alive
+                    },
+                    addr: m.addr,
+                    last_seen_ms_ago: millis(now.saturating_duration_since(m.last_seen)),
+                    last_seq: m.window.highest(),
+                    received: m.received,
+                    lost: m.lost,
+                    duplicates: m.duplicates,
+                    reordered: m.reordered,
+                    restarts: m.restarts,
+                    meta: m.meta.clone(),
+                }),
+        )
     }
 }
 

@@ -1,0 +1,220 @@
+//! The membership table: every node ever heard from, its state and its sequence accounting.
+//!
+//! Your task: [`SeqWindow`] (stage 4) and [`Membership`] (stages 2 to 4). The private `Member`
+//! struct is given as a suggestion of what to remember per node; change it as you like.
+//!
+//! The table is plain data driven by the caller's clock (`now: Instant` is always a parameter),
+//! so every rule here can be tested without sockets or sleeping.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::detector::{ArrivalWindow, Detector};
+use crate::protocol::{Heartbeat, NodeState, NodeStatus};
+
+/// How many sequence numbers behind the highest one a node's window remembers.
+pub const SEQ_WINDOW: u64 = 64;
+
+/// What one sequence number meant, given those seen before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqOutcome {
+    /// Higher than any before; `skipped` numbers in between are missing (so far).
+    Advanced {
+        /// How many numbers were jumped over.
+        skipped: u64,
+    },
+    /// Seen already.
+    Duplicate,
+    /// Lower than the highest but not seen before: it fills a gap.
+    Reordered,
+    /// So far below the highest that the sender must have started counting again.
+    Restarted,
+}
+
+/// The last [`SEQ_WINDOW`] sequence numbers of a node, as a bitmap anchored at the highest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqWindow {
+    highest: u64,
+    /// Bit `i` is set when `highest - i` has been seen.
+    seen: u64,
+}
+
+impl SeqWindow {
+    /// A window whose first sequence number is `seq`.
+    pub fn new(seq: u64) -> Self {
+        // TODO: `seq` is the highest seen, and the only one seen: bit 0 set.
+        todo!()
+    }
+
+    /// The highest sequence number seen.
+    pub fn highest(&self) -> u64 {
+        // TODO
+        todo!()
+    }
+
+    /// Takes in one sequence number and says what it meant.
+    pub fn observe(&mut self, seq: u64) -> SeqOutcome {
+        // TODO: three cases (the book's "Sequence accounting" has worked examples):
+        // - `seq > highest`: shift the bitmap left by the difference (if the difference is
+        //   SEQ_WINDOW or more, the whole window is new: start from 0, since `<<` by 64 or more
+        //   panics in debug builds), set bit 0, move `highest`; `skipped` is difference - 1;
+        // - `highest - seq >= SEQ_WINDOW`: too far back to be a late arrival: the sender
+        //   restarted; start a new window at `seq`;
+        // - otherwise look at bit `highest - seq`: set means Duplicate; clear means Reordered
+        //   (set it, so a second copy is a duplicate).
+        todo!()
+    }
+}
+
+/// A change of a node's state, for the caller to announce.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// First heartbeat from `node`.
+    Joined {
+        /// The node id.
+        node: String,
+        /// Where it came from.
+        addr: SocketAddr,
+    },
+    /// `node` was declared dead after `silent` without a heartbeat.
+    Dead {
+        /// The node id.
+        node: String,
+        /// Time since its last heartbeat.
+        silent: Duration,
+    },
+    /// `node` came back after being dead for `down`.
+    Recovered {
+        /// The node id.
+        node: String,
+        /// Where it came from.
+        addr: SocketAddr,
+        /// Time since it was declared dead.
+        down: Duration,
+    },
+}
+
+/// What the table knows of one node.
+#[derive(Debug, Clone)]
+struct Member {
+    addr: SocketAddr,
+    last_seen: Instant,
+    dead_since: Option<Instant>,
+    window: SeqWindow,
+    arrivals: ArrivalWindow,
+    received: u64,
+    lost: u64,
+    duplicates: u64,
+    reordered: u64,
+    restarts: u64,
+    meta: Option<Map<String, Value>>,
+}
+
+/// Why a heartbeat was not taken into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The table already holds its maximum number of nodes and this one is new.
+    #[error("the table is full")]
+    TableFull,
+}
+
+/// Every node heard from, keyed and ordered by node id.
+#[derive(Debug)]
+pub struct Membership {
+    // A BTreeMap rather than a HashMap: status pages walk the nodes in id order from a cursor,
+    // which a sorted map answers with `range` instead of sorting the whole table per request.
+    members: BTreeMap<String, Member>,
+    detector: Detector,
+    max_nodes: usize,
+    // Kept up to date on every transition so that status replies never walk the whole table.
+    dead: usize,
+}
+
+impl Membership {
+    /// An empty table that judges silence with `detector` and holds at most `max_nodes` nodes.
+    pub fn new(detector: Detector, max_nodes: usize) -> Self {
+        // TODO: an empty table.
+        todo!()
+    }
+
+    /// The detector in use.
+    pub fn detector(&self) -> &Detector {
+        // TODO
+        todo!()
+    }
+
+    /// Takes in a valid heartbeat received at `now` from `from`.
+    ///
+    /// Returns the transition it caused, if any: `Joined` for a new node, `Recovered` for a dead
+    /// one. Every heartbeat, even a duplicate, proves the node alive and refreshes its address.
+    pub fn record(
+        &mut self,
+        heartbeat: Heartbeat,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Result<Option<Transition>, Refused> {
+        // TODO:
+        // - unknown node: if the table holds `max_nodes` already, `Err(Refused::TableFull)`;
+        //   otherwise insert a fresh record (received 1, window at `heartbeat.seq`) and return
+        //   `Transition::Joined`. `BTreeMap::get_mut` then `insert` (or the entry API) will do;
+        // - known node: refresh `last_seen`, `addr` and `meta` whatever the sequence number says;
+        // - if it was dead: it recovered. Reset its window and arrival history (the outage says
+        //   nothing about its rhythm), count it received, return `Transition::Recovered` with how
+        //   long it was dead;
+        // - otherwise feed `seq` to its window and update the counters by the outcome
+        //   (Advanced: received, lost += skipped, and record the interval since the last
+        //   heartbeat in `arrivals`; Duplicate: duplicates only; Reordered: received, reordered,
+        //   lost - 1; Restarted: received, restarts).
+        // Keep the count of dead nodes up to date here and in `sweep`, so `dead_count` is O(1).
+        todo!()
+    }
+
+    /// Declares dead every alive node the detector gives up on at `now`, in id order.
+    pub fn sweep(&mut self, now: Instant) -> Vec<Transition> {
+        // TODO: for every node not already dead, ask `self.detector.is_dead(&arrivals, silence)`
+        // with silence = `now.saturating_duration_since(last_seen)`; mark the ones it gives up on
+        // dead (remember when: recovery reports `down`) and return a `Transition::Dead` for each.
+        // A node is declared dead once, not at every sweep.
+        todo!()
+    }
+
+    /// How many nodes the table holds.
+    pub fn len(&self) -> usize {
+        // TODO
+        todo!()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        // TODO
+        todo!()
+    }
+
+    /// How many nodes are dead.
+    pub fn dead_count(&self) -> usize {
+        // TODO
+        todo!()
+    }
+
+    /// The rows of the nodes whose id sorts after `after` (all of them for `None`), in id order.
+    ///
+    /// Lazy, so a status page clones only the rows it sends; boxed, so the signature names a type.
+    pub fn rows_after<'a>(
+        &'a self,
+        after: Option<&str>,
+        now: Instant,
+    ) -> Box<dyn Iterator<Item = NodeStatus> + 'a> {
+        // TODO: `BTreeMap::range((Bound::Excluded(after.to_owned()), Bound::Unbounded))` (or
+        // `..` for `None`) walks the nodes after the cursor in order; `map` each to a `NodeStatus`
+        // (use `millis` for `last_seen_ms_ago`) and return it in a `Box::new(...)`.
+        todo!()
+    }
+}
+
+/// A duration in whole milliseconds, saturating (a u64 of milliseconds outlasts the universe).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,263 @@
+//! The wire protocol: what travels in a datagram, and how it is checked.
+//!
+//! Your task (stages 1, 2 and 5): write
+//! [`validate_node_id`], [`decode`], [`encode`] and [`encode_page`]. The types are given; read
+//! their serde attributes, they are half the contract. The book's page "The contract" has every rule.
+//!
+//! Everything here is pure and synchronous, so it can be tested without a socket. One datagram
+//! carries exactly one JSON message; UDP keeps the boundaries for us, so there is no framing.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The largest request datagram the server accepts, in bytes. Anything longer is rejected whole:
+/// a heartbeat is tiny, and a bound on input is what keeps a server's memory predictable.
+pub const MAX_DATAGRAM: usize = 1024;
+
+/// The largest status reply the server sends, in bytes. It stays under the 65,507-byte UDP limit
+/// with room to spare; a table that does not fit is sent in pages.
+pub const MAX_REPLY: usize = 60_000;
+
+/// The longest node id, in bytes.
+pub const MAX_NODE_ID: usize = 64;
+
+/// A heartbeat: "I, `node`, am alive; this is my `seq`-th beat, sent at `sent_ms`".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Who is speaking: 1 to [`MAX_NODE_ID`] bytes, no whitespace or control characters.
+    pub node: String,
+    /// Starts at 1 and grows by one per beat; gaps and repeats reveal loss and duplication.
+    pub seq: u64,
+    /// The sender's wall clock, in milliseconds since the Unix epoch. Informative only: clocks
+    /// of different machines disagree, so the server never uses it to decide liveness.
+    pub sent_ms: u64,
+    /// Free-form facts about the node (a version, a role), bounded by [`MAX_DATAGRAM`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
+}
+
+/// The only operation a status request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Ask for a page of the membership table.
+    Status,
+}
+
+/// A request for one page of the membership table: `{"op":"status"}`, then
+/// `{"op":"status","after":"<last node of the previous page>"}` until a reply's `next` is null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// Always [`Op::Status`].
+    pub op: Op,
+    /// Only nodes whose id sorts after this one; `None` for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Any datagram a server can receive, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// A node says it is alive.
+    Heartbeat(Heartbeat),
+    /// Someone asks for the membership table.
+    Status(StatusRequest),
+}
+
+/// Why a datagram was rejected. The server counts and logs these; it never answers them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Zero bytes.
+    #[error("empty datagram")]
+    Empty,
+    /// Over [`MAX_DATAGRAM`].
+    #[error("datagram of {len} bytes or more is over the {MAX_DATAGRAM}-byte limit")]
+    TooLong {
+        /// How many bytes arrived (the receiver may have cut it at `MAX_DATAGRAM + 1`).
+        len: usize,
+    },
+    /// The bytes are not UTF-8 text.
+    #[error("datagram is not UTF-8")]
+    NotUtf8,
+    /// Not JSON, or JSON of the wrong shape (a missing, unknown or mistyped field).
+    #[error("not a heartbeat or status request: {0}")]
+    Malformed(String),
+    /// A well-formed heartbeat whose node id breaks the rules.
+    #[error("bad node id: {0}")]
+    BadNodeId(NodeIdError),
+}
+
+/// What is wrong with a node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NodeIdError {
+    /// Zero bytes.
+    #[error("it is empty")]
+    Empty,
+    /// Over [`MAX_NODE_ID`] bytes.
+    #[error("it is longer than {MAX_NODE_ID} bytes")]
+    TooLong,
+    /// Holds whitespace or a control character, which would garble logs and tables.
+    #[error("it holds whitespace or a control character")]
+    BadChar,
+}
+
+/// Checks a node id against the rules in [`Heartbeat::node`].
+pub fn validate_node_id(node: &str) -> Result<(), NodeIdError> {
+    // TODO: return the first rule `node` breaks, in this order: empty (`str::is_empty`), longer
+    // than MAX_NODE_ID bytes (`str::len` counts bytes, which is what a datagram carries), holding
+    // whitespace or a control character (`str::chars` with `char::is_whitespace` and
+    // `char::is_control`). Otherwise `Ok(())`.
+    todo!()
+}
+
+/// Decodes one datagram into a [`Request`], or says precisely why it cannot.
+pub fn decode(datagram: &[u8]) -> Result<Request, DecodeError> {
+    // TODO: check the cheap things first, in this order, each with its own DecodeError:
+    // - empty, then longer than MAX_DATAGRAM;
+    // - not UTF-8 (`std::str::from_utf8`): checking it yourself gives a clearer error than
+    //   letting serde_json find a bad byte somewhere in a string;
+    // - `serde_json::from_str::<Heartbeat>`: on success, validate the node id
+    //   (`validate_node_id`, `map_err(DecodeError::BadNodeId)`) and return `Request::Heartbeat`;
+    // - on failure, try `serde_json::from_str::<StatusRequest>`; if that fails too, return
+    //   `DecodeError::Malformed` with the *heartbeat* error's text (`to_string()`): heartbeats are
+    //   what senders mostly mean to send, so that error is the helpful one.
+    // `#[serde(deny_unknown_fields)]` on the types already turns an extra field into an error.
+    todo!()
+}
+
+/// Encodes a message as the bytes of one datagram.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // TODO: `serde_json::to_vec`. It cannot fail for these types (string keys, no floats that
+    // could be NaN), so `expect` with a message that says so is the honest choice.
+    todo!()
+}
+
+/// Whether a node is currently believed alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Heard from recently enough.
+    Alive,
+    /// Declared dead by the failure detector.
+    Dead,
+}
+
+/// One row of the membership table, as a status reply carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node id.
+    pub node: String,
+    /// Alive or dead.
+    pub state: NodeState,
+    /// Where its last heartbeat came from.
+    pub addr: SocketAddr,
+    /// Milliseconds since its last valid heartbeat, by the server's monotonic clock.
+    pub last_seen_ms_ago: u64,
+    /// The highest sequence number seen since the last reset of its window.
+    pub last_seq: u64,
+    /// Distinct heartbeats received (duplicates excluded).
+    pub received: u64,
+    /// Sequence numbers skipped and not (yet) filled by a late arrival.
+    pub lost: u64,
+    /// Heartbeats whose sequence number had been seen already.
+    pub duplicates: u64,
+    /// Heartbeats that arrived after a later one and filled a gap.
+    pub reordered: u64,
+    /// Times the node started counting again from a much lower sequence number.
+    pub restarts: u64,
+    /// The `meta` of its last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
+}
+
+/// The server's own counters, at the head of every status reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Nodes in the table.
+    pub nodes: u64,
+    /// Of which alive.
+    pub alive: u64,
+    /// Of which dead.
+    pub dead: u64,
+    /// Valid heartbeat datagrams received, duplicates and refused ones included.
+    pub received: u64,
+    /// Datagrams rejected as malformed.
+    pub rejected: u64,
+    /// Status requests received.
+    pub status_requests: u64,
+    /// Status requests left unanswered by the rate limit.
+    pub status_dropped: u64,
+    /// Heartbeats from new nodes refused because the table was full.
+    pub nodes_refused: u64,
+    /// Milliseconds since the server started.
+    pub uptime_ms: u64,
+    /// `timeout` or `phi`.
+    pub detector: String,
+    /// The configured timeout, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// One page of the membership table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The server's counters.
+    pub server: ServerStats,
+    /// Nodes in id order.
+    pub nodes: Vec<NodeStatus>,
+    /// The `after` to ask for the next page with, or `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Encodes as many of `nodes` as fit in one [`MAX_REPLY`]-byte reply, in order.
+///
+/// Returns the datagram; its `next` names the last node included when some were left out.
+pub fn encode_page(server: &ServerStats, nodes: impl IntoIterator<Item = NodeStatus>) -> Vec<u8> {
+    // TODO: build the JSON by hand so you can stop before the limit:
+    // - start with `{"server":` + `encode(server)` + `,"nodes":[`;
+    // - for each node, `encode` it and append it (comma-separated) only if the result, plus room
+    //   for the closing `],"next":"<id>"}` (an id may take up to 6 * MAX_NODE_ID bytes once
+    //   escaped), stays within MAX_REPLY; otherwise stop;
+    // - close with `],"next":` + `encode(&next)` + `}`, where `next` is `Some(last node's id)` if
+    //   you stopped early and `None` if every node fitted.
+    // A test: parse the result back with `serde_json::from_slice::<StatusReply>`.
+    todo!()
+}
+
+/// A membership event, printed by the server as one JSON line on stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// First heartbeat from a node.
+    Joined {
+        /// The node id.
+        node: String,
+        /// Where the heartbeat came from.
+        addr: SocketAddr,
+        /// Server wall clock, ms since the Unix epoch.
+        at_ms: u64,
+    },
+    /// The failure detector gave up on a node.
+    Dead {
+        /// The node id.
+        node: String,
+        /// Server wall clock, ms since the Unix epoch.
+        at_ms: u64,
+        /// How long the node had been silent, in ms.
+        silent_ms: u64,
+    },
+    /// A dead node was heard from again.
+    Recovered {
+        /// The node id.
+        node: String,
+        /// Where the heartbeat came from.
+        addr: SocketAddr,
+        /// Server wall clock, ms since the Unix epoch.
+        at_ms: u64,
+        /// How long it had been dead, in ms.
+        down_ms: u64,
+    },
+}

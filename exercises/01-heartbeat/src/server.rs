@@ -1,0 +1,89 @@
+//! The server: one UDP socket, one task, one membership table.
+//!
+//! Your task (stages 2 to 6): [`run`]. Everything it needs is in the other modules; this is where
+//! they meet the socket. `wall_clock_ms` is given.
+//!
+//! There is no connection to accept and nothing to share between tasks: a single task receives
+//! every datagram, so the table needs no lock at all. A timer wakes the same task every check
+//! period to ask the detector about silent nodes.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::time::{self, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::detector::Detector;
+use crate::membership::{Membership, Transition, millis};
+use crate::protocol::{
+    self, DecodeError, Event, MAX_DATAGRAM, Request, ServerStats, StatusRequest,
+};
+use crate::ratelimit::{LogThrottle, TokenBucket};
+
+/// Status replies the server sends in a burst before the rate applies.
+pub const STATUS_BURST: u32 = 100;
+
+/// Status replies the server sends per second once the burst is spent.
+pub const STATUS_PER_SECOND: u32 = 1000;
+
+/// Datagrams handled per wake-up before the task yields to its timer: a flood must never starve
+/// failure detection.
+pub const RECV_BATCH: usize = 256;
+
+/// How the server judges and bounds its members.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// The failure detector, with its timeout.
+    pub detector: Detector,
+    /// How often silent nodes are checked: detection takes at most timeout + one period.
+    pub check_interval: Duration,
+    /// The most nodes the table holds; heartbeats from further new nodes are refused.
+    pub max_nodes: usize,
+}
+
+/// Runs the server on `socket` until `shutdown` is cancelled, writing one JSON line per
+/// membership event to `events`.
+///
+/// Errors only when `events` cannot be written; a bad datagram or a failed reply is counted,
+/// logged and survived.
+pub async fn run<W: Write>(
+    socket: UdpSocket,
+    config: ServerConfig,
+    events: W,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    // TODO: one loop, one task, no locks: this task owns the `Membership` outright.
+    // - Before the loop: a `Membership::new(config.detector, config.max_nodes)`, a
+    //   `ServerStats` (fill in `detector` and `timeout_ms`), a `TokenBucket::new(STATUS_BURST,
+    //   STATUS_PER_SECOND, now)`, a `LogThrottle` for rejected datagrams, a receive buffer of
+    //   `MAX_DATAGRAM + 1` bytes (one more than the limit, so an over-long datagram shows itself
+    //   by filling it), and `tokio::time::interval(config.check_interval)` with
+    //   `set_missed_tick_behavior(MissedTickBehavior::Delay)`.
+    // - `tokio::select!` (with `biased;`) over: `shutdown.cancelled()` (break), the interval's
+    //   `tick()` (call `sweep(Instant::now())` and announce each transition), and
+    //   `socket.recv_from(&mut buf)` (handle one datagram). Faster under load: await
+    //   `socket.readable()` and then drain up to RECV_BATCH datagrams with `try_recv_from`
+    //   until it says `ErrorKind::WouldBlock`.
+    // - A datagram: `protocol::decode`. A heartbeat counts in `stats.received` and goes to
+    //   `record`; a transition it returns is announced; `Refused` counts in `nodes_refused`.
+    //   A status request counts in `status_requests`; if the bucket has no token it counts in
+    //   `status_dropped`, else reply with `protocol::encode_page(&stats, rows_after(...))` via
+    //   `socket.try_send_to` (never await a send here: the loop must keep receiving). Errors
+    //   count in `rejected` and are logged through the throttle with `tracing::warn!`.
+    // - Announcing: turn the `Transition` into an `Event` stamped `at_ms: wall_clock_ms()`,
+    //   write `protocol::encode(&event)` plus `\n` to `events`, and `flush()` at once: an alarm
+    //   stuck in a buffer is a late alarm.
+    // - A receive error is logged and survived; only failing to write `events` ends `run`.
+    todo!()
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+pub fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
