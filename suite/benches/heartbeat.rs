@@ -1,1 +1,2 @@
+//! Benchmarks of project 1 (placeholder until the benchmarks land).
 fn main() {}

@@ -1,1 +1,22 @@
-//! placeholder
+//! The workbook's shared black-box test suite: helpers that every project's tests use.
+//!
+//! The tests never link against the code they grade. They start the chosen tree's real binary,
+//! talk to it over its real protocol, and when something goes wrong they say what was sent, what
+//! was expected, what came back, and, if the program died, why.
+//!
+//! # Layout
+//! - [`binary`]: which binary to test: the one named by `WORKBOOK_BIN_<SLUG>`, or the reference
+//!   solution, built on demand.
+//! - [`program`]: a running program with its stdout lines, its stderr and a diagnosis of its death.
+//! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
+//! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
+
+pub mod binary;
+pub mod program;
+pub mod udp;
+pub mod wait;
+
+pub use binary::binary;
+pub use program::Program;
+pub use udp::UdpPeer;
+pub use wait::{bounded, poll_until};

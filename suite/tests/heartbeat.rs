@@ -1,1 +1,1065 @@
-fn main() {}
+//! Project 1, the UDP heartbeat system, graded from the outside.
+//!
+//! Every test starts the real `heartbeat` binary (the one `WORKBOOK_BIN_HEARTBEAT` names, or the
+//! reference solution) and speaks its real protocol: JSON heartbeats and status requests over
+//! UDP, JSON events on stdout. The modules are the stages, in the order the grader reports them;
+//! the book's page "The contract" is what they check.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use workbook_suite::{Program, UdpPeer, binary, bounded, poll_until};
+
+/// Every test's overall bound.
+const LIMIT: Duration = Duration::from_secs(40);
+
+/// How long a test waits for something that should come at once.
+const PROMPT: Duration = Duration::from_secs(5);
+
+fn bin() -> PathBuf {
+    binary("heartbeat")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A heartbeat as the contract defines it.
+fn hb(node: &str, seq: u64) -> Value {
+    json!({ "node": node, "seq": seq, "sent_ms": now_ms() })
+}
+
+/// A server under test, with a UDP peer to talk to it.
+struct Server {
+    program: Program,
+    addr: SocketAddr,
+    peer: UdpPeer,
+}
+
+impl Server {
+    /// Starts `heartbeat server --bind 127.0.0.1:0` with `args` and waits for its address.
+    fn start(args: &[&str]) -> Server {
+        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut program = Program::start(&bin(), &all);
+        let addr = program.listening();
+        Server {
+            program,
+            addr,
+            peer: UdpPeer::bind(),
+        }
+    }
+
+    fn beat(&self, node: &str, seq: u64) {
+        self.peer.send_json(self.addr, &hb(node, seq));
+    }
+
+    fn beat_from(&self, peer: &UdpPeer, node: &str, seq: u64) {
+        peer.send_json(self.addr, &hb(node, seq));
+    }
+
+    /// Waits for the event `{"event": kind, "node": node, ...}` on stdout.
+    fn expect_event(&mut self, kind: &str, node: &str, timeout: Duration) -> Value {
+        self.program.expect_json(
+            format_args!("{{\"event\":\"{kind}\",\"node\":\"{node}\",...}}"),
+            timeout,
+            |v| v["event"] == kind && v["node"] == node,
+        )
+    }
+
+    /// The next event of any kind.
+    fn next_event(&mut self, timeout: Duration) -> Value {
+        self.program
+            .expect_json("any event line", timeout, |v| v.get("event").is_some())
+    }
+
+    /// One status page, asked over raw UDP, retried until an answer comes.
+    fn status_page(&mut self, after: Option<&str>) -> Value {
+        let request = match after {
+            Some(after) => json!({ "op": "status", "after": after }),
+            None => json!({ "op": "status" }),
+        };
+        let deadline = Instant::now() + PROMPT;
+        while Instant::now() < deadline {
+            self.peer.send_json(self.addr, &request);
+            let reply_window = Instant::now() + Duration::from_millis(250);
+            while let Some((bytes, from)) = self
+                .peer
+                .recv(reply_window.saturating_duration_since(Instant::now()))
+            {
+                if from != self.addr {
+                    continue;
+                }
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(reply) if reply.get("nodes").is_some() => return reply,
+                    _ => self.program.fail(format_args!(
+                        "sent {request} and expected a status reply {{\"server\":{{..}},\"nodes\":[..],\"next\":..}}, got {:?}",
+                        String::from_utf8_lossy(&bytes)
+                    )),
+                }
+            }
+            self.program
+                .assert_running(format_args!("waiting for a reply to {request}"));
+        }
+        self.program.fail(format_args!(
+            "sent {request} to {} and got no reply within {PROMPT:?}",
+            self.addr
+        ))
+    }
+
+    /// The whole table over raw UDP, following `next` from page to page.
+    fn status(&mut self) -> (Value, Vec<Value>) {
+        let mut nodes = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.status_page(after.as_deref());
+            nodes.extend(page["nodes"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => return (page["server"].clone(), nodes),
+            }
+        }
+    }
+
+    /// The status row of `node`.
+    fn node(&mut self, node: &str) -> Value {
+        let (_, nodes) = self.status();
+        match nodes.iter().find(|n| n["node"] == node) {
+            Some(row) => row.clone(),
+            None => self.program.fail(format_args!(
+                "expected node {node:?} in the status reply, got nodes {:?}",
+                nodes.iter().map(|n| n["node"].clone()).collect::<Vec<_>>()
+            )),
+        }
+    }
+
+    /// Polls the status until `node`'s row satisfies `wanted`, and returns it.
+    fn node_until(&mut self, node: &str, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let row = self.node(node);
+            if wanted(&row) {
+                return row;
+            }
+            if Instant::now() >= deadline {
+                self.program.fail(format_args!(
+                    "expected node {node:?} to have {what}, its row is {row}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs the binary with `args` to completion (bounded) and returns its stdout.
+fn run_to_end(args: &[&str], timeout: Duration) -> String {
+    let mut program = Program::start(&bin(), args);
+    match program.wait_exit(timeout) {
+        Some(status) if status.success() => {}
+        Some(status) => program.fail(format_args!(
+            "expected `{}` to succeed, it ended with {status}",
+            args.join(" ")
+        )),
+        None => program.fail(format_args!(
+            "expected `{}` to finish within {timeout:?}",
+            args.join(" ")
+        )),
+    }
+    let mut out = String::new();
+    while let Some(line) = program.next_line(Duration::from_millis(500)) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Receives `count` heartbeats on `peer` from a running client, failing fast if the client dies.
+fn receive_beats(
+    client: &mut Program,
+    peer: &UdpPeer,
+    count: usize,
+    timeout: Duration,
+) -> Vec<(Value, Instant)> {
+    let deadline = Instant::now() + timeout;
+    let mut beats = Vec::new();
+    while beats.len() < count {
+        if Instant::now() >= deadline {
+            client.fail(format_args!(
+                "expected {count} heartbeats on {} within {timeout:?}, got {}: {:?}",
+                peer.addr(),
+                beats.len(),
+                beats.iter().map(|(b, _)| b).collect::<Vec<_>>()
+            ));
+        }
+        match peer.recv(Duration::from_millis(100)) {
+            Some((bytes, _)) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(value) => beats.push((value, Instant::now())),
+                Err(e) => client.fail(format_args!(
+                    "expected a JSON heartbeat, got {:?} ({e})",
+                    String::from_utf8_lossy(&bytes)
+                )),
+            },
+            None => {
+                // Nothing for 100ms and the client is gone: nothing more will come.
+                if client.exited().is_some() {
+                    client.fail(format_args!(
+                        "the client ended after sending {} of the {count} heartbeats expected",
+                        beats.len()
+                    ));
+                }
+            }
+        }
+    }
+    beats
+}
+
+mod stage1_client {
+    use super::*;
+
+    fn client(peers: &[&UdpPeer], extra: &[&str]) -> Program {
+        let addrs: Vec<String> = peers.iter().map(|p| p.addr().to_string()).collect();
+        let mut args = vec!["client"];
+        for addr in &addrs {
+            args.extend(["--server", addr.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        Program::start(&bin(), &args)
+    }
+
+    #[test]
+    fn sends_well_formed_heartbeats() {
+        bounded(LIMIT, || {
+            let peer = UdpPeer::bind();
+            let before = now_ms();
+            let mut c = client(
+                &[&peer],
+                &["--node", "web-1", "--interval", "50ms", "--count", "3"],
+            );
+            for (beat, _) in receive_beats(&mut c, &peer, 3, PROMPT) {
+                let fields: Vec<&String> = beat
+                    .as_object()
+                    .map(|o| o.keys().collect())
+                    .unwrap_or_default();
+                let mut sorted = fields.clone();
+                sorted.sort();
+                if sorted != ["node", "sent_ms", "seq"] {
+                    c.fail(format_args!("expected a heartbeat with exactly the fields node, seq, sent_ms, got {beat}"));
+                }
+                let sent = beat["sent_ms"].as_u64().unwrap_or(0);
+                if beat["node"] != "web-1"
+                    || !beat["seq"].is_u64()
+                    || sent + 5_000 < before
+                    || sent > now_ms() + 5_000
+                {
+                    c.fail(format_args!(
+                        "expected node \"web-1\", an integer seq and sent_ms near the wall clock ({before}), got {beat}"
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn sequence_starts_at_one_and_counts_up() {
+        bounded(LIMIT, || {
+            let peer = UdpPeer::bind();
+            let mut c = client(
+                &[&peer],
+                &["--node", "a", "--interval", "20ms", "--count", "5"],
+            );
+            let seqs: Vec<Value> = receive_beats(&mut c, &peer, 5, PROMPT)
+                .into_iter()
+                .map(|(b, _)| b["seq"].clone())
+                .collect();
+            if seqs != [1, 2, 3, 4, 5] {
+                c.fail(format_args!(
+                    "expected seq 1, 2, 3, 4, 5 in order, got {seqs:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn count_sends_exactly_that_many_then_exits_cleanly() {
+        bounded(LIMIT, || {
+            let peer = UdpPeer::bind();
+            let mut c = client(
+                &[&peer],
+                &["--node", "a", "--interval", "20ms", "--count", "4"],
+            );
+            receive_beats(&mut c, &peer, 4, PROMPT);
+            match c.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => c.fail(format_args!(
+                    "expected exit status 0 after --count 4, got {status}"
+                )),
+                None => c.fail(
+                    "expected the client to exit after --count 4 heartbeats; it is still running",
+                ),
+            }
+            if let Some((extra, _)) = peer.recv(Duration::from_millis(100)) {
+                c.fail(format_args!(
+                    "expected exactly 4 heartbeats, got a fifth: {:?}",
+                    String::from_utf8_lossy(&extra)
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn paces_heartbeats_by_the_interval() {
+        bounded(LIMIT, || {
+            let peer = UdpPeer::bind();
+            let mut c = client(
+                &[&peer],
+                &["--node", "a", "--interval", "200ms", "--count", "4"],
+            );
+            let beats = receive_beats(&mut c, &peer, 4, PROMPT);
+            for pair in beats.windows(2) {
+                let gap = pair[1].1 - pair[0].1;
+                if gap < Duration::from_millis(100) {
+                    c.fail(format_args!(
+                        "expected heartbeats about 200ms apart with --interval 200ms, two came {gap:?} apart"
+                    ));
+                }
+            }
+            let span = beats[3].1 - beats[0].1;
+            if span > Duration::from_secs(4) {
+                c.fail(format_args!("expected 4 heartbeats at 200ms intervals to span about 600ms, they took {span:?}"));
+            }
+        });
+    }
+
+    #[test]
+    fn broadcasts_every_heartbeat_to_every_server() {
+        bounded(LIMIT, || {
+            let (one, two) = (UdpPeer::bind(), UdpPeer::bind());
+            let mut c = client(
+                &[&one, &two],
+                &["--node", "b", "--interval", "30ms", "--count", "3"],
+            );
+            for peer in [&one, &two] {
+                let seqs: Vec<Value> = receive_beats(&mut c, peer, 3, PROMPT)
+                    .into_iter()
+                    .map(|(b, _)| b["seq"].clone())
+                    .collect();
+                if seqs != [1, 2, 3] {
+                    c.fail(format_args!(
+                        "expected server {} to get seq 1, 2, 3, got {seqs:?}",
+                        peer.addr()
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn meta_travels_with_every_heartbeat() {
+        bounded(LIMIT, || {
+            let peer = UdpPeer::bind();
+            let args = [
+                "--node",
+                "m",
+                "--interval",
+                "20ms",
+                "--count",
+                "2",
+                "--meta",
+                "version=1.2",
+                "--meta",
+                "role=web",
+            ];
+            let mut c = client(&[&peer], &args);
+            for (beat, _) in receive_beats(&mut c, &peer, 2, PROMPT) {
+                if beat["meta"] != json!({ "version": "1.2", "role": "web" }) {
+                    c.fail(format_args!(
+                        "expected \"meta\":{{\"version\":\"1.2\",\"role\":\"web\"}} with --meta version=1.2 --meta role=web, got {beat}"
+                    ));
+                }
+            }
+        });
+    }
+}
+
+mod stage2_membership {
+    use super::*;
+
+    #[test]
+    fn announces_a_new_node_once() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            let before = now_ms();
+            s.beat("web-1", 1);
+            let joined = s.expect_event("joined", "web-1", PROMPT);
+            let at = joined["at_ms"].as_u64().unwrap_or(0);
+            if joined["addr"] != s.peer.addr().to_string()
+                || at + 5_000 < before
+                || at > now_ms() + 5_000
+            {
+                s.program.fail(format_args!(
+                    "expected the joined event to carry \"addr\":\"{}\" and at_ms near {before}, got {joined}",
+                    s.peer.addr()
+                ));
+            }
+            for seq in 2..=5 {
+                s.beat("web-1", seq);
+            }
+            s.beat("web-2", 1);
+            let next = s.next_event(PROMPT);
+            if next["event"] != "joined" || next["node"] != "web-2" {
+                s.program.fail(format_args!(
+                    "after web-1's heartbeats 2 to 5 and web-2's first, expected the next event to be web-2 joining, got {next}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn answers_status_over_udp() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            for (node, beats) in [("b", 2), ("a", 3)] {
+                for seq in 1..=beats {
+                    s.beat(node, seq);
+                }
+            }
+            let page = s.status_page(None);
+            let rows: Vec<(Value, Value, Value, Value)> = page["nodes"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .map(|r| {
+                            (
+                                r["node"].clone(),
+                                r["state"].clone(),
+                                r["received"].clone(),
+                                r["last_seq"].clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let expected = vec![
+                (json!("a"), json!("alive"), json!(3), json!(3)),
+                (json!("b"), json!("alive"), json!(2), json!(2)),
+            ];
+            if rows != expected || !page["server"].is_object() || !page["next"].is_null() {
+                s.program.fail(format_args!(
+                    "expected one page with nodes a (alive, received 3, last_seq 3) and b (alive, 2, 2) in id order, a server object and \"next\":null; got {page}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn status_command_prints_json() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            for (node, beats) in [("x", 1), ("y", 4)] {
+                for seq in 1..=beats {
+                    s.beat(node, seq);
+                }
+            }
+            s.expect_event("joined", "y", PROMPT);
+            let addr = s.addr.to_string();
+            let out = run_to_end(&["status", "--server", &addr, "--json"], PROMPT * 2);
+            let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| {
+                s.program.fail(format_args!(
+                    "expected `status --json` to print one JSON document, got {out:?} ({e})"
+                ))
+            });
+            let received: Vec<(Value, Value)> = doc["nodes"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .map(|r| (r["node"].clone(), r["received"].clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if received != [(json!("x"), json!(1)), (json!("y"), json!(4))]
+                || doc["server"]["nodes"] != 2
+            {
+                s.program.fail(format_args!(
+                    "expected nodes x (received 1) and y (received 4), server.nodes 2; got {doc}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn status_command_prints_a_table() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            s.beat("alpha", 1);
+            s.beat("beta", 1);
+            s.expect_event("joined", "beta", PROMPT);
+            let addr = s.addr.to_string();
+            let out = run_to_end(&["status", "--server", &addr], PROMPT * 2);
+            let header = out.lines().next().unwrap_or("");
+            let row = |node: &str| {
+                out.lines()
+                    .any(|l| l.split_whitespace().next() == Some(node) && l.contains("alive"))
+            };
+            let has_header = header.contains("NODE") && header.contains("STATE");
+            if !has_header || !row("alpha") || !row("beta") {
+                s.program.fail(format_args!(
+                    "expected a table: a header with NODE and STATE, then a row per node starting with its id and showing `alive`; got:\n{out}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn sigterm_shuts_the_server_down_cleanly() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            s.beat("a", 1);
+            s.expect_event("joined", "a", PROMPT);
+            s.program.terminate();
+            match s.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => s.program.fail(format_args!(
+                    "expected exit status 0 after SIGTERM, got {status}"
+                )),
+                None => s
+                    .program
+                    .fail("expected the server to exit after SIGTERM; it is still running"),
+            }
+        });
+    }
+}
+
+mod stage3_detection {
+    use super::*;
+
+    const TIMEOUT_MS: u64 = 300;
+    const CHECK_MS: u64 = 50;
+
+    fn server() -> Server {
+        Server::start(&["--timeout", "300ms", "--check-interval", "50ms"])
+    }
+
+    #[test]
+    fn a_silent_node_is_declared_dead_in_time() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            s.beat("quiet", 1);
+            let last = Instant::now();
+            s.expect_event("joined", "quiet", PROMPT);
+            let dead = s.expect_event("dead", "quiet", PROMPT);
+            let after = last.elapsed();
+            let silent = dead["silent_ms"].as_u64().unwrap_or(0);
+            if after < Duration::from_millis(TIMEOUT_MS) || silent < TIMEOUT_MS {
+                s.program.fail(format_args!(
+                    "expected `dead` no sooner than --timeout {TIMEOUT_MS}ms after the last heartbeat; it came after {after:?}: {dead}"
+                ));
+            }
+            // The contract's bound is timeout + one check period; the rest is slack for a busy machine.
+            if after > Duration::from_millis(TIMEOUT_MS + CHECK_MS + 2_000) {
+                s.program.fail(format_args!(
+                    "expected `dead` within --timeout + --check-interval ({}ms) of the last heartbeat, it took {after:?}",
+                    TIMEOUT_MS + CHECK_MS
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_node_that_keeps_sending_stays_alive() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "500ms", "--check-interval", "50ms"]);
+            s.beat("quiet", 1);
+            let mut seq = 0;
+            let mut quiet_dead = false;
+            let started = Instant::now();
+            // Keep beating for a while after quiet's death too: steady must outlive it by more
+            // than one timeout.
+            while !(quiet_dead && seq > 25) {
+                seq += 1;
+                s.beat("steady", seq);
+                if let Some(line) = s.program.next_line(Duration::from_millis(50)) {
+                    let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    if event["event"] == "dead" && event["node"] == "steady" {
+                        s.program.fail(format_args!("node steady sent a heartbeat every 50ms with --timeout 500ms and was declared dead: {line}"));
+                    }
+                    quiet_dead |= event["event"] == "dead" && event["node"] == "quiet";
+                }
+                if started.elapsed() > PROMPT {
+                    s.program.fail("expected node quiet, silent after one heartbeat, to be declared dead within 5s");
+                }
+                s.program.assert_running("receiving heartbeats");
+            }
+            let row = s.node("steady");
+            if row["state"] != "alive" {
+                s.program
+                    .fail(format_args!("expected steady to be alive, got {row}"));
+            }
+        });
+    }
+
+    #[test]
+    fn status_shows_the_dead() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            s.beat("gone", 1);
+            s.expect_event("dead", "gone", PROMPT);
+            let (server, nodes) = s.status();
+            if nodes.len() != 1
+                || nodes[0]["state"] != "dead"
+                || server["dead"] != 1
+                || server["alive"] != 0
+            {
+                s.program.fail(format_args!(
+                    "expected node gone with state dead, and server.dead 1, server.alive 0; got server {server} and nodes {nodes:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn death_is_announced_once() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            s.beat("first", 1);
+            s.expect_event("dead", "first", PROMPT);
+            s.beat("marker", 1);
+            s.expect_event("joined", "marker", PROMPT);
+            let next = s.next_event(PROMPT);
+            if next["event"] != "dead" || next["node"] != "marker" {
+                s.program.fail(format_args!(
+                    "after first's death, only marker's death was due next (first stayed silent), got {next}"
+                ));
+            }
+        });
+    }
+}
+
+mod stage4_sequences {
+    use super::*;
+
+    fn server() -> Server {
+        Server::start(&["--timeout", "10s"])
+    }
+
+    fn counts(row: &Value) -> [u64; 5] {
+        ["received", "lost", "duplicates", "reordered", "restarts"]
+            .map(|k| row[k].as_u64().unwrap_or(u64::MAX))
+    }
+
+    fn check(seqs: &[u64], expected: [u64; 5], last_seq: u64) {
+        let mut s = server();
+        for &seq in seqs {
+            s.beat("n", seq);
+        }
+        let what = format!(
+            "after seqs {seqs:?}: received, lost, duplicates, reordered, restarts = {expected:?} and last_seq {last_seq}"
+        );
+        s.node_until("n", &what, |row| {
+            counts(row) == expected && row["last_seq"] == last_seq
+        });
+    }
+
+    #[test]
+    fn a_dead_node_that_returns_has_recovered() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "300ms", "--check-interval", "20ms"]);
+            s.beat("phoenix", 1);
+            s.expect_event("dead", "phoenix", PROMPT);
+            s.beat("phoenix", 2);
+            let event = s.expect_event("recovered", "phoenix", PROMPT);
+            if event["addr"] != s.peer.addr().to_string()
+                || !event["down_ms"].is_u64()
+                || !event["at_ms"].is_u64()
+            {
+                s.program.fail(format_args!(
+                    "expected a recovered event with addr, at_ms and down_ms, got {event}"
+                ));
+            }
+            // Recovered means alive: silent again, it must die again.
+            s.expect_event("dead", "phoenix", PROMPT);
+        });
+    }
+
+    #[test]
+    fn gaps_count_as_lost() {
+        bounded(LIMIT, || check(&[1, 2, 5], [3, 2, 0, 0, 0], 5));
+    }
+
+    #[test]
+    fn duplicates_are_counted_but_not_received() {
+        bounded(LIMIT, || check(&[1, 2, 2, 3, 3, 1], [3, 0, 3, 0, 0], 3));
+    }
+
+    #[test]
+    fn a_late_heartbeat_fills_its_gap() {
+        bounded(LIMIT, || check(&[1, 3, 2, 6, 4], [5, 1, 0, 2, 0], 6));
+    }
+
+    #[test]
+    fn a_restarted_client_is_recognised() {
+        bounded(LIMIT, || {
+            let mut seqs: Vec<u64> = (1..=100).collect();
+            seqs.extend([1, 2, 3]);
+            check(&seqs, [103, 0, 0, 0, 1], 3);
+        });
+    }
+}
+
+mod stage5_hostile {
+    use super::*;
+
+    fn expect_clean(s: &mut Server, rejected: u64, good: &[(&str, u64)]) {
+        let (server, nodes) = s.status();
+        let got: Vec<(Value, Value)> = nodes
+            .iter()
+            .map(|n| (n["node"].clone(), n["received"].clone()))
+            .collect();
+        let want: Vec<(Value, Value)> = good.iter().map(|(n, r)| (json!(n), json!(r))).collect();
+        if server["rejected"] != rejected || got != want {
+            s.program.fail(format_args!(
+                "expected rejected {rejected} and only the good nodes {want:?}; got server {server} and nodes {got:?}"
+            ));
+        }
+    }
+
+    #[test]
+    fn malformed_datagrams_are_counted_and_ignored() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            s.beat("good", 1);
+            let bad: Vec<Vec<u8>> = vec![
+                b"".to_vec(),
+                vec![0xff, 0xfe, 0x00, 0x7b],
+                b"hello".to_vec(),
+                b"[1,2,3]".to_vec(),
+                br#"{"node":"x"}"#.to_vec(),
+                br#"{"node":"x","seq":"1","sent_ms":1}"#.to_vec(),
+                br#"{"node":"x","seq":-1,"sent_ms":1}"#.to_vec(),
+                br#"{"node":7,"seq":1,"sent_ms":1}"#.to_vec(),
+                br#"{"node":"x","seq":1,"sent_ms":1,"extra":true}"#.to_vec(),
+                br#"{"node":"x","seq":1,"sent_ms":1,"meta":"not an object"}"#.to_vec(),
+                br#"{"op":"stats"}"#.to_vec(),
+                br#"{"node":"x","seq":1,"sent_ms":1"#.to_vec(),
+            ];
+            for datagram in &bad {
+                s.peer.send(s.addr, datagram);
+            }
+            s.beat("good", 2);
+            expect_clean(&mut s, bad.len() as u64, &[("good", 2)]);
+        });
+    }
+
+    #[test]
+    fn bad_node_ids_are_rejected() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            let long = "n".repeat(65);
+            let ids = [
+                "",
+                long.as_str(),
+                "two words",
+                "tab\there",
+                "nul\u{0}",
+                "bell\u{7}",
+            ];
+            for id in ids {
+                s.beat(id, 1);
+            }
+            s.beat("ok", 1);
+            let first = s.next_event(PROMPT);
+            if first["node"] != "ok" {
+                s.program.fail(format_args!(
+                    "expected the bad node ids {ids:?} to be rejected, but got the event {first}"
+                ));
+            }
+            expect_clean(&mut s, ids.len() as u64, &[("ok", 1)]);
+        });
+    }
+
+    #[test]
+    fn the_datagram_size_limit_is_exact() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            // A heartbeat padded through `meta` to exactly 1024 bytes is fine; one byte more is not.
+            let padded = |node: &str, len: usize| {
+                let base = json!({ "node": node, "seq": 1, "sent_ms": 1, "meta": { "pad": "" } })
+                    .to_string();
+                let pad = "p".repeat(len - base.len());
+                json!({ "node": node, "seq": 1, "sent_ms": 1, "meta": { "pad": pad } }).to_string()
+            };
+            let fits = padded("fits", 1024);
+            let over = padded("over", 1025);
+            assert_eq!((fits.len(), over.len()), (1024, 1025));
+            s.peer.send(s.addr, over.as_bytes());
+            s.peer.send(s.addr, fits.as_bytes());
+            expect_clean(&mut s, 1, &[("fits", 1)]);
+        });
+    }
+
+    #[test]
+    fn a_status_flood_does_not_disturb_tracking() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            s.beat("a", 1);
+            let flood = UdpPeer::bind();
+            for _ in 0..5_000 {
+                flood.send_json(s.addr, &json!({ "op": "status" }));
+            }
+            // A reply to this peer means the server has worked through the flood queued before it.
+            s.status_page(None);
+            for seq in 2..=5 {
+                s.beat("a", seq);
+            }
+            s.node_until("a", "received 5 after the flood", |row| {
+                row["received"] == 5
+            });
+            let (server, _) = s.status();
+            if server["status_requests"].as_u64().unwrap_or(0) < 100 || server["rejected"] != 0 {
+                s.program.fail(format_args!(
+                    "expected the flood counted in status_requests (100 or more) and nothing rejected, got {server}"
+                ));
+            }
+        });
+    }
+}
+
+mod stage6_scale {
+    use super::*;
+
+    const NODES: usize = 1_000;
+
+    fn name(i: usize) -> String {
+        format!("node-{i:04}")
+    }
+
+    /// Sends one heartbeat for each node in `range` at `seq`, paced so that the server's socket
+    /// buffer never overflows (UDP drops what does not fit, and this test is about the server,
+    /// not about loss).
+    fn beat_all(s: &Server, peers: &[UdpPeer], range: std::ops::Range<usize>, seq: u64) {
+        for (k, i) in range.enumerate() {
+            s.beat_from(&peers[i % peers.len()], &name(i), seq);
+            if k % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Registers every node, resending to any the server has not counted.
+    fn register(s: &mut Server, peers: &[UdpPeer]) {
+        beat_all(s, peers, 0..NODES, 1);
+        let counted = poll_until(PROMPT, Duration::from_millis(50), || {
+            let (server, _) = s.status();
+            (server["nodes"] == NODES).then_some(())
+        });
+        if counted.is_none() {
+            beat_all(s, peers, 0..NODES, 1);
+            let (server, _) = s.status();
+            if server["nodes"] != NODES {
+                s.program.fail(format_args!(
+                    "sent heartbeats for {NODES} nodes (twice), status says {server}"
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn a_thousand_nodes_are_tracked() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "30s"]);
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            register(&mut s, &peers);
+            let addr = s.addr.to_string();
+            let out = run_to_end(&["status", "--server", &addr, "--json"], PROMPT * 2);
+            let doc: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+            let ids: Vec<String> = doc["nodes"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .filter(|r| r["state"] == "alive")
+                        .filter_map(|r| r["node"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let expected: Vec<String> = (0..NODES).map(name).collect();
+            if ids != expected {
+                s.program.fail(format_args!(
+                    "expected `status --json` to list all {NODES} nodes alive, in id order (node-0000 to node-0999), over several pages; got {} alive nodes: first {:?}",
+                    ids.len(),
+                    ids.iter().take(5).collect::<Vec<_>>()
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn exactly_the_silent_hundred_die() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "800ms", "--check-interval", "50ms"]);
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            register(&mut s, &peers);
+            let mut dead: Vec<String> = Vec::new();
+            let mut seq = 1;
+            let started = Instant::now();
+            while dead.len() < 100 {
+                seq += 1;
+                beat_all(&s, &peers, 100..NODES, seq);
+                let window = Instant::now() + Duration::from_millis(150);
+                while let Some(line) = s
+                    .program
+                    .next_line(window.saturating_duration_since(Instant::now()))
+                {
+                    let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    if event["event"] == "dead" {
+                        dead.push(event["node"].as_str().unwrap_or("?").to_owned());
+                    }
+                }
+                s.program
+                    .assert_running("receiving heartbeats from 900 nodes");
+                if started.elapsed() > Duration::from_secs(15) {
+                    break;
+                }
+            }
+            dead.sort();
+            let expected: Vec<String> = (0..100).map(name).collect();
+            if dead != expected {
+                s.program.fail(format_args!(
+                    "expected exactly node-0000 to node-0099 (silent) to die while node-0100 to node-0999 kept sending; {} died: {:?}",
+                    dead.len(),
+                    dead.iter().take(10).collect::<Vec<_>>()
+                ));
+            }
+            let (server, _) = s.status();
+            if server["dead"] != 100 || server["alive"] != 900 {
+                s.program.fail(format_args!(
+                    "expected server.dead 100 and server.alive 900, got {server}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn two_dozen_real_clients() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "1s", "--check-interval", "50ms"]);
+            let addr = s.addr.to_string();
+            let mut clients: Vec<Program> = (0..24)
+                .map(|i| {
+                    let node = format!("client-{i:02}");
+                    Program::start(
+                        &bin(),
+                        &[
+                            "client",
+                            "--server",
+                            &addr,
+                            "--node",
+                            &node,
+                            "--interval",
+                            "100ms",
+                        ],
+                    )
+                })
+                .collect();
+            let all = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+                let (server, _) = s.status();
+                (server["alive"] == 24).then_some(())
+            });
+            if all.is_none() {
+                for c in &mut clients {
+                    if c.exited().is_some() {
+                        c.fail("a client ended while it should be sending heartbeats");
+                    }
+                }
+                let (server, _) = s.status();
+                s.program.fail(format_args!(
+                    "expected 24 alive nodes from 24 running clients, got {server}"
+                ));
+            }
+            clients.truncate(20);
+            for i in 20..24 {
+                s.expect_event("dead", &format!("client-{i:02}"), Duration::from_secs(10));
+            }
+            let (server, _) = s.status();
+            if server["alive"] != 20 || server["dead"] != 4 {
+                s.program.fail(format_args!(
+                    "expected 20 alive and 4 dead after stopping 4 clients, got {server}"
+                ));
+            }
+        });
+    }
+}
+
+mod stage7_phi {
+    use super::*;
+
+    fn server() -> Server {
+        Server::start(&[
+            "--detector",
+            "phi",
+            "--threshold",
+            "8",
+            "--timeout",
+            "5s",
+            "--check-interval",
+            "20ms",
+        ])
+    }
+
+    #[test]
+    fn phi_declares_a_regular_node_dead_long_before_the_timeout() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            for seq in 1..=15 {
+                s.beat("regular", seq);
+                // The rhythm itself is what phi learns: a heartbeat every 100ms.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let last = Instant::now();
+            s.expect_event("dead", "regular", Duration::from_secs(8));
+            let after = last.elapsed();
+            if after > Duration::from_secs(3) {
+                s.program.fail(format_args!(
+                    "with --detector phi, a node beating every 100ms should be dead well before the 5s timeout once silent; it took {after:?}"
+                ));
+            }
+            let (server, _) = s.status();
+            if server["detector"] != "phi" {
+                s.program.fail(format_args!(
+                    "expected server.detector \"phi\", got {server}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn phi_keeps_a_steady_node_alive() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            let mut seq = 0;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(2) {
+                seq += 1;
+                s.beat("steady", seq);
+                if let Some(line) = s.program.next_line(Duration::from_millis(100)) {
+                    let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    if event["event"] == "dead" {
+                        s.program.fail(format_args!(
+                            "a node beating every 100ms was declared dead by phi (threshold 8): {line}"
+                        ));
+                    }
+                }
+                s.program.assert_running("receiving heartbeats");
+            }
+            let row = s.node("steady");
+            if row["state"] != "alive" || row["received"].as_u64().unwrap_or(0) < 5 {
+                s.program.fail(format_args!(
+                    "expected steady alive with its heartbeats counted, got {row}"
+                ));
+            }
+        });
+    }
+}

@@ -1,0 +1,292 @@
+//! A running program under test.
+//!
+//! Its stdout is read line by line on a thread of its own, its stderr is kept whole, and it is
+//! killed when the test lets go of it, whether the test passed or panicked.
+
+use std::fmt::Display;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a program may take to print its `listening on ADDR` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most stderr a diagnosis quotes, in lines.
+const STDERR_TAIL: usize = 25;
+
+/// A child process with its output captured.
+pub struct Program {
+    label: String,
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    /// Every stdout line taken so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Program {
+    /// Starts `binary` with `args`, stdin closed, stdout and stderr captured.
+    ///
+    /// # Panics
+    /// When the binary cannot be started at all.
+    pub fn start(binary: &Path, args: &[&str]) -> Program {
+        let label = format!(
+            "`{} {}`",
+            binary.file_name().map_or_else(
+                || binary.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            ),
+            args.join(" ")
+        );
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A panic in the program under test should read as one line, not a backtrace.
+            .env("RUST_BACKTRACE", "0")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        // Bounded: a program cannot print faster than the test reads for long, and tests read
+        // every line they wait for.
+        let (tx, lines) = mpsc::sync_channel(100_000);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let stderr_reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let mut buf = sink.lock().unwrap_or_else(|p| p.into_inner());
+                buf.extend_from_slice(&chunk[..n]);
+                // Keep the last half megabyte or so: a program logging in a loop must not eat
+                // the test's memory, and the end (where a panic is) matters most.
+                if buf.len() > 1 << 20 {
+                    let cut = buf.len() - (1 << 19);
+                    buf.drain(..cut);
+                }
+            }
+        });
+        Program {
+            label,
+            child,
+            lines,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the first stdout line, which must be exactly `listening on ADDR`, and returns
+    /// ADDR.
+    #[track_caller]
+    pub fn listening(&mut self) -> SocketAddr {
+        let Some(line) = self.next_line(START_TIMEOUT) else {
+            self.fail(format_args!(
+                "expected the first stdout line `listening on ADDR` within {START_TIMEOUT:?}, \
+                 but none came"
+            ))
+        };
+        match line.strip_prefix("listening on ").map(str::parse) {
+            Some(Ok(addr)) => addr,
+            _ => self.fail(format_args!(
+                "expected the first stdout line to be `listening on ADDR` (e.g. `listening on \
+                 127.0.0.1:40123`), got {line:?}"
+            )),
+        }
+    }
+
+    /// The next stdout line, or `None` if none comes within `timeout` or stdout closed.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Reads stdout lines until one is a JSON object for which `wanted` holds, and returns it.
+    /// Lines that are not JSON, or do not match, are skipped (and quoted if nothing matches).
+    ///
+    /// # Panics
+    /// With a full diagnosis when no such line comes within `timeout`.
+    #[track_caller]
+    pub fn expect_json(
+        &mut self,
+        what: impl Display,
+        timeout: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let first = self.seen.len();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(line) = self.next_line(left) else {
+                let skipped = &self.seen[first..];
+                let came = if skipped.is_empty() {
+                    "nothing came".to_owned()
+                } else {
+                    format!("these lines came instead:\n    {}", skipped.join("\n    "))
+                };
+                self.fail(format_args!(
+                    "expected on stdout, within {timeout:?}: {what}\n  {came}"
+                ));
+            };
+            if let Ok(value) = serde_json::from_str::<Value>(&line)
+                && wanted(&value)
+            {
+                return value;
+            }
+        }
+    }
+
+    /// The stdout lines taken so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// The exit status, if the program has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Panics with a diagnosis if the program has ended.
+    #[track_caller]
+    pub fn assert_running(&mut self, doing: impl Display) {
+        if self.exited().is_some() {
+            self.fail(format_args!("the program ended while {doing}"));
+        }
+    }
+
+    /// Waits up to `timeout` for the program to end.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends SIGTERM, as a service manager would.
+    pub fn terminate(&mut self) {
+        // The `kill` command keeps the suite free of unsafe code and of a libc binding.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Everything the program wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        let buf = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// What a learner needs to know about the program's state: whether it ended and how, the
+    /// panic that ended it, and the tail of its stderr.
+    pub fn diagnosis(&mut self) -> String {
+        // A program that just died may still be flushing stderr: give it a moment, bounded.
+        if self.wait_exit(Duration::from_millis(300)).is_some()
+            && let Some(reader) = self.stderr_reader.take()
+        {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let stderr = self.stderr();
+        let mut out = String::new();
+        if let Some(panic) = panic_summary(&stderr) {
+            out.push_str(&format!("your program panicked: {panic}\n"));
+        }
+        match self.exited() {
+            Some(status) => out.push_str(&format!("{} exited ({status})\n", self.label)),
+            None => out.push_str(&format!("{} is still running\n", self.label)),
+        }
+        let lines: Vec<&str> = stderr.lines().collect();
+        if lines.is_empty() {
+            out.push_str("its stderr is empty\n");
+        } else {
+            let tail = &lines[lines.len().saturating_sub(STDERR_TAIL)..];
+            out.push_str(&format!(
+                "its stderr (last {} lines):\n    {}\n",
+                tail.len(),
+                tail.join("\n    ")
+            ));
+        }
+        out
+    }
+
+    /// Panics with `message` followed by the [`diagnosis`](Self::diagnosis).
+    #[track_caller]
+    pub fn fail(&mut self, message: impl Display) -> ! {
+        let diagnosis = self.diagnosis();
+        panic!("{message}\n{diagnosis}");
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `MESSAGE at FILE:LINE:COL` from Rust's panic report (`thread 'main' panicked at
+/// FILE:LINE:COL:` then MESSAGE on the next line), if stderr holds one.
+pub fn panic_summary(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines();
+    while let Some(line) = lines.next() {
+        if let Some(at) = line.split(" panicked at ").nth(1) {
+            let place = at.trim_end_matches(':');
+            let message = lines.next().unwrap_or("").trim();
+            return Some(format!("{message} at {place}"));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_summary;
+
+    #[test]
+    fn finds_the_panic() {
+        let stderr = "listening\nthread 'main' (42) panicked at exercises/01-heartbeat/src/server.rs:80:5:\nnot yet implemented\nnote: run with\n";
+        assert_eq!(
+            panic_summary(stderr).unwrap(),
+            "not yet implemented at exercises/01-heartbeat/src/server.rs:80:5"
+        );
+        assert_eq!(panic_summary("all fine\n"), None);
+    }
+}
