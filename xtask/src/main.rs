@@ -1,1 +1,178 @@
-fn main() {}
+//! The workbook's grader and maintenance tool, run as `cargo xtask <command>`.
+//!
+//! # Layout
+//! - [`projects`]: the ten projects and where their pieces live.
+//! - [`tree`]: which tree is graded (exercises, solutions, a copy) and building its binary.
+//! - [`check`]: `check`: run the shared suite against a tree and report by stage.
+//! - [`libtest`]: reading libtest's output. [`report`]: text, markdown and JSON reports.
+//! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
+//! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
+//! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
+
+mod api;
+mod bench;
+mod book;
+mod check;
+mod hints;
+mod libtest;
+mod list;
+mod projects;
+mod report;
+mod run;
+mod tree;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::check::Format;
+use crate::tree::Tree;
+
+/// The distributed-infrastructure workbook's grader.
+///
+/// Work on a project in exercises/, then `cargo xtask check <project>` to see which stages pass.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Grade a project (or --all) with the shared test suite, stage by stage.
+    Check {
+        /// The project: its name (`heartbeat`) or number (`1`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        project: Option<String>,
+        /// Grade every project that exists.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// How to print the report.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Exit 0 even when tests fail (for CI that reports progress without failing).
+        #[arg(long)]
+        no_fail: bool,
+    },
+    /// List the ten projects, with your progress on each.
+    List {
+        /// Do not grade your exercises (faster).
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Show the hints for a project's stage, or its list of stages.
+    Hint {
+        /// The project: its name or number.
+        project: String,
+        /// The stage number.
+        stage: Option<u32>,
+    },
+    /// Build a project's binary and run it with ARGS.
+    Run {
+        /// The project: its name or number.
+        project: String,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Arguments for the binary (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a project's criterion benchmarks against a release build of the chosen tree.
+    Bench {
+        /// The project: its name or number.
+        project: String,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Arguments for criterion (after `--`), e.g. a benchmark name filter.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build the book (installing mdbook if needed) and check its links; --serve to read it.
+    Book {
+        /// Serve it on http://127.0.0.1:3000, rebuilding on change.
+        #[arg(long)]
+        serve: bool,
+        /// Open it in a browser.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Check the workbook itself: fmt, clippy, APIs, solutions pass, stubs fail, book builds.
+    Verify,
+}
+
+/// Which tree to use: the exercises by default.
+#[derive(Debug, Args)]
+struct TreeArgs {
+    /// Use the reference solutions instead of your exercises.
+    #[arg(long, conflicts_with = "dir")]
+    solutions: bool,
+    /// Use a directory laid out like exercises/ (e.g. a student's copy).
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+}
+
+impl TreeArgs {
+    fn tree(self) -> Result<Tree> {
+        let dir = match self.dir {
+            Some(dir) => Some(std::path::absolute(&dir)?),
+            None => None,
+        };
+        Ok(Tree::from_flags(self.solutions, dir))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    let root = tree::root();
+    match command {
+        Command::Check {
+            project,
+            all: _,
+            tree,
+            format,
+            no_fail,
+        } => {
+            let passed = check::run(&root, project.as_deref(), &tree.tree()?, format)?;
+            Ok(if passed || no_fail {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::List { no_progress } => {
+            list::run(&root, no_progress);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hint { project, stage } => {
+            hints::run(&root, &project, stage).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Run {
+            project,
+            tree,
+            args,
+        } => run::run(&root, &project, &tree.tree()?, &args),
+        Command::Bench {
+            project,
+            tree,
+            args,
+        } => bench::run(&root, &project, &tree.tree()?, &args).map(|()| ExitCode::SUCCESS),
+        Command::Book { serve, open } => book::run(&root, serve, open).map(|()| ExitCode::SUCCESS),
+        Command::Verify => verify::run(&root).map(|()| ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,178 @@
+//! `cargo xtask check`: build a tree's binary, run the shared suite against it, report by stage.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+
+use crate::hints::{self, Stage};
+use crate::libtest::{self, TestOutcome};
+use crate::projects::{self, PROJECTS, Project};
+use crate::report::{self, ProjectReport, StageReport, Style};
+use crate::tree::{Tree, cargo};
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a terminal.
+    Text,
+    /// GitHub-flavoured markdown, for a CI job summary.
+    Markdown,
+    /// One JSON document.
+    Json,
+}
+
+/// Grades one project, or all of them, and prints the report. Returns whether everything graded
+/// passed.
+pub fn run(root: &Path, project: Option<&str>, tree: &Tree, format: Format) -> Result<bool> {
+    let reports = match project {
+        Some(name) => vec![grade(root, &projects::find_existing(name, root)?, tree)],
+        None => PROJECTS
+            .iter()
+            .map(|p| {
+                if p.exists(root) {
+                    grade(root, p, tree)
+                } else {
+                    coming(p, tree)
+                }
+            })
+            .collect(),
+    };
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let out = match format {
+        Format::Text => report::text(&reports, Style { color }),
+        Format::Markdown => report::markdown(&reports),
+        Format::Json => report::json(&reports),
+    };
+    print!("{out}");
+    Ok(reports
+        .iter()
+        .filter(|r| !r.coming)
+        .all(ProjectReport::all_passed))
+}
+
+/// The report of a project not written yet.
+pub fn coming(project: &Project, tree: &Tree) -> ProjectReport {
+    ProjectReport {
+        number: project.number,
+        slug: project.slug.to_owned(),
+        title: project.title.to_owned(),
+        tree: tree.label(),
+        coming: true,
+        error: None,
+        stages: Vec::new(),
+    }
+}
+
+/// Grades `project` on `tree`: never fails, a build or suite error becomes the report's `error`.
+pub fn grade(root: &Path, project: &Project, tree: &Tree) -> ProjectReport {
+    let mut report = coming(project, tree);
+    report.coming = false;
+    match run_suite(root, project, tree) {
+        Ok(outcomes) => report.stages = by_stage(outcomes, &hints::stages(root, project)),
+        Err(e) => report.error = Some(format!("{e:#}")),
+    }
+    report
+}
+
+/// Builds the tree's binary and runs the project's suite against it.
+pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<TestOutcome>> {
+    eprintln!("building {} from {}...", project.slug, tree.label());
+    let binary = tree.build(root, project, false)?;
+    eprintln!(
+        "running the {} suite against {}...",
+        project.slug,
+        tree.label()
+    );
+    let output = cargo()
+        .current_dir(root)
+        .args([
+            "test",
+            "--quiet",
+            "--package",
+            "workbook-suite",
+            "--test",
+            project.slug,
+        ])
+        .args(["--", "--test-threads=2", "--format", "pretty"])
+        .env(project.bin_env_var(), &binary)
+        .env("WORKBOOK_TREE", tree.label())
+        // The messages that matter are the tests' own; backtraces would bury them.
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        // Cargo's progress and compile errors go straight to the user; libtest's report is read.
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo test")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let outcomes = libtest::parse(&stdout);
+    if outcomes.is_empty() {
+        anyhow::bail!(
+            "the {} suite ran no test ({}; cargo's messages are above):\n{}",
+            project.slug,
+            output.status,
+            stdout.trim()
+        );
+    }
+    Ok(outcomes)
+}
+
+/// Groups outcomes into the stages `hints.md` names, by the `stageN_` prefix of each test's
+/// module. A stage with no hints entry is titled after its module.
+pub fn by_stage(outcomes: Vec<TestOutcome>, stages: &[Stage]) -> Vec<StageReport> {
+    let mut grouped: BTreeMap<u32, (String, Vec<TestOutcome>)> = BTreeMap::new();
+    for outcome in outcomes {
+        let module = outcome.name.split("::").next().unwrap_or("").to_owned();
+        let number = module
+            .strip_prefix("stage")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        grouped
+            .entry(number)
+            .or_insert_with(|| (module, Vec::new()))
+            .1
+            .push(outcome);
+    }
+    grouped
+        .into_iter()
+        .map(|(number, (module, mut tests))| {
+            tests.sort_by(|a, b| a.name.cmp(&b.name));
+            let stage = stages.iter().find(|s| s.number == number);
+            StageReport {
+                number,
+                title: stage.map_or(module, |s| s.title.clone()),
+                hint: stage.map(Stage::first_hint).unwrap_or_default(),
+                tests,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_by_stage_prefix_in_order() {
+        let t = |name: &str| TestOutcome {
+            name: name.into(),
+            passed: true,
+            message: None,
+        };
+        let stages = hints::parse("## Stage 2: Track\nUse a map.\n");
+        let grouped = by_stage(
+            vec![t("stage2_b::y"), t("stage1_a::x"), t("stage2_b::a")],
+            &stages,
+        );
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(
+            (grouped[0].number, grouped[0].title.as_str()),
+            (1, "stage1_a")
+        );
+        assert_eq!(grouped[1].title, "Track");
+        assert_eq!(grouped[1].tests[0].name, "stage2_b::a");
+    }
+}

@@ -1,0 +1,228 @@
+//! `cargo xtask verify`: checks the workbook itself, the way rustlings' `dev check` does. This is
+//! the repository's test command, and what CI runs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::check;
+use crate::projects::{PROJECTS, Project};
+use crate::report::{self, Style};
+use crate::tree::{Tree, cargo};
+use crate::{api, book};
+
+/// What every failing graded test must say against an untouched stub.
+pub const STUB_DIAGNOSIS: &str = "not yet implemented";
+
+/// Runs every check, stopping at the first that fails.
+pub fn run(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let projects: Vec<Project> = PROJECTS
+        .iter()
+        .copied()
+        .filter(|p| p.exists(root))
+        .collect();
+    step("formatting (cargo fmt --check)", || {
+        command(cargo().current_dir(root).args(["fmt", "--all", "--check"]))
+    })?;
+    step("lints (cargo clippy -D warnings)", || {
+        command(cargo().current_dir(root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    for project in &projects {
+        step(
+            &format!("{}: exercise mirrors solution", project.slug),
+            || mirrors(root, project),
+        )?;
+    }
+    step("unit tests (cargo test --lib --bins)", || {
+        command(cargo().current_dir(root).args([
+            "test",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--locked",
+        ]))
+    })?;
+    step("doc tests (cargo test --doc)", || {
+        command(
+            cargo()
+                .current_dir(root)
+                .args(["test", "--workspace", "--doc", "--locked"]),
+        )
+    })?;
+    for project in &projects {
+        step(
+            &format!("{}: the solution passes every test", project.slug),
+            || solution_passes(root, project),
+        )?;
+        step(
+            &format!("{}: every test fails against the stubs", project.slug),
+            || stubs_fail(root, project),
+        )?;
+    }
+    step("benchmarks compile (cargo bench --no-run)", || {
+        command(cargo().current_dir(root).args([
+            "bench",
+            "--package",
+            "workbook-suite",
+            "--no-run",
+            "--locked",
+        ]))
+    })?;
+    step("the book builds with no broken links", || {
+        let mdbook = book::ensure_mdbook()?;
+        book::build(root, &mdbook)
+    })?;
+    println!("\nverify: every check passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn step(name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("\n▸ {name}");
+    let started = Instant::now();
+    match body() {
+        Ok(()) => {
+            println!("✔ {name} ({:.1?})", started.elapsed());
+            Ok(())
+        }
+        Err(e) => {
+            println!("✘ {name} ({:.1?})", started.elapsed());
+            Err(e.context(format!("verify failed at: {name}")))
+        }
+    }
+}
+
+fn command(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Same files, same public API, and every stub still has its `todo!()`.
+fn mirrors(root: &Path, project: &Project) -> Result<()> {
+    let exercise = root.join("exercises").join(project.dir_name());
+    let solution = root.join("solutions").join(project.dir_name());
+    let (ex_files, sol_files) = (rust_files(&exercise)?, rust_files(&solution)?);
+    if ex_files != sol_files {
+        bail!(
+            "exercise and solution must hold the same files\n  exercise: {ex_files:?}\n  solution: {sol_files:?}"
+        );
+    }
+    let todos = ex_files
+        .iter()
+        .map(|f| std::fs::read_to_string(exercise.join(f)).map(|t| t.matches("todo!()").count()))
+        .sum::<std::io::Result<usize>>()?;
+    if todos == 0 {
+        bail!(
+            "{} holds no todo!(): the exercise has been solved in place",
+            exercise.display()
+        );
+    }
+    let ex_api = api::surface(&exercise.join("src"), &project.slug.replace('-', "_"))?;
+    let sol_api = api::surface(
+        &solution.join("src"),
+        &project.solution_package().replace('-', "_"),
+    )?;
+    let diff = api::diff(&ex_api, &sol_api);
+    if !diff.is_empty() {
+        bail!("the public APIs differ:\n  {}", diff.join("\n  "));
+    }
+    println!(
+        "  {} files, {} public items, {todos} todo!()s",
+        ex_files.len(),
+        sol_api.len()
+    );
+    Ok(())
+}
+
+fn rust_files(dir: &Path) -> Result<Vec<String>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(base, &path, out)?;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(
+                    path.strip_prefix(base)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn solution_passes(root: &Path, project: &Project) -> Result<()> {
+    let report = check::grade(root, project, &Tree::Solutions);
+    if !report.all_passed() {
+        print!(
+            "{}",
+            report::text(std::slice::from_ref(&report), Style { color: false })
+        );
+        bail!(
+            "the reference solution of {} fails its own suite",
+            project.slug
+        );
+    }
+    println!("  {}", report.summary());
+    Ok(())
+}
+
+fn stubs_fail(root: &Path, project: &Project) -> Result<()> {
+    let started = Instant::now();
+    let outcomes = check::run_suite(root, project, &Tree::Exercises)?;
+    let elapsed = started.elapsed();
+    let defects: Vec<String> = outcomes
+        .iter()
+        .filter_map(|t| {
+            if t.passed {
+                Some(format!(
+                    "{} passes against the stubs: it asserts nothing a stub cannot do",
+                    t.name
+                ))
+            } else if !t.message.as_deref().unwrap_or("").contains(STUB_DIAGNOSIS) {
+                Some(format!(
+                    "{} fails without the `{STUB_DIAGNOSIS}` diagnosis; it said:\n      {}",
+                    t.name,
+                    t.message.as_deref().unwrap_or("").replace('\n', "\n      ")
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !defects.is_empty() {
+        bail!(
+            "graded tests that do not fail properly against the stubs:\n  {}",
+            defects.join("\n  ")
+        );
+    }
+    println!(
+        "  all {} tests fail against the stubs with the diagnosis, in {elapsed:.1?} (building included)",
+        outcomes.len()
+    );
+    Ok(())
+}
