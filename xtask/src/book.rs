@@ -107,7 +107,11 @@ pub fn broken_links(build: &Path) -> Result<Vec<String>> {
             if target.is_empty() {
                 continue;
             }
-            let mut path = dir.join(target);
+            // A root-absolute link (mdbook's 404 page uses them) resolves from the book's root.
+            let mut path = match target.strip_prefix('/') {
+                Some(from_root) => build.join(from_root),
+                None => dir.join(target),
+            };
             if target.ends_with('/') {
                 path = path.join("index.html");
             }
