@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use proc_macro2::{Group, Ident, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::{Attribute, ImplItem, Item, Visibility};
 
@@ -73,10 +74,35 @@ fn strip_docs(attrs: &mut Vec<Attribute>) {
 }
 
 fn text(tokens: impl ToTokens, crate_name: &str) -> String {
-    tokens
-        .to_token_stream()
-        .to_string()
-        .replace(crate_name, "crate")
+    rename_crate(tokens.to_token_stream(), crate_name).to_string()
+}
+
+/// Replaces the identifier `crate_name` where it starts a path (`heartbeat::protocol`) with
+/// `crate`; a string, a longer name or a variable of the same name is left alone.
+fn rename_crate(tokens: TokenStream, crate_name: &str) -> TokenStream {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let starts_path = |i: usize| {
+        matches!(
+            (trees.get(i + 1), trees.get(i + 2)),
+            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == ':' && b.as_char() == ':'
+        )
+    };
+    trees
+        .iter()
+        .enumerate()
+        .map(|(i, tree)| match tree {
+            TokenTree::Ident(ident) if *ident == crate_name && starts_path(i) => {
+                TokenTree::Ident(Ident::new("crate", ident.span()))
+            }
+            TokenTree::Group(group) => {
+                let inner = rename_crate(group.stream(), crate_name);
+                let mut renamed = Group::new(group.delimiter(), inner);
+                renamed.set_span(group.span());
+                TokenTree::Group(renamed)
+            }
+            other => other.clone(),
+        })
+        .collect()
 }
 
 fn collect(items: &[Item], file: &str, prefix: &str, crate_name: &str, out: &mut Surface) {
@@ -218,6 +244,11 @@ mod tests {
             "my",
         );
         assert_eq!(diff(&ex, &sol), Vec::<String>::new());
+        let strings = surface_of("pub const M: &str = \"my_solution rules\";", "my_solution");
+        assert_eq!(
+            strings.values().next().unwrap(),
+            "pub const M : & str = \"my_solution rules\" ;"
+        );
         let wrong = surface_of(
             "pub fn f(x: u16) -> u8 { todo!() }\npub struct S { pub a: u8 }",
             "my",
