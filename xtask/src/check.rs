@@ -102,18 +102,21 @@ pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<Test
         // The messages that matter are the tests' own; backtraces would bury them.
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
-        // Cargo's progress and compile errors go straight to the user; libtest's report is read.
-        .stderr(Stdio::inherit())
         .output()
         .context("running cargo test")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let outcomes = libtest::parse(&stdout);
     if outcomes.is_empty() {
+        // Cargo's own messages matter only when the suite did not run (it failed to build).
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
         anyhow::bail!(
-            "the {} suite ran no test ({}; cargo's messages are above):\n{}",
+            "the {} suite ran no test ({}):\n{}\n{}",
             project.slug,
             output.status,
-            stdout.trim()
+            stdout.trim(),
+            tail.join("\n")
         );
     }
     Ok(outcomes)

@@ -192,8 +192,12 @@ pub fn markdown(reports: &[ProjectReport]) -> String {
         "## Workbook grade\n\n| # | project | tree | stages | tests | status |\n|---|---|---|---|---|---|\n",
     );
     for r in reports {
-        let (sp, st) = r.stage_counts();
-        let (tp, tt) = r.test_counts();
+        let ((sp, st), (tp, tt)) = (r.stage_counts(), r.test_counts());
+        let (stages, tests) = if r.coming {
+            ("–".to_owned(), "–".to_owned())
+        } else {
+            (format!("{sp}/{st}"), format!("{tp}/{tt}"))
+        };
         let status = match (r.coming, &r.error) {
             (true, _) => "coming".to_owned(),
             (false, Some(_)) => "❌ not graded".to_owned(),
@@ -202,7 +206,7 @@ pub fn markdown(reports: &[ProjectReport]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {sp}/{st} | {tp}/{tt} | {status} |",
+            "| {} | {} | {} | {stages} | {tests} | {status} |",
             r.number, r.slug, r.tree
         );
     }
