@@ -19,7 +19,7 @@ pub type Surface = BTreeMap<String, String>;
 /// `crate` so that two crates of different names compare equal.
 pub fn surface(src: &Path, crate_name: &str) -> Result<Surface> {
     let mut out = Surface::new();
-    for file in rust_files(src)? {
+    for file in crate::walk::files_with_extension(src, "rs")? {
         let text = std::fs::read_to_string(&file)?;
         let syntax =
             syn::parse_file(&text).with_context(|| format!("parsing {}", file.display()))?;
@@ -49,20 +49,6 @@ pub fn diff(exercise: &Surface, solution: &Surface) -> Vec<String> {
         out.push(format!("only in the exercise: {key}"));
     }
     out
-}
-
-fn rust_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            files.extend(rust_files(&path)?);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 fn is_pub(vis: &Visibility) -> bool {

@@ -99,7 +99,7 @@ fn find_mdbook() -> Option<PathBuf> {
 /// Every relative `href` or `src` in the built HTML that names a file that does not exist.
 pub fn broken_links(build: &Path) -> Result<Vec<String>> {
     let mut broken = Vec::new();
-    for page in html_files(build)? {
+    for page in crate::walk::files_with_extension(build, "html")? {
         let html = std::fs::read_to_string(&page)?;
         let dir = page.parent().unwrap_or(build);
         for link in links(&html) {
@@ -122,19 +122,6 @@ pub fn broken_links(build: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(broken)
-}
-
-fn html_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(html_files(&path)?);
-        } else if path.extension().is_some_and(|e| e == "html") {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 /// The relative link targets of `href="..."` and `src="..."` attributes.

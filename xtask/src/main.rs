@@ -8,6 +8,7 @@
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
+//! - [`walk`]: finding files under a directory.
 
 mod api;
 mod bench;
@@ -21,6 +22,7 @@ mod report;
 mod run;
 mod tree;
 mod verify;
+mod walk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

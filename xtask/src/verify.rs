@@ -149,30 +149,12 @@ fn mirrors(root: &Path, project: &Project) -> Result<()> {
     Ok(())
 }
 
+/// The `.rs` files under `dir`, as paths relative to it.
 fn rust_files(dir: &Path) -> Result<Vec<String>> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let path = entry?.path();
-            if path.file_name().is_some_and(|n| n == "target") {
-                continue;
-            }
-            if path.is_dir() {
-                walk(base, &path, out)?;
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(
-                    path.strip_prefix(base)
-                        .unwrap_or(&path)
-                        .display()
-                        .to_string(),
-                );
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out)?;
-    out.sort();
-    Ok(out)
+    Ok(crate::walk::files_with_extension(dir, "rs")?
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap_or(p).display().to_string())
+        .collect())
 }
 
 fn solution_passes(root: &Path, project: &Project) -> Result<()> {
