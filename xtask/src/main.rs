@@ -37,7 +37,7 @@ use crate::tree::Tree;
 ///
 /// Work on a project in exercises/, then `cargo xtask check <project>` to see which stages pass.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
