@@ -21,6 +21,20 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most stderr a diagnosis quotes, in lines.
 const STDERR_TAIL: usize = 25;
 
+/// Every program still running, with the name of the thread (the test) that started it: a test
+/// that overruns its time limit is abandoned, never dropped, so its programs are killed from here.
+static LIVE: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+
+/// Kills every program started by the thread named `test` that is still running.
+pub fn kill_started_by(test: &str) {
+    let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, pid) in live.iter().filter(|(owner, _)| owner == test) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
 /// A child process with its output captured.
 pub struct Program {
     label: String,
@@ -55,6 +69,10 @@ impl Program {
             .env("RUST_BACKTRACE", "0")
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let owner = std::thread::current().name().unwrap_or("").to_owned();
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((owner, child.id()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut err_pipe = child.stderr.take().expect("stderr is piped");
         // Bounded: a program cannot print faster than the test reads for long, and tests read
@@ -259,6 +277,10 @@ impl Drop for Program {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let pid = self.child.id();
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, live)| *live != pid);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -15,6 +15,10 @@ use crate::{api, book};
 
 /// What every failing graded test must say against an untouched stub.
 pub const STUB_DIAGNOSIS: &str = "not yet implemented";
+
+/// How long a whole suite may take against the stubs. A stub panics at once, so a test that
+/// notices takes milliseconds; one that waits out its deadlines instead makes a learner wait too.
+pub const STUB_RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs every check, stopping at the first that fails.
 pub fn run(root: &Path) -> Result<()> {
@@ -200,6 +204,12 @@ fn stubs_fail(root: &Path, project: &Project) -> Result<()> {
         bail!(
             "graded tests that do not fail properly against the stubs:\n  {}",
             defects.join("\n  ")
+        );
+    }
+    if elapsed > STUB_RUN_LIMIT {
+        bail!(
+            "the suite took {elapsed:.0?} against the stubs (limit {STUB_RUN_LIMIT:?}): some tests wait out \
+             their deadlines instead of failing as soon as the program dies"
         );
     }
     println!(
