@@ -56,6 +56,8 @@ pub async fn run<W: Write>(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     // TODO: one loop, one task, no locks: this task owns the `Membership` outright.
+    // Build it in stage order (the book's "Stages" page): anything still `todo!()` that the loop
+    // calls panics the server, so add the check timer in stage 3 and the rate limit in stage 5.
     // - Before the loop: a `Membership::new(config.detector, config.max_nodes)`, a
     //   `ServerStats` (fill in `detector` and `timeout_ms`), a `TokenBucket::new(STATUS_BURST,
     //   STATUS_PER_SECOND, now)`, a `LogThrottle` for rejected datagrams, a receive buffer of
