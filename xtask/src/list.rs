@@ -13,7 +13,10 @@ pub fn run(root: &Path, no_progress: bool) {
     }
     let mut lines = Vec::new();
     for p in &PROJECTS {
-        let status = if !p.exists(root) {
+        let in_development = root.join("solutions").join(p.dir_name()).exists();
+        let status = if !p.exists(root) && in_development {
+            "in development".to_owned()
+        } else if !p.exists(root) {
             "coming".to_owned()
         } else if no_progress {
             format!("cargo xtask check {}", p.slug)

@@ -78,12 +78,24 @@ impl Project {
         )
     }
 
-    /// Whether the project has been written yet (its solution exists).
+    /// Whether the project is ready to be worked on and graded: its exercise, its solution and its
+    /// suite test target all exist. A project with only some of them is in development (its code
+    /// is still built and linted with the workspace, but nothing grades it).
     pub fn exists(&self, root: &Path) -> bool {
-        root.join("solutions")
-            .join(self.dir_name())
+        let dir = self.dir_name();
+        root.join("exercises")
+            .join(&dir)
             .join("Cargo.toml")
             .is_file()
+            && root
+                .join("solutions")
+                .join(&dir)
+                .join("Cargo.toml")
+                .is_file()
+            && root
+                .join("suite/tests")
+                .join(format!("{}.rs", self.slug))
+                .is_file()
     }
 
     /// Its hints file, whose `## Stage N: Title` headings name the stages.

@@ -1,0 +1,267 @@
+//! The actors: each shard of the key space is owned by one task, and nothing else touches it.
+//!
+//! Connections never see a `Store`. They hold a [`StoreHandle`] and send it commands over a
+//! bounded channel, each with a `oneshot` for the reply. The bound is the backpressure: when a
+//! shard falls behind, senders wait instead of piling up work in memory.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{Bytes, Command};
+use crate::resp::Reply;
+use crate::store::Store;
+
+/// Commands a shard's queue holds before senders wait.
+pub const QUEUE: usize = 1024;
+
+/// How often each shard removes expired keys nobody has read.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// The most expired keys one sweep removes, so that a sweep never stalls a shard for long.
+pub const SWEEP_LIMIT: usize = 1000;
+
+/// What one shard is asked to do: a command restricted to the keys it owns.
+#[derive(Debug)]
+enum Op {
+    Get(Bytes),
+    Set(Command),
+    Del(Vec<Bytes>),
+    Exists(Vec<Bytes>),
+    IncrBy(Bytes, i64),
+    MGet(Vec<Bytes>),
+    MSet(Vec<(Bytes, Bytes)>),
+    Expire(Bytes, i64),
+    Ttl(Bytes),
+    DbSize,
+    FlushDb,
+    Keys(Bytes),
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A cheap, cloneable handle to the shards.
+#[derive(Clone, Debug)]
+pub struct StoreHandle {
+    shards: Vec<mpsc::Sender<Job>>,
+}
+
+impl StoreHandle {
+    /// Starts `shards` actors (at least one). They stop when the last handle is dropped.
+    pub fn spawn(shards: usize) -> StoreHandle {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run_shard(rx));
+                tx
+            })
+            .collect();
+        StoreHandle { shards }
+    }
+
+    fn shard_of(&self, key: &[u8]) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        (hasher.finish() % self.shards.len() as u64) as usize
+    }
+
+    async fn ask(&self, shard: usize, op: Op) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        if self.shards[shard].send(Job { op, reply }).await.is_err() {
+            return Reply::err("the store is shutting down");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Reply::err("the store is shutting down"))
+    }
+
+    /// Runs a command that touches the key space and returns its reply. Commands that do not
+    /// (`PING`, `ECHO`, `COMMAND`, `QUIT`) are the connection's business.
+    pub async fn execute(&self, command: Command) -> Reply {
+        match command {
+            Command::Get(key) => self.ask(self.shard_of(&key), Op::Get(key)).await,
+            Command::Set { ref key, .. } => self.ask(self.shard_of(key), Op::Set(command)).await,
+            Command::IncrBy(key, delta) => {
+                self.ask(self.shard_of(&key), Op::IncrBy(key, delta)).await
+            }
+            Command::Expire(key, secs) => {
+                self.ask(self.shard_of(&key), Op::Expire(key, secs)).await
+            }
+            Command::Ttl(key) => self.ask(self.shard_of(&key), Op::Ttl(key)).await,
+            Command::Del(keys) => self.sum_by_shard(keys, Op::Del).await,
+            Command::Exists(keys) => self.sum_by_shard(keys, Op::Exists).await,
+            Command::MGet(keys) => self.mget(keys).await,
+            Command::MSet(pairs) => {
+                let mut by_shard: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); self.shards.len()];
+                for (k, v) in pairs {
+                    by_shard[self.shard_of(&k)].push((k, v));
+                }
+                for (shard, pairs) in by_shard
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.is_empty())
+                {
+                    if let Reply::Error(e) = self.ask(shard, Op::MSet(pairs)).await {
+                        return Reply::Error(e);
+                    }
+                }
+                Reply::OK
+            }
+            Command::DbSize => {
+                let mut total = 0;
+                for shard in 0..self.shards.len() {
+                    match self.ask(shard, Op::DbSize).await {
+                        Reply::Integer(n) => total += n,
+                        other => return other,
+                    }
+                }
+                Reply::Integer(total)
+            }
+            Command::FlushDb => {
+                for shard in 0..self.shards.len() {
+                    self.ask(shard, Op::FlushDb).await;
+                }
+                Reply::OK
+            }
+            Command::Keys(pattern) => {
+                let mut all = Vec::new();
+                for shard in 0..self.shards.len() {
+                    if let Reply::Array(keys) = self.ask(shard, Op::Keys(pattern.clone())).await {
+                        all.extend(keys);
+                    }
+                }
+                Reply::Array(all)
+            }
+            Command::Ping(_) | Command::Echo(_) | Command::CommandInfo | Command::Quit => {
+                Reply::err("not a key-space command")
+            }
+        }
+    }
+
+    /// `DEL` and `EXISTS`: each shard counts its own keys; the counts add up.
+    async fn sum_by_shard(&self, keys: Vec<Bytes>, op: fn(Vec<Bytes>) -> Op) -> Reply {
+        let mut by_shard: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards.len()];
+        for key in keys {
+            by_shard[self.shard_of(&key)].push(key);
+        }
+        let mut total = 0;
+        for (shard, keys) in by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_empty())
+        {
+            match self.ask(shard, op(keys)).await {
+                Reply::Integer(n) => total += n,
+                other => return other,
+            }
+        }
+        Reply::Integer(total)
+    }
+
+    /// `MGET`: each shard answers for its keys; the answers go back in the order asked.
+    async fn mget(&self, keys: Vec<Bytes>) -> Reply {
+        let mut by_shard: Vec<(Vec<usize>, Vec<Bytes>)> =
+            vec![(Vec::new(), Vec::new()); self.shards.len()];
+        for (i, key) in keys.into_iter().enumerate() {
+            let shard = self.shard_of(&key);
+            by_shard[shard].0.push(i);
+            by_shard[shard].1.push(key);
+        }
+        let total = by_shard.iter().map(|(i, _)| i.len()).sum();
+        let mut out = vec![Reply::Bulk(None); total];
+        for (shard, (positions, keys)) in by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (p, _))| !p.is_empty())
+        {
+            match self.ask(shard, Op::MGet(keys)).await {
+                Reply::Array(values) => {
+                    for (position, value) in positions.into_iter().zip(values) {
+                        out[position] = value;
+                    }
+                }
+                other => return other,
+            }
+        }
+        Reply::Array(out)
+    }
+}
+
+/// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.
+async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
+    let mut store = Store::new();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                let reply = apply(&mut store, job.op, Instant::now());
+                // The asker may have gone (its connection closed): nothing to do about it.
+                let _ = job.reply.send(reply);
+            }
+            _ = sweep.tick() => {
+                store.sweep(Instant::now(), SWEEP_LIMIT);
+            }
+        }
+    }
+}
+
+fn apply(store: &mut Store, op: Op, now: Instant) -> Reply {
+    let count = |n: usize| Reply::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    match op {
+        Op::Get(key) => Reply::Bulk(store.get(&key, now)),
+        Op::Set(Command::Set {
+            key,
+            value,
+            ttl,
+            condition,
+        }) => {
+            if store.set(key, value, ttl, condition, now) {
+                Reply::OK
+            } else {
+                Reply::Bulk(None)
+            }
+        }
+        Op::Set(_) => Reply::err("internal error: not a SET"),
+        Op::Del(keys) => count(keys.iter().filter(|k| store.del(k, now)).count()),
+        Op::Exists(keys) => count(keys.iter().filter(|k| store.exists(k, now)).count()),
+        Op::IncrBy(key, delta) => match store.incr_by(&key, delta, now) {
+            Ok(n) => Reply::Integer(n),
+            Err(e) => Reply::err(e),
+        },
+        Op::MGet(keys) => Reply::Array(
+            keys.iter()
+                .map(|k| Reply::Bulk(store.get(k, now)))
+                .collect(),
+        ),
+        Op::MSet(pairs) => {
+            for (k, v) in pairs {
+                store.set(k, v, None, crate::command::SetCondition::Always, now);
+            }
+            Reply::OK
+        }
+        Op::Expire(key, seconds) => Reply::Integer(i64::from(store.expire(&key, seconds, now))),
+        Op::Ttl(key) => Reply::Integer(store.ttl(&key, now)),
+        Op::DbSize => count(store.len()),
+        Op::FlushDb => {
+            store.clear();
+            Reply::OK
+        }
+        Op::Keys(pattern) => Reply::Array(
+            store
+                .keys(&pattern, now)
+                .into_iter()
+                .map(|k| Reply::Bulk(Some(k)))
+                .collect(),
+        ),
+    }
+}

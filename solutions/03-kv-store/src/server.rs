@@ -1,0 +1,68 @@
+//! The accept loop: a bounded number of connections, each served by its own task.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::actor::StoreHandle;
+use crate::connection;
+
+/// How the server is shaped.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// How many actors share the key space (1 means one actor owns every key).
+    pub shards: usize,
+    /// The most clients connected at once; others are told and disconnected.
+    pub max_connections: usize,
+}
+
+/// Serves clients on `listener` until `shutdown` is cancelled, then waits for the connections to
+/// finish what they were doing.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let store = StoreHandle::spawn(config.shards);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: one failed accept must not end the server.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracker.spawn(async move {
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            if let Err(e) = connection::serve(stream, store, shutdown).await {
+                debug!(%peer, "connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    info!("shut down");
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! The key space: a map from keys to values with optional expiry times.
+//!
+//! Plain data driven by the caller's clock (`now` is always a parameter), so every rule can be
+//! tested without waiting. Expiry is lazy (a read of an expired key removes it) and active
+//! (`sweep` removes a bounded number of expired keys per call, so no single sweep stalls the actor).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::command::{Bytes, SetCondition};
+use crate::glob;
+
+/// A value and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+/// One shard's keys.
+#[derive(Debug, Default)]
+pub struct Store {
+    map: HashMap<Bytes, Entry>,
+}
+
+/// Why `INCRBY` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IncrError {
+    /// The value is not a decimal 64-bit integer.
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// The result would not fit in 64 bits.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The live entry for `key`, removing it first if it has expired.
+    fn live(&mut self, key: &[u8], now: Instant) -> Option<&mut Entry> {
+        if self.map.get(key)?.expires_at.is_some_and(|at| at <= now) {
+            self.map.remove(key);
+            return None;
+        }
+        self.map.get_mut(key)
+    }
+
+    /// `GET`.
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
+        self.live(key, now).map(|e| e.value.clone())
+    }
+
+    /// `SET`: whether it was applied (`NX`/`XX` may refuse).
+    pub fn set(
+        &mut self,
+        key: Bytes,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: SetCondition,
+        now: Instant,
+    ) -> bool {
+        let exists = self.live(&key, now).is_some();
+        let allowed = match condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => !exists,
+            SetCondition::IfPresent => exists,
+        };
+        if allowed {
+            let expires_at = ttl.map(|ttl| now + ttl);
+            self.map.insert(key, Entry { value, expires_at });
+        }
+        allowed
+    }
+
+    /// `DEL` of one key: whether it existed.
+    pub fn del(&mut self, key: &[u8], now: Instant) -> bool {
+        self.live(key, now).is_some() && self.map.remove(key).is_some()
+    }
+
+    /// Whether `key` exists.
+    pub fn exists(&mut self, key: &[u8], now: Instant) -> bool {
+        self.live(key, now).is_some()
+    }
+
+    /// `INCRBY`: the new value. A missing key counts as 0; the expiry time is kept.
+    pub fn incr_by(&mut self, key: &[u8], delta: i64, now: Instant) -> Result<i64, IncrError> {
+        let current = match self.live(key, now) {
+            Some(entry) => std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or(IncrError::NotAnInteger)?,
+            None => 0,
+        };
+        let next = current.checked_add(delta).ok_or(IncrError::Overflow)?;
+        let value = next.to_string().into_bytes();
+        match self.live(key, now) {
+            Some(entry) => entry.value = value,
+            None => {
+                self.map.insert(
+                    key.to_vec(),
+                    Entry {
+                        value,
+                        expires_at: None,
+                    },
+                );
+            }
+        }
+        Ok(next)
+    }
+
+    /// `EXPIRE`: whether the key existed. A time in the past deletes it, as in Redis.
+    pub fn expire(&mut self, key: &[u8], seconds: i64, now: Instant) -> bool {
+        let Some(entry) = self.live(key, now) else {
+            return false;
+        };
+        if seconds <= 0 {
+            self.map.remove(key);
+        } else {
+            entry.expires_at = Some(now + Duration::from_secs(seconds.unsigned_abs()));
+        }
+        true
+    }
+
+    /// `TTL`: seconds left (rounded), -1 without expiry, -2 for a missing key.
+    pub fn ttl(&mut self, key: &[u8], now: Instant) -> i64 {
+        match self.live(key, now) {
+            None => -2,
+            Some(Entry {
+                expires_at: None, ..
+            }) => -1,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => {
+                let left = at.saturating_duration_since(now).as_millis();
+                i64::try_from((left + 500) / 1000).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    /// How many keys, counting those expired but not yet swept (as Redis's `DBSIZE` does).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the store holds no key at all.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// `FLUSHDB`.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    /// `KEYS`: the live keys matching `pattern`.
+    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+        self.map
+            .iter()
+            .filter(|(_, e)| e.expires_at.is_none_or(|at| at > now))
+            .filter(|(k, _)| glob::matches(pattern, k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Removes up to `limit` expired keys and returns how many it removed.
+    pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
+        let expired: Vec<Bytes> = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.expires_at.is_some_and(|at| at <= now))
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.map.remove(key);
+        }
+        expired.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_lazy_and_active() {
+        let t0 = Instant::now();
+        let mut s = Store::new();
+        s.set(
+            b"a".to_vec(),
+            b"1".to_vec(),
+            Some(Duration::from_secs(2)),
+            SetCondition::Always,
+            t0,
+        );
+        s.set(
+            b"b".to_vec(),
+            b"2".to_vec(),
+            Some(Duration::from_secs(2)),
+            SetCondition::Always,
+            t0,
+        );
+        assert_eq!(s.ttl(b"a", t0), 2);
+        let later = t0 + Duration::from_secs(3);
+        assert_eq!(s.get(b"a", later), None);
+        assert_eq!(s.len(), 1, "a was removed on access, b is still there");
+        assert_eq!(s.sweep(later, 10), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn set_conditions_and_incr() {
+        let now = Instant::now();
+        let mut s = Store::new();
+        assert!(!s.set(
+            b"k".to_vec(),
+            b"1".to_vec(),
+            None,
+            SetCondition::IfPresent,
+            now
+        ));
+        assert!(s.set(
+            b"k".to_vec(),
+            b"41".to_vec(),
+            None,
+            SetCondition::IfAbsent,
+            now
+        ));
+        assert!(!s.set(
+            b"k".to_vec(),
+            b"x".to_vec(),
+            None,
+            SetCondition::IfAbsent,
+            now
+        ));
+        assert_eq!(s.incr_by(b"k", 1, now), Ok(42));
+        assert_eq!(s.incr_by(b"k", i64::MAX, now), Err(IncrError::Overflow));
+        s.set(
+            b"t".to_vec(),
+            b"text".to_vec(),
+            None,
+            SetCondition::Always,
+            now,
+        );
+        assert_eq!(s.incr_by(b"t", 1, now), Err(IncrError::NotAnInteger));
+        assert_eq!(s.ttl(b"k", now), -1);
+        assert_eq!(s.ttl(b"missing", now), -2);
+    }
+}
