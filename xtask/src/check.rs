@@ -46,7 +46,7 @@ pub fn run(root: &Path, project: Option<&str>, tree: &Tree, format: Format) -> R
         Format::Markdown => report::markdown(&reports),
         Format::Json => report::json(&reports),
     };
-    print!("{out}");
+    crate::emit(&out);
     Ok(reports
         .iter()
         .filter(|r| !r.coming)

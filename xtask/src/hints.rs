@@ -78,25 +78,26 @@ pub fn run(root: &Path, name: &str, stage: Option<u32>) -> Result<()> {
             project.hints_path(root).display()
         );
     }
-    match stage {
+    let text = match stage {
         None => {
-            println!("{} {}: stages", project.number, project.title);
-            for s in &stages {
-                println!("  {}. {}", s.number, s.title);
-            }
-            println!(
-                "\nHints for one stage: cargo xtask hint {} STAGE",
-                project.slug
-            );
+            let list: String = stages
+                .iter()
+                .map(|s| format!("  {}. {}\n", s.number, s.title))
+                .collect();
+            format!(
+                "{} {}: stages\n{list}\nHints for one stage: cargo xtask hint {} STAGE\n",
+                project.number, project.title, project.slug
+            )
         }
         Some(n) => {
             let s = stages
                 .iter()
                 .find(|s| s.number == n)
                 .with_context(|| format!("{} has stages 1 to {}", project.slug, stages.len()))?;
-            println!("Stage {}: {}\n\n{}", s.number, s.title, s.hints.trim());
+            format!("Stage {}: {}\n\n{}\n", s.number, s.title, s.hints.trim())
         }
-    }
+    };
+    crate::emit(&text);
     Ok(())
 }
 

@@ -33,5 +33,5 @@ pub fn run(root: &Path, no_progress: bool) {
             p.number, p.slug, p.title
         ));
     }
-    println!("{}", lines.join("\n"));
+    crate::emit(&(lines.join("\n") + "\n"));
 }

@@ -129,6 +129,13 @@ impl TreeArgs {
     }
 }
 
+/// Prints `text` to stdout. A closed pipe (`cargo xtask list | head`) ends the output quietly
+/// instead of panicking the way `print!` does.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {
