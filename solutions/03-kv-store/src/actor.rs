@@ -40,9 +40,11 @@ enum Op {
     Keys(Bytes),
 }
 
+/// A batch of operations for one shard, answered together: one channel round trip for a whole
+/// pipeline instead of one per command.
 struct Job {
-    op: Op,
-    reply: oneshot::Sender<Reply>,
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Vec<Reply>>,
 }
 
 /// A cheap, cloneable handle to the shards.
@@ -73,14 +75,73 @@ impl StoreHandle {
         (hasher.finish() % self.shards.len() as u64) as usize
     }
 
-    async fn ask(&self, shard: usize, op: Op) -> Reply {
+    /// Sends `ops` to `shard` as one job; `None` if the shard is gone (shutting down).
+    async fn send(&self, shard: usize, ops: Vec<Op>) -> Option<oneshot::Receiver<Vec<Reply>>> {
         let (reply, answer) = oneshot::channel();
-        if self.shards[shard].send(Job { op, reply }).await.is_err() {
-            return Reply::err("the store is shutting down");
+        self.shards[shard].send(Job { ops, reply }).await.ok()?;
+        Some(answer)
+    }
+
+    async fn ask(&self, shard: usize, op: Op) -> Reply {
+        let answer = match self.send(shard, vec![op]).await {
+            Some(answer) => answer.await.ok().and_then(|mut replies| replies.pop()),
+            None => None,
+        };
+        answer.unwrap_or_else(|| Reply::err("the store is shutting down"))
+    }
+
+    /// Runs a pipeline of key-space commands and returns their replies in order.
+    ///
+    /// Single-key commands are grouped by shard and sent as one job per shard, all shards at
+    /// once. A command spanning shards (`MGET`, `DEL`, `KEYS`...) first waits for everything
+    /// before it, so no client can observe the reordering: effects on different keys commute.
+    pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
+        let mut replies: Vec<Option<Reply>> = vec![None; commands.len()];
+        let mut pending: Vec<Vec<(usize, Op)>> =
+            (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (i, command) in commands.into_iter().enumerate() {
+            let single = match command {
+                Command::Get(key) => Ok((self.shard_of(&key), Op::Get(key))),
+                Command::Set { ref key, .. } => Ok((self.shard_of(key), Op::Set(command))),
+                Command::IncrBy(key, delta) => Ok((self.shard_of(&key), Op::IncrBy(key, delta))),
+                Command::Expire(key, secs) => Ok((self.shard_of(&key), Op::Expire(key, secs))),
+                Command::Ttl(key) => Ok((self.shard_of(&key), Op::Ttl(key))),
+                other => Err(other),
+            };
+            match single {
+                Ok((shard, op)) => pending[shard].push((i, op)),
+                Err(command) => {
+                    self.flush(&mut pending, &mut replies).await;
+                    replies[i] = Some(self.execute(command).await);
+                }
+            }
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Reply::err("the store is shutting down"))
+        self.flush(&mut pending, &mut replies).await;
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Reply::err("the store is shutting down")))
+            .collect()
+    }
+
+    /// Sends every shard its pending operations, then collects the replies into their places.
+    async fn flush(&self, pending: &mut [Vec<(usize, Op)>], replies: &mut [Option<Reply>]) {
+        let mut waiting = Vec::new();
+        for (shard, work) in pending.iter_mut().enumerate() {
+            if work.is_empty() {
+                continue;
+            }
+            let (positions, ops): (Vec<usize>, Vec<Op>) = work.drain(..).unzip();
+            if let Some(answer) = self.send(shard, ops).await {
+                waiting.push((positions, answer));
+            }
+        }
+        for (positions, answer) in waiting {
+            if let Ok(answers) = answer.await {
+                for (position, reply) in positions.into_iter().zip(answers) {
+                    replies[position] = Some(reply);
+                }
+            }
+        }
     }
 
     /// Runs a command that touches the key space and returns its reply. Commands that do not
@@ -204,9 +265,10 @@ async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
         tokio::select! {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                let reply = apply(&mut store, job.op, Instant::now());
+                let now = Instant::now();
+                let replies = job.ops.into_iter().map(|op| apply(&mut store, op, now)).collect();
                 // The asker may have gone (its connection closed): nothing to do about it.
-                let _ = job.reply.send(reply);
+                let _ = job.reply.send(replies);
             }
             _ = sweep.tick() => {
                 store.sweep(Instant::now(), SWEEP_LIMIT);

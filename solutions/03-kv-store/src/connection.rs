@@ -15,6 +15,15 @@ use crate::resp::{self, MAX_REQUEST, Reply};
 /// one write, but a long pipeline never buffers more than this.
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
+/// The most requests answered as one batch.
+pub const MAX_BATCH: usize = 1024;
+
+/// One request of a pipeline: answered on the spot, or waiting for the store.
+enum Slot {
+    Ready(Reply),
+    Store,
+}
+
 /// Serves one client until it disconnects, sends `QUIT`, breaks the framing, or `shutdown`.
 pub async fn serve(
     mut stream: TcpStream,
@@ -24,40 +33,60 @@ pub async fn serve(
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = Vec::with_capacity(16 * 1024);
     loop {
-        // Answer every complete request already buffered: this is what makes pipelining work.
-        loop {
+        // Take every complete request already buffered (this is what makes pipelining pay), run
+        // the store's share as one batch, and answer them all in order.
+        let mut slots = Vec::new();
+        let mut commands = Vec::new();
+        let mut ending: Option<Reply> = None;
+        while slots.len() < MAX_BATCH {
             let (args, used) = match resp::parse_request(&input) {
                 Ok(Some(request)) => request,
                 Ok(None) => break,
                 Err(error) => {
-                    Reply::err(error).encode(&mut output);
-                    stream.write_all(&output).await?;
-                    return Ok(());
+                    ending = Some(Reply::err(error));
+                    break;
                 }
             };
             input.advance(used);
             if args.is_empty() {
                 continue;
             }
-            let reply = match command::parse(args) {
+            let slot = match command::parse(args) {
                 Ok(Command::Quit) => {
-                    Reply::OK.encode(&mut output);
-                    stream.write_all(&output).await?;
-                    return Ok(());
+                    ending = Some(Reply::OK);
+                    break;
                 }
-                Ok(Command::Ping(None)) => Reply::Simple("PONG".into()),
+                Ok(Command::Ping(None)) => Slot::Ready(Reply::Simple("PONG".into())),
                 Ok(Command::Ping(Some(message)) | Command::Echo(message)) => {
-                    Reply::Bulk(Some(message))
+                    Slot::Ready(Reply::Bulk(Some(message)))
                 }
-                Ok(Command::CommandInfo) => Reply::Array(Vec::new()),
-                Ok(command) => store.execute(command).await,
-                Err(reply) => reply,
+                Ok(Command::CommandInfo) => Slot::Ready(Reply::Array(Vec::new())),
+                Ok(command) => {
+                    commands.push(command);
+                    Slot::Store
+                }
+                Err(reply) => Slot::Ready(reply),
+            };
+            slots.push(slot);
+        }
+        let mut from_store = store.execute_batch(commands).await.into_iter();
+        for slot in slots {
+            let reply = match slot {
+                Slot::Ready(reply) => reply,
+                Slot::Store => from_store
+                    .next()
+                    .unwrap_or_else(|| Reply::err("no reply from the store")),
             };
             reply.encode(&mut output);
             if output.len() >= MAX_PENDING_OUTPUT {
                 stream.write_all(&output).await?;
                 output.clear();
             }
+        }
+        if let Some(last) = ending {
+            last.encode(&mut output);
+            stream.write_all(&output).await?;
+            return Ok(());
         }
         if !output.is_empty() {
             stream.write_all(&output).await?;
@@ -67,6 +96,10 @@ pub async fn serve(
             Reply::err(resp::ProtocolError::RequestTooLarge).encode(&mut output);
             stream.write_all(&output).await?;
             return Ok(());
+        }
+        // A full batch may have left complete requests behind: read only when none is left.
+        if !matches!(resp::parse_request(&input), Ok(None)) {
+            continue;
         }
         tokio::select! {
             read = stream.read_buf(&mut input) => {
