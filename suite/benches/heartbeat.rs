@@ -22,11 +22,7 @@ use workbook_suite::{Program, UdpPeer};
 const NODES: u64 = 10_000;
 
 fn start(args: &[&str]) -> (Program, SocketAddr) {
-    let mut all = vec!["server", "--bind", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let mut program = Program::start(&release_binary("heartbeat"), &all);
-    let addr = program.listening();
-    (program, addr)
+    Program::start_server(&release_binary("heartbeat"), args)
 }
 
 /// The server's `received` counter, asked over UDP; fails the bench clearly if no answer comes.

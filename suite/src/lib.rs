@@ -10,9 +10,11 @@
 //! - [`program`]: a running program with its stdout lines, its stderr and a diagnosis of its death.
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
+//! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 
 pub mod binary;
 pub mod program;
+pub mod resp;
 pub mod udp;
 pub mod wait;
 

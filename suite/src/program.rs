@@ -114,6 +114,16 @@ impl Program {
         }
     }
 
+    /// Starts `binary server --bind 127.0.0.1:0 ARGS...`, the convention every project's server
+    /// follows, and waits for its `listening on ADDR` line.
+    pub fn start_server(binary: &Path, args: &[&str]) -> (Program, SocketAddr) {
+        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut program = Program::start(binary, &all);
+        let addr = program.listening();
+        (program, addr)
+    }
+
     /// The process id.
     pub fn id(&self) -> u32 {
         self.child.id()

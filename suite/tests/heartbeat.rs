@@ -45,10 +45,7 @@ struct Server {
 impl Server {
     /// Starts `heartbeat server --bind 127.0.0.1:0` with `args` and waits for its address.
     fn start(args: &[&str]) -> Server {
-        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let mut program = Program::start(&bin(), &all);
-        let addr = program.listening();
+        let (program, addr) = Program::start_server(&bin(), args);
         Server {
             program,
             addr,

@@ -94,7 +94,22 @@ impl Project {
                 .is_file()
             && root
                 .join("suite/tests")
-                .join(format!("{}.rs", self.slug))
+                .join(format!("{}.rs", self.slug.replace('-', "_")))
+                .is_file()
+    }
+
+    /// Whether the project is in development: its solution and its suite test target exist, its
+    /// exercise does not yet. `verify` holds the solution to its suite; nothing grades a learner.
+    pub fn in_development(&self, root: &Path) -> bool {
+        !self.exists(root)
+            && root
+                .join("solutions")
+                .join(self.dir_name())
+                .join("Cargo.toml")
+                .is_file()
+            && root
+                .join("suite/tests")
+                .join(format!("{}.rs", self.slug.replace('-', "_")))
                 .is_file()
     }
 

@@ -74,6 +74,15 @@ pub fn run(root: &Path) -> Result<()> {
             || stubs_fail(root, project),
         )?;
     }
+    for project in PROJECTS.iter().filter(|p| p.in_development(root)) {
+        step(
+            &format!(
+                "{} (in development): the solution passes every test",
+                project.slug
+            ),
+            || solution_passes(root, project),
+        )?;
+    }
     step("benchmarks compile (cargo bench --no-run)", || {
         command(cargo().current_dir(root).args([
             "bench",

@@ -1,0 +1,698 @@
+//! Project 3, the actor-based KV store speaking RESP2, graded from the outside.
+//!
+//! Every test starts the real `kv-store server` (the binary `WORKBOOK_BIN_KV_STORE` names, or the
+//! reference solution) and talks to it over TCP in the Redis protocol, with the suite's own RESP
+//! client; the last stage also drives it with the real `redis-cli` where that is installed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use workbook_suite::resp::{Resp, RespConn};
+use workbook_suite::{Program, binary, bounded, poll_until};
+
+/// Every test's overall bound.
+const LIMIT: Duration = Duration::from_secs(40);
+
+/// How long a test waits for a reply that should come at once.
+const PROMPT: Duration = Duration::from_secs(5);
+
+fn bin() -> PathBuf {
+    binary("kv-store")
+}
+
+/// A server under test.
+struct Server {
+    program: Program,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let (program, addr) = Program::start_server(&bin(), args);
+        Server { program, addr }
+    }
+
+    fn connect(&mut self) -> RespConn {
+        match RespConn::connect(self.addr) {
+            Ok(conn) => conn,
+            Err(e) => self
+                .program
+                .fail(format_args!("cannot connect to {}: {e}", self.addr)),
+        }
+    }
+
+    /// Sends a command on `conn` and returns its reply, failing with a diagnosis otherwise.
+    fn call(&mut self, conn: &mut RespConn, args: &[&str]) -> Resp {
+        if let Err(e) = conn.send(args) {
+            self.program.fail(format_args!("sending {args:?}: {e}"));
+        }
+        match conn.read(PROMPT) {
+            Ok(reply) => reply,
+            Err(no) => self
+                .program
+                .fail(format_args!("sent {args:?}, expected a reply: {no}")),
+        }
+    }
+
+    /// Like `call`, and checks the reply.
+    fn expect(&mut self, conn: &mut RespConn, args: &[&str], expected: &Resp) {
+        let got = self.call(conn, args);
+        if &got != expected {
+            self.program.fail(format_args!(
+                "sent {args:?}, expected {expected}, got {got}"
+            ));
+        }
+    }
+
+    /// Like `call`, and checks that the reply is an error starting with `prefix`.
+    fn expect_error(&mut self, conn: &mut RespConn, args: &[&str], prefix: &str) {
+        match self.call(conn, args) {
+            Resp::Error(e) if e.starts_with(prefix) => {}
+            other => self.program.fail(format_args!(
+                "sent {args:?}, expected an error starting with {prefix:?}, got {other}"
+            )),
+        }
+    }
+}
+
+fn ok() -> Resp {
+    Resp::Simple("OK".into())
+}
+
+fn int(n: i64) -> Resp {
+    Resp::Integer(n)
+}
+
+fn bulk(s: &str) -> Resp {
+    Resp::bulk(s)
+}
+
+fn nil() -> Resp {
+    Resp::Bulk(None)
+}
+
+/// `KEYS pattern`, sorted (Redis returns keys in no particular order).
+fn sorted_keys(s: &mut Server, c: &mut RespConn, pattern: &str) -> Vec<String> {
+    match s.call(c, &["KEYS", pattern]) {
+        Resp::Array(items) => {
+            let mut keys: Vec<String> = items
+                .iter()
+                .map(|k| match k {
+                    Resp::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+                    other => other.to_string(),
+                })
+                .collect();
+            keys.sort();
+            keys
+        }
+        other => s.program.fail(format_args!(
+            "sent KEYS {pattern}, expected an array, got {other}"
+        )),
+    }
+}
+
+mod stage1_framing {
+    use super::*;
+
+    #[test]
+    fn ping_echo_and_pong() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["PING"], &Resp::Simple("PONG".into()));
+            s.expect(&mut c, &["PING", "hello"], &bulk("hello"));
+            s.expect(&mut c, &["ECHO", "a b\r\nc"], &bulk("a b\r\nc"));
+        });
+    }
+
+    #[test]
+    fn inline_commands_work_like_nc() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            let _ = c.send_raw(b"PING\r\nSET greeting \"hello world\"\r\nGET greeting\r\n");
+            for expected in [Resp::Simple("PONG".into()), ok(), bulk("hello world")] {
+                match c.read(PROMPT) {
+                    Ok(got) if got == expected => {}
+                    other => s.program.fail(format_args!(
+                        "sent inline commands PING, SET greeting \"hello world\", GET greeting; expected {expected}, got {other:?}"
+                    )),
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn unknown_commands_and_wrong_arity_are_errors_not_disconnects() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect_error(&mut c, &["FLY", "away"], "ERR unknown command 'fly'");
+            s.expect_error(
+                &mut c,
+                &["GET"],
+                "ERR wrong number of arguments for 'get' command",
+            );
+            s.expect(&mut c, &["PING"], &Resp::Simple("PONG".into()));
+        });
+    }
+
+    #[test]
+    fn command_answers_so_redis_cli_starts_quietly() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            match s.call(&mut c, &["COMMAND", "DOCS"]) {
+                Resp::Array(_) => {}
+                other => s.program.fail(format_args!(
+                    "sent COMMAND DOCS, expected an array, got {other}"
+                )),
+            }
+        });
+    }
+
+    #[test]
+    fn quit_says_ok_and_closes() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["QUIT"], &ok());
+            if !c.is_closed(PROMPT) {
+                s.program
+                    .fail("expected the connection closed after QUIT's +OK");
+            }
+        });
+    }
+}
+
+mod stage2_commands {
+    use super::*;
+
+    #[test]
+    fn set_get_del_exists() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["GET", "k"], &nil());
+            s.expect(&mut c, &["SET", "k", "v1"], &ok());
+            s.expect(&mut c, &["GET", "k"], &bulk("v1"));
+            s.expect(&mut c, &["SET", "k", "v2"], &ok());
+            s.expect(&mut c, &["GET", "k"], &bulk("v2"));
+            s.expect(&mut c, &["EXISTS", "k", "k", "nope"], &int(2));
+            s.expect(&mut c, &["DEL", "k", "nope"], &int(1));
+            s.expect(&mut c, &["GET", "k"], &nil());
+        });
+    }
+
+    #[test]
+    fn values_are_binary_safe() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            let value = "line one\r\nline two\0 and a NUL, \u{e9}t\u{e9}";
+            s.expect(&mut c, &["SET", "bin", value], &ok());
+            s.expect(&mut c, &["GET", "bin"], &bulk(value));
+        });
+    }
+
+    #[test]
+    fn set_nx_and_xx() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["SET", "k", "a", "XX"], &nil());
+            s.expect(&mut c, &["SET", "k", "a", "NX"], &ok());
+            s.expect(&mut c, &["SET", "k", "b", "NX"], &nil());
+            s.expect(&mut c, &["SET", "k", "c", "XX"], &ok());
+            s.expect(&mut c, &["GET", "k"], &bulk("c"));
+            s.expect_error(&mut c, &["SET", "k", "d", "NX", "XX"], "ERR syntax error");
+        });
+    }
+
+    #[test]
+    fn counters() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["INCR", "n"], &int(1));
+            s.expect(&mut c, &["INCRBY", "n", "41"], &int(42));
+            s.expect(&mut c, &["DECR", "n"], &int(41));
+            s.expect(&mut c, &["GET", "n"], &bulk("41"));
+            s.expect(&mut c, &["SET", "word", "hello"], &ok());
+            s.expect_error(
+                &mut c,
+                &["INCR", "word"],
+                "ERR value is not an integer or out of range",
+            );
+            s.expect_error(
+                &mut c,
+                &["INCRBY", "n", "many"],
+                "ERR value is not an integer or out of range",
+            );
+            s.expect(&mut c, &["SET", "big", "9223372036854775807"], &ok());
+            s.expect_error(
+                &mut c,
+                &["INCR", "big"],
+                "ERR increment or decrement would overflow",
+            );
+        });
+    }
+
+    #[test]
+    fn multi_key_commands() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--shards", "4"]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["MSET", "a", "1", "b", "2", "c", "3"], &ok());
+            s.expect(
+                &mut c,
+                &["MGET", "c", "nope", "a", "b"],
+                &Resp::Array(vec![bulk("3"), nil(), bulk("1"), bulk("2")]),
+            );
+            s.expect(&mut c, &["DBSIZE"], &int(3));
+            for (pattern, expected) in [
+                ("*", vec!["a", "b", "c"]),
+                ("[ab]", vec!["a", "b"]),
+                ("?", vec!["a", "b", "c"]),
+                ("x*", vec![]),
+            ] {
+                let keys = sorted_keys(&mut s, &mut c, pattern);
+                if keys != expected {
+                    s.program.fail(format_args!(
+                        "sent KEYS {pattern}, expected {expected:?} (in any order), got {keys:?}"
+                    ));
+                }
+            }
+            s.expect(&mut c, &["FLUSHDB"], &ok());
+            s.expect(&mut c, &["DBSIZE"], &int(0));
+            s.expect_error(
+                &mut c,
+                &["MSET", "a"],
+                "ERR wrong number of arguments for 'mset' command",
+            );
+        });
+    }
+}
+
+mod stage3_concurrency {
+    use super::*;
+
+    /// 50 clients, each incrementing 5 shared counters 100 times: every update must count.
+    fn no_lost_updates(args: &[&str]) {
+        let mut s = Server::start(args);
+        let addr = s.addr;
+        let workers: Vec<_> = (0..50)
+            .map(|w| {
+                std::thread::spawn(move || -> Result<(), String> {
+                    let mut c =
+                        RespConn::connect(addr).map_err(|e| format!("client {w}: connect: {e}"))?;
+                    for i in 0..100 {
+                        let key = format!("counter-{}", (w + i) % 5);
+                        c.send(&["INCR", &key])
+                            .map_err(|e| format!("client {w}: send: {e}"))?;
+                        match c.read(PROMPT) {
+                            Ok(Resp::Integer(_)) => {}
+                            other => {
+                                return Err(format!("client {w}: INCR {key} answered {other:?}"));
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => s.program.fail(e),
+                Err(_) => s.program.fail("a client thread panicked"),
+            }
+        }
+        let mut c = s.connect();
+        let values = s.call(
+            &mut c,
+            &[
+                "MGET",
+                "counter-0",
+                "counter-1",
+                "counter-2",
+                "counter-3",
+                "counter-4",
+            ],
+        );
+        let expected = Resp::Array(vec![bulk("1000"); 5]);
+        if values != expected {
+            s.program.fail(format_args!(
+                "50 clients each sent 100 INCRs spread over counter-0..4: each should be 1000, got {values}"
+            ));
+        }
+    }
+
+    #[test]
+    fn fifty_clients_lose_no_update() {
+        bounded(LIMIT, || no_lost_updates(&[]));
+    }
+
+    #[test]
+    fn fifty_clients_lose_no_update_across_shards() {
+        bounded(LIMIT, || no_lost_updates(&["--shards", "4"]));
+    }
+
+    #[test]
+    fn clients_see_each_other_at_once() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--shards", "3"]);
+            let (mut a, mut b) = (s.connect(), s.connect());
+            for i in 0..50 {
+                let key = format!("k{i}");
+                let value = format!("v{i}");
+                s.expect(&mut a, &["SET", &key, &value], &ok());
+                s.expect(&mut b, &["GET", &key], &bulk(&value));
+            }
+        });
+    }
+}
+
+mod stage4_expiry {
+    use super::*;
+
+    #[test]
+    fn ttl_reports_the_time_left() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["SET", "k", "v", "EX", "100"], &ok());
+            match s.call(&mut c, &["TTL", "k"]) {
+                Resp::Integer(t) if (95..=100).contains(&t) => {}
+                other => s.program.fail(format_args!(
+                    "SET k v EX 100 then TTL k: expected about 100, got {other}"
+                )),
+            }
+            s.expect(&mut c, &["SET", "plain", "v"], &ok());
+            s.expect(&mut c, &["TTL", "plain"], &int(-1));
+            s.expect(&mut c, &["TTL", "missing"], &int(-2));
+            s.expect(&mut c, &["EXPIRE", "plain", "50"], &int(1));
+            s.expect(&mut c, &["EXPIRE", "missing", "50"], &int(0));
+            s.expect_error(
+                &mut c,
+                &["SET", "k", "v", "EX", "0"],
+                "ERR invalid expire time in 'set' command",
+            );
+        });
+    }
+
+    #[test]
+    fn an_expired_key_is_gone() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["SET", "short", "v", "PX", "300"], &ok());
+            s.expect(&mut c, &["SET", "long", "v", "EX", "100"], &ok());
+            s.expect(&mut c, &["GET", "short"], &bulk("v"));
+            let gone = poll_until(PROMPT, Duration::from_millis(20), || {
+                (s.call(&mut c, &["GET", "short"]) == nil()).then_some(())
+            });
+            if gone.is_none() {
+                s.program
+                    .fail("SET short v PX 300: expected GET short to return nil within 5s");
+            }
+            s.expect(&mut c, &["GET", "long"], &bulk("v"));
+            s.expect(&mut c, &["EXPIRE", "long", "0"], &int(1));
+            s.expect(&mut c, &["GET", "long"], &nil());
+        });
+    }
+
+    #[test]
+    fn expired_keys_are_swept_without_being_read() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--shards", "2"]);
+            let mut c = s.connect();
+            for i in 0..200 {
+                s.expect(&mut c, &["SET", &format!("t{i}"), "v", "PX", "200"], &ok());
+            }
+            s.expect(&mut c, &["SET", "keeper", "v"], &ok());
+            // DBSIZE counts keys still held, read or not: only an active sweep brings it down.
+            let swept = poll_until(PROMPT, Duration::from_millis(50), || {
+                (s.call(&mut c, &["DBSIZE"]) == int(1)).then_some(())
+            });
+            if swept.is_none() {
+                let size = s.call(&mut c, &["DBSIZE"]);
+                s.program.fail(format_args!(
+                    "200 keys set with PX 200 and never read: expected a background sweep to remove them (DBSIZE 1 within 5s), DBSIZE is {size}"
+                ));
+            }
+        });
+    }
+}
+
+mod stage5_pipelining {
+    use super::*;
+
+    #[test]
+    fn a_thousand_pipelined_commands_are_answered_in_order() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            let mut batch = Vec::new();
+            for i in 0..1000 {
+                let args: [&[u8]; 2] = [b"INCR", b"p"];
+                batch.extend(workbook_suite::resp::encode(&args));
+                if i % 100 == 0 {
+                    batch.extend(workbook_suite::resp::encode(&[
+                        b"ECHO",
+                        format!("mark {i}").as_bytes(),
+                    ]));
+                }
+            }
+            if let Err(e) = c.send_raw(&batch) {
+                s.program
+                    .fail(format_args!("sending a pipeline of 1,010 commands: {e}"));
+            }
+            for i in 0..1000 {
+                let expected = int(i + 1);
+                match c.read(PROMPT) {
+                    Ok(got) if got == expected => {}
+                    other => s.program.fail(format_args!(
+                        "pipelined INCR number {}: expected {expected}, got {other:?}",
+                        i + 1
+                    )),
+                }
+                if i % 100 == 0 {
+                    let mark = bulk(&format!("mark {i}"));
+                    match c.read(PROMPT) {
+                        Ok(got) if got == mark => {}
+                        other => s.program.fail(format_args!(
+                            "expected the ECHO after INCR {} ({mark}), got {other:?}",
+                            i + 1
+                        )),
+                    }
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn a_pipeline_split_at_every_byte_still_works() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            let mut wire = workbook_suite::resp::encode(&[b"SET", b"split", b"value"]);
+            wire.extend(workbook_suite::resp::encode(&[b"GET", b"split"]));
+            for byte in &wire {
+                if let Err(e) = c.send_raw(std::slice::from_ref(byte)) {
+                    s.program
+                        .fail(format_args!("sending one byte at a time: {e}"));
+                }
+            }
+            for expected in [ok(), bulk("value")] {
+                match c.read(PROMPT) {
+                    Ok(got) if got == expected => {}
+                    other => s.program.fail(format_args!(
+                        "sent SET then GET one byte at a time: expected {expected}, got {other:?}"
+                    )),
+                }
+            }
+        });
+    }
+}
+
+mod stage6_hostile {
+    use super::*;
+
+    /// Sends `wire`, expects an error reply starting with `prefix`, then a closed connection, and
+    /// checks that another client's data is intact and the server still answers.
+    fn refused(wire: &[u8], prefix: &str) {
+        let mut s = Server::start(&[]);
+        let mut other = s.connect();
+        s.expect(&mut other, &["SET", "safe", "data"], &ok());
+        let mut c = s.connect();
+        let _ = c.send_raw(wire);
+        let shown = String::from_utf8_lossy(&wire[..wire.len().min(60)]).into_owned();
+        match c.read(PROMPT) {
+            Ok(Resp::Error(e)) if e.starts_with(prefix) => {}
+            got => s.program.fail(format_args!(
+                "sent {shown:?}: expected an error starting with {prefix:?}, got {got:?}"
+            )),
+        }
+        if !c.is_closed(PROMPT) {
+            s.program.fail(format_args!(
+                "sent {shown:?}: expected the connection closed after the protocol error"
+            ));
+        }
+        s.expect(&mut other, &["GET", "safe"], &bulk("data"));
+        s.program
+            .assert_running("after a protocol error on another connection");
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_refused() {
+        bounded(LIMIT, || {
+            refused(b"*1\r\n$999999999999\r\n", "ERR Protocol error")
+        });
+    }
+
+    #[test]
+    fn a_bad_array_length_is_refused() {
+        bounded(LIMIT, || refused(b"*many\r\n", "ERR Protocol error"));
+    }
+
+    #[test]
+    fn a_non_bulk_argument_is_refused() {
+        bounded(LIMIT, || refused(b"*1\r\n+PING\r\n", "ERR Protocol error"));
+    }
+
+    #[test]
+    fn an_endless_inline_line_is_refused() {
+        bounded(LIMIT, || {
+            refused(&vec![b'a'; 100 * 1024], "ERR Protocol error")
+        });
+    }
+
+    #[test]
+    fn seeded_garbage_never_kills_the_server() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut keep = s.connect();
+            s.expect(&mut keep, &["SET", "safe", "data"], &ok());
+            // A fixed linear congruential sequence: the same garbage on every run.
+            let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+            for round in 0..30 {
+                let mut junk = Vec::with_capacity(512);
+                for _ in 0..512 {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    let byte = (state >> 56) as u8;
+                    // Mostly protocol characters, so the parser sees plausible prefixes.
+                    junk.push(match byte % 8 {
+                        0 => b'*',
+                        1 => b'$',
+                        2 => b'\r',
+                        3 => b'\n',
+                        4 => b'0' + byte % 10,
+                        _ => byte,
+                    });
+                }
+                let mut c = s.connect();
+                let _ = c.send_raw(&junk);
+                // Whatever it answers, it must answer or close, and not take long about it.
+                let _ = c.read(Duration::from_millis(200));
+                s.program
+                    .assert_running(format_args!("receiving garbage (round {round})"));
+            }
+            s.expect(&mut keep, &["GET", "safe"], &bulk("data"));
+        });
+    }
+
+    #[test]
+    fn the_connection_limit_is_enforced() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--max-connections", "3"]);
+            let mut held: Vec<RespConn> = (0..3).map(|_| s.connect()).collect();
+            for c in &mut held {
+                s.expect(c, &["PING"], &Resp::Simple("PONG".into()));
+            }
+            let mut extra = s.connect();
+            match extra.read(PROMPT) {
+                Ok(Resp::Error(e)) if e.starts_with("ERR max number of clients reached") => {}
+                other => s.program.fail(format_args!(
+                    "with --max-connections 3 and 3 clients connected, expected a 4th to get -ERR max number of clients reached, got {other:?}"
+                )),
+            }
+            drop(held.pop());
+            let room = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut c = RespConn::connect(s.addr).ok()?;
+                c.send(&["PING"]).ok()?;
+                (c.read(Duration::from_millis(500)).ok()? == Resp::Simple("PONG".into()))
+                    .then_some(())
+            });
+            if room.is_none() {
+                s.program
+                    .fail("after one of 3 clients left, expected a new client to be served");
+            }
+        });
+    }
+}
+
+mod stage7_redis_cli {
+    use super::*;
+
+    /// The real `redis-cli`, if this machine has it (CI installs Debian's redis-tools).
+    fn redis_cli() -> Option<PathBuf> {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|dir| PathBuf::from(dir).join("redis-cli"))
+            .find(|p| p.is_file())
+    }
+
+    #[test]
+    fn redis_cli_works_unchanged() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["SET", "from-suite", "hello"], &ok());
+            let Some(cli) = redis_cli() else {
+                eprintln!(
+                    "redis-cli is not installed: skipping the checks with the real client (apt-get install redis-tools)"
+                );
+                return;
+            };
+            let port = s.addr.port().to_string();
+            let run = |args: &[&str]| -> String {
+                let mut all = vec!["-h", "127.0.0.1", "-p", port.as_str()];
+                all.extend_from_slice(args);
+                let mut p = Program::start(&cli, &all);
+                if p.wait_exit(PROMPT).is_none() {
+                    p.fail(format_args!("redis-cli {args:?} did not finish within 5s"));
+                }
+                let mut out = String::new();
+                while let Some(line) = p.next_line(Duration::from_millis(200)) {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                out
+            };
+            let checks: [(&[&str], &str); 5] = [
+                (&["GET", "from-suite"], "hello\n"),
+                (&["SET", "from-cli", "world"], "OK\n"),
+                (&["INCRBY", "n", "5"], "5\n"),
+                (
+                    &["MGET", "from-suite", "from-cli", "nope"],
+                    "hello\nworld\n\n",
+                ),
+                (&["PING"], "PONG\n"),
+            ];
+            for (args, expected) in checks {
+                let got = run(args);
+                if got != expected {
+                    s.program.fail(format_args!(
+                        "redis-cli {args:?}: expected {expected:?}, got {got:?}"
+                    ));
+                }
+            }
+            s.expect(&mut c, &["GET", "from-cli"], &bulk("world"));
+        });
+    }
+}
