@@ -295,6 +295,54 @@ mod stage2_commands {
     }
 }
 
+mod stage2_client {
+    use super::*;
+
+    #[test]
+    fn the_client_subcommand_prints_like_redis_cli() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let addr = s.addr.to_string();
+            let checks: [(&[&str], &str); 5] = [
+                (&["SET", "a", "1"], "OK"),
+                (&["GET", "a"], "\"1\""),
+                (&["INCR", "a"], "(integer) 2"),
+                (&["GET", "nope"], "(nil)"),
+                (
+                    &["GET"],
+                    "(error) ERR wrong number of arguments for 'get' command",
+                ),
+            ];
+            for (args, expected) in checks {
+                let mut all = vec!["client", "--server", addr.as_str()];
+                all.extend_from_slice(args);
+                let mut client = Program::start(&bin(), &all);
+                match client.wait_exit(PROMPT) {
+                    Some(status) if status.success() => {}
+                    Some(status) => client.fail(format_args!(
+                        "`kv-store client {}` ended with {status}",
+                        args.join(" ")
+                    )),
+                    None => client.fail(format_args!(
+                        "`kv-store client {}` did not finish within 5s",
+                        args.join(" ")
+                    )),
+                }
+                let got = client
+                    .next_line(Duration::from_millis(500))
+                    .unwrap_or_default();
+                if got != expected {
+                    client.fail(format_args!(
+                        "`kv-store client {}`: expected {expected:?}, got {got:?}",
+                        args.join(" ")
+                    ));
+                }
+            }
+            s.program.assert_running("serving the client subcommand");
+        });
+    }
+}
+
 mod stage3_concurrency {
     use super::*;
 

@@ -1,0 +1,131 @@
+//! The `kv-store` command line: argument parsing, logging and signals. The work is in the library.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use kv_store::{client, server};
+
+/// An in-memory key-value store that speaks the Redis protocol.
+///
+/// Start a server, then talk to it with `kv-store client`, `redis-cli -p PORT`, or `nc`.
+#[derive(Debug, Parser)]
+#[command(name = "kv-store", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the store over TCP.
+    Server {
+        /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        bind: SocketAddr,
+        /// Actors sharing the key space, each owning the keys that hash to it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        shards: u16,
+        /// The most clients connected at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+    },
+    /// Send one command and print the reply, e.g. `kv-store client SET greeting hello`.
+    Client {
+        /// The server (HOST:PORT).
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        server: String,
+        /// The command and its arguments.
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Server {
+            bind,
+            shards,
+            max_connections,
+        } => {
+            let listener = TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot bind {bind}"))?;
+            println!("listening on {}", listener.local_addr()?);
+            let config = server::ServerConfig {
+                shards: usize::from(shards),
+                max_connections,
+            };
+            server::run(listener, config, shutdown_on_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client { server, args } => {
+            let addr = tokio::net::lookup_host(&server)
+                .await
+                .with_context(|| format!("cannot resolve {server:?} (expected HOST:PORT)"))?
+                .next()
+                .ok_or_else(|| anyhow!("{server:?} resolves to no address"))?;
+            let reply = client::call(addr, &args)
+                .await
+                .with_context(|| format!("talking to {addr}"))?;
+            println!("{}", client::render(&reply));
+            // Like redis-cli, an error reply is printed, not a failure of the client itself.
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,128 @@
+//! The key space: a map from keys to values with optional expiry times.
+//!
+//! Your task (stages 2 and 4): every method of [`Store`]. A private helper that returns the live
+//! entry for a key, removing it first if it has expired, makes most of them one-liners.
+//!
+//! Plain data driven by the caller's clock (`now` is always a parameter), so every rule can be
+//! tested without waiting. Expiry is lazy (a read of an expired key removes it) and active
+//! (`sweep` removes a bounded number of expired keys per call, so no single sweep stalls the actor).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::command::{Bytes, SetCondition};
+use crate::glob;
+
+/// A value and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+/// One shard's keys.
+#[derive(Debug, Default)]
+pub struct Store {
+    map: HashMap<Bytes, Entry>,
+}
+
+/// Why `INCRBY` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IncrError {
+    /// The value is not a decimal 64-bit integer.
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// The result would not fit in 64 bits.
+    #[error("increment or decrement would overflow")]
+    Overflow,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        // TODO: an empty store (`#[derive(Default)]` is there).
+        todo!()
+    }
+
+    /// `GET`.
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
+        // TODO: the value, unless the key is missing or expired (remove an expired key as you find it).
+        todo!()
+    }
+
+    /// `SET`: whether it was applied (`NX`/`XX` may refuse).
+    pub fn set(
+        &mut self,
+        key: Bytes,
+        value: Bytes,
+        ttl: Option<Duration>,
+        condition: SetCondition,
+        now: Instant,
+    ) -> bool {
+        // TODO: decide by `condition` (NX: only if absent, XX: only if present; expired counts as
+        // absent); store the value with `expires_at = now + ttl`; return whether it was applied.
+        todo!()
+    }
+
+    /// `DEL` of one key: whether it existed.
+    pub fn del(&mut self, key: &[u8], now: Instant) -> bool {
+        // TODO: remove the key; whether a live one was there.
+        todo!()
+    }
+
+    /// Whether `key` exists.
+    pub fn exists(&mut self, key: &[u8], now: Instant) -> bool {
+        // TODO
+        todo!()
+    }
+
+    /// `INCRBY`: the new value. A missing key counts as 0; the expiry time is kept.
+    pub fn incr_by(&mut self, key: &[u8], delta: i64, now: Instant) -> Result<i64, IncrError> {
+        // TODO: parse the current value (missing = 0) as i64, `checked_add` the delta, store the
+        // result as decimal text, keep the expiry. Errors: `IncrError::NotAnInteger`, `IncrError::Overflow`.
+        todo!()
+    }
+
+    /// `EXPIRE`: whether the key existed. A time in the past deletes it, as in Redis.
+    pub fn expire(&mut self, key: &[u8], seconds: i64, now: Instant) -> bool {
+        // TODO: false for a missing key; a time of zero or less deletes the key (and answers true).
+        todo!()
+    }
+
+    /// `TTL`: seconds left (rounded), -1 without expiry, -2 for a missing key.
+    pub fn ttl(&mut self, key: &[u8], now: Instant) -> i64 {
+        // TODO: -2 missing, -1 no expiry, else the seconds left, rounded to the nearest.
+        todo!()
+    }
+
+    /// How many keys, counting those expired but not yet swept (as Redis's `DBSIZE` does).
+    pub fn len(&self) -> usize {
+        // TODO: every key held, expired or not (this is what makes the active sweep testable).
+        todo!()
+    }
+
+    /// Whether the store holds no key at all.
+    pub fn is_empty(&self) -> bool {
+        // TODO
+        todo!()
+    }
+
+    /// `FLUSHDB`.
+    pub fn clear(&mut self) {
+        // TODO
+        todo!()
+    }
+
+    /// `KEYS`: the live keys matching `pattern`.
+    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+        // TODO: the live keys for which `glob::matches(pattern, key)`.
+        todo!()
+    }
+
+    /// Removes up to `limit` expired keys and returns how many it removed.
+    pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
+        // TODO: collect up to `limit` expired keys first (you cannot remove from a map while you
+        // iterate it), then remove them; return how many.
+        todo!()
+    }
+}
