@@ -7,6 +7,7 @@
 //! - [`libtest`]: reading libtest's output. [`report`]: text, markdown and JSON reports.
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
+//! - [`compare`]: a project's server against the real thing, with the same load generator.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
 
@@ -14,6 +15,7 @@ mod api;
 mod bench;
 mod book;
 mod check;
+mod compare;
 mod hints;
 mod libtest;
 mod list;
@@ -94,6 +96,26 @@ enum Command {
         /// Arguments for criterion (after `--`), e.g. a benchmark name filter.
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Measure a project's server and the real thing side by side (kv-store: redis-benchmark
+    /// against this store and against redis-server).
+    Compare {
+        /// The project: its name or number.
+        project: String,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Requests per test.
+        #[arg(long, default_value_t = 500_000)]
+        requests: u32,
+        /// Parallel connections.
+        #[arg(long, default_value_t = 50)]
+        clients: u32,
+        /// Requests pipelined per connection.
+        #[arg(long, default_value_t = 16)]
+        pipeline: u32,
+        /// Extra arguments for the project's server, e.g. `-- --shards 2`.
+        #[arg(last = true)]
+        server_args: Vec<String>,
     },
     /// Build the book (installing mdbook if needed) and check its links; --serve to read it.
     Book {
@@ -181,6 +203,22 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             tree,
             args,
         } => bench::run(&root, &project, &tree.tree()?, &args).map(|()| ExitCode::SUCCESS),
+        Command::Compare {
+            project,
+            tree,
+            requests,
+            clients,
+            pipeline,
+            server_args,
+        } => {
+            let workload = compare::Workload {
+                requests,
+                clients,
+                pipeline,
+                server_args,
+            };
+            compare::run(&root, &project, &tree.tree()?, &workload).map(|()| ExitCode::SUCCESS)
+        }
         Command::Book { serve, open } => book::run(&root, serve, open).map(|()| ExitCode::SUCCESS),
         Command::Verify => verify::run(&root).map(|()| ExitCode::SUCCESS),
     }
