@@ -37,5 +37,7 @@ pub async fn run(
     // server). No permit free (`try_acquire_owned`)? Write `-ERR max number of clients
     // reached\r\n` and drop the connection. Otherwise spawn `connection::serve` on the tracker,
     // holding the permit until it ends. After the loop: `tracker.close()`, `tracker.wait()`.
+    // Call `set_nodelay(true)` on each accepted stream, as Redis does: the replies are small, and
+    // Nagle's algorithm would hold them back until the client's (delayed) ACK.
     todo!()
 }

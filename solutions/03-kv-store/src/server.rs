@@ -53,6 +53,11 @@ pub async fn run(
             });
             continue;
         };
+        // Replies are small and already batched per pipeline: Nagle's algorithm would only hold
+        // them back waiting for an ACK that the client delays in turn (40 ms on Linux).
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
         let (store, shutdown) = (store.clone(), shutdown.clone());
         tracker.spawn(async move {
             if let Err(e) = connection::serve(stream, store, shutdown).await {
