@@ -67,11 +67,13 @@ pub enum Command {
 /// Parses a request's arguments, or returns the error reply Redis would send.
 pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
     let mut args = args.into_iter();
-    let Some(name) = args.next() else {
+    let Some(mut name) = args.next() else {
         return Err(Reply::err("empty command"));
     };
-    let name = String::from_utf8_lossy(&name).to_lowercase();
-    let rest: Vec<Bytes> = args.collect();
+    // Lowercased in place: the hot path allocates nothing to find out which command it is.
+    name.make_ascii_lowercase();
+    let name = String::from_utf8(name)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let arity = |ok: bool| {
         if ok {
             Ok(())
@@ -81,8 +83,8 @@ pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
             )))
         }
     };
-    let mut rest = rest.into_iter();
-    let n = rest.len();
+    let n = args.len();
+    let mut rest = args;
     let mut next = || rest.next().unwrap_or_default();
     let command = match name.as_str() {
         "ping" => {

@@ -34,6 +34,10 @@ enum Command {
         /// The most clients connected at once.
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
+        /// Worker threads. One thread avoids every hand-off between threads (as Redis does);
+        /// more let shards work in parallel on a machine with cores to spare.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
     },
     /// Send one command and print the reply, e.g. `kv-store client SET greeting hello`.
     Client {
@@ -56,7 +60,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let threads = match &cli.command {
+        Command::Server { threads, .. } => usize::from(*threads),
+        Command::Client { .. } => 1,
+    };
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -78,6 +96,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             bind,
             shards,
             max_connections,
+            threads: _,
         } => {
             let listener = TcpListener::bind(bind)
                 .await

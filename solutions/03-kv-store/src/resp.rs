@@ -198,18 +198,18 @@ impl Reply {
             }
             Reply::Integer(n) => {
                 out.push(b':');
-                out.extend_from_slice(n.to_string().as_bytes());
+                push_number(out, *n);
             }
             Reply::Bulk(None) => out.extend_from_slice(b"$-1"),
             Reply::Bulk(Some(bytes)) => {
                 out.push(b'$');
-                out.extend_from_slice(bytes.len().to_string().as_bytes());
+                push_number(out, bytes.len());
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(bytes);
             }
             Reply::Array(items) => {
                 out.push(b'*');
-                out.extend_from_slice(items.len().to_string().as_bytes());
+                push_number(out, items.len());
                 out.extend_from_slice(b"\r\n");
                 for item in items {
                     item.encode(out);
@@ -219,6 +219,13 @@ impl Reply {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends a number in decimal without allocating a `String` for it.
+fn push_number(out: &mut Vec<u8>, n: impl std::fmt::Display) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 /// Parses one reply from the front of `buf` (the client's side), or `None` if incomplete.
