@@ -1,7 +1,9 @@
 //! Benchmarks of project 3, against the chosen tree's real binary (a release build: run them with
 //! `cargo xtask bench kv-store [--solutions]`). Each figure is time per command.
 //!
-//! - `{1-shard,4-shards}/{set,get}/1-conn`: one client, one command at a time: the round trip.
+//! - `1-shard`, `4-shards-2-threads`, `mutex`, `mutex-2-threads`: the actor design and the
+//!   lock-based one, each with one thread and with two.
+//! - `.../{set,get}/1-conn`: one client, one command at a time: the round trip.
 //! - `.../1-conn-pipeline-16`: one client sending 16 commands before reading 16 replies.
 //! - `.../50-conn-pipeline-16`: 50 connections, each with 16 commands in flight.
 //!
@@ -73,9 +75,8 @@ fn run(
         .mul_f64(iters as f64 / (rounds * per_round) as f64)
 }
 
-fn group(c: &mut Criterion, name: &str, shards: &str) {
-    let (mut program, addr) =
-        Program::start_server(&release_binary("kv-store"), &["--shards", shards]);
+fn group(c: &mut Criterion, name: &str, server_args: &[&str]) {
+    let (mut program, addr) = Program::start_server(&release_binary("kv-store"), server_args);
     let mut conns: Vec<RespConn> = (0..50).map(|_| connect(&mut program, addr)).collect();
     // Fill the key space, so that GETs find values.
     run(&mut program, &mut conns[..1], "set", DEPTH, KEYS);
@@ -101,8 +102,18 @@ fn group(c: &mut Criterion, name: &str, shards: &str) {
 }
 
 fn benches(c: &mut Criterion) {
-    group(c, "1-shard", "1");
-    group(c, "4-shards", "4");
+    group(c, "1-shard", &[]);
+    group(
+        c,
+        "4-shards-2-threads",
+        &["--shards", "4", "--threads", "2"],
+    );
+    group(c, "mutex", &["--backend", "mutex"]);
+    group(
+        c,
+        "mutex-2-threads",
+        &["--backend", "mutex", "--threads", "2"],
+    );
 }
 
 criterion_group!(kv_store, benches);

@@ -404,7 +404,16 @@ mod stage3_concurrency {
 
     #[test]
     fn fifty_clients_lose_no_update_across_shards() {
-        bounded(LIMIT, || no_lost_updates(&["--shards", "4"]));
+        bounded(LIMIT, || {
+            no_lost_updates(&["--shards", "4", "--threads", "2"])
+        });
+    }
+
+    #[test]
+    fn fifty_clients_lose_no_update_with_a_mutex_and_two_threads() {
+        bounded(LIMIT, || {
+            no_lost_updates(&["--backend", "mutex", "--threads", "2"])
+        });
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -51,10 +52,11 @@ struct Job {
     reply: oneshot::Sender<Vec<Reply>>,
 }
 
-/// A cheap, cloneable handle to the shards.
+/// A cheap, cloneable handle to the store: to its actors, or to the one store behind a mutex.
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     shards: Vec<mpsc::Sender<Job>>,
+    locked: Option<Arc<Mutex<Store>>>,
 }
 
 impl StoreHandle {
@@ -65,6 +67,18 @@ impl StoreHandle {
         // order, send the replies back on the job's oneshot; `None` means every handle is gone:
         // return) and a `tokio::time::interval(SWEEP_EVERY)` tick (call
         // `store.sweep(Instant::now(), SWEEP_LIMIT)`). Keep the senders in the handle.
+        todo!()
+    }
+
+    /// One store behind a `std::sync::Mutex`, shared by every connection: the lock-based design
+    /// the chapter measures against the actors. A task sweeps expired keys until the last handle
+    /// is dropped.
+    pub fn locked() -> StoreHandle {
+        // TODO (going further, for `--backend mutex`): `Arc::new(Mutex::new(Store::new()))` in
+        // `locked`, no shards. `execute` and `execute_batch` then lock it (once per batch; the
+        // guard is never held across an `.await`, which is why a std mutex is right) and apply
+        // the commands directly. Spawn a sweep task holding only a `Weak` (`Arc::downgrade`), so
+        // that it stops when the last handle is gone.
         todo!()
     }
 

@@ -6,6 +6,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -47,10 +48,11 @@ struct Job {
     reply: oneshot::Sender<Vec<Reply>>,
 }
 
-/// A cheap, cloneable handle to the shards.
+/// A cheap, cloneable handle to the store: to its actors, or to the one store behind a mutex.
 #[derive(Clone, Debug)]
 pub struct StoreHandle {
     shards: Vec<mpsc::Sender<Job>>,
+    locked: Option<Arc<Mutex<Store>>>,
 }
 
 impl StoreHandle {
@@ -63,7 +65,31 @@ impl StoreHandle {
                 tx
             })
             .collect();
-        StoreHandle { shards }
+        StoreHandle {
+            shards,
+            locked: None,
+        }
+    }
+
+    /// One store behind a `std::sync::Mutex`, shared by every connection: the lock-based design
+    /// the chapter measures against the actors. A task sweeps expired keys until the last handle
+    /// is dropped.
+    pub fn locked() -> StoreHandle {
+        let store = Arc::new(Mutex::new(Store::new()));
+        let weak = Arc::downgrade(&store);
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                sweep.tick().await;
+                let Some(store) = weak.upgrade() else { break };
+                lock(&store).sweep(Instant::now(), SWEEP_LIMIT);
+            }
+        });
+        StoreHandle {
+            shards: Vec::new(),
+            locked: Some(store),
+        }
     }
 
     fn shard_of(&self, key: &[u8]) -> usize {
@@ -96,6 +122,9 @@ impl StoreHandle {
     /// once. A command spanning shards (`MGET`, `DEL`, `KEYS`...) first waits for everything
     /// before it, so no client can observe the reordering: effects on different keys commute.
     pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
+        if let Some(store) = &self.locked {
+            return run_locked(store, commands);
+        }
         let mut replies: Vec<Option<Reply>> = vec![None; commands.len()];
         let mut pending: Vec<Vec<(usize, Op)>> =
             (0..self.shards.len()).map(|_| Vec::new()).collect();
@@ -147,6 +176,11 @@ impl StoreHandle {
     /// Runs a command that touches the key space and returns its reply. Commands that do not
     /// (`PING`, `ECHO`, `COMMAND`, `QUIT`) are the connection's business.
     pub async fn execute(&self, command: Command) -> Reply {
+        if let Some(store) = &self.locked {
+            return run_locked(store, vec![command])
+                .pop()
+                .unwrap_or_else(|| Reply::err("no reply from the store"));
+        }
         match command {
             Command::Get(key) => self.ask(self.shard_of(&key), Op::Get(key)).await,
             Command::Set { ref key, .. } => self.ask(self.shard_of(key), Op::Set(command)).await,
@@ -254,6 +288,45 @@ impl StoreHandle {
         }
         Reply::Array(out)
     }
+}
+
+/// The store behind the mutex. A panic while it was held cannot have left a half-applied
+/// command behind (`apply` changes the map in one step), so a poisoned lock is still usable.
+fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs commands on the store behind the mutex: one lock per pipeline, never held across an
+/// `.await` (which is why a std mutex, not tokio's, is right here).
+fn run_locked(store: &Mutex<Store>, commands: Vec<Command>) -> Vec<Reply> {
+    let now = Instant::now();
+    let mut store = lock(store);
+    commands
+        .into_iter()
+        .map(|command| match op_of(command) {
+            Some(op) => apply(&mut store, op, now),
+            None => Reply::err("not a key-space command"),
+        })
+        .collect()
+}
+
+/// The whole of a key-space command as one store's operation (no sharding to split it by).
+fn op_of(command: Command) -> Option<Op> {
+    Some(match command {
+        Command::Get(key) => Op::Get(key),
+        command @ Command::Set { .. } => Op::Set(command),
+        Command::Del(keys) => Op::Del(keys),
+        Command::Exists(keys) => Op::Exists(keys),
+        Command::IncrBy(key, delta) => Op::IncrBy(key, delta),
+        Command::MGet(keys) => Op::MGet(keys),
+        Command::MSet(pairs) => Op::MSet(pairs),
+        Command::Expire(key, seconds) => Op::Expire(key, seconds),
+        Command::Ttl(key) => Op::Ttl(key),
+        Command::DbSize => Op::DbSize,
+        Command::FlushDb => Op::FlushDb,
+        Command::Keys(pattern) => Op::Keys(pattern),
+        Command::Ping(_) | Command::Echo(_) | Command::CommandInfo | Command::Quit => return None,
+    })
 }
 
 /// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.

@@ -34,6 +34,9 @@ enum Command {
         /// The most clients connected at once.
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
+        /// Who owns the keys: actors (one per shard), or one store behind a mutex (to compare).
+        #[arg(long, value_enum, default_value_t = BackendArg::Actors)]
+        backend: BackendArg,
         /// Worker threads. One thread avoids every hand-off between threads (as Redis does);
         /// more let shards work in parallel on a machine with cores to spare.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -48,6 +51,12 @@ enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Actors,
+    Mutex,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +105,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             bind,
             shards,
             max_connections,
+            backend,
             threads: _,
         } => {
             let listener = TcpListener::bind(bind)
@@ -103,6 +113,10 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 .with_context(|| format!("cannot bind {bind}"))?;
             println!("listening on {}", listener.local_addr()?);
             let config = server::ServerConfig {
+                backend: match backend {
+                    BackendArg::Actors => server::Backend::Actors,
+                    BackendArg::Mutex => server::Backend::Mutex,
+                },
                 shards: usize::from(shards),
                 max_connections,
             };

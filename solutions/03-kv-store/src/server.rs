@@ -13,9 +13,20 @@ use tracing::{debug, info, warn};
 use crate::actor::StoreHandle;
 use crate::connection;
 
+/// Who owns the key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Actors, one per shard, reached by messages.
+    Actors,
+    /// One store behind a mutex, locked by every connection (for comparison).
+    Mutex,
+}
+
 /// How the server is shaped.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerConfig {
+    /// Actors or a mutex.
+    pub backend: Backend,
     /// How many actors share the key space (1 means one actor owns every key).
     pub shards: usize,
     /// The most clients connected at once; others are told and disconnected.
@@ -29,7 +40,10 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let store = StoreHandle::spawn(config.shards);
+    let store = match config.backend {
+        Backend::Actors => StoreHandle::spawn(config.shards),
+        Backend::Mutex => StoreHandle::locked(),
+    };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let tracker = TaskTracker::new();
     loop {
