@@ -186,6 +186,29 @@ mod stage1_framing {
     }
 }
 
+mod stage1_shutdown {
+    use super::*;
+
+    #[test]
+    fn sigterm_shuts_the_server_down_cleanly() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let mut idle = s.connect();
+            s.expect(&mut idle, &["SET", "k", "v"], &ok());
+            s.program.terminate();
+            match s.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => s.program.fail(format_args!("expected exit status 0 after SIGTERM, got {status}")),
+                None => s.program.fail("expected the server to exit after SIGTERM, even with a client connected; it is still running"),
+            }
+            if !idle.is_closed(PROMPT) {
+                s.program
+                    .fail("expected the connected client's connection closed at shutdown");
+            }
+        });
+    }
+}
+
 mod stage2_commands {
     use super::*;
 
