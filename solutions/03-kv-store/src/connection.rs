@@ -32,11 +32,13 @@ pub async fn serve(
 ) -> io::Result<()> {
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = Vec::with_capacity(16 * 1024);
+    // `slots` is reused from batch to batch; `commands` is handed to the store with each batch.
+    let mut slots = Vec::with_capacity(64);
+    let mut commands = Vec::new();
     loop {
         // Take every complete request already buffered (this is what makes pipelining pay), run
         // the store's share as one batch, and answer them all in order.
-        let mut slots = Vec::new();
-        let mut commands = Vec::new();
+        slots.clear();
         let mut ending: Option<Reply> = None;
         while slots.len() < MAX_BATCH {
             let (args, used) = match resp::parse_request(&input) {
@@ -69,8 +71,11 @@ pub async fn serve(
             };
             slots.push(slot);
         }
-        let mut from_store = store.execute_batch(commands).await.into_iter();
-        for slot in slots {
+        let mut from_store = store
+            .execute_batch(std::mem::take(&mut commands))
+            .await
+            .into_iter();
+        for slot in slots.drain(..) {
             let reply = match slot {
                 Slot::Ready(reply) => reply,
                 Slot::Store => from_store

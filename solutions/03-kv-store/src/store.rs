@@ -63,11 +63,11 @@ impl Store {
         condition: SetCondition,
         now: Instant,
     ) -> bool {
-        let exists = self.live(&key, now).is_some();
         let allowed = match condition {
+            // The common case needs no lookup before the insert.
             SetCondition::Always => true,
-            SetCondition::IfAbsent => !exists,
-            SetCondition::IfPresent => exists,
+            SetCondition::IfAbsent => self.live(&key, now).is_none(),
+            SetCondition::IfPresent => self.live(&key, now).is_some(),
         };
         if allowed {
             let expires_at = ttl.map(|ttl| now + ttl);
