@@ -207,6 +207,45 @@ mod stage1_shutdown {
             }
         });
     }
+
+    #[test]
+    fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
+        use std::io::Write;
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            // 64 replies of 1 MiB each: far more than the kernel's socket buffers hold, so the
+            // server's writes block for as long as this client reads nothing.
+            let value = "v".repeat(1 << 20);
+            let mut wire = workbook_suite::resp::encode(&[b"SET", b"big", value.as_bytes()]);
+            for _ in 0..64 {
+                wire.extend_from_slice(&workbook_suite::resp::encode(&[b"GET", b"big"]));
+            }
+            let mut stuck = match std::net::TcpStream::connect(s.addr) {
+                Ok(stream) => stream,
+                Err(e) => s
+                    .program
+                    .fail(format_args!("cannot connect to {}: {e}", s.addr)),
+            };
+            if let Err(e) = stuck.write_all(&wire) {
+                s.program
+                    .fail(format_args!("sending SET big (1 MiB) and 64 GET big: {e}"));
+            }
+            let _ = stuck.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut window = vec![0u8; 32 * 1024];
+            let writing = poll_until(PROMPT, Duration::from_millis(10), || {
+                matches!(stuck.peek(&mut window), Ok(n) if n == window.len()).then_some(())
+            });
+            if writing.is_none() {
+                s.program.fail("sent SET big (1 MiB) and 64 GET big, expected the replies to start coming; they did not");
+            }
+            s.program.terminate();
+            match s.program.wait_exit(Duration::from_secs(15)) {
+                Some(status) if status.success() => {}
+                Some(status) => s.program.fail(format_args!("expected exit status 0 after SIGTERM, got {status}")),
+                None => s.program.fail("a client stopped reading its replies (the server's writes to it block), then SIGTERM: expected the server to give up on that client after a grace period and exit within 15s; it is still running"),
+            }
+        });
+    }
 }
 
 mod stage2_commands {

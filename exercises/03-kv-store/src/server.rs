@@ -35,8 +35,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
-/// Serves clients on `listener` until `shutdown` is cancelled, then waits for the connections to
-/// finish what they were doing.
+/// Serves clients on `listener` until `shutdown` is cancelled, then waits (a few seconds at most)
+/// for the connections to finish what they were doing.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -48,7 +48,9 @@ pub async fn run(
     // error; never let one bad accept end the server). No permit free (`try_acquire_owned`)? Write
     // `-ERR max number of clients reached\r\n` and drop the connection. Otherwise spawn
     // `connection::serve` on the tracker, holding the permit until it ends. After the loop:
-    // `tracker.close()`, `tracker.wait()`. Call `set_nodelay(true)` on each accepted stream, as
+    // `tracker.close()`, then `tracker.wait()` inside `tokio::time::timeout` (a few seconds): a
+    // client that stopped reading blocks its connection's writes forever, and must not keep the
+    // server from exiting. Call `set_nodelay(true)` on each accepted stream, as
     // Redis does: the replies are small, and Nagle's algorithm would hold them back until the
     // client's (delayed) ACK.
     todo!()

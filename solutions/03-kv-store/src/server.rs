@@ -13,6 +13,10 @@ use tracing::{debug, info, warn};
 use crate::actor::StoreHandle;
 use crate::connection;
 
+/// How long shutdown waits for connections to finish their work. A client that stopped reading
+/// its replies blocks its connection's writes for good; it must not hold the server open too.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Who owns the key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -33,8 +37,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
-/// Serves clients on `listener` until `shutdown` is cancelled, then waits for the connections to
-/// finish what they were doing.
+/// Serves clients on `listener` until `shutdown` is cancelled, then waits (a few seconds at most)
+/// for the connections to finish what they were doing.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -81,7 +85,16 @@ pub async fn run(
         });
     }
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        // Returning drops the runtime, and with it those connections' tasks and sockets.
+        warn!(
+            "{} connections still busy after {SHUTDOWN_GRACE:?}: closing them",
+            tracker.len()
+        );
+    }
     info!("shut down");
     Ok(())
 }
