@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use crate::frame::{self, FrameError};
 use crate::hasher;
@@ -168,6 +169,7 @@ pub async fn send_file(
         chunk_hashes: hashed.1,
     };
     let chunks = manifest.chunks();
+    debug!(name, elapsed = ?started.elapsed(), "hashed");
 
     let stream = TcpStream::connect(addr)
         .await
@@ -251,6 +253,7 @@ pub async fn send_file(
     };
     reader.abort();
     outcome?;
+    debug!(name, elapsed = ?started.elapsed(), "complete");
     Ok(SendReport {
         name,
         size,
