@@ -106,6 +106,9 @@ impl TransferError {
     }
 }
 
+/// How long a finished connection waits for the sender to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
 pub fn emit(event: serde_json::Value) {
     println!("{event}");
@@ -167,6 +170,8 @@ pub async fn serve(
     // 4. `hasher.finish()`: a mismatch with `file_hash` is `FileHashMismatch` (discard the
     //    partial file); a match: `Partial::finish` on `spawn_blocking`, emit `complete`, COMPLETE.
     // On an error, emit `failed` and, unless the peer is gone, send it an ERROR frame with the
-    // error's text (at most MAX_ERROR_LEN bytes).
+    // error's text (at most MAX_ERROR_LEN bytes). Then, unless shutting down, close gracefully:
+    // `write.shutdown()`, and read and discard until the sender closes (at most LINGER): closing
+    // with unread bytes sends a reset, which can destroy the answer the sender has not read yet.
     todo!()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinHandle;
@@ -103,6 +103,9 @@ impl TransferError {
     }
 }
 
+/// How long a finished connection waits for the sender to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
 pub fn emit(event: serde_json::Value) {
     println!("{event}");
@@ -181,6 +184,18 @@ pub async fn serve(
             }
         }
     }
+    if shutdown.is_cancelled() {
+        return;
+    }
+    // Close gracefully: send our FIN, then read until the sender's. Closing with unread bytes
+    // (a SENT_ALL, chunks still in flight) would send a reset instead, and a reset can destroy
+    // the COMPLETE or ERROR the sender has not read yet.
+    let _ = write.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 16 * 1024];
+        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Reads one frame within the configured time.
