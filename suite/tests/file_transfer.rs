@@ -215,6 +215,7 @@ const MANIFEST: u8 = 0x01;
 const CHUNK: u8 = 0x02;
 const SENT_ALL: u8 = 0x03;
 const ACCEPT: u8 = 0x81;
+const RESEND: u8 = 0x82;
 const ERROR: u8 = 0x84;
 
 fn sha256(data: &[u8]) -> [u8; 32] {
@@ -313,7 +314,7 @@ impl Raw {
         Ok(Some((header[4], body)))
     }
 
-    /// Reads frames until an ERROR, and returns its message.
+    /// Reads frames until an ERROR, and returns its message (ACCEPT and RESEND may come first).
     #[track_caller]
     fn expect_error(&mut self, recv: &mut Receiver, sent: &str) -> String {
         let deadline = Instant::now() + PROMPT;
@@ -323,7 +324,7 @@ impl Raw {
                 Ok(Some((ERROR, body))) if !body.is_empty() => {
                     return String::from_utf8_lossy(&body).into_owned();
                 }
-                Ok(Some((ACCEPT, _))) => {}
+                Ok(Some((ACCEPT | RESEND, _))) => {}
                 other => recv.program.fail(format_args!(
                     "sent {sent}; expected an ERROR frame (type 0x84) with a message, got {other:?}"
                 )),
@@ -998,6 +999,46 @@ mod stage6_hostile {
                 &mut r,
                 "a frame header declaring a 1 GiB manifest (and no body)",
                 &header,
+            );
+        });
+    }
+
+    #[test]
+    fn a_chunk_that_keeps_failing_ends_the_transfer() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--max-retries", "2"]);
+            let data = seeded_bytes(20, 8192);
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("stubborn.bin", &data, 4096)));
+            let mut bad = data[..4096].to_vec();
+            bad[0] ^= 1;
+            // The same damaged chunk, again and again: after 2 re-requests the receiver gives up.
+            for _ in 0..3 {
+                peer.send(&chunk(0, &bad));
+            }
+            let message = peer.expect_error(
+                &mut r,
+                "chunk 0 with a wrong byte, three times, to a receiver with --max-retries 2",
+            );
+            if !message.contains('0') {
+                r.program.fail(format_args!(
+                    "expected the ERROR to name chunk 0, got {message:?}"
+                ));
+            }
+            r.assert_absent("stubborn.bin", "a chunk that never matched");
+        });
+    }
+
+    #[test]
+    fn a_silent_sender_is_dropped_after_the_frame_timeout() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--frame-timeout", "1s"]);
+            let mut peer = Raw::connect(&mut r);
+            // Half a header, then nothing: a slow-loris peer holding a connection open.
+            peer.send(&[0, 0]);
+            peer.expect_error(
+                &mut r,
+                "two bytes of a header, then silence, with --frame-timeout 1s",
             );
         });
     }

@@ -165,7 +165,8 @@ pub async fn serve(
     // 3. Until every chunk is held: CHUNK (at most 4 + chunk_size): check the index against the
     //    count and the length against `chunk_len`; on `spawn_blocking`, hash it and, if it
     //    matches, `write_all_at`; then `mark_held` and `hasher.landed`, or emit `resent` and
-    //    answer RESEND (at most `max_retries` times per chunk). SENT_ALL: RESEND every chunk
+    //    answer RESEND (at most `max_retries` times per chunk), at once: never let a verdict wait
+    //    for the next frame, which may only come after it. SENT_ALL: RESEND every chunk
     //    still missing. Anything else: `ProtocolError::Unexpected`.
     // 4. `hasher.finish()`: a mismatch with `file_hash` is `FileHashMismatch` (discard the
     //    partial file); a match: `Partial::finish` on `spawn_blocking`, emit `complete`, COMPLETE.

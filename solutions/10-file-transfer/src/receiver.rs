@@ -267,25 +267,27 @@ async fn receive<R: AsyncRead + Unpin>(
     let mut pending: Option<Pending> = None;
     let max_body = 4 + manifest.chunk_size as usize;
     while partial.held_count() < chunks {
-        // Verifying one chunk overlaps with reading the next, except for the last one missing:
-        // no frame follows it until the receiver answers.
-        let last_missing = pending.is_some() && partial.held_count() + 1 == chunks;
-        let frame = if last_missing {
-            None
-        } else {
-            // Not `?` yet: a chunk that arrived whole before the connection broke still counts.
-            Some(
-                next_frame(
-                    read,
-                    config,
-                    |kind| if kind == Kind::Chunk { max_body } else { 0 },
-                )
-                .await,
-            )
-        };
-        if let Some((index, job)) = pending.take() {
-            let (ok, data) = job
-                .await
+        let next = next_frame(
+            read,
+            config,
+            |kind| {
+                if kind == Kind::Chunk { max_body } else { 0 }
+            },
+        );
+        tokio::pin!(next);
+        let mut frame = None;
+        // Verifying one chunk overlaps with reading the next. Whichever ends first, the verdict
+        // is acted on at once: a RESEND must not wait for a frame that may only come after it,
+        // and a chunk that arrived whole before the connection broke still counts.
+        if let Some((index, mut job)) = pending.take() {
+            let verdict = tokio::select! {
+                verdict = &mut job => verdict,
+                read = &mut next => {
+                    frame = Some(read);
+                    job.await
+                }
+            };
+            let (ok, data) = verdict
                 .map_err(|e| TransferError::Disk(io::Error::other(e)))?
                 .map_err(TransferError::Disk)?;
             if ok {
@@ -297,8 +299,14 @@ async fn receive<R: AsyncRead + Unpin>(
                 ask_again(write, &mut retries, index, config.max_retries).await?;
                 resent += 1;
             }
+            if partial.held_count() == chunks {
+                break;
+            }
         }
-        let Some(frame) = frame else { continue };
+        let frame = match frame {
+            Some(frame) => frame,
+            None => next.await,
+        };
         let (kind, body) = frame?;
         match kind {
             Kind::Chunk => {
