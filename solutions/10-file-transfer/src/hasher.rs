@@ -134,3 +134,50 @@ impl WholeHasher {
             .unwrap_or_else(|_| Err(io::Error::other("the hashing thread stopped")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        (0..10_000u32).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn hash_file_matches_hashing_in_memory() {
+        let data = sample();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &data).unwrap();
+        let (whole, chunks) = hash_file(&file, data.len() as u64, 4096).unwrap();
+        assert_eq!(whole, sha256(&data));
+        let expected: Vec<Hash> = data.chunks(4096).map(sha256).collect();
+        assert_eq!(chunks, expected);
+    }
+
+    #[tokio::test]
+    async fn the_whole_hash_is_right_whatever_the_order_chunks_land_in() {
+        let data = sample();
+        let manifest = Manifest {
+            name: "x".into(),
+            size: data.len() as u64,
+            chunk_size: 4096,
+            file_hash: sha256(&data),
+            chunk_hashes: data.chunks(4096).map(sha256).collect(),
+        };
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        file.set_len(data.len() as u64).unwrap();
+        // Chunk 1 was held from an earlier transfer; 2 lands before 0.
+        file.write_all_at(&data[4096..8192], 4096).unwrap();
+        let hasher = WholeHasher::spawn(&manifest, Arc::clone(&file), vec![false, true, false]);
+        for index in [2u32, 0] {
+            let range = manifest.offset(index) as usize
+                ..(manifest.offset(index) as usize + manifest.chunk_len(index));
+            file.write_all_at(&data[range.clone()], range.start as u64)
+                .unwrap();
+            hasher
+                .landed(index, Bytes::copy_from_slice(&data[range]))
+                .await;
+        }
+        assert_eq!(hasher.finish().await.unwrap(), sha256(&data));
+    }
+}

@@ -157,3 +157,64 @@ impl Partial {
         let _ = fs::remove_file(&self.state_path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hasher::sha256;
+
+    fn manifest_for(name: &str, data: &[u8], chunk_size: u32) -> Manifest {
+        Manifest {
+            name: name.into(),
+            size: data.len() as u64,
+            chunk_size,
+            file_hash: sha256(data),
+            chunk_hashes: data.chunks(chunk_size as usize).map(sha256).collect(),
+        }
+    }
+
+    fn land(partial: &mut Partial, manifest: &Manifest, data: &[u8], index: u32) {
+        let start = manifest.offset(index) as usize;
+        let chunk = &data[start..start + manifest.chunk_len(index)];
+        partial.file().write_all_at(chunk, start as u64).unwrap();
+        partial.mark_held(index).unwrap();
+    }
+
+    #[test]
+    fn a_resume_counts_only_the_chunks_that_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let manifest = manifest_for("f.bin", &data, 2048);
+        let mut partial = Partial::open(dir.path(), &manifest).unwrap();
+        assert_eq!(partial.held_count(), 0);
+        land(&mut partial, &manifest, &data, 0);
+        land(&mut partial, &manifest, &data, 2);
+        drop(partial);
+        // Damage chunk 2 behind the state file's back.
+        let (partial_path, _) = temp_paths(dir.path(), "f.bin");
+        let file = OpenOptions::new().write(true).open(&partial_path).unwrap();
+        file.write_all_at(b"x", 4100).unwrap();
+        let partial = Partial::open(dir.path(), &manifest).unwrap();
+        assert_eq!(partial.held(), [true, false, false]);
+    }
+
+    #[test]
+    fn another_manifest_for_the_name_starts_over_and_finish_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![1u8; 3000];
+        let manifest = manifest_for("g.bin", &data, 1024);
+        let mut partial = Partial::open(dir.path(), &manifest).unwrap();
+        land(&mut partial, &manifest, &data, 1);
+        drop(partial);
+        let other = manifest_for("g.bin", &[2u8; 3000], 1024);
+        let mut partial = Partial::open(dir.path(), &other).unwrap();
+        assert_eq!(partial.held_count(), 0);
+        for i in 0..3 {
+            land(&mut partial, &other, &[2u8; 3000], i);
+        }
+        partial.finish().unwrap();
+        assert_eq!(fs::read(dir.path().join("g.bin")).unwrap(), [2u8; 3000]);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "the temporary files are gone");
+    }
+}
