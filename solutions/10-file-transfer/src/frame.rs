@@ -51,8 +51,15 @@ pub async fn read_body<R: AsyncRead + Unpin>(
         }
         .into());
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
+    // Read into the spare capacity: zeroing a megabyte only to overwrite it costs a pass over
+    // memory per chunk.
+    let mut body = Vec::with_capacity(len);
+    let mut limited = reader.take(len as u64);
+    while body.len() < len {
+        if limited.read_buf(&mut body).await? == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(body)
 }
 
