@@ -11,14 +11,17 @@
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
+//! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 
 pub mod binary;
 pub mod program;
+pub mod proxy;
 pub mod resp;
 pub mod udp;
 pub mod wait;
 
 pub use binary::binary;
 pub use program::Program;
+pub use proxy::{Fault, FaultProxy};
 pub use udp::UdpPeer;
 pub use wait::{bounded, poll_until};

@@ -240,10 +240,9 @@ impl Program {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
-    /// What a learner needs to know about the program's state: whether it ended and how, the
-    /// panic that ended it, and the tail of its stderr.
-    pub fn diagnosis(&mut self) -> String {
-        // A program that just died may still be flushing stderr: give it a moment, bounded.
+    /// Everything the program wrote to stderr, waiting (briefly, bounded) for the last bytes if
+    /// it has ended: a program that just exited may still have stderr in the pipe.
+    pub fn final_stderr(&mut self) -> String {
         if self.wait_exit(Duration::from_millis(300)).is_some()
             && let Some(reader) = self.stderr_reader.take()
         {
@@ -252,7 +251,13 @@ impl Program {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        let stderr = self.stderr();
+        self.stderr()
+    }
+
+    /// What a learner needs to know about the program's state: whether it ended and how, the
+    /// panic that ended it, and the tail of its stderr.
+    pub fn diagnosis(&mut self) -> String {
+        let stderr = self.final_stderr();
         let mut out = String::new();
         if let Some(panic) = panic_summary(&stderr) {
             out.push_str(&format!("your program panicked: {panic}\n"));

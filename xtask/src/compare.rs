@@ -26,10 +26,14 @@ pub struct Workload {
     pub pipeline: u32,
     /// Extra arguments for the project's server (e.g. `--shards 2`).
     pub server_args: Vec<String>,
+    /// For the file-transfer: the file's size in MiB.
+    pub size_mib: u64,
+    /// For the file-transfer: how many times each tool sends the file.
+    pub rounds: u32,
 }
 
 /// A child process killed when dropped.
-struct Guard(Child);
+pub struct Guard(pub Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -38,11 +42,16 @@ impl Drop for Guard {
     }
 }
 
-/// Runs the comparison for `name` (only the kv-store has one so far).
+/// Runs the comparison for `name` (the kv-store against redis-server, the file-transfer against
+/// rsync).
 pub fn run(root: &Path, name: &str, tree: &Tree, workload: &Workload) -> Result<()> {
     let project = projects::find_existing(name, root)?;
+    if project.slug == "file-transfer" {
+        let size = workload.size_mib << 20;
+        return crate::compare_transfer::run(root, &project, tree, size, workload.rounds);
+    }
     if project.slug != "kv-store" {
-        bail!("only the kv-store has a comparison so far (against redis-server)");
+        bail!("only the kv-store and the file-transfer have a comparison so far");
     }
     for tool in ["redis-benchmark", "redis-server"] {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -116,7 +125,8 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_for_port(port: u16) -> Result<()> {
+/// Waits up to 5 s for something to listen on `port`.
+pub fn wait_for_port(port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -7,7 +7,8 @@
 //! - [`libtest`]: reading libtest's output. [`report`]: text, markdown and JSON reports.
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
-//! - [`compare`]: a project's server against the real thing, with the same load generator.
+//! - [`compare`]: a project's server against the real thing, with the same load generator;
+//!   [`compare_transfer`] for the file-transfer against rsync.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
 
@@ -16,6 +17,7 @@ mod bench;
 mod book;
 mod check;
 mod compare;
+mod compare_transfer;
 mod hints;
 mod libtest;
 mod list;
@@ -98,7 +100,7 @@ enum Command {
         args: Vec<String>,
     },
     /// Measure a project's server and the real thing side by side (kv-store: redis-benchmark
-    /// against this store and against redis-server).
+    /// against this store and against redis-server; file-transfer: against rsync).
     Compare {
         /// The project: its name or number.
         project: String,
@@ -113,6 +115,12 @@ enum Command {
         /// Requests pipelined per connection.
         #[arg(long, default_value_t = 16)]
         pipeline: u32,
+        /// file-transfer: the size of the file sent, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// file-transfer: how many times each tool sends it (the best time counts).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Extra arguments for the project's server, e.g. `-- --shards 2`.
         #[arg(last = true)]
         server_args: Vec<String>,
@@ -209,6 +217,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             requests,
             clients,
             pipeline,
+            size_mib,
+            rounds,
             server_args,
         } => {
             let workload = compare::Workload {
@@ -216,6 +226,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 clients,
                 pipeline,
                 server_args,
+                size_mib,
+                rounds,
             };
             compare::run(&root, &project, &tree.tree()?, &workload).map(|()| ExitCode::SUCCESS)
         }

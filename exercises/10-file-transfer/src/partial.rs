@@ -1,0 +1,100 @@
+//! A file being received: its bytes in `.NAME.ft-partial`, the chunks verified so far in
+//! `.NAME.ft-state`, and the final name only once the whole file is right.
+//!
+//! Blocking file I/O: call these from `spawn_blocking`.
+//!
+//! Your task (stages 1 and 4): [`Partial::open`], [`Partial::mark_held`], [`Partial::finish`] and
+//! [`Partial::discard`]. The paths and the getters are given.
+//!
+//! The state file is the manifest's identity (the SHA-256 of its encoding) followed by one bit per
+//! chunk. It is written after each chunk lands but never fsynced: on a resume every chunk it
+//! claims is read back and hashed again, so a state file that got ahead of the data after a crash
+//! costs a re-send, never a corrupt file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::name::{PARTIAL_SUFFIX, STATE_SUFFIX};
+use crate::protocol::{Hash, Manifest};
+
+/// A file being received into a directory.
+#[derive(Debug)]
+pub struct Partial {
+    final_path: PathBuf,
+    partial_path: PathBuf,
+    state_path: PathBuf,
+    file: Arc<File>,
+    state: File,
+    /// The state file's copy of the bitmap.
+    bitmap: Vec<u8>,
+    held: Vec<bool>,
+    held_count: u32,
+}
+
+/// The two temporary paths for `name` in `dir`: the partial file and its state.
+pub fn temp_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!(".{name}{PARTIAL_SUFFIX}")),
+        dir.join(format!(".{name}{STATE_SUFFIX}")),
+    )
+}
+
+impl Partial {
+    /// Opens the partial file for `manifest` in `dir`. If a state file records the same manifest,
+    /// the chunks it claims are read back and verified, and those that pass count as held (a
+    /// resume); otherwise the partial file starts empty.
+    pub fn open(dir: &Path, manifest: &Manifest) -> io::Result<Partial> {
+        // TODO: the identity is `Sha256::digest(manifest.encode())`. Open both temporary files
+        // with `OpenOptions` (read, write, create, no truncate); a symbolic link in their place
+        // must be removed first (`fs::symlink_metadata`), so nothing outside `dir` is written.
+        // Resume when the state file is exactly 32 + ceil(chunks / 8) bytes, starts with the
+        // identity, and the partial file is `manifest.size` long: for each chunk its bitmap
+        // claims, `read_exact_at` it and hash it again; only a match counts as held. Otherwise
+        // `set_len(0)` then `set_len(size)`. Either way, rewrite the state file: identity, then
+        // the bitmap of what is held now.
+        todo!()
+    }
+
+    /// The partial file, for positioned reads and writes.
+    pub fn file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Which chunks are held, verified.
+    pub fn held(&self) -> &[bool] {
+        &self.held
+    }
+
+    /// How many chunks are held.
+    pub fn held_count(&self) -> u32 {
+        self.held_count
+    }
+
+    /// Records that chunk `index` has been written and verified.
+    pub fn mark_held(&mut self, index: u32) -> io::Result<()> {
+        // TODO: set the bit in `held` and `bitmap` (once: a chunk held already changes nothing),
+        // and write the one changed bitmap byte at `32 + index / 8` with `write_all_at`.
+        todo!()
+    }
+
+    /// Makes the file durable under its final name: fsync the data, rename over the final name
+    /// (atomic: a reader sees the old file or the new one, never a mix), fsync the directory so
+    /// the rename itself survives a crash, then drop the state file.
+    pub fn finish(self) -> io::Result<()> {
+        // TODO: `sync_all` on the file, `fs::rename`, `File::open(dir)?.sync_all()`, and
+        // `fs::remove_file` the state.
+        todo!()
+    }
+
+    /// Removes the partial file and its state (after a manifest that lied). A `Partial` dropped
+    /// without `finish` or `discard` (the sender went away) keeps both for a later resume.
+    pub fn discard(self) {
+        // TODO: `fs::remove_file` both temporary files, ignoring errors.
+        todo!()
+    }
+}

@@ -1,0 +1,178 @@
+//! One sender's connection on the receiving side: manifest, resume, verified chunks, re-requests,
+//! and the final rename.
+//!
+//! Your task (stages 1 to 6): [`serve`], with whatever private helpers you like. The types,
+//! [`emit`] and [`Shared`] are given; `Shared::busy` is the set of names being received.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::io::{AsyncRead, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::frame::{self, FrameError};
+use crate::hasher::{WholeHasher, sha256};
+use crate::name::{self, NameError};
+use crate::partial::Partial;
+use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
+
+/// How a receiver behaves.
+#[derive(Debug, Clone)]
+pub struct RecvConfig {
+    /// Where files land. Nothing outside it is ever written.
+    pub dir: PathBuf,
+    /// The largest file accepted, in bytes.
+    pub max_size: u64,
+    /// The most senders connected at once; others are refused with an ERROR.
+    pub max_connections: usize,
+    /// How long one frame may take to arrive before the sender is dropped.
+    pub frame_timeout: Duration,
+    /// How many times one chunk may fail its check before the transfer is abandoned.
+    pub max_retries: u32,
+}
+
+/// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The stream broke the protocol, or the connection failed.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The file name is not a plain name.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// The declared size is over the limit.
+    #[error("the file is {size} bytes, more than the limit of {max} bytes")]
+    TooLarge {
+        /// The declared size.
+        size: u64,
+        /// `--max-size`.
+        max: u64,
+    },
+    /// Another sender is sending a file of the same name right now.
+    #[error("{0:?} is being received from another sender; try again when it is done")]
+    Busy(String),
+    /// A chunk index past the end of the file.
+    #[error("chunk {index} is beyond the declared size ({chunks} chunks)")]
+    ChunkBeyond {
+        /// The index sent.
+        index: u32,
+        /// How many chunks the manifest declared.
+        chunks: u32,
+    },
+    /// A chunk of the wrong length.
+    #[error("chunk {index} should be {expected} bytes, got {got}")]
+    ChunkLength {
+        /// The index sent.
+        index: u32,
+        /// Its length by the manifest.
+        expected: usize,
+        /// The length received.
+        got: usize,
+    },
+    /// A chunk that kept failing its check.
+    #[error("chunk {0} failed its SHA-256 check {1} times; giving up")]
+    TooManyRetries(u32, u32),
+    /// Every chunk matched its hash but the whole file did not match the manifest's.
+    #[error("the whole file's SHA-256 does not match the manifest (the manifest lies)")]
+    FileHashMismatch,
+    /// No frame within the timeout.
+    #[error("no complete frame within {0:?}")]
+    Timeout(Duration),
+    /// The receiver's disk failed.
+    #[error("the receiver cannot write the file: {0}")]
+    Disk(io::Error),
+    /// The receiver is stopping.
+    #[error("the receiver is shutting down; send again later to resume")]
+    ShuttingDown,
+}
+
+impl TransferError {
+    /// Whether the sender is still there to be told.
+    fn peer_gone(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Frame(FrameError::Closed | FrameError::Io(_))
+        )
+    }
+}
+
+/// How long a finished connection waits for the sender to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
+pub fn emit(event: serde_json::Value) {
+    println!("{event}");
+}
+
+/// What every connection shares: the configuration and the names being received.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: RecvConfig,
+    /// Names with a transfer in progress: two senders must never write one partial file.
+    busy: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    /// Wraps a configuration.
+    pub fn new(config: RecvConfig) -> Shared {
+        Shared {
+            config,
+            busy: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// A name held busy until dropped (given: insert the name into `Shared::busy` and build one;
+/// every way out of the connection then frees the name).
+struct Claim<'a> {
+    shared: &'a Shared,
+    name: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.remove(&self.name);
+    }
+}
+
+/// Serves one sender: receives one file, then tells the sender how it went (COMPLETE or ERROR)
+/// and emits a `complete` or `failed` event.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    // TODO: `stream.into_split()`; wrap the read half in a `BufReader` (a chunk then takes a few
+    // reads, not hundreds). Race the transfer against `shutdown.cancelled()` in `tokio::select!`.
+    // The transfer, frame by frame (each read under `tokio::time::timeout(frame_timeout, ..)`):
+    // 1. MANIFEST (at most MAX_MANIFEST_LEN): `Manifest::decode`, `name::check`, `--max-size`;
+    //    claim the name in `shared.busy` (a guard whose `Drop` releases it: stage 5).
+    // 2. `Partial::open` on `spawn_blocking`; emit `started`; answer ACCEPT with its bitmap;
+    //    `WholeHasher::spawn`.
+    // 3. Until every chunk is held: CHUNK (at most 4 + chunk_size): check the index against the
+    //    count and the length against `chunk_len`; on `spawn_blocking`, hash it and, if it
+    //    matches, `write_all_at`; then `mark_held` and `hasher.landed`, or emit `resent` and
+    //    answer RESEND (at most `max_retries` times per chunk), at once: never let a verdict wait
+    //    for the next frame, which may only come after it. SENT_ALL: RESEND every chunk
+    //    still missing. Anything else: `ProtocolError::Unexpected`.
+    // 4. `hasher.finish()`: a mismatch with `file_hash` is `FileHashMismatch` (discard the
+    //    partial file); a match: `Partial::finish` on `spawn_blocking`, emit `complete`, COMPLETE.
+    // On an error, emit `failed` and, unless the peer is gone, send it an ERROR frame with the
+    // error's text (at most MAX_ERROR_LEN bytes). Then, unless shutting down, close gracefully:
+    // `write.shutdown()`, and read and discard until the sender closes (at most LINGER): closing
+    // with unread bytes sends a reset, which can destroy the answer the sender has not read yet.
+    todo!()
+}

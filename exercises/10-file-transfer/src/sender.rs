@@ -1,0 +1,99 @@
+//! The sending side: hash the file, send its manifest, then every chunk the receiver lacks, and
+//! again any chunk it asks for, until it says the file is complete.
+//!
+//! Your task (stages 1 to 4): [`choose_chunk_size`] and [`send_file`]. The error and report
+//! types are given.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+
+use crate::frame::{self, FrameError};
+use crate::hasher;
+use crate::name::{self, NameError};
+use crate::progress::Progress;
+use crate::protocol::{
+    self, DEFAULT_CHUNK_SIZE, Kind, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE, Manifest,
+    ProtocolError,
+};
+
+/// Why a file could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The local file cannot be read.
+    #[error("cannot read the file: {0}")]
+    Local(io::Error),
+    /// The file's name cannot be sent as it is.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// The chunk size is out of range, or makes too many chunks.
+    #[error("{0}")]
+    ChunkSize(String),
+    /// The receiver cannot be reached.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, io::Error),
+    /// The receiver refused the file or gave up on it, saying why.
+    #[error("the receiver refused it: {0}")]
+    Refused(String),
+    /// The connection broke or the receiver broke the protocol.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+}
+
+/// How a file was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// The name it was sent under.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many chunks it has.
+    pub chunks: u32,
+    /// How many the receiver already held (a resume).
+    pub held: u32,
+    /// How many chunks were sent, re-sends included.
+    pub sent: u32,
+    /// How many of those were re-sends the receiver asked for.
+    pub resent: u32,
+    /// From opening the file to the receiver's COMPLETE.
+    pub elapsed: Duration,
+}
+
+/// The chunk size to use for a file of `size` bytes: `requested`, checked, or the default doubled
+/// until the file fits in [`MAX_CHUNKS`] chunks.
+pub fn choose_chunk_size(size: u64, requested: Option<u64>) -> Result<u32, SendError> {
+    // TODO: with no request, start at DEFAULT_CHUNK_SIZE and double while
+    // `protocol::chunk_count` exceeds MAX_CHUNKS (up to MAX_CHUNK_SIZE). A request outside
+    // MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE, or one that makes too many chunks, is
+    // `SendError::ChunkSize` with a message that says "chunk size" and what is allowed.
+    todo!()
+}
+
+/// Sends the file at `path` to the receiver at `addr`, in chunks of `chunk_size` bytes (or a
+/// size chosen for it), reporting progress as it goes.
+pub async fn send_file(
+    addr: SocketAddr,
+    path: &Path,
+    chunk_size: Option<u64>,
+    progress: &mut Progress,
+) -> Result<SendReport, SendError> {
+    // TODO: the name is `path.file_name()`, checked with `name::check`. Open the file, choose
+    // the chunk size, `progress.hashing`, then `hasher::hash_file` on `spawn_blocking`. Connect
+    // (`set_nodelay(true)`), `into_split()`, write MANIFEST, read ACCEPT (or ERROR: `Refused`).
+    // `progress.sending`. Spawn a task that reads the receiver's frames (RESEND, COMPLETE, ERROR)
+    // into a bounded `mpsc` with room for a RESEND of every chunk. Main loop: take the replies
+    // waiting (`try_recv`); send the next chunk of a `VecDeque` of chunks to send (`read_exact_at`,
+    // CHUNK, `progress.advance`); when the queue is empty, send SENT_ALL once and wait
+    // (`recv().await`) for a RESEND (queue it), COMPLETE (done) or ERROR (`Refused`). A write
+    // that fails may mean the receiver refused and closed: prefer its ERROR's reason to yours.
+    todo!()
+}

@@ -1,0 +1,179 @@
+//! The `file-transfer` command line: argument parsing, logging and signals. The work is in the
+//! library.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use bytesize::ByteSize;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use file_transfer_solution::progress::Progress;
+use file_transfer_solution::receiver::RecvConfig;
+use file_transfer_solution::{sender, server};
+
+/// Send files over TCP, verified chunk by chunk with SHA-256, resuming where a broken
+/// connection left off.
+///
+/// Start a receiver with `file-transfer recv --dir DIR`, then `file-transfer send --to ADDR FILE...`.
+#[derive(Debug, Parser)]
+#[command(name = "file-transfer", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive files into a directory.
+    #[command(alias = "server")]
+    Recv {
+        /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
+        #[arg(long, default_value = "127.0.0.1:7010")]
+        bind: SocketAddr,
+        /// Where received files land (created if missing). Nothing outside it is ever written.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The largest file accepted, e.g. `10GiB`.
+        #[arg(long, default_value = "64GiB")]
+        max_size: ByteSize,
+        /// The most senders connected at once.
+        #[arg(long, default_value_t = 64)]
+        max_connections: usize,
+        /// How long one frame may take to arrive before the sender is dropped.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        frame_timeout: Duration,
+        /// How many times one chunk may fail its check before the transfer is abandoned.
+        #[arg(long, default_value_t = 8)]
+        max_retries: u32,
+    },
+    /// Send files to a receiver.
+    Send {
+        /// The receiver (HOST:PORT).
+        #[arg(long)]
+        to: String,
+        /// The size of each chunk, e.g. `4MiB` (default: 1 MiB, more for very large files).
+        #[arg(long)]
+        chunk_size: Option<ByteSize>,
+        /// The files to send.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Recv {
+            bind,
+            dir,
+            max_size,
+            max_connections,
+            frame_timeout,
+            max_retries,
+        } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let listener = TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot bind {bind}"))?;
+            println!("listening on {}", listener.local_addr()?);
+            let config = RecvConfig {
+                dir,
+                max_size: max_size.as_u64(),
+                max_connections,
+                frame_timeout,
+                max_retries,
+            };
+            server::run(listener, config, shutdown_on_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            to,
+            chunk_size,
+            files,
+        } => {
+            let addr = tokio::net::lookup_host(&to)
+                .await
+                .with_context(|| format!("cannot resolve {to:?} (expected HOST:PORT)"))?
+                .next()
+                .ok_or_else(|| anyhow!("{to:?} resolves to no address"))?;
+            let mut progress = Progress::new(std::io::stderr().is_terminal());
+            let mut failed = 0;
+            for file in &files {
+                match sender::send_file(addr, file, chunk_size.map(|s| s.as_u64()), &mut progress)
+                    .await
+                {
+                    Ok(report) => progress.finished(&report),
+                    Err(e) => {
+                        progress.failed();
+                        eprintln!("error: {}: {e}", file.display());
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                eprintln!("error: {failed} of {} files were not sent", files.len());
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
+    });
+    token
+}

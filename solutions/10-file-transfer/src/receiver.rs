@@ -1,0 +1,400 @@
+//! One sender's connection on the receiving side: manifest, resume, verified chunks, re-requests,
+//! and the final rename.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::frame::{self, FrameError};
+use crate::hasher::{WholeHasher, sha256};
+use crate::name::{self, NameError};
+use crate::partial::Partial;
+use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
+
+/// How a receiver behaves.
+#[derive(Debug, Clone)]
+pub struct RecvConfig {
+    /// Where files land. Nothing outside it is ever written.
+    pub dir: PathBuf,
+    /// The largest file accepted, in bytes.
+    pub max_size: u64,
+    /// The most senders connected at once; others are refused with an ERROR.
+    pub max_connections: usize,
+    /// How long one frame may take to arrive before the sender is dropped.
+    pub frame_timeout: Duration,
+    /// How many times one chunk may fail its check before the transfer is abandoned.
+    pub max_retries: u32,
+}
+
+/// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The stream broke the protocol, or the connection failed.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The file name is not a plain name.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// The declared size is over the limit.
+    #[error("the file is {size} bytes, more than the limit of {max} bytes")]
+    TooLarge {
+        /// The declared size.
+        size: u64,
+        /// `--max-size`.
+        max: u64,
+    },
+    /// Another sender is sending a file of the same name right now.
+    #[error("{0:?} is being received from another sender; try again when it is done")]
+    Busy(String),
+    /// A chunk index past the end of the file.
+    #[error("chunk {index} is beyond the declared size ({chunks} chunks)")]
+    ChunkBeyond {
+        /// The index sent.
+        index: u32,
+        /// How many chunks the manifest declared.
+        chunks: u32,
+    },
+    /// A chunk of the wrong length.
+    #[error("chunk {index} should be {expected} bytes, got {got}")]
+    ChunkLength {
+        /// The index sent.
+        index: u32,
+        /// Its length by the manifest.
+        expected: usize,
+        /// The length received.
+        got: usize,
+    },
+    /// A chunk that kept failing its check.
+    #[error("chunk {0} failed its SHA-256 check {1} times; giving up")]
+    TooManyRetries(u32, u32),
+    /// Every chunk matched its hash but the whole file did not match the manifest's.
+    #[error("the whole file's SHA-256 does not match the manifest (the manifest lies)")]
+    FileHashMismatch,
+    /// No frame within the timeout.
+    #[error("no complete frame within {0:?}")]
+    Timeout(Duration),
+    /// The receiver's disk failed.
+    #[error("the receiver cannot write the file: {0}")]
+    Disk(io::Error),
+    /// The receiver is stopping.
+    #[error("the receiver is shutting down; send again later to resume")]
+    ShuttingDown,
+}
+
+impl TransferError {
+    /// Whether the sender is still there to be told.
+    fn peer_gone(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Frame(FrameError::Closed | FrameError::Io(_))
+        )
+    }
+}
+
+/// How long a finished connection waits for the sender to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
+pub fn emit(event: serde_json::Value) {
+    println!("{event}");
+}
+
+/// What every connection shares: the configuration and the names being received.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: RecvConfig,
+    /// Names with a transfer in progress: two senders must never write one partial file.
+    busy: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    /// Wraps a configuration.
+    pub fn new(config: RecvConfig) -> Shared {
+        Shared {
+            config,
+            busy: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// A name held busy until dropped.
+struct Claim<'a> {
+    shared: &'a Shared,
+    name: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.remove(&self.name);
+    }
+}
+
+fn claim<'a>(shared: &'a Shared, name: &str) -> Result<Claim<'a>, TransferError> {
+    let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+    if !busy.insert(name.to_owned()) {
+        return Err(TransferError::Busy(name.to_owned()));
+    }
+    Ok(Claim {
+        shared,
+        name: name.to_owned(),
+    })
+}
+
+/// Serves one sender: receives one file, then tells the sender how it went (COMPLETE or ERROR)
+/// and emits a `complete` or `failed` event.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let (read, mut write) = stream.into_split();
+    // A small buffer: headers and small frames take one system call, while the body of a large
+    // chunk bypasses it and is read straight into place rather than copied through it.
+    let mut read = BufReader::with_capacity(16 * 1024, read);
+    let mut name = None;
+    let result = tokio::select! {
+        () = shutdown.cancelled() => Err(TransferError::ShuttingDown),
+        result = receive(&mut read, &mut write, &shared, &mut name) => result,
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) => {
+            info!(%peer, "transfer of {name:?} failed: {e}");
+            emit(
+                json!({"event": "failed", "peer": peer.to_string(), "name": name, "error": e.to_string()}),
+            );
+            if !e.peer_gone() {
+                let message = e.to_string();
+                let message = &message.as_bytes()[..message.len().min(protocol::MAX_ERROR_LEN)];
+                let _ = frame::write_frame(&mut write, Kind::Error, &[message]).await;
+            }
+        }
+    }
+    if shutdown.is_cancelled() {
+        return;
+    }
+    // Close gracefully: send our FIN, then read until the sender's. Closing with unread bytes
+    // (a SENT_ALL, chunks still in flight) would send a reset instead, and a reset can destroy
+    // the COMPLETE or ERROR the sender has not read yet.
+    let _ = write.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 16 * 1024];
+        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Reads one frame within the configured time.
+async fn next_frame<R: AsyncRead + Unpin>(
+    read: &mut R,
+    config: &RecvConfig,
+    max: impl Fn(Kind) -> usize,
+) -> Result<(Kind, Vec<u8>), TransferError> {
+    let read_one = async {
+        let (kind, len) = frame::read_header(read).await?;
+        Ok::<_, FrameError>((kind, frame::read_body(read, kind, len, max(kind)).await?))
+    };
+    match tokio::time::timeout(config.frame_timeout, read_one).await {
+        Ok(frame) => Ok(frame?),
+        Err(_) => Err(TransferError::Timeout(config.frame_timeout)),
+    }
+}
+
+/// A chunk being verified and written on the blocking pool: its index, and whether it passed.
+type Pending = (u32, JoinHandle<io::Result<(bool, Bytes)>>);
+
+async fn receive<R: AsyncRead + Unpin>(
+    read: &mut R,
+    write: &mut OwnedWriteHalf,
+    shared: &Shared,
+    name_out: &mut Option<String>,
+) -> Result<(), TransferError> {
+    let config = &shared.config;
+    let (kind, body) = next_frame(read, config, |kind| match kind {
+        Kind::Manifest => MAX_MANIFEST_LEN,
+        _ => 0,
+    })
+    .await?;
+    if kind != Kind::Manifest {
+        return Err(ProtocolError::Unexpected(kind).into_transfer());
+    }
+    let manifest = Manifest::decode(&body).map_err(ProtocolError::into_transfer)?;
+    *name_out = Some(manifest.name.clone());
+    name::check(&manifest.name)?;
+    if manifest.size > config.max_size {
+        return Err(TransferError::TooLarge {
+            size: manifest.size,
+            max: config.max_size,
+        });
+    }
+    let _claim = claim(shared, &manifest.name)?;
+    let manifest = Arc::new(manifest);
+    let mut partial = {
+        let (dir, manifest) = (config.dir.clone(), Arc::clone(&manifest));
+        tokio::task::spawn_blocking(move || Partial::open(&dir, &manifest))
+            .await
+            .map_err(|e| TransferError::Disk(io::Error::other(e)))?
+            .map_err(TransferError::Disk)?
+    };
+    let chunks = manifest.chunks();
+    let resumed = partial.held_count();
+    emit(json!({
+        "event": "started", "name": manifest.name, "size": manifest.size,
+        "chunk_size": manifest.chunk_size, "chunks": chunks, "held": resumed,
+    }));
+    let accept = protocol::encode_accept(partial.held());
+    frame::write_frame(write, Kind::Accept, &[&accept])
+        .await
+        .map_err(FrameError::from)?;
+
+    let hasher = WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec());
+    let mut retries = vec![0u32; chunks as usize];
+    let mut resent = 0u32;
+    let mut pending: Option<Pending> = None;
+    let max_body = 4 + manifest.chunk_size as usize;
+    while partial.held_count() < chunks {
+        let next = next_frame(
+            read,
+            config,
+            |kind| {
+                if kind == Kind::Chunk { max_body } else { 0 }
+            },
+        );
+        tokio::pin!(next);
+        let mut frame = None;
+        // Verifying one chunk overlaps with reading the next. Whichever ends first, the verdict
+        // is acted on at once: a RESEND must not wait for a frame that may only come after it,
+        // and a chunk that arrived whole before the connection broke still counts.
+        if let Some((index, mut job)) = pending.take() {
+            let verdict = tokio::select! {
+                verdict = &mut job => verdict,
+                read = &mut next => {
+                    frame = Some(read);
+                    job.await
+                }
+            };
+            let (ok, data) = verdict
+                .map_err(|e| TransferError::Disk(io::Error::other(e)))?
+                .map_err(TransferError::Disk)?;
+            if ok {
+                partial.mark_held(index).map_err(TransferError::Disk)?;
+                hasher.landed(index, data).await;
+            } else {
+                debug!(index, "chunk failed its check; asking again");
+                emit(json!({"event": "resent", "name": manifest.name, "chunk": index}));
+                ask_again(write, &mut retries, index, config.max_retries).await?;
+                resent += 1;
+            }
+            if partial.held_count() == chunks {
+                break;
+            }
+        }
+        let frame = match frame {
+            Some(frame) => frame,
+            None => next.await,
+        };
+        let (kind, body) = frame?;
+        match kind {
+            Kind::Chunk => {
+                let index = protocol::decode_index(Kind::Chunk, &body[..body.len().min(4)])
+                    .map_err(ProtocolError::into_transfer)?;
+                if index >= chunks {
+                    return Err(TransferError::ChunkBeyond { index, chunks });
+                }
+                let expected = manifest.chunk_len(index);
+                if body.len() - 4 != expected {
+                    return Err(TransferError::ChunkLength {
+                        index,
+                        expected,
+                        got: body.len() - 4,
+                    });
+                }
+                if partial.held()[index as usize] {
+                    continue;
+                }
+                let (file, manifest) = (partial.file(), Arc::clone(&manifest));
+                let data = Bytes::from(body).slice(4..);
+                pending = Some((
+                    index,
+                    tokio::task::spawn_blocking(move || {
+                        if sha256(&data) != manifest.chunk_hashes[index as usize] {
+                            return Ok((false, data));
+                        }
+                        use std::os::unix::fs::FileExt;
+                        file.write_all_at(&data, manifest.offset(index))?;
+                        Ok((true, data))
+                    }),
+                ));
+            }
+            Kind::SentAll => {
+                for index in 0..chunks {
+                    let waiting = pending.as_ref().is_some_and(|(p, _)| *p == index);
+                    if !partial.held()[index as usize] && !waiting {
+                        ask_again(write, &mut retries, index, config.max_retries).await?;
+                    }
+                }
+            }
+            other => return Err(ProtocolError::Unexpected(other).into_transfer()),
+        }
+    }
+
+    let whole = hasher.finish().await.map_err(TransferError::Disk)?;
+    if whole != manifest.file_hash {
+        tokio::task::spawn_blocking(move || partial.discard())
+            .await
+            .map_err(|e| TransferError::Disk(io::Error::other(e)))?;
+        return Err(TransferError::FileHashMismatch);
+    }
+    tokio::task::spawn_blocking(move || partial.finish())
+        .await
+        .map_err(|e| TransferError::Disk(io::Error::other(e)))?
+        .map_err(TransferError::Disk)?;
+    info!(name = %manifest.name, size = manifest.size, "received");
+    emit(json!({
+        "event": "complete", "name": manifest.name, "size": manifest.size, "chunks": chunks,
+        "received": chunks - resumed, "resent": resent,
+    }));
+    frame::write_frame(write, Kind::Complete, &[])
+        .await
+        .map_err(FrameError::from)?;
+    Ok(())
+}
+
+/// Sends RESEND for chunk `index`, unless it has been asked for too often.
+async fn ask_again(
+    write: &mut OwnedWriteHalf,
+    retries: &mut [u32],
+    index: u32,
+    max_retries: u32,
+) -> Result<(), TransferError> {
+    let tries = &mut retries[index as usize];
+    *tries += 1;
+    if *tries > max_retries {
+        return Err(TransferError::TooManyRetries(index, *tries));
+    }
+    frame::write_frame(write, Kind::Resend, &[&index.to_be_bytes()])
+        .await
+        .map_err(FrameError::from)?;
+    Ok(())
+}
+
+impl ProtocolError {
+    fn into_transfer(self) -> TransferError {
+        TransferError::Frame(FrameError::Protocol(self))
+    }
+}

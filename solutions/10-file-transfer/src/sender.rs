@@ -1,0 +1,266 @@
+//! The sending side: hash the file, send its manifest, then every chunk the receiver lacks, and
+//! again any chunk it asks for, until it says the file is complete.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::frame::{self, FrameError};
+use crate::hasher;
+use crate::name::{self, NameError};
+use crate::progress::Progress;
+use crate::protocol::{
+    self, DEFAULT_CHUNK_SIZE, Kind, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE, Manifest,
+    ProtocolError,
+};
+
+/// Why a file could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The local file cannot be read.
+    #[error("cannot read the file: {0}")]
+    Local(io::Error),
+    /// The file's name cannot be sent as it is.
+    #[error("{0}")]
+    Name(#[from] NameError),
+    /// The chunk size is out of range, or makes too many chunks.
+    #[error("{0}")]
+    ChunkSize(String),
+    /// The receiver cannot be reached.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, io::Error),
+    /// The receiver refused the file or gave up on it, saying why.
+    #[error("the receiver refused it: {0}")]
+    Refused(String),
+    /// The connection broke or the receiver broke the protocol.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+}
+
+/// How a file was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// The name it was sent under.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many chunks it has.
+    pub chunks: u32,
+    /// How many the receiver already held (a resume).
+    pub held: u32,
+    /// How many chunks were sent, re-sends included.
+    pub sent: u32,
+    /// How many of those were re-sends the receiver asked for.
+    pub resent: u32,
+    /// From opening the file to the receiver's COMPLETE.
+    pub elapsed: Duration,
+}
+
+/// The chunk size to use for a file of `size` bytes: `requested`, checked, or the default doubled
+/// until the file fits in [`MAX_CHUNKS`] chunks.
+pub fn choose_chunk_size(size: u64, requested: Option<u64>) -> Result<u32, SendError> {
+    let Some(requested) = requested else {
+        let mut chunk = DEFAULT_CHUNK_SIZE;
+        while protocol::chunk_count(size, chunk) > u64::from(MAX_CHUNKS) && chunk < MAX_CHUNK_SIZE {
+            chunk *= 2;
+        }
+        return if protocol::chunk_count(size, chunk) > u64::from(MAX_CHUNKS) {
+            Err(SendError::ChunkSize(format!(
+                "a file of {size} bytes is too large to send"
+            )))
+        } else {
+            Ok(chunk)
+        };
+    };
+    if !(u64::from(MIN_CHUNK_SIZE)..=u64::from(MAX_CHUNK_SIZE)).contains(&requested) {
+        return Err(SendError::ChunkSize(format!(
+            "the chunk size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes, not {requested}"
+        )));
+    }
+    let chunk = requested as u32;
+    if protocol::chunk_count(size, chunk) > u64::from(MAX_CHUNKS) {
+        return Err(SendError::ChunkSize(format!(
+            "{size} bytes in chunks of {chunk} make more than {MAX_CHUNKS} chunks; choose a larger chunk size"
+        )));
+    }
+    Ok(chunk)
+}
+
+/// What the receiver said.
+enum Reply {
+    Resend(u32),
+    Complete,
+    Error(String),
+}
+
+/// Reads the receiver's frames and forwards them, until COMPLETE, ERROR or a failure.
+async fn read_replies(
+    mut read: OwnedReadHalf,
+    chunks: u32,
+    tx: mpsc::Sender<Result<Reply, FrameError>>,
+) {
+    loop {
+        let reply = match frame::read_frame(&mut read, protocol::MAX_ERROR_LEN).await {
+            Ok((Kind::Resend, body)) => match protocol::decode_index(Kind::Resend, &body) {
+                Ok(i) if i < chunks => Ok(Reply::Resend(i)),
+                Ok(i) => Err(ProtocolError::BadManifest(format!(
+                    "the receiver asked for chunk {i} of {chunks}"
+                ))
+                .into()),
+                Err(e) => Err(e.into()),
+            },
+            Ok((Kind::Complete, _)) => Ok(Reply::Complete),
+            Ok((Kind::Error, body)) => {
+                Ok(Reply::Error(String::from_utf8_lossy(&body).into_owned()))
+            }
+            Ok((other, _)) => Err(ProtocolError::Unexpected(other).into()),
+            Err(e) => Err(e),
+        };
+        let last = !matches!(reply, Ok(Reply::Resend(_)));
+        if tx.send(reply).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Sends the file at `path` to the receiver at `addr`, in chunks of `chunk_size` bytes (or a
+/// size chosen for it), reporting progress as it goes.
+pub async fn send_file(
+    addr: SocketAddr,
+    path: &Path,
+    chunk_size: Option<u64>,
+    progress: &mut Progress,
+) -> Result<SendReport, SendError> {
+    let started = Instant::now();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| NameError::NotAName(path.display().to_string()))?
+        .to_owned();
+    name::check(&name)?;
+    let file = File::open(path).map_err(SendError::Local)?;
+    let size = file.metadata().map_err(SendError::Local)?.len();
+    let chunk_size = choose_chunk_size(size, chunk_size)?;
+    let file = Arc::new(file);
+
+    progress.hashing(&name, size);
+    let hashed = {
+        let file = Arc::clone(&file);
+        tokio::task::spawn_blocking(move || hasher::hash_file(&file, size, chunk_size))
+            .await
+            .map_err(|e| SendError::Local(io::Error::other(e)))?
+            .map_err(SendError::Local)?
+    };
+    let manifest = Manifest {
+        name: name.clone(),
+        size,
+        chunk_size,
+        file_hash: hashed.0,
+        chunk_hashes: hashed.1,
+    };
+    let chunks = manifest.chunks();
+    debug!(name, elapsed = ?started.elapsed(), "hashed");
+
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| SendError::Connect(addr, e))?;
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    frame::write_frame(&mut write, Kind::Manifest, &[&manifest.encode()])
+        .await
+        .map_err(FrameError::from)?;
+    let accept_max = 4 + (chunks as usize).div_ceil(8);
+    let held = match frame::read_frame(&mut read, accept_max.max(protocol::MAX_ERROR_LEN)).await? {
+        (Kind::Accept, body) => protocol::decode_accept(&body, chunks).map_err(FrameError::from)?,
+        (Kind::Error, body) => {
+            return Err(SendError::Refused(
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+        (other, _) => return Err(FrameError::from(ProtocolError::Unexpected(other)).into()),
+    };
+    let mut queue: VecDeque<u32> = (0..chunks).filter(|&i| !held[i as usize]).collect();
+    let held_count = chunks - queue.len() as u32;
+    let to_send: u64 = queue.iter().map(|&i| manifest.chunk_len(i) as u64).sum();
+    progress.sending(to_send, size - to_send);
+
+    // Every RESEND of one round fits: the receiver never waits on a full channel.
+    let (tx, mut rx) = mpsc::channel(chunks as usize + 16);
+    let reader = tokio::spawn(read_replies(read, chunks, tx));
+    let (mut sent, mut resent, mut round_sent) = (0u32, 0u32, false);
+    let mut buf = vec![0u8; chunk_size as usize];
+    let outcome = loop {
+        let reply = match rx.try_recv() {
+            Ok(reply) => Some(reply),
+            Err(mpsc::error::TryRecvError::Empty) if !queue.is_empty() => None,
+            Err(_) => {
+                if round_sent {
+                    // Tell the receiver that nothing more is coming unless it asks: it answers
+                    // with a RESEND for anything it still lacks (a chunk whose index was damaged
+                    // in transit is otherwise lost silently).
+                    round_sent = false;
+                    let _ = frame::write_frame(&mut write, Kind::SentAll, &[]).await;
+                }
+                rx.recv().await
+            }
+        };
+        match reply {
+            None if queue.is_empty() => break Err(SendError::Frame(FrameError::Closed)),
+            None => {}
+            Some(Ok(Reply::Resend(i))) => {
+                resent += 1;
+                if !queue.contains(&i) {
+                    queue.push_back(i);
+                }
+                continue;
+            }
+            Some(Ok(Reply::Complete)) => break Ok(()),
+            Some(Ok(Reply::Error(message))) => break Err(SendError::Refused(message)),
+            Some(Err(e)) => break Err(e.into()),
+        }
+        let Some(index) = queue.pop_front() else {
+            continue;
+        };
+        let len = manifest.chunk_len(index);
+        file.read_exact_at(&mut buf[..len], manifest.offset(index))
+            .map_err(SendError::Local)?;
+        if let Err(e) = frame::write_frame(
+            &mut write,
+            Kind::Chunk,
+            &[&index.to_be_bytes(), &buf[..len]],
+        )
+        .await
+        {
+            // The receiver may have closed after saying why: prefer its reason to ours.
+            break match rx.recv().await {
+                Some(Ok(Reply::Error(message))) => Err(SendError::Refused(message)),
+                _ => Err(FrameError::Io(e).into()),
+            };
+        }
+        sent += 1;
+        round_sent = true;
+        progress.advance(len as u64);
+    };
+    reader.abort();
+    outcome?;
+    debug!(name, elapsed = ?started.elapsed(), "complete");
+    Ok(SendReport {
+        name,
+        size,
+        chunks,
+        held: held_count,
+        sent,
+        resent,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,1107 @@
+//! Project 10, file transfer over TCP with SHA-256 checksums, graded from the outside.
+//!
+//! Every test starts the real `file-transfer recv` (as `server`, its alias) on a temporary
+//! directory and sends files to it with the real `file-transfer send`; some put the suite's fault
+//! proxy in between (a flipped byte, a cut connection, a slow link), and the hostile stage talks
+//! the protocol by hand. The outcome must always be a correct file or a clear error with no final
+//! file.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use workbook_suite::{Fault, FaultProxy, Program, binary, bounded, poll_until};
+
+/// Every test's overall bound.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// How long an event or an answer that should come at once may take.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// How long one `send` may take (the slowest sends a few hundred KiB through a throttled proxy).
+const SEND_LIMIT: Duration = Duration::from_secs(30);
+
+fn bin() -> PathBuf {
+    binary("file-transfer")
+}
+
+/// Deterministic bytes: the same on every run for the same seed (splitmix64).
+fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A number in `0..n` from a seed's sequence.
+fn seeded_below(state: &mut u64, n: u64) -> u64 {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    (*state >> 33) % n
+}
+
+/// A receiver under test, on its own temporary directory.
+struct Receiver {
+    program: Program,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Receiver {
+    fn start(args: &[&str]) -> Receiver {
+        Receiver::start_in(tempfile::tempdir().expect("a temporary directory"), args)
+    }
+
+    fn start_in(dir: TempDir, args: &[&str]) -> Receiver {
+        let dir_arg = dir.path().display().to_string();
+        let mut all = vec!["--dir", dir_arg.as_str()];
+        all.extend_from_slice(args);
+        let (program, addr) = Program::start_server(&bin(), &all);
+        Receiver { program, addr, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Waits for the event `{"event": event, "name": name}` and returns it.
+    #[track_caller]
+    fn event(&mut self, event: &str, name: &str) -> Value {
+        self.program.expect_json(
+            format_args!("a JSON line with \"event\": {event:?} and \"name\": {name:?}"),
+            PROMPT,
+            |v| v["event"] == event && v["name"] == name,
+        )
+    }
+
+    /// The visible (not dot-) files in the directory.
+    fn final_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Fails unless `name` holds exactly `expected`.
+    #[track_caller]
+    fn assert_file(&mut self, name: &str, expected: &[u8]) {
+        match std::fs::read(self.path(name)) {
+            Ok(got) if got == expected => {}
+            Ok(got) => {
+                let first = got.iter().zip(expected).position(|(a, b)| a != b);
+                self.program.fail(format_args!(
+                    "{name} arrived with {} bytes, expected {} bytes; first difference at byte {first:?}",
+                    got.len(),
+                    expected.len()
+                ))
+            }
+            Err(e) => self.program.fail(format_args!(
+                "expected {name} in the receiver's directory, it is not there ({e}); files there: {:?}",
+                self.final_files()
+            )),
+        }
+    }
+
+    /// Fails if a file named `name` exists.
+    #[track_caller]
+    fn assert_absent(&mut self, name: &str, after: &str) {
+        if self.path(name).exists() {
+            self.program.fail(format_args!(
+                "after {after}, expected no file {name} in the receiver's directory, but it is there"
+            ));
+        }
+    }
+}
+
+/// A finished `send`.
+struct Sent {
+    status: ExitStatus,
+    stdout: Vec<String>,
+    program: Program,
+}
+
+/// Writes `data` as `name` in `dir` and returns its path.
+fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write a file to send");
+    path
+}
+
+fn start_send(to: SocketAddr, files: &[&Path], extra: &[&str]) -> Program {
+    let to = to.to_string();
+    let mut args = vec!["send", "--to", to.as_str()];
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    Program::start(&bin(), &args)
+}
+
+/// Waits for a started `send` to end.
+fn finish(mut program: Program, recv: &mut Receiver) -> Sent {
+    let Some(status) = program.wait_exit(SEND_LIMIT) else {
+        let sender = program.diagnosis();
+        recv.program.fail(format_args!(
+            "`send` did not finish within {SEND_LIMIT:?}\nthe sender: {sender}the receiver:"
+        ));
+    };
+    let mut stdout = Vec::new();
+    while let Some(line) = program.next_line(Duration::from_millis(200)) {
+        stdout.push(line);
+    }
+    Sent {
+        status,
+        stdout,
+        program,
+    }
+}
+
+/// Runs `send --to ADDR FILES... EXTRA...` to its end.
+fn send(recv: &mut Receiver, to: SocketAddr, files: &[&Path], extra: &[&str]) -> Sent {
+    let program = start_send(to, files, extra);
+    finish(program, recv)
+}
+
+/// Like `send`, and fails unless it succeeded.
+#[track_caller]
+fn send_ok(recv: &mut Receiver, files: &[&Path], extra: &[&str]) -> Sent {
+    let addr = recv.addr;
+    let mut sent = send(recv, addr, files, extra);
+    if !sent.status.success() {
+        let sender = sent.program.diagnosis();
+        recv.program.fail(format_args!(
+            "sent {files:?} with {extra:?}: expected `send` to succeed, it exited ({})\nthe sender: {sender}the receiver:",
+            sent.status
+        ));
+    }
+    sent
+}
+
+/// Fails unless a `send` failed with an `error:` line on stderr that contains `says`.
+#[track_caller]
+fn assert_send_failed(recv: &mut Receiver, sent: &mut Sent, doing: &str, says: &str) {
+    let stderr = sent.program.final_stderr();
+    if sent.status.success() || !stderr.contains("error:") || !stderr.contains(says) {
+        let sender = sent.program.diagnosis();
+        recv.program.fail(format_args!(
+            "{doing}: expected `send` to fail with an `error:` line saying {says:?}; it exited ({}) with stdout {:?}\nthe sender: {sender}the receiver:",
+            sent.status, sent.stdout
+        ));
+    }
+}
+
+// ---- the protocol, written out from the contract, for the tests that count bytes or lie ----
+
+const MANIFEST: u8 = 0x01;
+const CHUNK: u8 = 0x02;
+const SENT_ALL: u8 = 0x03;
+const ACCEPT: u8 = 0x81;
+const RESEND: u8 = 0x82;
+const ERROR: u8 = 0x84;
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A manifest body with every field given, so that a test can make it lie.
+fn manifest_with(
+    name: &[u8],
+    size: u64,
+    chunk_size: u32,
+    file_hash: [u8; 32],
+    chunk_hashes: &[[u8; 32]],
+) -> Vec<u8> {
+    let mut body = vec![1u8];
+    body.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    body.extend_from_slice(name);
+    body.extend_from_slice(&size.to_be_bytes());
+    body.extend_from_slice(&chunk_size.to_be_bytes());
+    body.extend_from_slice(&file_hash);
+    body.extend_from_slice(&(chunk_hashes.len() as u32).to_be_bytes());
+    for h in chunk_hashes {
+        body.extend_from_slice(h);
+    }
+    let check = sha256(&body);
+    body.extend_from_slice(&check);
+    body
+}
+
+/// The honest manifest body for `data`.
+fn manifest(name: &str, data: &[u8], chunk_size: u32) -> Vec<u8> {
+    let hashes: Vec<[u8; 32]> = data.chunks(chunk_size as usize).map(sha256).collect();
+    manifest_with(
+        name.as_bytes(),
+        data.len() as u64,
+        chunk_size,
+        sha256(data),
+        &hashes,
+    )
+}
+
+fn chunk(index: u32, data: &[u8]) -> Vec<u8> {
+    let mut body = index.to_be_bytes().to_vec();
+    body.extend_from_slice(data);
+    frame(CHUNK, &body)
+}
+
+/// A hand-driven peer.
+struct Raw {
+    stream: TcpStream,
+}
+
+impl Raw {
+    fn connect(recv: &mut Receiver) -> Raw {
+        match TcpStream::connect(recv.addr) {
+            Ok(stream) => Raw { stream },
+            Err(e) => recv
+                .program
+                .fail(format_args!("cannot connect to {}: {e}", recv.addr)),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        // The receiver may already have refused and closed: what it said is what matters.
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// The next frame, `None` on a clean close, `Err` on a timeout or a broken frame.
+    fn read_frame(&mut self, timeout: Duration) -> Result<Option<(u8, Vec<u8>)>, String> {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        let mut header = [0u8; 5];
+        let mut got = 0;
+        while got < 5 {
+            match self.stream.read(&mut header[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err("the connection closed in the middle of a frame".into()),
+                Ok(n) => got += n,
+                Err(e) => return Err(format!("no frame within {timeout:?}: {e}")),
+            }
+        }
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > 1 << 20 {
+            return Err(format!("a frame header declaring {len} bytes"));
+        }
+        let mut body = vec![0u8; len];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("a frame body of {len} bytes did not arrive: {e}"))?;
+        Ok(Some((header[4], body)))
+    }
+
+    /// Reads frames until an ERROR, and returns its message (ACCEPT and RESEND may come first).
+    #[track_caller]
+    fn expect_error(&mut self, recv: &mut Receiver, sent: &str) -> String {
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.read_frame(left.max(Duration::from_millis(1))) {
+                Ok(Some((ERROR, body))) if !body.is_empty() => {
+                    return String::from_utf8_lossy(&body).into_owned();
+                }
+                Ok(Some((ACCEPT | RESEND, _))) => {}
+                other => recv.program.fail(format_args!(
+                    "sent {sent}; expected an ERROR frame (type 0x84) with a message, got {other:?}"
+                )),
+            }
+        }
+    }
+}
+
+mod stage1_small_file {
+    use super::*;
+
+    #[test]
+    fn a_small_file_arrives_byte_for_byte() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let data = b"Hello, receiver.\nThis is a small file.\n".to_vec();
+            let path = file(src.path(), "hello.txt", &data);
+            let sent = send_ok(&mut r, &[&path], &[]);
+            r.event("complete", "hello.txt");
+            r.assert_file("hello.txt", &data);
+            let files = r.final_files();
+            if files != ["hello.txt"] {
+                r.program.fail(format_args!(
+                    "after one transfer, expected only hello.txt in the directory, found {files:?}"
+                ));
+            }
+            let last = sent.stdout.last().cloned().unwrap_or_default();
+            if !last.contains("/s") {
+                r.program.fail(format_args!(
+                    "expected the sender's last stdout line to give the rate (like `hello.txt: sent 39 B in 0.01s, 3.8 KiB/s`), got {:?}",
+                    sent.stdout
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn an_empty_file_arrives_empty() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "empty", b"");
+            send_ok(&mut r, &[&path], &[]);
+            r.event("complete", "empty");
+            r.assert_file("empty", b"");
+        });
+    }
+
+    #[test]
+    fn several_files_in_one_send() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let files: Vec<(String, Vec<u8>)> = (0..3)
+                .map(|i| {
+                    (
+                        format!("part-{i}.dat"),
+                        seeded_bytes(i, 3000 + i as usize * 1000),
+                    )
+                })
+                .collect();
+            let paths: Vec<PathBuf> = files.iter().map(|(n, d)| file(src.path(), n, d)).collect();
+            let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+            send_ok(&mut r, &refs, &[]);
+            for (name, data) in &files {
+                r.event("complete", name);
+                r.assert_file(name, data);
+            }
+        });
+    }
+
+    #[test]
+    fn a_file_that_exists_is_replaced_whole() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            std::fs::write(
+                r.path("notes.txt"),
+                b"an old version, longer than the new one",
+            )
+            .unwrap();
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "notes.txt", b"new");
+            send_ok(&mut r, &[&path], &[]);
+            r.event("complete", "notes.txt");
+            r.assert_file("notes.txt", b"new");
+        });
+    }
+
+    #[test]
+    fn no_receiver_is_a_clear_error() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "lonely.txt", b"nobody listens");
+            // A port that was free a moment ago: nothing listens there.
+            let closed = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap();
+            let mut sent = send(&mut r, closed, &[&path], &[]);
+            assert_send_failed(
+                &mut r,
+                &mut sent,
+                "sending to a port where nothing listens",
+                "lonely.txt",
+            );
+        });
+    }
+
+    #[test]
+    fn sigterm_stops_the_receiver_cleanly() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "before.txt", b"sent before the signal");
+            send_ok(&mut r, &[&path], &[]);
+            r.event("complete", "before.txt");
+            let _idle = Raw::connect(&mut r);
+            r.program.terminate();
+            match r.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => r.program.fail(format_args!(
+                    "after SIGTERM with a sender connected, expected a clean exit (status 0), got {status}"
+                )),
+                None => r.program.fail(format_args!(
+                    "after SIGTERM with a sender connected, expected the receiver to exit within {PROMPT:?}"
+                )),
+            }
+        });
+    }
+}
+
+mod stage2_many_chunks {
+    use super::*;
+
+    #[test]
+    fn eight_mebibytes_in_64_kib_chunks() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(2, 8 << 20);
+            let path = file(src.path(), "big.bin", &data);
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "big.bin");
+            if started["chunks"] != 128
+                || started["chunk_size"] != 65536
+                || started["size"] != 8 << 20
+            {
+                r.program.fail(format_args!(
+                    "sent 8 MiB with --chunk-size 64KiB; expected a started event with \"size\": 8388608, \"chunk_size\": 65536, \"chunks\": 128, got {started}"
+                ));
+            }
+            r.event("complete", "big.bin");
+            r.assert_file("big.bin", &data);
+        });
+    }
+
+    #[test]
+    fn a_last_chunk_shorter_than_the_others() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(3, 100_000);
+            let path = file(src.path(), "odd.bin", &data);
+            send_ok(&mut r, &[&path], &["--chunk-size", "4KiB"]);
+            let started = r.event("started", "odd.bin");
+            if started["chunks"] != 25 {
+                r.program.fail(format_args!(
+                    "sent 100000 bytes in 4096-byte chunks; expected \"chunks\": 25 (the last one 1696 bytes), got {started}"
+                ));
+            }
+            r.event("complete", "odd.bin");
+            r.assert_file("odd.bin", &data);
+        });
+    }
+
+    #[test]
+    fn the_default_chunk_size_is_one_mebibyte() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(4, (3 << 20) + 5);
+            let path = file(src.path(), "default.bin", &data);
+            send_ok(&mut r, &[&path], &[]);
+            let started = r.event("started", "default.bin");
+            if started["chunk_size"] != 1 << 20 || started["chunks"] != 4 {
+                r.program.fail(format_args!(
+                    "sent 3 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 1048576 and \"chunks\": 4, got {started}"
+                ));
+            }
+            r.event("complete", "default.bin");
+            r.assert_file("default.bin", &data);
+        });
+    }
+
+    #[test]
+    fn a_chunk_size_out_of_range_is_refused_by_the_sender() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "tiny-chunks.bin", &seeded_bytes(5, 10_000));
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&path], &["--chunk-size", "100"]);
+            assert_send_failed(
+                &mut r,
+                &mut sent,
+                "sending with --chunk-size 100",
+                "chunk size",
+            );
+            r.assert_absent("tiny-chunks.bin", "a refused chunk size");
+        });
+    }
+}
+
+mod stage3_corruption {
+    use super::*;
+
+    /// Bytes on the wire before chunk `index`'s data, for a file of `len` bytes in `chunk`-sized
+    /// chunks, all sent in order.
+    fn data_offset(name: &str, len: usize, chunk: usize, index: usize) -> u64 {
+        let manifest = 5 + 1 + 2 + name.len() + 8 + 4 + 32 + 4 + 32 * len.div_ceil(chunk) + 32;
+        (manifest + index * (5 + 4 + chunk) + 5 + 4) as u64
+    }
+
+    #[test]
+    fn a_flipped_byte_is_detected_and_the_chunk_sent_again() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(6, 64 * 1024);
+            let path = file(src.path(), "flip.bin", &data);
+            let at = data_offset("flip.bin", data.len(), 4096, 3) + 100;
+            let proxy = FaultProxy::start(r.addr, Fault::FlipByte(at)).unwrap();
+            let mut sent = send(&mut r, proxy.addr(), &[&path], &["--chunk-size", "4KiB"]);
+            if !sent.status.success() {
+                let sender = sent.program.diagnosis();
+                r.program.fail(format_args!(
+                    "with one byte of chunk 3 flipped in transit (stream offset {at}), expected the receiver to ask for chunk 3 again and the transfer to succeed; `send` exited ({})\nthe sender: {sender}the receiver:",
+                    sent.status
+                ));
+            }
+            let resent = r.event("resent", "flip.bin");
+            if resent["chunk"] != 3 {
+                r.program.fail(format_args!(
+                    "flipped a byte of chunk 3; expected a `resent` event for \"chunk\": 3, got {resent}"
+                ));
+            }
+            let complete = r.event("complete", "flip.bin");
+            if complete["resent"].as_u64().unwrap_or(0) < 1 {
+                r.program.fail(format_args!(
+                    "flipped a byte of chunk 3; expected the complete event to count \"resent\" >= 1, got {complete}"
+                ));
+            }
+            r.assert_file("flip.bin", &data);
+        });
+    }
+
+    #[test]
+    fn a_flip_anywhere_yields_the_right_file_or_a_clear_error() {
+        bounded(LIMIT, || {
+            // A short frame timeout: a flip in a length field can leave the receiver waiting for
+            // bytes that will never come.
+            let mut r = Receiver::start(&["--frame-timeout", "2s"]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(7, 48 * 1024);
+            let mut seed = 0xF11B_u64;
+            // Up to the end of the last chunk: manifest, headers and data alike.
+            let stream_len = data_offset("trial-00.bin", data.len(), 4096, 12) - 9;
+            for trial in 0..10 {
+                let name = format!("trial-{trial:02}.bin");
+                let path = file(src.path(), &name, &data);
+                let at = seeded_below(&mut seed, stream_len);
+                let proxy = FaultProxy::start(r.addr, Fault::FlipByte(at)).unwrap();
+                let mut sent = send(&mut r, proxy.addr(), &[&path], &["--chunk-size", "4KiB"]);
+                if sent.status.success() {
+                    r.assert_file(&name, &data);
+                } else {
+                    let stderr = sent.program.final_stderr();
+                    if !stderr.contains("error:") {
+                        let sender = sent.program.diagnosis();
+                        r.program.fail(format_args!(
+                            "trial {trial}: flipped the byte at stream offset {at}; `send` failed ({}) without an `error:` line\nthe sender: {sender}the receiver:",
+                            sent.status
+                        ));
+                    }
+                    r.assert_absent(&name, &format!("a failed transfer (byte {at} flipped)"));
+                }
+                r.program
+                    .assert_running(format_args!("trial {trial} (byte {at} flipped)"));
+            }
+        });
+    }
+}
+
+mod stage4_resume {
+    use super::*;
+
+    /// Sends 4 MiB in 64 KiB chunks through a proxy that cuts after 2 MiB; checks the failure and
+    /// returns the file's bytes.
+    fn cut_halfway(r: &mut Receiver, src: &Path, name: &str) -> (PathBuf, Vec<u8>) {
+        let data = seeded_bytes(8, 4 << 20);
+        let path = file(src, name, &data);
+        let proxy = FaultProxy::start(r.addr, Fault::CutAfter(2 << 20)).unwrap();
+        let mut sent = send(r, proxy.addr(), &[&path], &["--chunk-size", "64KiB"]);
+        assert_send_failed(
+            r,
+            &mut sent,
+            "sending through a connection cut after 2 MiB",
+            name,
+        );
+        r.event("failed", name);
+        r.assert_absent(name, "a connection cut halfway");
+        (path, data)
+    }
+
+    #[test]
+    fn a_cut_connection_resumes_with_only_the_missing_chunks() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "resume.bin");
+            let sent = send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "resume.bin");
+            let held = started["held"].as_u64().unwrap_or(0);
+            if !(1..64).contains(&held) {
+                r.program.fail(format_args!(
+                    "after 2 MiB of 4 MiB (64 chunks of 64 KiB) got through, expected the next send's started event to report \"held\" between 1 and 63, got {started}"
+                ));
+            }
+            let complete = r.event("complete", "resume.bin");
+            if complete["received"].as_u64() != Some(64 - held) {
+                r.program.fail(format_args!(
+                    "the receiver held {held} chunks; expected it to receive only the other {}, got {complete}",
+                    64 - held
+                ));
+            }
+            r.assert_file("resume.bin", &data);
+            if !sent.stdout.iter().any(|l| l.contains("already received")) {
+                r.program.fail(format_args!(
+                    "expected the sender to say how much was already received, it printed {:?}",
+                    sent.stdout
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_changed_file_of_the_same_name_starts_over() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, _) = cut_halfway(&mut r, src.path(), "changed.bin");
+            let newer = seeded_bytes(9, 4 << 20);
+            std::fs::write(&path, &newer).unwrap();
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "changed.bin");
+            if started["held"] != 0 {
+                r.program.fail(format_args!(
+                    "the file changed (same name and size, other bytes) after a cut; expected \"held\": 0, got {started}"
+                ));
+            }
+            r.event("complete", "changed.bin");
+            r.assert_file("changed.bin", &newer);
+        });
+    }
+
+    #[test]
+    fn a_restarted_receiver_still_resumes() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "restart.bin");
+            r.program.terminate();
+            if r.program.wait_exit(PROMPT).is_none() {
+                r.program
+                    .fail("expected the receiver to exit after SIGTERM");
+            }
+            let Receiver { dir, .. } = r;
+            let mut r = Receiver::start_in(dir, &[]);
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "restart.bin");
+            if started["held"].as_u64().unwrap_or(0) == 0 {
+                r.program.fail(format_args!(
+                    "a new receiver on the same directory should find the chunks the old one verified; expected \"held\" > 0, got {started}"
+                ));
+            }
+            r.event("complete", "restart.bin");
+            r.assert_file("restart.bin", &data);
+        });
+    }
+
+    #[test]
+    fn a_sender_that_disappears_leaves_no_final_file() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(10, 64 * 16 * 1024);
+            // By hand: the manifest, 10 whole chunks of 64 and half of the 11th, then gone, the
+            // way a crash or a pulled cable ends a sender.
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("vanish.bin", &data, 16 * 1024)));
+            for (i, c) in data.chunks(16 * 1024).take(10).enumerate() {
+                peer.send(&chunk(i as u32, c));
+            }
+            peer.send(&chunk(10, &data[10 * 16 * 1024..11 * 16 * 1024])[..8 * 1024]);
+            // Read the ACCEPT first: closing a socket with unread bytes sends a reset, and a
+            // reset makes the receiver's kernel drop what it had not yet handed over.
+            match peer.read_frame(PROMPT) {
+                Ok(Some((ACCEPT, _))) => {}
+                other => r.program.fail(format_args!(
+                    "sent an honest manifest for vanish.bin; expected an ACCEPT frame (type 0x81), got {other:?}"
+                )),
+            }
+            drop(peer);
+            r.event("failed", "vanish.bin");
+            r.assert_absent("vanish.bin", "the sender vanished mid-transfer");
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "vanish.bin", &data);
+            send_ok(&mut r, &[&path], &["--chunk-size", "16KiB"]);
+            let started = r.event("started", "vanish.bin");
+            if started["held"] != 10 {
+                r.program.fail(format_args!(
+                    "a sender delivered chunks 0 to 9 of 64 whole, then vanished; expected the next send's started event to report \"held\": 10, got {started}"
+                ));
+            }
+            r.event("complete", "vanish.bin");
+            r.assert_file("vanish.bin", &data);
+        });
+    }
+}
+
+mod stage5_many_senders {
+    use super::*;
+
+    #[test]
+    fn eight_senders_at_once() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let files: Vec<(String, Vec<u8>)> = (0..8)
+                .map(|i| (format!("sender-{i}.bin"), seeded_bytes(100 + i, 512 * 1024)))
+                .collect();
+            let senders: Vec<Program> = files
+                .iter()
+                .map(|(name, data)| {
+                    let path = file(src.path(), name, data);
+                    start_send(r.addr, &[&path], &["--chunk-size", "16KiB"])
+                })
+                .collect();
+            for (i, sender) in senders.into_iter().enumerate() {
+                let mut sent = finish(sender, &mut r);
+                if !sent.status.success() {
+                    let sender = sent.program.diagnosis();
+                    r.program.fail(format_args!(
+                        "8 senders at once: sender {i} exited ({})\nthe sender: {sender}the receiver:",
+                        sent.status
+                    ));
+                }
+            }
+            for (name, data) in &files {
+                r.assert_file(name, data);
+            }
+        });
+    }
+
+    #[test]
+    fn two_senders_of_one_name_never_mix() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let (first_dir, second_dir) =
+                (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let first = seeded_bytes(11, 256 * 1024);
+            let second = seeded_bytes(12, 256 * 1024);
+            let first_path = file(first_dir.path(), "same.bin", &first);
+            let second_path = file(second_dir.path(), "same.bin", &second);
+            let slow = FaultProxy::start(r.addr, Fault::Throttle(128 * 1024)).unwrap();
+            let first_sender = start_send(slow.addr(), &[&first_path], &["--chunk-size", "16KiB"]);
+            r.event("started", "same.bin");
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&second_path], &["--chunk-size", "16KiB"]);
+            assert_send_failed(
+                &mut r,
+                &mut sent,
+                "sending same.bin while another sender is sending a file of that name",
+                "another sender",
+            );
+            let mut done = finish(first_sender, &mut r);
+            if !done.status.success() {
+                let sender = done.program.diagnosis();
+                r.program.fail(format_args!(
+                    "the first sender of same.bin exited ({})\nthe sender: {sender}the receiver:",
+                    done.status
+                ));
+            }
+            r.assert_file("same.bin", &first);
+        });
+    }
+}
+
+mod stage6_hostile {
+    use super::*;
+
+    /// Sends `wire` on a fresh connection and expects an ERROR frame; returns its message.
+    fn refused(r: &mut Receiver, what: &str, wire: &[u8]) -> String {
+        let mut peer = Raw::connect(r);
+        peer.send(wire);
+        let message = peer.expect_error(r, what);
+        r.program.assert_running(format_args!("refusing {what}"));
+        message
+    }
+
+    #[test]
+    fn names_that_are_not_plain_are_refused() {
+        bounded(LIMIT, || {
+            let outside = tempfile::tempdir().unwrap();
+            let escape = outside.path().join("escaped.txt");
+            let mut r = Receiver::start(&[]);
+            let names: [&[u8]; 10] = [
+                b"../escaped.txt",
+                escape.to_str().unwrap().as_bytes(),
+                b"a/b.txt",
+                b"a\\b.txt",
+                b"",
+                b"..",
+                b"CON",
+                b"nul.txt",
+                b"bad\0name",
+                b"\xff\xfe",
+            ];
+            for name in names {
+                let data = b"should never land";
+                let body =
+                    manifest_with(name, data.len() as u64, 4096, sha256(data), &[sha256(data)]);
+                let mut wire = frame(MANIFEST, &body);
+                wire.extend(chunk(0, data));
+                let shown = String::from_utf8_lossy(name).into_owned();
+                refused(&mut r, &format!("a manifest for the name {shown:?}"), &wire);
+            }
+            let left: Vec<_> = std::fs::read_dir(r.dir.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .collect();
+            if !left.is_empty()
+                || escape.exists()
+                || r.dir.path().parent().unwrap().join("escaped.txt").exists()
+            {
+                r.program.fail(format_args!(
+                    "after refusing every bad name, expected nothing written anywhere; the directory holds {:?}",
+                    left.iter().map(|e| e.file_name()).collect::<Vec<_>>()
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_file_over_the_max_size_is_refused() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--max-size", "1MiB"]);
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "huge.bin", &seeded_bytes(13, (1 << 20) + 1));
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&path], &[]);
+            assert_send_failed(
+                &mut r,
+                &mut sent,
+                "sending 1 MiB + 1 byte to --max-size 1MiB",
+                "refused",
+            );
+            r.assert_absent("huge.bin", "a file over --max-size");
+            let fits = file(src.path(), "fits.bin", &seeded_bytes(14, 1 << 20));
+            send_ok(&mut r, &[&fits], &[]);
+            r.event("complete", "fits.bin");
+        });
+    }
+
+    #[test]
+    fn a_chunk_of_the_wrong_length_is_refused() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(15, 10_000);
+            let mut wire = frame(MANIFEST, &manifest("short.bin", &data, 4096));
+            wire.extend(chunk(0, &data[..4000]));
+            refused(
+                &mut r,
+                "chunk 0 with 4000 bytes where the manifest says 4096",
+                &wire,
+            );
+            r.assert_absent("short.bin", "a chunk of the wrong length");
+        });
+    }
+
+    #[test]
+    fn a_chunk_beyond_the_declared_size_is_refused() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(16, 10_000);
+            let mut wire = frame(MANIFEST, &manifest("beyond.bin", &data, 4096));
+            wire.extend(chunk(3, &data[..4096]));
+            let message = refused(&mut r, "chunk 3 of a 3-chunk file", &wire);
+            if !message.contains('3') {
+                r.program.fail(format_args!(
+                    "sent chunk 3 of a 3-chunk file; expected the ERROR to name the chunk, got {message:?}"
+                ));
+            }
+            r.assert_absent("beyond.bin", "a chunk beyond the declared size");
+        });
+    }
+
+    #[test]
+    fn a_manifest_that_lies_about_the_whole_file_leaves_nothing() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(17, 10_000);
+            let hashes: Vec<[u8; 32]> = data.chunks(4096).map(sha256).collect();
+            let body = manifest_with(
+                b"liar.bin",
+                data.len() as u64,
+                4096,
+                sha256(b"something else"),
+                &hashes,
+            );
+            let mut wire = frame(MANIFEST, &body);
+            for (i, c) in data.chunks(4096).enumerate() {
+                wire.extend(chunk(i as u32, c));
+            }
+            wire.extend(frame(SENT_ALL, &[]));
+            refused(
+                &mut r,
+                "a manifest whose whole-file SHA-256 matches no chunk data",
+                &wire,
+            );
+            r.assert_absent("liar.bin", "a manifest that lied");
+            let left = std::fs::read_dir(r.dir.path())
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if left != 0 {
+                r.program.fail(format_args!(
+                    "after a manifest that lied, expected its partial file discarded; the directory holds {left} entries"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_manifest_whose_counts_disagree_is_refused() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(18, 10_000);
+            // 10000 bytes in 4096-byte chunks make 3 chunks; this manifest declares 2.
+            let hashes: Vec<[u8; 32]> = data.chunks(4096).take(2).map(sha256).collect();
+            let body = manifest_with(
+                b"count.bin",
+                data.len() as u64,
+                4096,
+                sha256(&data),
+                &hashes,
+            );
+            refused(
+                &mut r,
+                "a manifest declaring 2 chunks for 10000 bytes of 4096",
+                &frame(MANIFEST, &body),
+            );
+        });
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_it_is_read() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let mut header = (1u32 << 30).to_be_bytes().to_vec();
+            header.push(MANIFEST);
+            refused(
+                &mut r,
+                "a frame header declaring a 1 GiB manifest (and no body)",
+                &header,
+            );
+        });
+    }
+
+    #[test]
+    fn a_chunk_that_keeps_failing_ends_the_transfer() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--max-retries", "2"]);
+            let data = seeded_bytes(20, 8192);
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("stubborn.bin", &data, 4096)));
+            let mut bad = data[..4096].to_vec();
+            bad[0] ^= 1;
+            // The same damaged chunk, again and again: after 2 re-requests the receiver gives up.
+            for _ in 0..3 {
+                peer.send(&chunk(0, &bad));
+            }
+            let message = peer.expect_error(
+                &mut r,
+                "chunk 0 with a wrong byte, three times, to a receiver with --max-retries 2",
+            );
+            if !message.contains('0') {
+                r.program.fail(format_args!(
+                    "expected the ERROR to name chunk 0, got {message:?}"
+                ));
+            }
+            r.assert_absent("stubborn.bin", "a chunk that never matched");
+        });
+    }
+
+    #[test]
+    fn a_silent_sender_is_dropped_after_the_frame_timeout() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--frame-timeout", "1s"]);
+            let mut peer = Raw::connect(&mut r);
+            // Half a header, then nothing: a slow-loris peer holding a connection open.
+            peer.send(&[0, 0]);
+            peer.expect_error(
+                &mut r,
+                "two bytes of a header, then silence, with --frame-timeout 1s",
+            );
+        });
+    }
+
+    #[test]
+    fn seeded_garbage_never_kills_the_receiver() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--frame-timeout", "1s"]);
+            let mut seed = 0x6A7B_u64;
+            for round in 0..20 {
+                let len = 1 + seeded_below(&mut seed, 600) as usize;
+                let mut junk = seeded_bytes(seed, len);
+                // Half the rounds start with a plausible header, so the body checks run too.
+                if round % 2 == 0 && junk.len() >= 5 {
+                    junk[..4].copy_from_slice(&((len - 5) as u32).to_be_bytes());
+                    junk[4] = [MANIFEST, CHUNK, SENT_ALL][round % 3];
+                }
+                let mut peer = Raw::connect(&mut r);
+                peer.send(&junk);
+                let _ = peer.read_frame(Duration::from_millis(300));
+                r.program
+                    .assert_running(format_args!("receiving garbage (round {round})"));
+            }
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(19, 20_000);
+            let path = file(src.path(), "after.bin", &data);
+            send_ok(&mut r, &[&path], &[]);
+            r.event("complete", "after.bin");
+            r.assert_file("after.bin", &data);
+        });
+    }
+
+    #[test]
+    fn the_connection_limit_is_enforced() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--max-connections", "2"]);
+            let mut held = vec![Raw::connect(&mut r), Raw::connect(&mut r)];
+            // The receiver must have taken both before the third arrives: poll until a third
+            // is refused (the accept loop may lag a moment behind the kernel).
+            let refusal = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut extra = Raw::connect(&mut r);
+                match extra.read_frame(Duration::from_millis(500)) {
+                    Ok(Some((ERROR, body))) => Some(String::from_utf8_lossy(&body).into_owned()),
+                    _ => None,
+                }
+            });
+            if refusal.is_none() {
+                r.program.fail(
+                    "with --max-connections 2 and 2 senders connected, expected a third to get an ERROR frame",
+                );
+            }
+            held.clear();
+            let src = tempfile::tempdir().unwrap();
+            let path = file(src.path(), "room.bin", b"there is room again");
+            let ok = poll_until(PROMPT, Duration::from_millis(50), || {
+                let addr = r.addr;
+                let sent = send(&mut r, addr, &[&path], &[]);
+                sent.status.success().then_some(())
+            });
+            if ok.is_none() {
+                r.program
+                    .fail("after the 2 idle senders left, expected a new sender to be served");
+            }
+        });
+    }
+}

@@ -1,0 +1,210 @@
+//! `cargo xtask compare file-transfer`: a fresh transfer of one file over loopback by the chosen
+//! tree's `file-transfer` and by `rsync` (to an rsync daemon), timed the same way, side by side.
+//!
+//! Both receivers write into `/dev/shm` where it exists, so that the disk is not what is measured.
+//! Each tool sends the file several times, the destination file deleted before each run (a fresh
+//! transfer, no basis file for rsync's delta algorithm); the best time of each is reported.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::compare::{Guard, wait_for_port};
+use crate::projects::Project;
+use crate::tree::Tree;
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the comparison with a file of `size` bytes, `rounds` times for each tool.
+pub fn run(root: &Path, project: &Project, tree: &Tree, size: u64, rounds: u32) -> Result<()> {
+    if Command::new("rsync").arg("--version").output().is_err() {
+        bail!("rsync is not installed (Debian: apt-get install rsync)");
+    }
+    let binary = tree.build(root, project, true)?;
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let work = Scratch(base.join(format!("workbook-compare-{}", std::process::id())));
+    let (src, ours_dir, rsync_dir) = (
+        work.0.as_path().join("src"),
+        work.0.as_path().join("ours"),
+        work.0.as_path().join("rsync"),
+    );
+    for dir in [&src, &ours_dir, &rsync_dir] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = src.join("compare.bin");
+    write_file(&file, size)?;
+
+    let mut receiver = Command::new(&binary);
+    receiver
+        .args(["recv", "--bind", "127.0.0.1:0", "--dir"])
+        .arg(&ours_dir);
+    let (_receiver, addr) = start_ours(receiver)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = work.0.as_path().join("rsyncd.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "use chroot = no\nuid = {uid}\ngid = {gid}\n[dst]\npath = {}\nread only = no\n",
+            rsync_dir.display(),
+            uid = id("-u")?,
+            gid = id("-g")?
+        ),
+    )?;
+    let _daemon = Guard(
+        Command::new("rsync")
+            .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--config={}", config.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the rsync daemon")?,
+    );
+    wait_for_port(port)?;
+
+    eprintln!(
+        "sending {} MiB over loopback, {rounds} times each: {} `send` and `rsync` to an rsync daemon...",
+        size >> 20,
+        tree.label()
+    );
+    // rsync's default whole-file checksum is xxh128, far cheaper than SHA-256; with sha1 it does
+    // cryptographic work comparable to ours.
+    let rsyncs: [(&str, &[&str]); 2] = [
+        ("rsync", &[]),
+        ("rsync --cc=sha1", &["--checksum-choice=sha1"]),
+    ];
+    let mut ours = Vec::new();
+    let mut theirs = vec![Vec::new(); rsyncs.len()];
+    for _ in 0..rounds {
+        let _ = std::fs::remove_file(ours_dir.join("compare.bin"));
+        let mut send = Command::new(&binary);
+        send.args(["send", "--to", &addr]).arg(&file);
+        ours.push(timed(send, "file-transfer send")?);
+        for ((label, flags), times) in rsyncs.iter().zip(&mut theirs) {
+            let _ = std::fs::remove_file(rsync_dir.join("compare.bin"));
+            let mut rsync = Command::new("rsync");
+            rsync
+                .args(*flags)
+                .arg(&file)
+                .arg(format!("rsync://127.0.0.1:{port}/dst/"));
+            times.push(timed(rsync, label)?);
+        }
+    }
+    let rate = |d: Duration| size as f64 / d.as_secs_f64() / (1 << 20) as f64;
+    let best_ours = best(&ours);
+    println!(
+        "{:<16} {:>10} {:>10} {:>14}",
+        "tool", "best time", "MiB/s", "ours / theirs"
+    );
+    println!(
+        "{:<16} {:>9.3}s {:>10.0}",
+        project.slug,
+        best_ours.as_secs_f64(),
+        rate(best_ours)
+    );
+    for ((label, _), times) in rsyncs.iter().zip(&theirs) {
+        let best_theirs = best(times);
+        println!(
+            "{label:<16} {:>9.3}s {:>10.0} {:>13.2}x",
+            best_theirs.as_secs_f64(),
+            rate(best_theirs),
+            rate(best_ours) / rate(best_theirs)
+        );
+    }
+    Ok(())
+}
+
+fn best(times: &[Duration]) -> Duration {
+    times.iter().copied().min().unwrap_or_default()
+}
+
+/// Runs `command` to its end and returns how long it took.
+fn timed(mut command: Command, what: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let output = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    let elapsed = start.elapsed();
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(elapsed)
+}
+
+/// `size` bytes that no compression or delta could shrink.
+fn write_file(path: &Path, size: u64) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        out.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The output of `id FLAG` (`-u` or `-g`): the daemon runs as whoever runs this, so that it can
+/// write into our scratch directory.
+fn id(flag: &str) -> Result<String> {
+    let output = Command::new("id")
+        .arg(flag)
+        .output()
+        .context("running id")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Starts our receiver and reads its `listening on ADDR` line.
+fn start_ours(mut command: Command) -> Result<(Guard, String)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the receiver")?;
+    let stdout = child.stdout.take().context("the receiver's stdout")?;
+    let guard = Guard(child);
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines.read_line(&mut first)?;
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .map(str::to_owned)
+        .with_context(|| {
+            format!("expected `listening on ADDR` from the receiver, got {first:?}")
+        })?;
+    // Keep reading its events, so that a full pipe never stalls it.
+    std::thread::spawn(move || for _ in lines.lines() {});
+    Ok((guard, addr))
+}
