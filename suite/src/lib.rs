@@ -11,8 +11,10 @@
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
+//! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 
 pub mod binary;
+pub mod nats;
 pub mod program;
 pub mod resp;
 pub mod udp;

@@ -137,6 +137,31 @@ fn split_verb(line: &[u8]) -> (&[u8], &[u8]) {
     (&line[..end], trim_start(&line[end..]))
 }
 
+/// A verb in upper case, on the stack: every operation has one, so no allocation for it.
+struct Upper {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl Upper {
+    /// A verb longer than any the protocol has becomes empty, which matches none.
+    fn new(verb: &[u8]) -> Upper {
+        let mut bytes = [0u8; 8];
+        let len = if verb.len() <= bytes.len() {
+            verb.len()
+        } else {
+            0
+        };
+        bytes[..len].copy_from_slice(&verb[..len]);
+        bytes.make_ascii_uppercase();
+        Upper { bytes, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 fn trim_start(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
@@ -189,7 +214,7 @@ pub fn parse_client(
         return Ok(None);
     };
     let (verb, rest) = split_verb(line);
-    let op = match verb.to_ascii_uppercase().as_slice() {
+    let op = match Upper::new(verb).as_bytes() {
         b"PING" => ClientOp::Ping,
         b"PONG" => ClientOp::Pong,
         b"INFO" | b"+OK" | b"-ERR" => ClientOp::Ignored,
@@ -365,7 +390,7 @@ pub fn parse_server(
         return Ok(None);
     };
     let (verb, rest) = split_verb(line);
-    let op = match verb.to_ascii_uppercase().as_slice() {
+    let op = match Upper::new(verb).as_bytes() {
         b"PING" => ServerOp::Ping,
         b"PONG" => ServerOp::Pong,
         b"+OK" => ServerOp::Ok,
