@@ -29,7 +29,7 @@ pub struct Workload {
 }
 
 /// A child process killed when dropped.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -91,7 +91,7 @@ pub fn run(root: &Path, name: &str, tree: &Tree, workload: &Workload) -> Result<
 }
 
 /// Starts our server and reads its `listening on ADDR` line.
-fn start_ours(mut command: Command) -> Result<(Guard, u16)> {
+pub(crate) fn start_ours(mut command: Command) -> Result<(Guard, u16)> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -112,11 +112,11 @@ fn start_ours(mut command: Command) -> Result<(Guard, u16)> {
 
 /// A port free right now (the OS picks it; another program could take it before redis-server
 /// binds it, which would show as a failure to connect).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_for_port(port: u16) -> Result<()> {
+pub(crate) fn wait_for_port(port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
