@@ -82,10 +82,11 @@ pub async fn run(
             },
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            // Bounded, like every write: a client that does not read must not hold up shutdown.
+            let deadline = config.write_deadline;
             tracker.spawn(async move {
-                let _ = stream
-                    .write_all(&protocol::err_line("Maximum Connections Exceeded"))
-                    .await;
+                let refusal = protocol::err_line("Maximum Connections Exceeded");
+                let _ = tokio::time::timeout(deadline, stream.write_all(&refusal)).await;
             });
             continue;
         };
