@@ -249,7 +249,8 @@ pub fn encode_msg(
     payload: &[u8],
 ) {
     // TODO: `MSG subject sid [reply] size\r\npayload\r\n` with `extend_from_slice`; the size is
-    // `payload.len()` (`push_number` writes it without allocating).
+    // `payload.len()` (`push_number` writes it without allocating; `push_tail` does the end, as for
+    // `PUB`).
     todo!()
 }
 
@@ -266,6 +267,11 @@ pub fn encode_pub(out: &mut Vec<u8>, subject: &[u8], reply: Option<&[u8]>, paylo
     out.extend_from_slice(b"PUB ");
     out.extend_from_slice(subject);
     out.push(b' ');
+    push_tail(out, reply, payload);
+}
+
+/// What `PUB` and `MSG` end with: `[reply ]size\r\npayload\r\n`.
+fn push_tail(out: &mut Vec<u8>, reply: Option<&[u8]>, payload: &[u8]) {
     if let Some(reply) = reply {
         out.extend_from_slice(reply);
         out.push(b' ');

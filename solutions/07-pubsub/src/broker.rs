@@ -160,9 +160,6 @@ impl Broker {
             let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
             let mut grouped: Vec<&Arc<Subscription>> = Vec::new();
             let mut deliver = |sub: &Arc<Subscription>| -> bool {
-                if sub.outbound.is_closed() {
-                    return false;
-                }
                 let Some(last) = sub.claim() else {
                     return false;
                 };

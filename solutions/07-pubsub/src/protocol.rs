@@ -299,14 +299,7 @@ pub fn encode_msg(
     out.push(b' ');
     out.extend_from_slice(sid);
     out.push(b' ');
-    if let Some(reply) = reply {
-        out.extend_from_slice(reply);
-        out.push(b' ');
-    }
-    push_number(out, payload.len());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\n");
+    push_tail(out, reply, payload);
 }
 
 /// The bytes [`encode_msg`] appends, without encoding anything: for the bound on a queue.
@@ -328,6 +321,11 @@ pub fn encode_pub(out: &mut Vec<u8>, subject: &[u8], reply: Option<&[u8]>, paylo
     out.extend_from_slice(b"PUB ");
     out.extend_from_slice(subject);
     out.push(b' ');
+    push_tail(out, reply, payload);
+}
+
+/// What `PUB` and `MSG` end with: `[reply ]size\r\npayload\r\n`.
+fn push_tail(out: &mut Vec<u8>, reply: Option<&[u8]>, payload: &[u8]) {
     if let Some(reply) = reply {
         out.extend_from_slice(reply);
         out.push(b' ');
