@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::outbound::{Outbound, Push};
+use crate::outbound::{Outbound, Push, Wakes};
 use crate::subject::Index;
 
 /// One subscription of one client.
@@ -142,6 +142,7 @@ impl Broker {
 
     /// Delivers a message to every subscription matching `subject` (one member of each queue
     /// group), skipping the publisher's own when `echo` is off. Never waits for a subscriber.
+    /// The writers to wake are added to `wakes`.
     pub fn publish(
         &self,
         publisher: u64,
@@ -149,10 +150,11 @@ impl Broker {
         subject: &[u8],
         reply: Option<&[u8]>,
         payload: &[u8],
+        wakes: &mut Wakes,
     ) -> Published {
         // TODO: under `self.index.read()`, `for_each_match(subject, ..)`: skip the publisher's own
         // subscriptions when `echo` is off; deliver to plain ones at once
-        // (`sub.outbound.push_msg(..)`, counting `Push::Queued` and `Push::Slow`); set queue
+        // (`sub.outbound.push_msg(.., wakes)`, counting `Push::Queued` and `Push::Slow`); set queue
         // subscriptions aside, then group them by queue name (`sort_by`, `chunk_by`) and deliver to
         // one member of each group, taking turns with `self.turn`. Respect `UNSUB` maximums: claim
         // a delivery first, and after releasing the read lock unsubscribe the ones whose last

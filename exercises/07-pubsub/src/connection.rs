@@ -20,7 +20,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
 
 use crate::broker::{Broker, Subscription};
-use crate::outbound::{Outbound, Push};
+use crate::outbound::{Outbound, Push, Wakes};
 use crate::protocol::{self, ClientOp, ConnectOptions, ProtocolError};
 use crate::subject;
 
@@ -77,11 +77,12 @@ pub async fn serve(
     // `stream.into_split()`, and the writer `tokio::spawn`ed on `outbound.write_loop(writer, ..)`.
     // Queue `protocol::info_line(..)` first. Then loop: handle every whole operation in the input
     // buffer (`protocol::parse_client`; answer through the outbound queue: `+OK` when verbose,
-    // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid),
-    // drop the bytes used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client
-    // left), `outbound.killed().cancelled()` and `shutdown.stop.cancelled()`. At the end, whatever
-    // the reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR`
-    // line; on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`;
-    // then `outbound.close()` and await the writer.
+    // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid;
+    // pass one `Wakes` to every `publish` and `wake_all()` once the batch is done), drop the bytes
+    // used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client left),
+    // `outbound.killed().cancelled()` and `shutdown.stop.cancelled()`. At the end, whatever the
+    // reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR` line;
+    // on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`; then
+    // `outbound.close()` and await the writer.
     todo!()
 }

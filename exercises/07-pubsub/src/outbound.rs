@@ -1,9 +1,9 @@
 //! One client's outbound queue: the bytes waiting to be written to it, bounded in size, and the
 //! task that writes them.
 //!
-//! Your task (stages 1, 2 and 6): [`Outbound::push_with`], [`Outbound::close`],
-//! [`Outbound::is_closed`] and [`Outbound::write_loop`]. `push` and `push_msg` are given: they call
-//! `push_with`.
+//! Your task (stages 1, 2 and 6): `Outbound::append` (private, but the heart of it),
+//! [`Outbound::close`], [`Outbound::is_closed`] and [`Outbound::write_loop`]. `push_with`, `push`,
+//! `push_msg` and [`Wakes`] are given: they call `append` and wake the writer.
 //!
 //! Publishers never wait for a subscriber. They append the encoded `MSG` to the subscriber's
 //! queue under a short lock and wake its writer; the writer takes everything queued at once and
@@ -12,7 +12,7 @@
 //! `-ERR 'Slow Consumer'`, and it is disconnected. The other subscribers never notice.
 
 use std::io;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -31,6 +31,19 @@ pub enum Push {
     /// The queue was full: the client has just been marked a slow consumer and is being
     /// disconnected.
     Slow,
+}
+
+/// Writers that have messages waiting, to wake once a publisher is done with a batch.
+#[derive(Debug, Default)]
+pub struct Wakes(Vec<Arc<Outbound>>);
+
+impl Wakes {
+    /// Wakes every writer collected, and forgets them.
+    pub fn wake_all(&mut self) {
+        for outbound in self.0.drain(..) {
+            outbound.wake.notify_one();
+        }
+    }
 }
 
 /// One client's outbound bytes, shared by its reader, its writer and every publisher.
@@ -69,14 +82,25 @@ impl Outbound {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `len` bytes written by `encode`, unless that would pass the bound.
+    /// Appends `len` bytes written by `encode`, unless that would pass the bound, and wakes the
+    /// writer.
     pub fn push_with(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Push {
-        // TODO: lock `self.state()`. Closed: `Push::Closed`. Would `buf.len() + len` pass
+        let (push, wake) = self.append(len, encode);
+        if wake {
+            self.wake.notify_one();
+        }
+        push
+    }
+
+    /// Appends without waking the writer; whether it needs waking (the queue was empty: the
+    /// writer takes everything when it wakes, so only the first push of a batch needs to).
+    fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> (Push, bool) {
+        // TODO: lock `self.state()`. Closed: `(Push::Closed, false)`. Would `buf.len() + len` pass
         // `self.limit`? Then this client is a slow consumer: clear the buffer, put `-ERR 'Slow
-        // Consumer'\r\n` in it, mark it closed, cancel `self.kill`, wake the writer, return
-        // `Push::Slow`. Otherwise `encode` into the buffer and wake the writer
-        // (`self.wake.notify_one()`) if the buffer was empty before: the writer takes everything
-        // when it wakes. Unlock before you notify.
+        // Consumer'\r\n` in it, mark it closed, unlock, cancel `self.kill`, and return
+        // `(Push::Slow, true)` (the writer must wake to send the verdict). Otherwise `encode` into
+        // the buffer and return `(Push::Queued, was_empty)`: the writer takes everything when it
+        // wakes, so only a push into an empty queue needs to wake it.
         todo!()
     }
 
@@ -85,18 +109,25 @@ impl Outbound {
         self.push_with(bytes.len(), |buf| buf.extend_from_slice(bytes))
     }
 
-    /// Appends a `MSG` for subscription `sid`.
+    /// Appends a `MSG` for subscription `sid`. The writer is not woken now but added to
+    /// `wakes`, for the publisher to wake once it has published everything it read: a writer
+    /// then finds a whole batch of messages to write at once.
     pub fn push_msg(
-        &self,
+        self: &Arc<Self>,
         subject: &[u8],
         sid: &[u8],
         reply: Option<&[u8]>,
         payload: &[u8],
+        wakes: &mut Wakes,
     ) -> Push {
         let len = protocol::msg_len(subject, sid, reply, payload);
-        self.push_with(len, |buf| {
+        let (push, wake) = self.append(len, |buf| {
             protocol::encode_msg(buf, subject, sid, reply, payload);
-        })
+        });
+        if wake {
+            wakes.0.push(Arc::clone(self));
+        }
+        push
     }
 
     /// Accepts nothing more: the writer writes what is queued, then closes the connection.

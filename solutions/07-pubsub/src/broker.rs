@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::outbound::{Outbound, Push};
+use crate::outbound::{Outbound, Push, Wakes};
 use crate::subject::Index;
 
 /// One subscription of one client.
@@ -146,6 +146,7 @@ impl Broker {
 
     /// Delivers a message to every subscription matching `subject` (one member of each queue
     /// group), skipping the publisher's own when `echo` is off. Never waits for a subscriber.
+    /// The writers to wake are added to `wakes`.
     pub fn publish(
         &self,
         publisher: u64,
@@ -153,6 +154,7 @@ impl Broker {
         subject: &[u8],
         reply: Option<&[u8]>,
         payload: &[u8],
+        wakes: &mut Wakes,
     ) -> Published {
         let mut result = Published::default();
         let mut finished: Vec<Arc<Subscription>> = Vec::new();
@@ -166,7 +168,10 @@ impl Broker {
                 if last {
                     finished.push(Arc::clone(sub));
                 }
-                match sub.outbound.push_msg(subject, &sub.sid, reply, payload) {
+                match sub
+                    .outbound
+                    .push_msg(subject, &sub.sid, reply, payload, wakes)
+                {
                     Push::Queued => result.delivered += 1,
                     Push::Slow => result.slow += 1,
                     Push::Closed => return false,
@@ -227,7 +232,12 @@ mod tests {
         let q1: Vec<_> = (0..3).map(|_| sub(&broker, "a.b", Some("q1"))).collect();
         let q2 = sub(&broker, ">", Some("q2"));
         for _ in 0..30 {
-            assert_eq!(broker.publish(9, true, b"a.b", None, b"x").delivered, 3);
+            assert_eq!(
+                broker
+                    .publish(9, true, b"a.b", None, b"x", &mut Wakes::default())
+                    .delivered,
+                3
+            );
         }
         assert_eq!(plain.delivered(), 30);
         assert_eq!(q2.delivered(), 30);
@@ -245,7 +255,7 @@ mod tests {
         let s = sub(&broker, "a", None);
         assert!(s.set_max(2));
         for _ in 0..5 {
-            broker.publish(9, true, b"a", None, b"x");
+            broker.publish(9, true, b"a", None, b"x", &mut Wakes::default());
         }
         assert_eq!(broker.subscriptions(), 0);
         assert!(s.is_done());

@@ -17,7 +17,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
 
 use crate::broker::{Broker, Subscription};
-use crate::outbound::{Outbound, Push};
+use crate::outbound::{Outbound, Push, Wakes};
 use crate::protocol::{self, ClientOp, ConnectOptions, ProtocolError};
 use crate::subject;
 
@@ -91,6 +91,7 @@ pub async fn serve(
         limits: &limits,
         options: ConnectOptions::default(),
         subscriptions: HashMap::new(),
+        wakes: Wakes::default(),
     };
     let mut input = Vec::with_capacity(64 * 1024);
     let end = loop {
@@ -146,6 +147,8 @@ struct Session<'a> {
     limits: &'a Limits,
     options: ConnectOptions,
     subscriptions: HashMap<Box<[u8]>, Arc<Subscription>>,
+    /// Subscribers' writers to wake once the batch of operations read is handled.
+    wakes: Wakes,
 }
 
 impl Session<'_> {
@@ -163,6 +166,7 @@ impl Session<'_> {
             }
         };
         input.drain(..at);
+        self.wakes.wake_all();
         result
     }
 
@@ -201,8 +205,14 @@ impl Session<'_> {
                     self.ok();
                 } else {
                     self.ok();
-                    self.broker
-                        .publish(self.client, self.options.echo, subject, reply, payload);
+                    self.broker.publish(
+                        self.client,
+                        self.options.echo,
+                        subject,
+                        reply,
+                        payload,
+                        &mut self.wakes,
+                    );
                 }
             }
             ClientOp::Sub {

@@ -8,7 +8,7 @@
 //! `-ERR 'Slow Consumer'`, and it is disconnected. The other subscribers never notice.
 
 use std::io;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -27,6 +27,19 @@ pub enum Push {
     /// The queue was full: the client has just been marked a slow consumer and is being
     /// disconnected.
     Slow,
+}
+
+/// Writers that have messages waiting, to wake once a publisher is done with a batch.
+#[derive(Debug, Default)]
+pub struct Wakes(Vec<Arc<Outbound>>);
+
+impl Wakes {
+    /// Wakes every writer collected, and forgets them.
+    pub fn wake_all(&mut self) {
+        for outbound in self.0.drain(..) {
+            outbound.wake.notify_one();
+        }
+    }
 }
 
 /// One client's outbound bytes, shared by its reader, its writer and every publisher.
@@ -65,11 +78,22 @@ impl Outbound {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `len` bytes written by `encode`, unless that would pass the bound.
+    /// Appends `len` bytes written by `encode`, unless that would pass the bound, and wakes the
+    /// writer.
     pub fn push_with(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Push {
+        let (push, wake) = self.append(len, encode);
+        if wake {
+            self.wake.notify_one();
+        }
+        push
+    }
+
+    /// Appends without waking the writer; whether it needs waking (the queue was empty: the
+    /// writer takes everything when it wakes, so only the first push of a batch needs to).
+    fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> (Push, bool) {
         let mut state = self.state();
         if state.closed {
-            return Push::Closed;
+            return (Push::Closed, false);
         }
         if state.buf.len() + len > self.limit {
             state.buf.clear();
@@ -78,17 +102,11 @@ impl Outbound {
             state.closed = true;
             drop(state);
             self.kill.cancel();
-            self.wake.notify_one();
-            return Push::Slow;
+            return (Push::Slow, true);
         }
         let was_empty = state.buf.is_empty();
         encode(&mut state.buf);
-        drop(state);
-        // The writer empties the queue whenever it wakes: it needs waking only for the first.
-        if was_empty {
-            self.wake.notify_one();
-        }
-        Push::Queued
+        (Push::Queued, was_empty)
     }
 
     /// Appends `bytes` (a reply to the client itself), unless that would pass the bound.
@@ -96,18 +114,25 @@ impl Outbound {
         self.push_with(bytes.len(), |buf| buf.extend_from_slice(bytes))
     }
 
-    /// Appends a `MSG` for subscription `sid`.
+    /// Appends a `MSG` for subscription `sid`. The writer is not woken now but added to
+    /// `wakes`, for the publisher to wake once it has published everything it read: a writer
+    /// then finds a whole batch of messages to write at once.
     pub fn push_msg(
-        &self,
+        self: &Arc<Self>,
         subject: &[u8],
         sid: &[u8],
         reply: Option<&[u8]>,
         payload: &[u8],
+        wakes: &mut Wakes,
     ) -> Push {
         let len = protocol::msg_len(subject, sid, reply, payload);
-        self.push_with(len, |buf| {
+        let (push, wake) = self.append(len, |buf| {
             protocol::encode_msg(buf, subject, sid, reply, payload);
-        })
+        });
+        if wake {
+            wakes.0.push(Arc::clone(self));
+        }
+        push
     }
 
     /// Accepts nothing more: the writer writes what is queued, then closes the connection.
@@ -173,9 +198,13 @@ mod tests {
 
     #[test]
     fn a_full_queue_marks_a_slow_consumer() {
-        let out = Outbound::new(100);
+        let out = Arc::new(Outbound::new(100));
+        let mut wakes = Wakes::default();
         assert_eq!(out.push(&[b'x'; 60]), Push::Queued);
-        assert_eq!(out.push_msg(b"s", b"1", None, &[0; 50]), Push::Slow);
+        assert_eq!(
+            out.push_msg(b"s", b"1", None, &[0; 50], &mut wakes),
+            Push::Slow
+        );
         assert!(out.killed().is_cancelled());
         assert_eq!(out.push(b"PONG\r\n"), Push::Closed);
         assert_eq!(out.state().buf, b"-ERR 'Slow Consumer'\r\n");
@@ -183,9 +212,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_flushes_then_closes() {
-        let out = Outbound::new(1000);
+        let out = Arc::new(Outbound::new(1000));
         out.push(b"+OK\r\n");
-        out.push_msg(b"a", b"1", None, b"hi");
+        out.push_msg(b"a", b"1", None, b"hi", &mut Wakes::default());
         out.close();
         let mut written = Vec::new();
         out.write_loop(&mut written, Duration::from_secs(1))
