@@ -836,7 +836,7 @@ mod stage5_unsubscribe {
     }
 }
 
-mod stage6_slow_consumers {
+mod stage6_slow_and_silent_consumers {
     use super::*;
 
     /// The most bytes the kernel may buffer for one loopback connection, both ends together.
@@ -953,6 +953,44 @@ mod stage6_slow_consumers {
                     if ended { "then the verdict" } else { "no verdict" }
                 ));
             }
+        });
+    }
+    #[test]
+    fn a_silent_client_is_pinged_and_dropped_if_it_never_answers() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&["--ping-interval", "100ms"]);
+            let mut answers = b.client();
+            let mut silent = b.client();
+            for n in 1..=3 {
+                match answers.read(PROMPT) {
+                    Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
+                    other => b.program.fail(format_args!(
+                        "with --ping-interval 100ms, a client that says nothing expects the \
+                         broker's PING (number {n}), got {other:?}"
+                    )),
+                }
+            }
+            let mut pings = 0;
+            loop {
+                match silent.read(PROMPT) {
+                    Ok(Frame::Ping) => pings += 1,
+                    Ok(Frame::Err(e)) if e == "Stale Connection" => break,
+                    other => b.program.fail(format_args!(
+                        "with --ping-interval 100ms, a client that never answers expects 2 PINGs \
+                         then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
+                    )),
+                }
+            }
+            if pings != 2 {
+                b.program.fail(format_args!(
+                    "expected 2 unanswered PINGs before -ERR 'Stale Connection', got {pings}"
+                ));
+            }
+            if !silent.is_closed(PROMPT) {
+                b.program
+                    .fail("expected the stale connection closed after -ERR 'Stale Connection'");
+            }
+            b.sync(&mut answers, "answering the broker's PINGs");
         });
     }
 }

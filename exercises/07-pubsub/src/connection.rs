@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
+    /// How long a client may stay silent before the broker sends it `PING`.
+    pub ping_interval: Duration,
     /// The broker's name for itself in `INFO`.
     pub server_id: String,
     /// The port it listens on, for `INFO`.
@@ -59,9 +61,14 @@ enum End {
     Refused(ProtocolError),
     /// It was a slow consumer, or its writes failed.
     Killed,
+    /// It left [`MAX_PINGS_OUT`] of the broker's `PING`s unanswered.
+    Stale,
     /// The server is shutting down.
     Shutdown,
 }
+
+/// The broker's `PING`s a silent client may leave unanswered: at the next tick it is stale.
+pub const MAX_PINGS_OUT: u32 = 2;
 
 /// Serves one client until it disconnects, breaks the protocol, falls behind, or the server
 /// shuts down. `reading` is held while the connection may still publish.
@@ -80,9 +87,11 @@ pub async fn serve(
     // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid;
     // pass one `Wakes` to every `publish` and `wake_all()` once the batch is done), drop the bytes
     // used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client left),
-    // `outbound.killed().cancelled()` and `shutdown.stop.cancelled()`. At the end, whatever the
-    // reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR` line;
-    // on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`; then
-    // `outbound.close()` and await the writer.
+    // `outbound.killed().cancelled()`, `shutdown.stop.cancelled()` and a ping timer (`interval_at`
+    // one `limits.ping_interval` from now: nothing heard since the last tick? Send PING;
+    // MAX_PINGS_OUT already unanswered? End with `-ERR 'Stale Connection'`). At the end, whatever
+    // the reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR`
+    // line; on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`;
+    // then `outbound.close()` and await the writer.
     todo!()
 }

@@ -49,6 +49,10 @@ enum Command {
         /// How long one write to a client may take before it is a slow consumer (e.g. `10s`).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         write_deadline: Duration,
+        /// How long a client may stay silent before it is sent PING; after 2 unanswered, it is
+        /// disconnected (e.g. `2m`; `0s` never pings).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        ping_interval: Duration,
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
@@ -140,6 +144,7 @@ async fn dispatch(command: Command) -> Result<()> {
             max_pending,
             max_subscriptions,
             write_deadline,
+            ping_interval,
             threads: _,
         } => {
             let listener = TcpListener::bind(bind)
@@ -152,6 +157,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 max_pending,
                 max_subscriptions,
                 write_deadline,
+                ping_interval,
             };
             server::run(listener, config, shutdown_on_signal()).await?;
             Ok(())

@@ -32,6 +32,8 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
+    /// How long a client may stay silent before the broker sends it `PING`.
+    pub ping_interval: Duration,
     /// The broker's name for itself in `INFO`.
     pub server_id: String,
     /// The port it listens on, for `INFO`.
@@ -56,9 +58,14 @@ enum End {
     Refused(ProtocolError),
     /// It was a slow consumer, or its writes failed.
     Killed,
+    /// It left [`MAX_PINGS_OUT`] of the broker's `PING`s unanswered.
+    Stale,
     /// The server is shutting down.
     Shutdown,
 }
+
+/// The broker's `PING`s a silent client may leave unanswered: at the next tick it is stale.
+pub const MAX_PINGS_OUT: u32 = 2;
 
 /// Serves one client until it disconnects, breaks the protocol, falls behind, or the server
 /// shuts down. `reading` is held while the connection may still publish.
@@ -94,6 +101,18 @@ pub async fn serve(
         wakes: Wakes::default(),
     };
     let mut input = Vec::with_capacity(64 * 1024);
+    // A peer that vanished without closing (a cable pulled, a laptop shut) is only found by
+    // asking: a client silent for a whole interval is sent PING, and one that stays silent
+    // through MAX_PINGS_OUT of them is dropped.
+    // Zero turns pinging off: a tick once a year.
+    let period = if limits.ping_interval.is_zero() {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        limits.ping_interval
+    };
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut heard, mut pings_out) = (false, 0);
     let end = loop {
         match session.handle_all(&mut input) {
             Ok(()) => {}
@@ -109,8 +128,18 @@ pub async fn serve(
         tokio::select! {
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break End::Gone,
-                Ok(_) => {}
+                Ok(_) => heard = true,
             },
+            _ = ping.tick() => {
+                if heard {
+                    (heard, pings_out) = (false, 0);
+                } else if pings_out >= MAX_PINGS_OUT {
+                    break End::Stale;
+                } else {
+                    pings_out += 1;
+                    outbound.push(b"PING\r\n");
+                }
+            }
             () = outbound.killed().cancelled() => break End::Killed,
             () = shutdown.stop.cancelled() => break End::Shutdown,
         }
@@ -126,6 +155,10 @@ pub async fn serve(
             outbound.push(&error.line());
         }
         End::Killed => debug!(%peer, "disconnected: slow consumer"),
+        End::Stale => {
+            debug!(%peer, "disconnected: no answer to {MAX_PINGS_OUT} PINGs");
+            outbound.push(&protocol::err_line("Stale Connection"));
+        }
         End::Shutdown => {
             shutdown.drain.cancelled().await;
             // Lame duck mode, in NATS terms: the client should go elsewhere.

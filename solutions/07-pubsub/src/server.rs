@@ -29,6 +29,9 @@ pub struct BrokerConfig {
     pub max_subscriptions: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
+    /// How long a client may stay silent before it is sent `PING`; after
+    /// [`MAX_PINGS_OUT`](connection::MAX_PINGS_OUT) unanswered, it is disconnected.
+    pub ping_interval: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -39,6 +42,7 @@ impl Default for BrokerConfig {
             max_pending: 8 * 1024 * 1024,
             max_subscriptions: 65_536,
             write_deadline: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(120),
         }
     }
 }
@@ -59,6 +63,7 @@ pub async fn run(
         max_pending: config.max_pending,
         max_subscriptions: config.max_subscriptions,
         write_deadline: config.write_deadline,
+        ping_interval: config.ping_interval,
         server_id: format!("PUBSUB{:X}{port}", std::process::id()),
         port,
     };
