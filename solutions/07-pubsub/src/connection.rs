@@ -103,8 +103,8 @@ pub async fn serve(
     let mut input = Vec::with_capacity(64 * 1024);
     // A peer that vanished without closing (a cable pulled, a laptop shut) is only found by
     // asking: a client silent for a whole interval is sent PING, and one that stays silent
-    // through MAX_PINGS_OUT of them is dropped.
-    // Zero turns pinging off: a tick once a year.
+    // through MAX_PINGS_OUT of them is dropped. An interval of zero turns this off (a tick a
+    // year).
     let period = if limits.ping_interval.is_zero() {
         Duration::from_secs(365 * 24 * 3600)
     } else {
