@@ -100,7 +100,7 @@ pub fn run(root: &Path, name: &str, tree: &Tree, workload: &Workload) -> Result<
 }
 
 /// Starts our server and reads its `listening on ADDR` line.
-fn start_ours(mut command: Command) -> Result<(Guard, u16)> {
+pub(crate) fn start_ours(mut command: Command) -> Result<(Guard, u16)> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -121,7 +121,7 @@ fn start_ours(mut command: Command) -> Result<(Guard, u16)> {
 
 /// A port free right now (the OS picks it; another program could take it before redis-server
 /// binds it, which would show as a failure to connect).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -9,6 +9,7 @@
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
 //! - [`compare`]: a project's server against the real thing, with the same load generator;
 //!   [`compare_transfer`] for the file-transfer against rsync.
+//!   [`compare_pubsub`] for the pubsub broker against `nats-server`.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
 
@@ -17,6 +18,7 @@ mod bench;
 mod book;
 mod check;
 mod compare;
+mod compare_pubsub;
 mod compare_transfer;
 mod hints;
 mod libtest;
@@ -101,6 +103,8 @@ enum Command {
     },
     /// Measure a project's server and the real thing side by side (kv-store: redis-benchmark
     /// against this store and against redis-server; file-transfer: against rsync).
+    /// against this store and against redis-server; pubsub: `pubsub bench` against this broker
+    /// and against nats-server).
     Compare {
         /// The project: its name or number.
         project: String,
@@ -121,6 +125,15 @@ enum Command {
         /// file-transfer: how many times each tool sends it (the best time counts).
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// pubsub: subscribers per run, a comma-separated list (e.g. `1,10,100`).
+        #[arg(long, value_delimiter = ',', default_value = "10")]
+        subscribers: Vec<usize>,
+        /// pubsub: payload sizes in bytes, a comma-separated list (e.g. `16,1024`).
+        #[arg(long, value_delimiter = ',', default_value = "16")]
+        sizes: Vec<usize>,
+        /// pubsub: messages published per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
         /// Extra arguments for the project's server, e.g. `-- --shards 2`.
         #[arg(last = true)]
         server_args: Vec<String>,
@@ -219,8 +232,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             pipeline,
             size_mib,
             rounds,
+            subscribers,
+            sizes,
+            messages,
             server_args,
         } => {
+            if projects::find(&project)?.slug == "pubsub" {
+                let load = compare_pubsub::Load {
+                    subscribers,
+                    sizes,
+                    messages,
+                    server_args,
+                };
+                return compare_pubsub::run(&root, &project, &tree.tree()?, &load)
+                    .map(|()| ExitCode::SUCCESS);
+            }
             let workload = compare::Workload {
                 requests,
                 clients,

@@ -1,0 +1,164 @@
+//! The broker's shared state: every subscription, indexed by subject, and publishing to them.
+//!
+//! Your task (stages 2 to 5): [`Subscription::set_max`], [`Subscription::is_done`],
+//! [`Broker::subscribe`], [`Broker::unsubscribe`] and [`Broker::publish`].
+//!
+//! One [`Index`] behind a read-write lock: publishing takes the read lock (so publishers on
+//! different threads fan out in parallel) and never awaits while holding it; subscribing and
+//! unsubscribing take the write lock briefly. Delivery is appending to each subscriber's
+//! [`Outbound`] queue, which never waits either.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::outbound::{Outbound, Push, Wakes};
+use crate::subject::Index;
+
+/// One subscription of one client.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Unique in the broker: how the index tells subscriptions apart.
+    pub id: u64,
+    /// The client that made it.
+    pub client: u64,
+    /// Its subject, possibly with wildcards.
+    pub subject: Box<[u8]>,
+    /// Its queue group, if any.
+    pub queue: Option<Box<[u8]>>,
+    /// The client's name for it, sent back in every `MSG`.
+    pub sid: Box<[u8]>,
+    /// The client's queue.
+    pub outbound: Arc<Outbound>,
+    /// Messages delivered so far.
+    delivered: AtomicU64,
+    /// Remove after this many deliveries in all (0: never).
+    max: AtomicU64,
+}
+
+impl PartialEq for Subscription {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Subscription {
+    /// A subscription with no delivery limit.
+    pub fn new(
+        id: u64,
+        client: u64,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+        outbound: Arc<Outbound>,
+    ) -> Subscription {
+        Subscription {
+            id,
+            client,
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            sid: sid.into(),
+            outbound,
+            delivered: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    /// Messages delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    /// Limits the subscription to `max` deliveries in all (`UNSUB sid max`). Returns whether it
+    /// is still live (it has delivered fewer than `max`).
+    pub fn set_max(&self, max: u64) -> bool {
+        // TODO: store `max` (`Ordering::Release`); live if fewer than `max` were delivered.
+        todo!()
+    }
+
+    /// Whether it has delivered all it may.
+    pub fn is_done(&self) -> bool {
+        // TODO: a non-zero max that the delivered count has reached.
+        todo!()
+    }
+
+    /// Claims one delivery: `None` if none is left, else whether it was the last.
+    fn claim(&self) -> Option<bool> {
+        // TODO: a suggestion: `fetch_add(1)` on `delivered`; with no max, `Some(false)`; with one,
+        // `Some(was_last)` if the count before was under it, else `None`.
+        todo!()
+    }
+}
+
+/// What publishing did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Messages queued for subscribers.
+    pub delivered: usize,
+    /// Subscribers found slow and disconnected.
+    pub slow: usize,
+}
+
+/// Every subscription, and the counters that name clients and subscriptions.
+#[derive(Debug, Default)]
+pub struct Broker {
+    index: RwLock<Index<Arc<Subscription>>>,
+    next_id: AtomicU64,
+    /// Picks the member of a queue group: a counter, so members take turns.
+    turn: AtomicU64,
+}
+
+impl Broker {
+    /// An empty broker.
+    pub fn new() -> Broker {
+        Broker::default()
+    }
+
+    /// A fresh id, for a client or a subscription.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// How many subscriptions exist.
+    pub fn subscriptions(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Adds a subscription.
+    pub fn subscribe(&self, sub: Arc<Subscription>) {
+        // TODO: `self.index.write()` (a poisoned lock is still consistent:
+        // `unwrap_or_else(PoisonError::into_inner)`), then `insert` under the subscription's
+        // subject.
+        todo!()
+    }
+
+    /// Removes a subscription; whether it was there.
+    pub fn unsubscribe(&self, sub: &Arc<Subscription>) -> bool {
+        // TODO: `remove` it from the index under the write lock.
+        todo!()
+    }
+
+    /// Delivers a message to every subscription matching `subject` (one member of each queue
+    /// group), skipping the publisher's own when `echo` is off. Never waits for a subscriber.
+    /// The writers to wake are added to `wakes`.
+    pub fn publish(
+        &self,
+        publisher: u64,
+        echo: bool,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        payload: &[u8],
+        wakes: &mut Wakes,
+    ) -> Published {
+        // TODO: under `self.index.read()`, `for_each_match(subject, ..)`: skip the publisher's own
+        // subscriptions when `echo` is off; deliver to plain ones at once
+        // (`sub.outbound.push_msg(.., wakes)`, counting `Push::Queued` and `Push::Slow`); set queue
+        // subscriptions aside, then group them by queue name (`sort_by`, `chunk_by`) and deliver to
+        // one member of each group, taking turns with `self.turn`. Respect `UNSUB` maximums: claim
+        // a delivery first, and after releasing the read lock unsubscribe the ones whose last
+        // delivery this was. Never `.await` here.
+        todo!()
+    }
+}

@@ -1,0 +1,97 @@
+//! One client connection: a reader (this task) that parses operations and acts on them, and a
+//! writer task that drains the client's [`Outbound`] queue.
+//!
+//! Your task (stages 1, 2, 5, 7 and 8): [`serve`]. `End` is a suggestion for why a
+//! connection ends.
+//!
+//! Everything the client is sent, its own `+OK`s and `PONG`s as well as the messages published
+//! to it, goes through the one queue, so it arrives in the order it was produced.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::debug;
+
+use crate::broker::{Broker, Subscription};
+use crate::outbound::{Outbound, Push, Wakes};
+use crate::protocol::{self, ClientOp, ConnectOptions, ProtocolError};
+use crate::subject;
+
+/// The limits and identity a connection works with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest payload a `PUB` may carry.
+    pub max_payload: usize,
+    /// The most bytes queued for one client before it is a slow consumer.
+    pub max_pending: usize,
+    /// The most subscriptions one client may hold.
+    pub max_subscriptions: usize,
+    /// How long one write to a client may take before it is a slow consumer.
+    pub write_deadline: Duration,
+    /// How long a client may stay silent before the broker sends it `PING`.
+    pub ping_interval: Duration,
+    /// The broker's name for itself in `INFO`.
+    pub server_id: String,
+    /// The port it listens on, for `INFO`.
+    pub port: u16,
+}
+
+/// The signals a connection obeys at shutdown.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Cancelled when the server stops: stop reading.
+    pub stop: CancellationToken,
+    /// Cancelled once every connection has stopped reading: nothing more will be published, so
+    /// flush what is queued, say goodbye and close.
+    pub drain: CancellationToken,
+}
+
+/// Why the reader stopped.
+enum End {
+    /// The client closed the connection, or reading failed.
+    Gone,
+    /// The client sent something that cannot be framed.
+    Refused(ProtocolError),
+    /// It was a slow consumer, or its writes failed.
+    Killed,
+    /// It left [`MAX_PINGS_OUT`] of the broker's `PING`s unanswered.
+    Stale,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The broker's `PING`s a silent client may leave unanswered: at the next tick it is stale.
+pub const MAX_PINGS_OUT: u32 = 2;
+
+/// Serves one client until it disconnects, breaks the protocol, falls behind, or the server
+/// shuts down. `reading` is held while the connection may still publish.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    limits: Limits,
+    shutdown: Shutdown,
+    reading: TaskTrackerToken,
+) -> io::Result<()> {
+    // TODO: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of `limits.max_pending`;
+    // `stream.into_split()`, and the writer `tokio::spawn`ed on `outbound.write_loop(writer, ..)`.
+    // Queue `protocol::info_line(..)` first. Then loop: handle every whole operation in the input
+    // buffer (`protocol::parse_client`; answer through the outbound queue: `+OK` when verbose,
+    // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid;
+    // pass one `Wakes` to every `publish` and `wake_all()` once the batch is done), drop the bytes
+    // used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client left),
+    // `outbound.killed().cancelled()`, `shutdown.stop.cancelled()` and a ping timer (`interval_at`
+    // one `limits.ping_interval` from now: nothing heard since the last tick? Send PING;
+    // MAX_PINGS_OUT already unanswered? End with `-ERR 'Stale Connection'`). At the end, whatever
+    // the reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR`
+    // line; on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`;
+    // then `outbound.close()` and await the writer.
+    todo!()
+}

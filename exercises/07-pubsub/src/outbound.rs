@@ -1,0 +1,161 @@
+//! One client's outbound queue: the bytes waiting to be written to it, bounded in size, and the
+//! task that writes them.
+//!
+//! Your task (stages 1, 2 and 6): `Outbound::append` (private, but the heart of it),
+//! [`Outbound::close`], [`Outbound::is_closed`] and [`Outbound::write_loop`]. `push_with`, `push`,
+//! `push_msg` and [`Wakes`] are given: they call `append` and wake the writer.
+//!
+//! Publishers never wait for a subscriber. They append the encoded `MSG` to the subscriber's
+//! queue under a short lock and wake its writer; the writer takes everything queued at once and
+//! writes it in one system call, so a busy subscriber gets many messages per write. A queue that
+//! would grow past its bound belongs to a slow consumer: its pending bytes are dropped, it is sent
+//! `-ERR 'Slow Consumer'`, and it is disconnected. The other subscribers never notice.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol;
+
+/// What became of bytes offered to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued for the writer.
+    Queued,
+    /// The client is closing or gone: dropped.
+    Closed,
+    /// The queue was full: the client has just been marked a slow consumer and is being
+    /// disconnected.
+    Slow,
+}
+
+/// Writers that have messages waiting, to wake once a publisher is done with a batch.
+#[derive(Debug, Default)]
+pub struct Wakes(Vec<Arc<Outbound>>);
+
+impl Wakes {
+    /// Wakes every writer collected, and forgets them.
+    pub fn wake_all(&mut self) {
+        for outbound in self.0.drain(..) {
+            outbound.wake.notify_one();
+        }
+    }
+}
+
+/// One client's outbound bytes, shared by its reader, its writer and every publisher.
+#[derive(Debug)]
+pub struct Outbound {
+    state: Mutex<Pending>,
+    wake: Notify,
+    limit: usize,
+    kill: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl Outbound {
+    /// A queue holding at most `limit` bytes.
+    pub fn new(limit: usize) -> Outbound {
+        Outbound {
+            state: Mutex::new(Pending::default()),
+            wake: Notify::new(),
+            limit,
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// Cancelled when the client must go: it was a slow consumer, or its writes failed.
+    pub fn killed(&self) -> &CancellationToken {
+        &self.kill
+    }
+
+    fn state(&self) -> MutexGuard<'_, Pending> {
+        // The lock guards plain bytes: a panic elsewhere cannot leave them inconsistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `len` bytes written by `encode`, unless that would pass the bound, and wakes the
+    /// writer.
+    pub fn push_with(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Push {
+        let (push, wake) = self.append(len, encode);
+        if wake {
+            self.wake.notify_one();
+        }
+        push
+    }
+
+    /// Appends without waking the writer; whether it needs waking (the queue was empty: the
+    /// writer takes everything when it wakes, so only the first push of a batch needs to).
+    fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> (Push, bool) {
+        // TODO: lock `self.state()`. Closed: `(Push::Closed, false)`. Would `buf.len() + len` pass
+        // `self.limit`? Then this client is a slow consumer: clear the buffer, put `-ERR 'Slow
+        // Consumer'\r\n` in it, mark it closed, unlock, cancel `self.kill`, and return
+        // `(Push::Slow, true)` (the writer must wake to send the verdict). Otherwise `encode` into
+        // the buffer and return `(Push::Queued, was_empty)`: the writer takes everything when it
+        // wakes, so only a push into an empty queue needs to wake it.
+        todo!()
+    }
+
+    /// Appends `bytes` (a reply to the client itself), unless that would pass the bound.
+    pub fn push(&self, bytes: &[u8]) -> Push {
+        self.push_with(bytes.len(), |buf| buf.extend_from_slice(bytes))
+    }
+
+    /// Appends a `MSG` for subscription `sid`. The writer is not woken now but added to
+    /// `wakes`, for the publisher to wake once it has published everything it read: a writer
+    /// then finds a whole batch of messages to write at once.
+    pub fn push_msg(
+        self: &Arc<Self>,
+        subject: &[u8],
+        sid: &[u8],
+        reply: Option<&[u8]>,
+        payload: &[u8],
+        wakes: &mut Wakes,
+    ) -> Push {
+        let len = protocol::msg_len(subject, sid, reply, payload);
+        let (push, wake) = self.append(len, |buf| {
+            protocol::encode_msg(buf, subject, sid, reply, payload);
+        });
+        if wake {
+            wakes.0.push(Arc::clone(self));
+        }
+        push
+    }
+
+    /// Accepts nothing more: the writer writes what is queued, then closes the connection.
+    pub fn close(&self) {
+        // TODO: mark the state closed and wake the writer, so it flushes and ends.
+        todo!()
+    }
+
+    /// Whether the queue accepts no more.
+    pub fn is_closed(&self) -> bool {
+        // TODO: whether the state is closed.
+        todo!()
+    }
+
+    /// The writer: writes whatever is queued, many messages per write, until the queue is
+    /// closed and empty, then shuts the stream down. A write that takes longer than
+    /// `deadline` marks a client that has stopped reading: it is killed.
+    pub async fn write_loop(
+        &self,
+        mut stream: impl AsyncWrite + Unpin,
+        deadline: Duration,
+    ) -> io::Result<()> {
+        // TODO: loop: create `self.wake.notified()` first; then, under the lock, `std::mem::swap`
+        // the pending buffer with your (empty) batch and note whether the queue is closed. A
+        // non-empty batch: `write_all` it inside `tokio::time::timeout(deadline, ..)`, clear it,
+        // loop. Empty and closed: `stream.shutdown().await`, return. Empty and open: await the
+        // `notified` future. On any write error or timeout, mark the queue closed and cancel
+        // `self.kill` before returning the error.
+        todo!()
+    }
+}

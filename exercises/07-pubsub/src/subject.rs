@@ -1,0 +1,120 @@
+//! Subjects and the index that finds the subscriptions matching one.
+//!
+//! Your task (stages 2, 4 and 7): [`valid_subject`], [`valid_literal_subject`] and the trie's
+//! [`Index::insert`], [`Index::remove`] and [`Index::for_each_match`]. The node type is given.
+//!
+//! A subject is dot-separated tokens (`orders.eu.paris`), none empty. A subscription's subject
+//! may use two wildcards, each a whole token: `*` matches exactly one token (`orders.*.paris`),
+//! `>` matches one or more tokens and must come last (`orders.>`). A published subject has no
+//! wildcards.
+//!
+//! The [`Index`] is a trie over tokens: finding the subscriptions for a subject walks one path
+//! per wildcard branch, so its cost depends on the subject's length and the wildcards in use, not
+//! on how many subscriptions there are.
+
+use std::collections::HashMap;
+
+/// Whether `subject` is valid for a subscription: tokens not empty, no whitespace, `>` only as
+/// the last token.
+pub fn valid_subject(subject: &[u8]) -> bool {
+    // TODO: not empty, no ASCII whitespace, split on `.`: no empty token, and a `>` token only
+    // last.
+    todo!()
+}
+
+/// Whether `subject` is valid for a publication: a valid subject with no wildcard token.
+pub fn valid_literal_subject(subject: &[u8]) -> bool {
+    // TODO: a valid subject none of whose tokens is `*` or `>`.
+    todo!()
+}
+
+/// Subscriptions by subject pattern. `T` is what is stored; removal finds it with `==`.
+#[derive(Debug)]
+pub struct Index<T> {
+    root: Node<T>,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Node<T> {
+    /// Children by literal token.
+    literal: HashMap<Box<[u8]>, Node<T>>,
+    /// The child for `*`.
+    star: Option<Box<Node<T>>>,
+    /// Patterns ending here with `>`.
+    rest: Vec<T>,
+    /// Patterns ending exactly here.
+    here: Vec<T>,
+}
+
+impl<T> Default for Node<T> {
+    fn default() -> Self {
+        Node {
+            literal: HashMap::new(),
+            star: None,
+            rest: Vec::new(),
+            here: Vec::new(),
+        }
+    }
+}
+
+impl<T> Node<T> {
+    fn is_empty(&self) -> bool {
+        self.literal.is_empty()
+            && self.star.is_none()
+            && self.rest.is_empty()
+            && self.here.is_empty()
+    }
+}
+
+impl<T> Default for Index<T> {
+    fn default() -> Self {
+        Index {
+            root: Node::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: PartialEq> Index<T> {
+    /// An empty index.
+    pub fn new() -> Index<T> {
+        Index::default()
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `value` under `pattern`, which must be a [`valid_subject`].
+    pub fn insert(&mut self, pattern: &[u8], value: T) {
+        // TODO: walk the tokens from `self.root`: `*` goes to `node.star` (`get_or_insert_with`), a
+        // literal to `node.literal.entry(token.into()).or_default()`; a last `>` pushes onto
+        // `node.rest`; at the end push onto `node.here`. Count it in `self.len`.
+        todo!()
+    }
+
+    /// Removes one entry equal to `value` under `pattern`; whether there was one. Branches left
+    /// empty are pruned, so the index does not grow with subjects nobody listens to any more.
+    pub fn remove(&mut self, pattern: &[u8], value: &T) -> bool {
+        // TODO: walk the same path (a recursive helper is easiest), `swap_remove` the first equal
+        // entry, and on the way back remove children left empty (`Node::is_empty`). Keep `self.len`
+        // right.
+        todo!()
+    }
+
+    /// Calls `visit` once for every entry whose pattern matches `subject` (a literal subject).
+    pub fn for_each_match<'a>(&'a self, subject: &[u8], mut visit: impl FnMut(&'a T)) {
+        // TODO: a recursive walk over the subject's tokens: at each node with tokens left, visit
+        // `node.rest` (a `>` there matches the rest), then recurse into the literal child for the
+        // next token and into the `*` child; with no tokens left, visit `node.here`. Avoid
+        // allocating for short subjects (a fixed array of token slices).
+        todo!()
+    }
+}

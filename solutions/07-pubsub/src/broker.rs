@@ -1,0 +1,263 @@
+//! The broker's shared state: every subscription, indexed by subject, and publishing to them.
+//!
+//! One [`Index`] behind a read-write lock: publishing takes the read lock (so publishers on
+//! different threads fan out in parallel) and never awaits while holding it; subscribing and
+//! unsubscribing take the write lock briefly. Delivery is appending to each subscriber's
+//! [`Outbound`] queue, which never waits either.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::outbound::{Outbound, Push, Wakes};
+use crate::subject::Index;
+
+/// One subscription of one client.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Unique in the broker: how the index tells subscriptions apart.
+    pub id: u64,
+    /// The client that made it.
+    pub client: u64,
+    /// Its subject, possibly with wildcards.
+    pub subject: Box<[u8]>,
+    /// Its queue group, if any.
+    pub queue: Option<Box<[u8]>>,
+    /// The client's name for it, sent back in every `MSG`.
+    pub sid: Box<[u8]>,
+    /// The client's queue.
+    pub outbound: Arc<Outbound>,
+    /// Messages delivered so far.
+    delivered: AtomicU64,
+    /// Remove after this many deliveries in all (0: never).
+    max: AtomicU64,
+}
+
+impl PartialEq for Subscription {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Subscription {
+    /// A subscription with no delivery limit.
+    pub fn new(
+        id: u64,
+        client: u64,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        sid: &[u8],
+        outbound: Arc<Outbound>,
+    ) -> Subscription {
+        Subscription {
+            id,
+            client,
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            sid: sid.into(),
+            outbound,
+            delivered: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    /// Messages delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    /// Limits the subscription to `max` deliveries in all (`UNSUB sid max`). Returns whether it
+    /// is still live (it has delivered fewer than `max`).
+    pub fn set_max(&self, max: u64) -> bool {
+        self.max.store(max, Ordering::Release);
+        self.delivered() < max
+    }
+
+    /// Whether it has delivered all it may.
+    pub fn is_done(&self) -> bool {
+        let max = self.max.load(Ordering::Acquire);
+        max != 0 && self.delivered() >= max
+    }
+
+    /// Claims one delivery: `None` if none is left, else whether it was the last.
+    fn claim(&self) -> Option<bool> {
+        let max = self.max.load(Ordering::Acquire);
+        let before = self.delivered.fetch_add(1, Ordering::AcqRel);
+        if max == 0 {
+            return Some(false);
+        }
+        (before < max).then_some(before + 1 == max)
+    }
+}
+
+/// What publishing did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Messages queued for subscribers.
+    pub delivered: usize,
+    /// Subscribers found slow and disconnected.
+    pub slow: usize,
+}
+
+/// Every subscription, and the counters that name clients and subscriptions.
+#[derive(Debug, Default)]
+pub struct Broker {
+    index: RwLock<Index<Arc<Subscription>>>,
+    next_id: AtomicU64,
+    /// Picks the member of a queue group: a counter, so members take turns.
+    turn: AtomicU64,
+}
+
+impl Broker {
+    /// An empty broker.
+    pub fn new() -> Broker {
+        Broker::default()
+    }
+
+    /// A fresh id, for a client or a subscription.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// How many subscriptions exist.
+    pub fn subscriptions(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Adds a subscription.
+    pub fn subscribe(&self, sub: Arc<Subscription>) {
+        let subject = sub.subject.clone();
+        // Nothing can be left half-done under this lock: a poisoned one is still consistent.
+        self.index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(&subject, sub);
+    }
+
+    /// Removes a subscription; whether it was there.
+    pub fn unsubscribe(&self, sub: &Arc<Subscription>) -> bool {
+        self.index
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&sub.subject, sub)
+    }
+
+    /// Delivers a message to every subscription matching `subject` (one member of each queue
+    /// group), skipping the publisher's own when `echo` is off. Never waits for a subscriber.
+    /// The writers to wake are added to `wakes`.
+    pub fn publish(
+        &self,
+        publisher: u64,
+        echo: bool,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        payload: &[u8],
+        wakes: &mut Wakes,
+    ) -> Published {
+        let mut result = Published::default();
+        let mut finished: Vec<Arc<Subscription>> = Vec::new();
+        {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            let mut grouped: Vec<&Arc<Subscription>> = Vec::new();
+            let mut deliver = |sub: &Arc<Subscription>| -> bool {
+                let Some(last) = sub.claim() else {
+                    return false;
+                };
+                if last {
+                    finished.push(Arc::clone(sub));
+                }
+                match sub
+                    .outbound
+                    .push_msg(subject, &sub.sid, reply, payload, wakes)
+                {
+                    Push::Queued => result.delivered += 1,
+                    Push::Slow => result.slow += 1,
+                    Push::Closed => return false,
+                }
+                true
+            };
+            index.for_each_match(subject, |sub| {
+                if !echo && sub.client == publisher {
+                    return;
+                }
+                if sub.queue.is_some() {
+                    grouped.push(sub);
+                } else {
+                    deliver(sub);
+                }
+            });
+            if !grouped.is_empty() {
+                grouped.sort_by(|a, b| a.queue.cmp(&b.queue));
+                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+                for group in grouped.chunk_by(|a, b| a.queue == b.queue) {
+                    // Start at this turn's member; if it cannot take the message (closing, or
+                    // done), the next one does.
+                    let start = usize::try_from(turn % group.len() as u64).unwrap_or(0);
+                    (0..group.len())
+                        .map(|i| group[(start + i) % group.len()])
+                        .any(&mut deliver);
+                }
+            }
+        }
+        for sub in finished {
+            self.unsubscribe(&sub);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(broker: &Broker, subject: &str, queue: Option<&str>) -> Arc<Subscription> {
+        let sub = Arc::new(Subscription::new(
+            broker.next_id(),
+            0,
+            subject.as_bytes(),
+            queue.map(str::as_bytes),
+            b"1",
+            Arc::new(Outbound::new(1 << 20)),
+        ));
+        broker.subscribe(Arc::clone(&sub));
+        sub
+    }
+
+    #[test]
+    fn one_member_of_each_queue_group() {
+        let broker = Broker::new();
+        let plain = sub(&broker, "a.*", None);
+        let q1: Vec<_> = (0..3).map(|_| sub(&broker, "a.b", Some("q1"))).collect();
+        let q2 = sub(&broker, ">", Some("q2"));
+        for _ in 0..30 {
+            assert_eq!(
+                broker
+                    .publish(9, true, b"a.b", None, b"x", &mut Wakes::default())
+                    .delivered,
+                3
+            );
+        }
+        assert_eq!(plain.delivered(), 30);
+        assert_eq!(q2.delivered(), 30);
+        let counts: Vec<u64> = q1.iter().map(|s| s.delivered()).collect();
+        assert_eq!(counts.iter().sum::<u64>(), 30);
+        assert!(
+            counts.iter().all(|&n| n > 0),
+            "members take turns: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn a_limited_subscription_removes_itself() {
+        let broker = Broker::new();
+        let s = sub(&broker, "a", None);
+        assert!(s.set_max(2));
+        for _ in 0..5 {
+            broker.publish(9, true, b"a", None, b"x", &mut Wakes::default());
+        }
+        assert_eq!(broker.subscriptions(), 0);
+        assert!(s.is_done());
+    }
+}

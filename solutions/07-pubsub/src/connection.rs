@@ -1,0 +1,299 @@
+//! One client connection: a reader (this task) that parses operations and acts on them, and a
+//! writer task that drains the client's [`Outbound`] queue.
+//!
+//! Everything the client is sent, its own `+OK`s and `PONG`s as well as the messages published
+//! to it, goes through the one queue, so it arrives in the order it was produced.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::debug;
+
+use crate::broker::{Broker, Subscription};
+use crate::outbound::{Outbound, Push, Wakes};
+use crate::protocol::{self, ClientOp, ConnectOptions, ProtocolError};
+use crate::subject;
+
+/// The limits and identity a connection works with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest payload a `PUB` may carry.
+    pub max_payload: usize,
+    /// The most bytes queued for one client before it is a slow consumer.
+    pub max_pending: usize,
+    /// The most subscriptions one client may hold.
+    pub max_subscriptions: usize,
+    /// How long one write to a client may take before it is a slow consumer.
+    pub write_deadline: Duration,
+    /// How long a client may stay silent before the broker sends it `PING`.
+    pub ping_interval: Duration,
+    /// The broker's name for itself in `INFO`.
+    pub server_id: String,
+    /// The port it listens on, for `INFO`.
+    pub port: u16,
+}
+
+/// The signals a connection obeys at shutdown.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    /// Cancelled when the server stops: stop reading.
+    pub stop: CancellationToken,
+    /// Cancelled once every connection has stopped reading: nothing more will be published, so
+    /// flush what is queued, say goodbye and close.
+    pub drain: CancellationToken,
+}
+
+/// Why the reader stopped.
+enum End {
+    /// The client closed the connection, or reading failed.
+    Gone,
+    /// The client sent something that cannot be framed.
+    Refused(ProtocolError),
+    /// It was a slow consumer, or its writes failed.
+    Killed,
+    /// It left [`MAX_PINGS_OUT`] of the broker's `PING`s unanswered.
+    Stale,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The broker's `PING`s a silent client may leave unanswered: at the next tick it is stale.
+pub const MAX_PINGS_OUT: u32 = 2;
+
+/// Serves one client until it disconnects, breaks the protocol, falls behind, or the server
+/// shuts down. `reading` is held while the connection may still publish.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    limits: Limits,
+    shutdown: Shutdown,
+    reading: TaskTrackerToken,
+) -> io::Result<()> {
+    let client = broker.next_id();
+    let outbound = Arc::new(Outbound::new(limits.max_pending));
+    let (mut reader, writer) = stream.into_split();
+    let writing = {
+        let outbound = Arc::clone(&outbound);
+        let deadline = limits.write_deadline;
+        tokio::spawn(async move { outbound.write_loop(writer, deadline).await })
+    };
+    outbound.push(&protocol::info_line(
+        &limits.server_id,
+        limits.port,
+        limits.max_payload,
+        client,
+    ));
+    let mut session = Session {
+        client,
+        broker: &broker,
+        outbound: &outbound,
+        limits: &limits,
+        options: ConnectOptions::default(),
+        subscriptions: HashMap::new(),
+        wakes: Wakes::default(),
+    };
+    let mut input = Vec::with_capacity(64 * 1024);
+    // A peer that vanished without closing (a cable pulled, a laptop shut) is only found by
+    // asking: a client silent for a whole interval is sent PING, and one that stays silent
+    // through MAX_PINGS_OUT of them is dropped. An interval of zero turns this off (a tick a
+    // year).
+    let period = if limits.ping_interval.is_zero() {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        limits.ping_interval
+    };
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut heard, mut pings_out) = (false, 0);
+    let end = loop {
+        match session.handle_all(&mut input) {
+            Ok(()) => {}
+            Err(e) => break End::Refused(e),
+        }
+        if input.capacity() > 256 * 1024 && input.len() < 64 * 1024 {
+            // A large payload grew the buffer: give the memory back once it has gone.
+            input.shrink_to(64 * 1024);
+        }
+        if input.capacity() - input.len() < 16 * 1024 {
+            input.reserve(64 * 1024);
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => break End::Gone,
+                Ok(_) => heard = true,
+            },
+            _ = ping.tick() => {
+                if heard {
+                    (heard, pings_out) = (false, 0);
+                } else if pings_out >= MAX_PINGS_OUT {
+                    break End::Stale;
+                } else {
+                    pings_out += 1;
+                    outbound.push(b"PING\r\n");
+                }
+            }
+            () = outbound.killed().cancelled() => break End::Killed,
+            () = shutdown.stop.cancelled() => break End::Shutdown,
+        }
+    };
+    for sub in session.subscriptions.values() {
+        broker.unsubscribe(sub);
+    }
+    drop(reading);
+    match end {
+        End::Gone => debug!(%peer, "client left"),
+        End::Refused(error) => {
+            debug!(%peer, "protocol error: {error}");
+            outbound.push(&error.line());
+        }
+        End::Killed => debug!(%peer, "disconnected: slow consumer"),
+        End::Stale => {
+            debug!(%peer, "disconnected: no answer to {MAX_PINGS_OUT} PINGs");
+            outbound.push(&protocol::err_line("Stale Connection"));
+        }
+        End::Shutdown => {
+            shutdown.drain.cancelled().await;
+            // Lame duck mode, in NATS terms: the client should go elsewhere.
+            outbound.push(b"INFO {\"ldm\":true}\r\n");
+        }
+    }
+    outbound.close();
+    match writing.await {
+        Ok(result) => result,
+        Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// One client's state, as its reader sees it.
+struct Session<'a> {
+    client: u64,
+    broker: &'a Broker,
+    outbound: &'a Arc<Outbound>,
+    limits: &'a Limits,
+    options: ConnectOptions,
+    subscriptions: HashMap<Box<[u8]>, Arc<Subscription>>,
+    /// Subscribers' writers to wake once the batch of operations read is handled.
+    wakes: Wakes,
+}
+
+impl Session<'_> {
+    /// Handles every complete operation in `input` and removes them from it.
+    fn handle_all(&mut self, input: &mut Vec<u8>) -> Result<(), ProtocolError> {
+        let mut at = 0;
+        let result = loop {
+            match protocol::parse_client(&input[at..], self.limits.max_payload) {
+                Ok(Some((op, used))) => {
+                    at += used;
+                    self.handle(op);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        input.drain(..at);
+        self.wakes.wake_all();
+        result
+    }
+
+    fn reply(&self, bytes: &[u8]) {
+        // A client too slow to take its own replies is cut off like any slow consumer.
+        if self.outbound.push(bytes) == Push::Slow {
+            debug!(client = self.client, "slow consumer (its own replies)");
+        }
+    }
+
+    fn ok(&self) {
+        if self.options.verbose {
+            self.reply(b"+OK\r\n");
+        }
+    }
+
+    fn handle(&mut self, op: ClientOp<'_>) {
+        match op {
+            ClientOp::Connect(options) => {
+                self.options = options;
+                self.ok();
+            }
+            ClientOp::Ping => self.reply(b"PONG\r\n"),
+            ClientOp::Pong | ClientOp::Ignored => {}
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => {
+                // As nats-server: a verbose client is told +OK for any PUB, after the error for
+                // a bad subject, before the message itself if it is subscribed to it.
+                if !subject::valid_literal_subject(subject)
+                    || reply.is_some_and(|r| !subject::valid_literal_subject(r))
+                {
+                    self.reply(&protocol::err_line("Invalid Publish Subject"));
+                    self.ok();
+                } else {
+                    self.ok();
+                    self.broker.publish(
+                        self.client,
+                        self.options.echo,
+                        subject,
+                        reply,
+                        payload,
+                        &mut self.wakes,
+                    );
+                }
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.subscribe(subject, queue, sid),
+            ClientOp::Unsub { sid, max } => {
+                if let Some(sub) = self.subscriptions.get(sid) {
+                    let live = max.is_some_and(|max| sub.set_max(max));
+                    if !live {
+                        self.broker.unsubscribe(sub);
+                        self.subscriptions.remove(sid);
+                    }
+                }
+                self.ok();
+            }
+        }
+    }
+
+    fn subscribe(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        if !subject::valid_subject(subject) {
+            self.reply(&protocol::err_line("Invalid Subject"));
+            return;
+        }
+        if self.subscriptions.contains_key(sid) {
+            // nats-server keeps the first subscription of a sid and ignores the rest.
+            self.ok();
+            return;
+        }
+        if self.subscriptions.len() >= self.limits.max_subscriptions {
+            // Subscriptions that ran out of deliveries leave no trace in the index: forget them.
+            self.subscriptions.retain(|_, sub| !sub.is_done());
+            if self.subscriptions.len() >= self.limits.max_subscriptions {
+                self.reply(&protocol::err_line("Maximum Subscriptions Exceeded"));
+                return;
+            }
+        }
+        let sub = Arc::new(Subscription::new(
+            self.broker.next_id(),
+            self.client,
+            subject,
+            queue,
+            sid,
+            Arc::clone(self.outbound),
+        ));
+        self.broker.subscribe(Arc::clone(&sub));
+        self.subscriptions.insert(sid.into(), sub);
+        self.ok();
+    }
+}

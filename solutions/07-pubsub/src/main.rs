@@ -1,0 +1,280 @@
+//! The `pubsub` command line: argument parsing, logging and signals. The work is in the library.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use pubsub_solution::client::Client;
+use pubsub_solution::loadgen::{self, LoadConfig};
+use pubsub_solution::protocol::DEFAULT_MAX_PAYLOAD;
+use pubsub_solution::server::{self, BrokerConfig};
+
+/// A publish-subscribe broker that speaks the NATS protocol, and clients for it.
+///
+/// Start a broker, then `pubsub sub --server ADDR 'orders.>'` in one terminal and `pubsub pub
+/// --server ADDR orders.new hello` in another. Any NATS client works too.
+#[derive(Debug, Parser)]
+#[command(name = "pubsub", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    #[command(alias = "server")]
+    Broker {
+        /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        bind: SocketAddr,
+        /// The most clients connected at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// The largest payload a PUB may carry, in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_PAYLOAD)]
+        max_payload: usize,
+        /// The most bytes queued for one client before it is disconnected as a slow consumer.
+        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        max_pending: usize,
+        /// The most subscriptions one client may hold.
+        #[arg(long, default_value_t = 65_536)]
+        max_subscriptions: usize,
+        /// How long one write to a client may take before it is a slow consumer (e.g. `10s`).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        write_deadline: Duration,
+        /// How long a client may stay silent before it is sent PING; after 2 unanswered, it is
+        /// disconnected (e.g. `2m`; `0s` never pings).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        ping_interval: Duration,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Publish one message.
+    Pub {
+        /// The broker (HOST:PORT).
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        server: String,
+        /// The subject to publish to.
+        subject: String,
+        /// The message.
+        message: String,
+    },
+    /// Subscribe and print each message as a JSON line on stdout.
+    Sub {
+        /// The broker (HOST:PORT).
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        server: String,
+        /// The subject, wildcards allowed (`orders.*`, `orders.>`).
+        subject: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Join this queue group: each message goes to one member.
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Measure a broker: one publisher, SUBSCRIBERS subscribers, messages delivered per second.
+    Bench {
+        /// The broker (HOST:PORT), this one or any NATS server.
+        #[arg(long, default_value = "127.0.0.1:4222")]
+        server: String,
+        /// Subscribers, each on its own connection.
+        #[arg(long, default_value_t = 10)]
+        subscribers: usize,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 16)]
+        size: usize,
+        /// Messages to publish.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// The subject.
+        #[arg(long, default_value = "bench.fanout")]
+        subject: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Broker {
+        threads: Some(threads),
+        ..
+    } = &cli.command
+    {
+        runtime.worker_threads((*threads).max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Broker {
+            bind,
+            max_connections,
+            max_payload,
+            max_pending,
+            max_subscriptions,
+            write_deadline,
+            ping_interval,
+            threads: _,
+        } => {
+            let listener = TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot bind {bind}"))?;
+            println!("listening on {}", listener.local_addr()?);
+            let config = BrokerConfig {
+                max_connections,
+                max_payload,
+                max_pending,
+                max_subscriptions,
+                write_deadline,
+                ping_interval,
+            };
+            server::run(listener, config, shutdown_on_signal()).await?;
+            Ok(())
+        }
+        Command::Pub {
+            server,
+            subject,
+            message,
+        } => {
+            let mut client = connect(&server).await?;
+            client.publish(&subject, message.as_bytes());
+            client
+                .flush()
+                .await
+                .with_context(|| format!("publishing to {subject:?}"))
+        }
+        Command::Sub {
+            server,
+            subject,
+            count,
+            queue,
+        } => {
+            let mut client = connect(&server).await?;
+            let sid = client.subscribe(&subject, queue.as_deref());
+            if let Some(count) = count {
+                client.unsubscribe(sid, Some(count));
+            }
+            client
+                .flush()
+                .await
+                .with_context(|| format!("subscribing to {subject:?}"))?;
+            println!("{}", serde_json::json!({ "subscribed": subject }));
+            let mut received = 0;
+            while count.is_none_or(|count| received < count) {
+                let Some(message) = client.next_message().await? else {
+                    bail!("the server closed the connection after {received} messages");
+                };
+                received += 1;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "subject": message.subject,
+                        "reply": message.reply,
+                        "payload": String::from_utf8_lossy(&message.payload),
+                    })
+                );
+            }
+            Ok(())
+        }
+        Command::Bench {
+            server,
+            subscribers,
+            size,
+            messages,
+            subject,
+        } => {
+            let addr = resolve(&server).await?;
+            let config = LoadConfig {
+                subscribers,
+                size,
+                messages,
+                subject,
+            };
+            let report = loadgen::run(addr, &config)
+                .await
+                .with_context(|| format!("benchmarking {addr}"))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "subscribers": subscribers,
+                    "size": size,
+                    "published": report.published,
+                    "delivered": report.delivered,
+                    "seconds": report.elapsed.as_secs_f64(),
+                    "delivered_per_sec": report.delivered_per_sec().round(),
+                })
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(server)
+        .await
+        .with_context(|| format!("cannot resolve {server:?} (expected HOST:PORT)"))?
+        .next()
+        .ok_or_else(|| anyhow!("{server:?} resolves to no address"))
+}
+
+async fn connect(server: &str) -> Result<Client> {
+    let addr = resolve(server).await?;
+    Client::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
+    });
+    token
+}

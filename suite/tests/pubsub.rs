@@ -1,0 +1,1466 @@
+//! Project 7, the pub/sub broker speaking the NATS protocol, graded from the outside.
+//!
+//! Every test starts the real `pubsub broker` (the binary `WORKBOOK_BIN_PUBSUB` names, or the
+//! reference solution) and talks to it over TCP with the suite's own NATS client, or runs the
+//! project's `pub` and `sub` subcommands against it. The last stage replays a conversation
+//! recorded against a real `nats-server`, and runs the project's clients against a real
+//! `nats-server` where one is installed.
+//!
+//! One rule of the protocol makes these tests deterministic: once a publisher has its `PONG`,
+//! the broker has handed every message published before that `PING` to every subscriber's
+//! outbound queue. A subscriber that then sends `PING` gets its `PONG` after those messages.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use workbook_suite::nats::{Frame, NatsConn, NoFrame};
+use workbook_suite::{Program, binary, bounded, poll_until};
+
+/// Every test's overall bound.
+const LIMIT: Duration = Duration::from_secs(40);
+
+/// How long a test waits for something that should come at once.
+const PROMPT: Duration = Duration::from_secs(5);
+
+fn bin() -> PathBuf {
+    binary("pubsub")
+}
+
+/// A broker under test.
+struct Broker {
+    program: Program,
+    addr: SocketAddr,
+}
+
+impl Broker {
+    /// Starts `pubsub broker --bind 127.0.0.1:0 ARGS`.
+    fn start(args: &[&str]) -> Broker {
+        let mut all = vec!["broker", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut program = Program::start(&bin(), &all);
+        let addr = program.listening();
+        Broker { program, addr }
+    }
+
+    /// A connection that has read nothing yet.
+    fn raw(&mut self) -> NatsConn {
+        match NatsConn::connect(self.addr) {
+            Ok(conn) => conn,
+            Err(e) => self
+                .program
+                .fail(format_args!("cannot connect to {}: {e}", self.addr)),
+        }
+    }
+
+    /// The next frame on `conn`, failing with a diagnosis if none comes.
+    fn read(&mut self, conn: &mut NatsConn, after: impl Display) -> Frame {
+        match conn.read(PROMPT) {
+            Ok(frame) => frame,
+            Err(no) => self
+                .program
+                .fail(format_args!("after {after}, expected a frame: {no}")),
+        }
+    }
+
+    /// Reads `INFO` and returns its JSON.
+    fn info(&mut self, conn: &mut NatsConn) -> serde_json::Value {
+        match self.read(conn, "connecting") {
+            Frame::Info(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
+                self.program.fail(format_args!(
+                    "INFO must carry a JSON object: {e} in {json:?}"
+                ))
+            }),
+            other => self.program.fail(format_args!(
+                "expected INFO as the first frame after connecting, got {other}"
+            )),
+        }
+    }
+
+    /// A connected, quiet client: INFO read, `CONNECT {"verbose":false}` sent and confirmed.
+    fn client(&mut self) -> NatsConn {
+        let mut conn = self.raw();
+        self.info(&mut conn);
+        self.send(
+            &mut conn,
+            b"CONNECT {\"verbose\":false,\"pedantic\":true,\"name\":\"suite\"}\r\n",
+        );
+        self.sync(&mut conn, "CONNECT {\"verbose\":false}");
+        conn
+    }
+
+    fn send(&mut self, conn: &mut NatsConn, bytes: &[u8]) {
+        if let Err(e) = conn.send_raw(bytes) {
+            self.program
+                .fail(format_args!("sending {:?}: {e}", shown(bytes)));
+        }
+    }
+
+    /// Sends `sent` and expects exactly `expected` back, in order.
+    fn expect(&mut self, conn: &mut NatsConn, sent: &[u8], expected: &[Frame]) {
+        self.send(conn, sent);
+        for (i, want) in expected.iter().enumerate() {
+            let got = self.read(conn, format_args!("sending {:?}", shown(sent)));
+            if &got != want {
+                self.program.fail(format_args!(
+                    "sent {:?}: expected {}, got {got} (frame {} of the answer)",
+                    shown(sent),
+                    list(expected),
+                    i + 1
+                ));
+            }
+        }
+    }
+
+    /// `PING`, and nothing but `PONG` back: whatever was due on `conn` before has come.
+    fn sync(&mut self, conn: &mut NatsConn, after: impl Display) {
+        self.send(conn, b"PING\r\n");
+        match conn.read(PROMPT) {
+            Ok(Frame::Pong) => {}
+            Ok(other) => self.program.fail(format_args!(
+                "after {after}, sent PING: expected PONG and nothing before it, got {other}"
+            )),
+            Err(no) => self.program.fail(format_args!(
+                "after {after}, sent PING: expected PONG, but {no}"
+            )),
+        }
+    }
+
+    /// `SUB subject [queue] sid`, confirmed with PING/PONG.
+    fn subscribe(&mut self, conn: &mut NatsConn, subject: &str, queue: Option<&str>, sid: &str) {
+        let line = match queue {
+            Some(q) => format!("SUB {subject} {q} {sid}\r\n"),
+            None => format!("SUB {subject} {sid}\r\n"),
+        };
+        self.send(conn, line.as_bytes());
+        self.sync(conn, line.trim_end());
+    }
+
+    /// Publishes every `(subject, payload)` in one write, then PING/PONG.
+    fn publish(&mut self, conn: &mut NatsConn, messages: &[(&str, Vec<u8>)]) {
+        let mut wire = Vec::new();
+        for (subject, payload) in messages {
+            wire.extend(workbook_suite::nats::encode_pub(subject, payload));
+        }
+        self.send(conn, &wire);
+        self.sync(conn, format_args!("publishing {} messages", messages.len()));
+    }
+
+    /// Reads `n` frames that must all be MSGs, then PING/PONG (no more are due).
+    fn receive(&mut self, conn: &mut NatsConn, n: usize, what: impl Display) -> Vec<Frame> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            match conn.read(PROMPT) {
+                Ok(frame @ Frame::Msg { .. }) => got.push(frame),
+                Ok(other) => self.program.fail(format_args!(
+                    "{what}: expected {n} MSGs, got {other} after {}",
+                    got.len()
+                )),
+                Err(no) => self.program.fail(format_args!(
+                    "{what}: expected {n} MSGs, but after {} {no}",
+                    got.len()
+                )),
+            }
+        }
+        self.sync(conn, format_args!("{what} ({n} MSGs)"));
+        got
+    }
+}
+
+/// Bytes as a test message shows them: escaped, and cut if long.
+fn shown(bytes: &[u8]) -> String {
+    let text = bytes.escape_ascii().to_string();
+    if text.len() > 120 {
+        format!("{}... ({} bytes)", &text[..120], bytes.len())
+    } else {
+        text
+    }
+}
+
+fn list(frames: &[Frame]) -> String {
+    let items: Vec<String> = frames.iter().map(ToString::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn msg(subject: &str, sid: &str, payload: &str) -> Frame {
+    Frame::msg(subject, sid, payload.as_bytes())
+}
+
+fn payload_of(frame: &Frame) -> String {
+    match frame {
+        Frame::Msg { payload, .. } => String::from_utf8_lossy(payload).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn numbered(subject: &'static str, n: usize, tag: &str) -> Vec<(&'static str, Vec<u8>)> {
+    (0..n)
+        .map(|i| (subject, format!("{tag}{i}").into_bytes()))
+        .collect()
+}
+
+/// Runs `pubsub ARGS` to completion and fails unless it succeeds.
+fn run_client(broker: &mut Broker, args: &[&str]) {
+    let mut client = Program::start(&bin(), args);
+    match client.wait_exit(PROMPT) {
+        Some(status) if status.success() => {}
+        Some(status) => {
+            let why = client.diagnosis();
+            broker.program.fail(format_args!(
+                "`pubsub {}` failed ({status}):\n{why}",
+                args.join(" ")
+            ))
+        }
+        None => {
+            let why = client.diagnosis();
+            broker.program.fail(format_args!(
+                "`pubsub {}` did not finish within {PROMPT:?}:\n{why}",
+                args.join(" ")
+            ))
+        }
+    }
+}
+
+/// Starts `pubsub sub --server ADDR SUBJECT --count N` and waits for its `subscribed` line.
+fn start_sub(server: &str, subject: &str, count: usize) -> Program {
+    let count = count.to_string();
+    let mut sub = Program::start(
+        &bin(),
+        &["sub", "--server", server, subject, "--count", &count],
+    );
+    sub.expect_json(
+        format_args!("{{\"subscribed\":\"{subject}\"}} once the subscription is in place"),
+        PROMPT,
+        |v| v["subscribed"] == subject,
+    );
+    sub
+}
+
+/// Reads `sub`'s JSON lines for `expected` payloads, in order, and its clean exit.
+fn expect_sub_output(sub: &mut Program, subject_of: &[(&str, &str)]) {
+    for (subject, payload) in subject_of {
+        sub.expect_json(
+            format_args!("{{\"subject\":\"{subject}\",\"payload\":\"{payload}\",...}}"),
+            PROMPT,
+            |v| v["subject"] == *subject && v["payload"] == *payload,
+        );
+    }
+    match sub.wait_exit(PROMPT) {
+        Some(status) if status.success() => {}
+        Some(status) => sub.fail(format_args!(
+            "expected `sub --count {}` to exit 0 after its messages, got {status}",
+            subject_of.len()
+        )),
+        None => sub.fail(format_args!(
+            "expected `sub --count {}` to exit after its messages; it is still running",
+            subject_of.len()
+        )),
+    }
+}
+
+mod stage1_handshake {
+    use super::*;
+
+    #[test]
+    fn info_comes_first_and_ping_gets_pong() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut c = b.raw();
+            let info = b.info(&mut c);
+            for field in ["server_id", "max_payload", "proto"] {
+                if info.get(field).is_none() {
+                    b.program
+                        .fail(format_args!("INFO must have {field:?}; it was {info}"));
+                }
+            }
+            if info["max_payload"] != 1024 * 1024 {
+                b.program.fail(format_args!(
+                    "INFO's max_payload must be 1048576 by default; INFO was {info}"
+                ));
+            }
+            // Before CONNECT, PING works already.
+            b.expect(&mut c, b"PING\r\n", &[Frame::Pong]);
+        });
+    }
+
+    #[test]
+    fn connect_verbose_acknowledges_and_quiet_does_not() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut c = b.raw();
+            b.info(&mut c);
+            b.expect(
+                &mut c,
+                b"CONNECT {\"verbose\":true,\"pedantic\":false,\"lang\":\"suite\"}\r\n",
+                &[Frame::Ok],
+            );
+            b.expect(&mut c, b"PING\r\n", &[Frame::Pong]);
+            b.send(&mut c, b"CONNECT {\"verbose\":false}\r\n");
+            b.sync(&mut c, "CONNECT {\"verbose\":false}");
+        });
+    }
+
+    #[test]
+    fn verbs_in_any_case_and_bare_newlines() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut c = b.client();
+            b.expect(
+                &mut c,
+                b"ping\r\nPiNg\nPONG\r\nPING\r\n",
+                &[Frame::Pong, Frame::Pong, Frame::Pong],
+            );
+        });
+    }
+
+    #[test]
+    fn max_payload_is_configurable() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&["--max-payload", "1000"]);
+            let mut c = b.raw();
+            let info = b.info(&mut c);
+            if info["max_payload"] != 1000 {
+                b.program.fail(format_args!(
+                    "started with --max-payload 1000, INFO's max_payload must be 1000; INFO was {info}"
+                ));
+            }
+        });
+    }
+}
+
+mod stage2_one_to_one {
+    use super::*;
+
+    #[test]
+    fn a_message_reaches_its_subscriber() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "greetings", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("greetings", b"hello".to_vec())]);
+            b.expect(&mut sub, b"", &[msg("greetings", "1", "hello")]);
+        });
+    }
+
+    #[test]
+    fn only_the_subscribed_subject_is_delivered() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "foo", None, "7");
+            let mut publisher = b.client();
+            b.publish(
+                &mut publisher,
+                &[
+                    ("bar", b"no".to_vec()),
+                    ("foo.bar", b"no".to_vec()),
+                    ("fo", b"no".to_vec()),
+                    ("foo", b"yes".to_vec()),
+                ],
+            );
+            let got = b.receive(
+                &mut sub,
+                1,
+                "subscribed to foo, published to bar, foo.bar, fo, foo",
+            );
+            if got != [msg("foo", "7", "yes")] {
+                b.program.fail(format_args!(
+                    "subscribed to foo, expected only [MSG foo 7 3 \"yes\"], got {}",
+                    list(&got)
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn payloads_are_binary_safe() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "bin", None, "1");
+            let mut publisher = b.client();
+            let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+            let payloads: Vec<Vec<u8>> = vec![
+                b"line one\r\nline two".to_vec(),
+                b"\0\x01\xff".to_vec(),
+                b"MSG bin 1 3\r\nabc\r\n".to_vec(),
+                Vec::new(),
+                big,
+            ];
+            let messages: Vec<(&str, Vec<u8>)> =
+                payloads.iter().map(|p| ("bin", p.clone())).collect();
+            b.publish(&mut publisher, &messages);
+            let got = b.receive(&mut sub, payloads.len(), "publishing binary payloads");
+            for (frame, sent) in got.iter().zip(&payloads) {
+                let expected = Frame::msg("bin", "1", sent);
+                if *frame != expected {
+                    b.program.fail(format_args!(
+                        "published a payload of {} bytes, expected it back unchanged as {expected}, got {frame}",
+                        sent.len()
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn a_reply_subject_is_passed_on() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "service", None, "3");
+            let mut publisher = b.client();
+            b.send(&mut publisher, b"PUB service _INBOX.answer 4\r\nping\r\n");
+            b.sync(&mut publisher, "PUB service _INBOX.answer 4");
+            let expected = Frame::Msg {
+                subject: "service".into(),
+                sid: "3".into(),
+                reply: Some("_INBOX.answer".into()),
+                payload: b"ping".to_vec(),
+            };
+            b.expect(&mut sub, b"", &[expected]);
+        });
+    }
+
+    #[test]
+    fn a_thousand_messages_arrive_in_order() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "seq", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("seq", 1000, "m"));
+            let got = b.receive(&mut sub, 1000, "publishing m0..m999 in one write");
+            for (i, frame) in got.iter().enumerate() {
+                if payload_of(frame) != format!("m{i}") {
+                    b.program.fail(format_args!(
+                        "published m0..m999 in order, message {i} was {frame}"
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn echo_off_skips_the_publishers_own_subscription() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut me = b.client();
+            b.subscribe(&mut me, "self", None, "1");
+            b.expect(
+                &mut me,
+                b"PUB self 4\r\necho\r\nPING\r\n",
+                &[msg("self", "1", "echo"), Frame::Pong],
+            );
+            b.send(&mut me, b"CONNECT {\"verbose\":false,\"echo\":false}\r\n");
+            b.send(&mut me, b"PUB self 7\r\nno echo\r\n");
+            b.sync(
+                &mut me,
+                "CONNECT {\"echo\":false} and publishing to my own subscription",
+            );
+        });
+    }
+
+    #[test]
+    fn the_pub_and_sub_subcommands() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let server = b.addr.to_string();
+            let mut sub = start_sub(&server, "news", 2);
+            run_client(&mut b, &["pub", "--server", &server, "news", "first"]);
+            run_client(&mut b, &["pub", "--server", &server, "news", "second one"]);
+            expect_sub_output(&mut sub, &[("news", "first"), ("news", "second one")]);
+        });
+    }
+}
+
+mod stage3_fan_out {
+    use super::*;
+
+    #[test]
+    fn every_subscriber_gets_every_message_once() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut subs: Vec<NatsConn> = (0..20).map(|_| b.client()).collect();
+            for (i, sub) in subs.iter_mut().enumerate() {
+                b.subscribe(sub, "fan", None, &format!("s{i}"));
+            }
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("fan", 200, "m"));
+            for (i, sub) in subs.iter_mut().enumerate() {
+                let got = b.receive(sub, 200, format_args!("subscriber {i} of 20, 200 messages"));
+                for (n, frame) in got.iter().enumerate() {
+                    if *frame != msg("fan", &format!("s{i}"), &format!("m{n}")) {
+                        b.program.fail(format_args!(
+                            "subscriber {i} of 20: message {n} should be m{n} for sid s{i}, got {frame}"
+                        ));
+                    }
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn two_subscriptions_on_one_connection_get_a_copy_each() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "dup", None, "1");
+            b.subscribe(&mut sub, "dup", None, "2");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("dup", b"x".to_vec())]);
+            let mut sids: Vec<String> = b
+                .receive(&mut sub, 2, "two subscriptions to dup, one message")
+                .iter()
+                .map(|f| match f {
+                    Frame::Msg { sid, .. } => sid.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            sids.sort();
+            if sids != ["1", "2"] {
+                b.program.fail(format_args!(
+                    "one connection with sids 1 and 2 on dup: expected one MSG for each, got sids {sids:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn many_publishers_each_keep_their_order() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "mix", None, "1");
+            let mut publishers: Vec<NatsConn> = (0..4).map(|_| b.client()).collect();
+            // Interleave the publishers' writes, so that the broker reads them concurrently.
+            for round in 0..10 {
+                for (p, conn) in publishers.iter_mut().enumerate() {
+                    let mut wire = Vec::new();
+                    for i in 0..25 {
+                        let n = round * 25 + i;
+                        wire.extend(workbook_suite::nats::encode_pub(
+                            "mix",
+                            format!("p{p}-{n}").as_bytes(),
+                        ));
+                    }
+                    b.send(conn, &wire);
+                }
+            }
+            for conn in &mut publishers {
+                b.sync(conn, "publishing 250 messages");
+            }
+            let got = b.receive(&mut sub, 1000, "4 publishers, 250 messages each");
+            let mut next = [0usize; 4];
+            for frame in &got {
+                let text = payload_of(frame);
+                let parsed = text
+                    .strip_prefix('p')
+                    .and_then(|t| t.split_once('-'))
+                    .and_then(|(p, n)| Some((p.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+                match parsed {
+                    Some((p, n)) if p < 4 && n == next[p] => next[p] += 1,
+                    _ => b.program.fail(format_args!(
+                        "4 publishers each sent pP-0..pP-249 in order; got {text:?} when expecting {:?}",
+                        next.iter()
+                            .enumerate()
+                            .map(|(p, n)| format!("p{p}-{n}"))
+                            .collect::<Vec<_>>()
+                    )),
+                }
+            }
+        });
+    }
+}
+
+mod stage4_wildcards_and_queues {
+    use super::*;
+
+    /// Subscribes to `pattern`, publishes to every subject, and checks which arrived.
+    fn matching(pattern: &str, subjects: &[&'static str], expected: &[&str]) {
+        let mut b = Broker::start(&[]);
+        let mut sub = b.client();
+        b.subscribe(&mut sub, pattern, None, "1");
+        let mut publisher = b.client();
+        let messages: Vec<(&str, Vec<u8>)> = subjects
+            .iter()
+            .map(|s| (*s, s.as_bytes().to_vec()))
+            .collect();
+        b.publish(&mut publisher, &messages);
+        let got: Vec<String> = b
+            .receive(
+                &mut sub,
+                expected.len(),
+                format_args!("subscribed to {pattern}, published to {subjects:?}"),
+            )
+            .iter()
+            .map(payload_of)
+            .collect();
+        if got != expected {
+            b.program.fail(format_args!(
+                "subscribed to {pattern}, published to {subjects:?}: expected {expected:?}, got {got:?}"
+            ));
+        }
+    }
+
+    #[test]
+    fn star_matches_exactly_one_token() {
+        bounded(LIMIT, || {
+            matching(
+                "orders.*.paris",
+                &[
+                    "orders.eu.paris",
+                    "orders.paris",
+                    "orders.eu.fr.paris",
+                    "orders.us.paris",
+                    "orders.eu.lyon",
+                ],
+                &["orders.eu.paris", "orders.us.paris"],
+            );
+        });
+    }
+
+    #[test]
+    fn greater_than_matches_one_or_more_tokens() {
+        bounded(LIMIT, || {
+            matching(
+                "orders.>",
+                &[
+                    "orders",
+                    "orders.eu",
+                    "orders.eu.paris.1",
+                    "order.eu",
+                    "x.orders.eu",
+                ],
+                &["orders.eu", "orders.eu.paris.1"],
+            );
+        });
+    }
+
+    #[test]
+    fn a_star_inside_a_token_is_a_literal() {
+        bounded(LIMIT, || {
+            matching("a*.b", &["ax.b", "a*.b", "a.b"], &["a*.b"]);
+        });
+    }
+
+    #[test]
+    fn a_queue_group_gets_each_message_once() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut members: Vec<NatsConn> = (0..3).map(|_| b.client()).collect();
+            for (i, m) in members.iter_mut().enumerate() {
+                b.subscribe(m, "jobs", Some("workers"), &format!("w{i}"));
+            }
+            let mut watcher = b.client();
+            b.subscribe(&mut watcher, "jobs", None, "all");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("jobs", 300, "j"));
+            b.receive(
+                &mut watcher,
+                300,
+                "a plain subscriber beside the queue group",
+            );
+            let mut seen = Vec::new();
+            for (i, m) in members.iter_mut().enumerate() {
+                // Each member drains what it got: MSGs until the PONG of a PING.
+                b.send(m, b"PING\r\n");
+                loop {
+                    match b.read(m, format_args!("PING to queue member {i}")) {
+                        Frame::Pong => break,
+                        frame @ Frame::Msg { .. } => seen.push(payload_of(&frame)),
+                        other => b.program.fail(format_args!(
+                            "queue member {i}: expected MSGs then PONG, got {other}"
+                        )),
+                    }
+                }
+            }
+            let unique: BTreeSet<&String> = seen.iter().collect();
+            if seen.len() != 300 || unique.len() != 300 {
+                b.program.fail(format_args!(
+                    "300 messages to a queue group of 3: expected each delivered to exactly one member, \
+                     got {} deliveries of {} distinct messages",
+                    seen.len(),
+                    unique.len()
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn each_queue_group_gets_its_own_copy() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut a = b.client();
+            b.subscribe(&mut a, "ev.*", Some("billing"), "a");
+            let mut c = b.client();
+            b.subscribe(&mut c, "ev.>", Some("audit"), "c");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("ev.x", 10, "e"));
+            for (conn, sid, group) in [(&mut a, "a", "billing"), (&mut c, "c", "audit")] {
+                let got = b.receive(
+                    conn,
+                    10,
+                    format_args!("the only member of queue group {group}"),
+                );
+                for (n, frame) in got.iter().enumerate() {
+                    if *frame != msg("ev.x", sid, &format!("e{n}")) {
+                        b.program.fail(format_args!(
+                            "the only member of queue group {group}: message {n} should be e{n}, got {frame}"
+                        ));
+                    }
+                }
+            }
+        });
+    }
+}
+
+mod stage5_unsubscribe {
+    use super::*;
+
+    #[test]
+    fn unsub_stops_delivery() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "u", None, "1");
+            b.subscribe(&mut sub, "u", None, "2");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("u", b"before".to_vec())]);
+            b.receive(&mut sub, 2, "two subscriptions, one message");
+            b.send(&mut sub, b"UNSUB 1\r\n");
+            b.sync(&mut sub, "UNSUB 1");
+            b.publish(&mut publisher, &[("u", b"after".to_vec())]);
+            b.expect(&mut sub, b"", &[msg("u", "2", "after")]);
+            b.sync(&mut sub, "UNSUB 1 then a message: only sid 2 may get it");
+        });
+    }
+
+    #[test]
+    fn unsub_with_max_delivers_that_many_in_all() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "m", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("m", b"m0".to_vec())]);
+            b.receive(&mut sub, 1, "one message before UNSUB 1 3");
+            b.send(&mut sub, b"UNSUB 1 3\r\n");
+            b.sync(&mut sub, "UNSUB 1 3");
+            b.publish(&mut publisher, &numbered("m", 5, "n"));
+            let got: Vec<String> = b
+                .receive(
+                    &mut sub,
+                    2,
+                    "UNSUB 1 3 after 1 message, then 5 more published",
+                )
+                .iter()
+                .map(payload_of)
+                .collect();
+            if got != ["n0", "n1"] {
+                b.program.fail(format_args!(
+                    "UNSUB 1 3 after one message: expected 2 more (n0, n1), got {got:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn unsub_with_a_max_already_reached_unsubscribes_at_once() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "m", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("m", 2, "m"));
+            b.receive(&mut sub, 2, "two messages before UNSUB 1 1");
+            b.send(&mut sub, b"UNSUB 1 1\r\n");
+            b.sync(&mut sub, "UNSUB 1 1");
+            b.publish(&mut publisher, &[("m", b"late".to_vec())]);
+            b.sync(
+                &mut sub,
+                "UNSUB 1 1 after 2 messages, then a third published",
+            );
+        });
+    }
+
+    #[test]
+    fn unsub_of_an_unknown_sid_is_harmless() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "k", None, "1");
+            b.send(&mut sub, b"UNSUB 99\r\nUNSUB nope 4\r\n");
+            b.sync(&mut sub, "UNSUB of sids never subscribed");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("k", b"still".to_vec())]);
+            b.expect(&mut sub, b"", &[msg("k", "1", "still")]);
+        });
+    }
+
+    #[test]
+    fn a_departed_client_receives_nothing_and_breaks_nothing() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            for i in 0..20 {
+                let mut gone = b.client();
+                b.subscribe(&mut gone, "d", None, &format!("{i}"));
+                drop(gone);
+            }
+            let mut stays = b.client();
+            b.subscribe(&mut stays, "d", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("d", 50, "d"));
+            b.receive(&mut stays, 50, "after 20 subscribers left");
+            b.program
+                .assert_running("publishing to subscribers that had disconnected");
+        });
+    }
+
+    #[test]
+    fn sub_count_exits_after_n_messages() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let server = b.addr.to_string();
+            let mut sub = start_sub(&server, "tick.*", 3);
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("tick.a", 5, "t"));
+            expect_sub_output(
+                &mut sub,
+                &[("tick.a", "t0"), ("tick.a", "t1"), ("tick.a", "t2")],
+            );
+        });
+    }
+}
+
+mod stage6_slow_and_silent_consumers {
+    use super::*;
+
+    /// The most bytes the kernel may buffer for one loopback connection, both ends together.
+    fn socket_buffers() -> usize {
+        let max_of = |path: &str| -> usize {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.split_whitespace().last()?.parse().ok())
+                .unwrap_or(8 << 20)
+        };
+        max_of("/proc/sys/net/ipv4/tcp_rmem") + max_of("/proc/sys/net/ipv4/tcp_wmem")
+    }
+
+    #[test]
+    fn a_slow_consumer_is_cut_off_and_the_others_keep_up() {
+        bounded(LIMIT, || {
+            const PENDING: usize = 1 << 20;
+            let pending = PENDING.to_string();
+            let mut b = Broker::start(&["--max-pending", &pending, "--write-deadline", "60s"]);
+            let mut slow = b.client();
+            b.subscribe(&mut slow, "firehose", None, "slow");
+            let mut fast = b.client();
+            b.subscribe(&mut fast, "firehose", None, "fast");
+            let mut publisher = b.client();
+            // Enough to fill the slow subscriber's socket buffers and its queue several times.
+            let size = 32 * 1024;
+            let total = (socket_buffers() + 4 * PENDING) / size + 64;
+            let per_round = 8;
+            let mut sent = 0;
+            while sent < total {
+                let round: Vec<(&str, Vec<u8>)> = (sent..sent + per_round)
+                    .map(|i| ("firehose", format!("{i:08}").repeat(size / 8).into_bytes()))
+                    .collect();
+                b.publish(&mut publisher, &round);
+                let got = b.receive(&mut fast, per_round, format_args!(
+                    "the fast subscriber, with a slow one beside it, after {sent} messages of {size} bytes"
+                ));
+                for (i, frame) in got.iter().enumerate() {
+                    if !payload_of(frame).starts_with(&format!("{:08}", sent + i)) {
+                        b.program.fail(format_args!(
+                            "the fast subscriber: message {} out of order or corrupted",
+                            sent + i
+                        ));
+                    }
+                }
+                sent += per_round;
+            }
+            // The slow one now reads: a prefix of the messages, in order, then the verdict.
+            let mut received = 0;
+            loop {
+                match slow.read(PROMPT) {
+                    Ok(Frame::Msg { payload, .. }) => {
+                        if !payload.starts_with(format!("{received:08}").as_bytes()) {
+                            b.program.fail(format_args!(
+                                "the slow subscriber: message {received} out of order or corrupted"
+                            ));
+                        }
+                        received += 1;
+                    }
+                    Ok(Frame::Err(e)) if e == "Slow Consumer" => break,
+                    Ok(other) => b.program.fail(format_args!(
+                        "the slow subscriber, after {received} messages: expected more MSGs then \
+                         -ERR 'Slow Consumer', got {other}"
+                    )),
+                    Err(no) => b.program.fail(format_args!(
+                        "the slow subscriber never read while {sent} messages of {size} bytes were \
+                         published with --max-pending {PENDING}: after {received} MSGs expected \
+                         -ERR 'Slow Consumer', but {no}"
+                    )),
+                }
+            }
+            if received >= sent {
+                b.program.fail(format_args!(
+                    "the slow subscriber got all {sent} messages and was still cut off"
+                ));
+            }
+            if !slow.is_closed(PROMPT) {
+                b.program.fail(
+                    "expected the slow consumer's connection closed after -ERR 'Slow Consumer'",
+                );
+            }
+            b.sync(&mut publisher, "a slow consumer was cut off");
+        });
+    }
+
+    #[test]
+    fn a_client_that_never_reads_its_replies_is_cut_off() {
+        bounded(LIMIT, || {
+            // A write deadline of 1s: the broker stops reading from a client it cuts off, and
+            // this test stops writing only when the broker closes the connection.
+            let mut b = Broker::start(&["--max-pending", "65536", "--write-deadline", "1s"]);
+            let mut deaf = b.client();
+            // More PINGs than the socket buffers and the queue hold PONGs, never reading one.
+            let count = (socket_buffers() + 65536) / 6 + 10_000;
+            let _ = deaf.send_raw(&b"PING\r\n".repeat(count));
+            let mut watcher = b.client();
+            b.subscribe(&mut watcher, "alive", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("alive", b"yes".to_vec())]);
+            b.expect(&mut watcher, b"", &[msg("alive", "1", "yes")]);
+            let mut pongs = 0usize;
+            let ended = loop {
+                match deaf.read(PROMPT) {
+                    Ok(Frame::Pong) => pongs += 1,
+                    Ok(Frame::Err(e)) if e == "Slow Consumer" => break true,
+                    Err(NoFrame::Closed) => break true,
+                    Ok(_) | Err(NoFrame::Garbage(_) | NoFrame::Timeout) => break false,
+                }
+            };
+            if !ended || pongs >= count {
+                b.program.fail(format_args!(
+                    "a client sent {count} PINGs without reading, with --max-pending 65536: expected \
+                     it cut off as a slow consumer, but it got {pongs} PONGs and {}",
+                    if ended { "then the verdict" } else { "no verdict" }
+                ));
+            }
+        });
+    }
+    #[test]
+    fn a_silent_client_is_pinged_and_dropped_if_it_never_answers() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&["--ping-interval", "100ms"]);
+            let mut answers = b.client();
+            let mut silent = b.client();
+            for n in 1..=3 {
+                match answers.read(PROMPT) {
+                    Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
+                    other => b.program.fail(format_args!(
+                        "with --ping-interval 100ms, a client that says nothing expects the \
+                         broker's PING (number {n}), got {other:?}"
+                    )),
+                }
+            }
+            let mut pings = 0;
+            loop {
+                match silent.read(PROMPT) {
+                    Ok(Frame::Ping) => pings += 1,
+                    Ok(Frame::Err(e)) if e == "Stale Connection" => break,
+                    other => b.program.fail(format_args!(
+                        "with --ping-interval 100ms, a client that never answers expects 2 PINGs \
+                         then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
+                    )),
+                }
+            }
+            if pings != 2 {
+                b.program.fail(format_args!(
+                    "expected 2 unanswered PINGs before -ERR 'Stale Connection', got {pings}"
+                ));
+            }
+            if !silent.is_closed(PROMPT) {
+                b.program
+                    .fail("expected the stale connection closed after -ERR 'Stale Connection'");
+            }
+            b.sync(&mut answers, "answering the broker's PINGs");
+        });
+    }
+}
+
+mod stage7_hostile_input {
+    use super::*;
+
+    /// Sends `wire`, expects `-ERR 'text'` (after any +OK) and a closed connection, while another
+    /// client keeps receiving and the broker keeps running.
+    fn refused(args: &[&str], wire: &[u8], text: &str) {
+        let mut b = Broker::start(args);
+        let mut other = b.client();
+        b.subscribe(&mut other, "safe", None, "1");
+        let mut c = b.client();
+        b.send(&mut c, wire);
+        loop {
+            match c.read(PROMPT) {
+                Ok(Frame::Ok) => {}
+                Ok(Frame::Err(e)) if e == text => break,
+                got => b.program.fail(format_args!(
+                    "sent {:?}: expected -ERR '{text}', got {got:?}",
+                    shown(wire)
+                )),
+            }
+        }
+        if !c.is_closed(PROMPT) {
+            b.program.fail(format_args!(
+                "sent {:?}: expected the connection closed after -ERR '{text}'",
+                shown(wire)
+            ));
+        }
+        let mut publisher = b.client();
+        b.publish(&mut publisher, &[("safe", b"still here".to_vec())]);
+        b.expect(&mut other, b"", &[msg("safe", "1", "still here")]);
+        b.program
+            .assert_running("after a protocol error on another connection");
+    }
+
+    #[test]
+    fn an_unknown_verb_is_refused() {
+        bounded(LIMIT, || {
+            refused(&[], b"FLY away\r\n", "Unknown Protocol Operation")
+        });
+    }
+
+    #[test]
+    fn a_payload_longer_than_announced_is_refused() {
+        bounded(LIMIT, || {
+            refused(
+                &[],
+                b"PUB safe 3\r\nhello\r\n",
+                "Unknown Protocol Operation",
+            )
+        });
+    }
+
+    #[test]
+    fn a_payload_over_the_maximum_is_refused() {
+        bounded(LIMIT, || {
+            refused(
+                &["--max-payload", "1024"],
+                b"PUB safe 2000\r\n",
+                "Maximum Payload Violation",
+            )
+        });
+    }
+
+    #[test]
+    fn malformed_arguments_are_refused() {
+        bounded(LIMIT, || {
+            for wire in [
+                &b"PUB safe\r\n"[..],
+                b"PUB safe many\r\n",
+                b"SUB safe\r\n",
+                b"UNSUB\r\n",
+            ] {
+                refused(&[], wire, "Parser Error");
+            }
+        });
+    }
+
+    #[test]
+    fn a_connect_that_is_not_json_is_refused() {
+        bounded(LIMIT, || {
+            refused(&[], b"CONNECT {verbose:\r\n", "Parser Error")
+        });
+    }
+
+    #[test]
+    fn an_endless_control_line_is_refused() {
+        bounded(LIMIT, || {
+            refused(&[], &vec![b'S'; 10_000], "maximum control line exceeded")
+        });
+    }
+
+    #[test]
+    fn invalid_subjects_are_refused_and_the_connection_stays() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut c = b.client();
+            let invalid = Frame::Err("Invalid Subject".into());
+            for bad in ["foo..bar", ".foo", "foo.", "a.>.b"] {
+                b.expect(
+                    &mut c,
+                    format!("SUB {bad} 1\r\n").as_bytes(),
+                    std::slice::from_ref(&invalid),
+                );
+            }
+            let invalid = Frame::Err("Invalid Publish Subject".into());
+            for bad in ["a.*", "a.>", "a..b"] {
+                b.expect(
+                    &mut c,
+                    format!("PUB {bad} 1\r\nx\r\n").as_bytes(),
+                    std::slice::from_ref(&invalid),
+                );
+            }
+            b.sync(&mut c, "refused subjects");
+        });
+    }
+
+    #[test]
+    fn the_connection_limit_is_enforced() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&["--max-connections", "3"]);
+            let mut held: Vec<NatsConn> = (0..3).map(|_| b.client()).collect();
+            let mut extra = b.raw();
+            match extra.read(PROMPT) {
+                Ok(Frame::Err(e)) if e == "Maximum Connections Exceeded" => {}
+                other => b.program.fail(format_args!(
+                    "with --max-connections 3 and 3 clients connected, expected a 4th to get \
+                     -ERR 'Maximum Connections Exceeded', got {other:?}"
+                )),
+            }
+            drop(held.pop());
+            let addr = b.addr;
+            let room = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut c = NatsConn::connect(addr).ok()?;
+                matches!(c.read(Duration::from_millis(500)).ok()?, Frame::Info(_)).then_some(())
+            });
+            if room.is_none() {
+                b.program
+                    .fail("after one of 3 clients left, expected a new client to get INFO");
+            }
+        });
+    }
+
+    #[test]
+    fn the_subscription_limit_is_enforced() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&["--max-subscriptions", "2"]);
+            let mut c = b.client();
+            b.subscribe(&mut c, "a", None, "1");
+            b.subscribe(&mut c, "b", None, "2");
+            b.expect(
+                &mut c,
+                b"SUB c 3\r\n",
+                &[Frame::Err("Maximum Subscriptions Exceeded".into())],
+            );
+            b.send(&mut c, b"UNSUB 1\r\n");
+            b.subscribe(&mut c, "c", None, "3");
+        });
+    }
+
+    #[test]
+    fn seeded_garbage_never_kills_the_broker() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut keep = b.client();
+            b.subscribe(&mut keep, "safe", None, "1");
+            // A fixed linear congruential sequence: the same garbage on every run.
+            let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+            let pieces: [&[u8]; 8] = [b"PUB ", b"SUB ", b"MSG ", b"\r\n", b" 9", b".", b"*", b">"];
+            for round in 0..30 {
+                let mut junk = Vec::with_capacity(512);
+                while junk.len() < 512 {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    let byte = (state >> 56) as u8;
+                    match byte % 4 {
+                        0 => junk.extend_from_slice(pieces[usize::from(byte / 4 % 8)]),
+                        _ => junk.push(byte),
+                    }
+                }
+                let mut c = b.raw();
+                let _ = c.send_raw(&junk);
+                // Whatever it answers, it must answer or close, and not take long about it.
+                let _ = c.read(Duration::from_millis(100));
+                b.program
+                    .assert_running(format_args!("receiving garbage (round {round})"));
+            }
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("safe", b"ok".to_vec())]);
+            b.expect(&mut keep, b"", &[msg("safe", "1", "ok")]);
+        });
+    }
+}
+
+mod stage8_shutdown {
+    use super::*;
+
+    #[test]
+    fn sigterm_flushes_queued_messages_then_says_goodbye() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "last", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &numbered("last", 500, "l"));
+            b.program.terminate();
+            // The subscriber reads only now: everything published before SIGTERM must come.
+            for n in 0..500 {
+                match sub.read(PROMPT) {
+                    Ok(frame) if frame == msg("last", "1", &format!("l{n}")) => {}
+                    other => b.program.fail(format_args!(
+                        "500 messages were published (and PONGed) before SIGTERM; message {n} \
+                         should be l{n}, got {other:?}"
+                    )),
+                }
+            }
+            match sub.read(PROMPT) {
+                Ok(Frame::Info(json)) if json.contains("\"ldm\":true") => {}
+                other => b.program.fail(format_args!(
+                    "after the queued messages, expected INFO with \"ldm\":true (the server is going), got {other:?}"
+                )),
+            }
+            if !sub.is_closed(PROMPT) {
+                b.program.fail("expected the connection closed at shutdown");
+            }
+            match b.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => b.program.fail(format_args!(
+                    "expected exit status 0 after SIGTERM, got {status}"
+                )),
+                None => b
+                    .program
+                    .fail("expected the broker to exit after SIGTERM; it is still running"),
+            }
+        });
+    }
+
+    #[test]
+    fn sigterm_with_idle_clients_exits_cleanly() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut idle: Vec<NatsConn> = (0..5).map(|_| b.client()).collect();
+            b.subscribe(&mut idle[0], "x", None, "1");
+            b.program.terminate();
+            match b.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => b.program.fail(format_args!(
+                    "expected exit status 0 after SIGTERM, got {status}"
+                )),
+                None => b.program.fail(
+                    "expected the broker to exit after SIGTERM, even with clients connected; it is still running",
+                ),
+            }
+            for c in &mut idle {
+                let mut closed = false;
+                for _ in 0..3 {
+                    match c.read(PROMPT) {
+                        Ok(Frame::Info(_)) => {}
+                        Err(NoFrame::Closed) => {
+                            closed = true;
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                if !closed {
+                    b.program
+                        .fail("expected every client's connection closed at shutdown");
+                }
+            }
+        });
+    }
+}
+
+mod stage9_real_nats {
+    use super::*;
+
+    /// One recorded exchange: what the client sent, the frames that came back, whether the
+    /// server closed.
+    struct Exchange {
+        title: String,
+        sent: Vec<u8>,
+        frames: Vec<Frame>,
+        closed: bool,
+    }
+
+    fn unescape(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut chars = text.bytes();
+        while let Some(c) = chars.next() {
+            if c != b'\\' {
+                out.push(c);
+                continue;
+            }
+            out.push(match chars.next() {
+                Some(b'r') => b'\r',
+                Some(b'n') => b'\n',
+                Some(b't') => b'\t',
+                Some(b'0') => 0,
+                Some(other) => other,
+                None => b'\\',
+            });
+        }
+        out
+    }
+
+    fn recorded() -> Vec<Exchange> {
+        let text = include_str!("fixtures/pubsub_conversation.txt");
+        let mut exchanges = Vec::new();
+        for block in text.split("\n---\n") {
+            let mut exchange = Exchange {
+                title: String::new(),
+                sent: Vec::new(),
+                frames: Vec::new(),
+                closed: false,
+            };
+            let mut answer = Vec::new();
+            for line in block.lines() {
+                if let Some(comment) = line.strip_prefix("# ") {
+                    exchange.title = comment.to_owned();
+                } else if let Some(bytes) = line.strip_prefix("> ") {
+                    exchange.sent.extend(unescape(bytes));
+                } else if let Some(bytes) = line.strip_prefix("< ") {
+                    answer.extend(unescape(bytes));
+                } else if line == "closed" {
+                    exchange.closed = true;
+                }
+            }
+            let mut at = 0;
+            while let Ok(Some((frame, used))) = workbook_suite::nats::parse(&answer[at..]) {
+                exchange.frames.push(frame);
+                at += used;
+            }
+            exchanges.push(exchange);
+        }
+        exchanges
+    }
+
+    /// The order of one message's copies to different subscriptions is not part of the
+    /// protocol: sort each run of MSGs by sid (stably, so each sid keeps its own order).
+    fn normalised(mut frames: Vec<Frame>) -> Vec<Frame> {
+        let sid = |f: &Frame| match f {
+            Frame::Msg { sid, .. } => Some(sid.clone()),
+            _ => None,
+        };
+        let mut start = 0;
+        while start < frames.len() {
+            let end = (start..frames.len())
+                .find(|&i| sid(&frames[i]).is_none())
+                .unwrap_or(frames.len());
+            frames[start..end].sort_by_key(sid);
+            start = end + 1;
+        }
+        frames
+    }
+
+    #[test]
+    fn a_conversation_recorded_with_nats_server_gets_the_same_replies() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            for exchange in recorded() {
+                let mut c = b.raw();
+                b.info(&mut c);
+                b.send(&mut c, &exchange.sent);
+                let mut got = Vec::new();
+                while got.len() < exchange.frames.len() {
+                    match c.read(PROMPT) {
+                        Ok(frame) => got.push(frame),
+                        Err(_) => break,
+                    }
+                }
+                let ended = if exchange.closed {
+                    c.is_closed(PROMPT)
+                } else {
+                    true
+                };
+                let (got, expected) = (normalised(got), normalised(exchange.frames));
+                if got != expected || !ended {
+                    b.program.fail(format_args!(
+                        "{}:\n  sent     {:?}\n  expected {}{}\n  got      {}{}",
+                        exchange.title,
+                        shown(&exchange.sent),
+                        list(&expected),
+                        if exchange.closed {
+                            " and the connection closed"
+                        } else {
+                            ""
+                        },
+                        list(&got),
+                        if ended {
+                            ""
+                        } else {
+                            " and the connection still open"
+                        },
+                    ));
+                }
+            }
+        });
+    }
+
+    /// The real `nats-server`, if this machine has it (CI installs Debian's nats-server).
+    fn nats_server() -> Option<PathBuf> {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|dir| PathBuf::from(dir).join("nats-server"))
+            .find(|p| p.is_file())
+    }
+
+    /// The `sub` and `pub` subcommands against `server`: two messages across a wildcard.
+    fn clients_work_against(broker: &mut Broker, server: &str) {
+        let mut sub = start_sub(server, "greet.*", 2);
+        run_client(broker, &["pub", "--server", server, "greet.en", "hello"]);
+        run_client(broker, &["pub", "--server", server, "greet.fr", "bonjour"]);
+        expect_sub_output(&mut sub, &[("greet.en", "hello"), ("greet.fr", "bonjour")]);
+    }
+
+    #[test]
+    fn the_clients_work_against_the_real_nats_server() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let ours = b.addr.to_string();
+            clients_work_against(&mut b, &ours);
+            let Some(nats) = nats_server() else {
+                eprintln!(
+                    "nats-server is not installed: skipping the checks against the real server (apt-get install nats-server)"
+                );
+                return;
+            };
+            // nats-server takes no port 0: pick one that is free now.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("cannot find a free port: {e}"));
+            let mut real = Program::start(&nats, &["-a", "127.0.0.1", "-p", &port.to_string()]);
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let up = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut c = NatsConn::connect(addr).ok()?;
+                matches!(c.read(Duration::from_millis(500)).ok()?, Frame::Info(_)).then_some(())
+            });
+            if up.is_none() {
+                real.fail(format_args!("nats-server did not answer on port {port}"));
+            }
+            clients_work_against(&mut b, &addr.to_string());
+            // A payload of the broker's own clients, checked by the suite's client on the real
+            // server: the frames are exactly NATS.
+            let mut watcher = NatsConn::connect(addr).unwrap_or_else(|e| real.fail(e));
+            let _ = watcher.send_raw(b"CONNECT {\"verbose\":false}\r\nSUB exact 1\r\nPING\r\n");
+            loop {
+                match watcher.read(PROMPT) {
+                    Ok(Frame::Pong) => break,
+                    Ok(_) => {}
+                    Err(no) => real.fail(format_args!("subscribing on nats-server: {no}")),
+                }
+            }
+            run_client(
+                &mut b,
+                &["pub", "--server", &addr.to_string(), "exact", "a b\tc"],
+            );
+            match watcher.read(PROMPT) {
+                Ok(frame) if frame == msg("exact", "1", "a b\tc") => {}
+                other => real.fail(format_args!(
+                    "`pubsub pub --server nats-server exact \"a b\\tc\"`: expected the suite's \
+                     subscriber on nats-server to get MSG exact 1 5 \"a b\\tc\", got {other:?}"
+                )),
+            }
+        });
+    }
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask compare pubsub`: the project's own load generator (`pubsub bench`: one publisher,
+//! N subscribers) against a release build of the chosen tree's broker and against a real
+//! `nats-server`, both on loopback, with the same workload, side by side.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::compare::{Guard, free_port, start_ours, wait_for_port};
+use crate::projects;
+use crate::tree::Tree;
+
+/// The workloads: every number of subscribers with every payload size.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Subscribers per run.
+    pub subscribers: Vec<usize>,
+    /// Payload sizes, in bytes.
+    pub sizes: Vec<usize>,
+    /// Messages published per run.
+    pub messages: u64,
+    /// Extra arguments for the project's broker (e.g. `--threads 1`).
+    pub server_args: Vec<String>,
+}
+
+/// Runs the comparison.
+pub fn run(root: &Path, name: &str, tree: &Tree, load: &Load) -> Result<()> {
+    let project = projects::find_existing(name, root)?;
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        bail!("nats-server is not installed (Debian: apt-get install nats-server)");
+    }
+    let binary = tree.build(root, &project, true)?;
+    let mut ours = Command::new(&binary);
+    ours.args(["broker", "--bind", "127.0.0.1:0"])
+        .args(&load.server_args);
+    let (_ours, our_port) = start_ours(ours)?;
+    let nats_port = free_port()?;
+    let _nats = Guard(
+        Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &nats_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nats-server")?,
+    );
+    wait_for_port(nats_port)?;
+    eprintln!(
+        "pubsub bench --messages {} against {} (port {our_port}) and nats-server (port {nats_port})...",
+        load.messages,
+        tree.label()
+    );
+    println!(
+        "{:<12} {:>8} {:>18} {:>18} {:>8}",
+        "subscribers",
+        "size",
+        format!("{} msg/s", project.slug),
+        "nats-server msg/s",
+        "ratio"
+    );
+    for &subscribers in &load.subscribers {
+        for &size in &load.sizes {
+            let bench =
+                |port: u16| delivered_per_sec(&binary, port, subscribers, size, load.messages);
+            let (mine, theirs) = (bench(our_port)?, bench(nats_port)?);
+            println!(
+                "{subscribers:<12} {:>8} {mine:>18.0} {theirs:>18.0} {:>7.2}x",
+                format!("{size} B"),
+                mine / theirs
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `pubsub bench` against `port` and reads `delivered_per_sec` from its JSON line.
+fn delivered_per_sec(
+    binary: &Path,
+    port: u16,
+    subscribers: usize,
+    size: usize,
+    messages: u64,
+) -> Result<f64> {
+    let output = Command::new(binary)
+        .args(["bench", "--server", &format!("127.0.0.1:{port}")])
+        .args(["--subscribers", &subscribers.to_string()])
+        .args(["--size", &size.to_string()])
+        .args(["--messages", &messages.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running pubsub bench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pubsub bench against port {port} failed ({})",
+            output.status
+        );
+    }
+    parse_rate(&stdout)
+        .with_context(|| format!("pubsub bench printed no delivered_per_sec: {stdout:?}"))
+}
+
+/// `delivered_per_sec` from the bench's JSON line.
+fn parse_rate(json: &str) -> Option<f64> {
+    serde_json::from_str::<serde_json::Value>(json.trim()).ok()?["delivered_per_sec"].as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn reads_the_bench_line() {
+        let line = "{\"delivered\":10,\"delivered_per_sec\":1234567.0,\"seconds\":0.5}\n";
+        assert_eq!(parse_rate(line), Some(1_234_567.0));
+        assert_eq!(parse_rate("nothing"), None);
+    }
+}
