@@ -7,9 +7,7 @@
 //! - [`libtest`]: reading libtest's output. [`report`]: text, markdown and JSON reports.
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
-//! - [`compare`]: a project's server against the real thing, with the same load generator;
-//!   [`compare_transfer`] for the file-transfer against rsync.
-//!   [`compare_pubsub`] for the pubsub broker against `nats-server`.
+//! - [`compare`]: a project's program against the real thing, under the same load.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
 
@@ -18,8 +16,6 @@ mod bench;
 mod book;
 mod check;
 mod compare;
-mod compare_pubsub;
-mod compare_transfer;
 mod hints;
 mod libtest;
 mod list;
@@ -101,42 +97,13 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Measure a project's server and the real thing side by side (kv-store: redis-benchmark
-    /// against this store and against redis-server; file-transfer: against rsync).
-    /// against this store and against redis-server; pubsub: `pubsub bench` against this broker
-    /// and against nats-server).
+    /// Measure a project's program and the real thing side by side, under the same load
+    /// (kv-store: against redis-server; pubsub: against nats-server; file-transfer: against rsync).
     Compare {
-        /// The project: its name or number.
-        project: String,
+        #[command(subcommand)]
+        comparison: compare::Comparison,
         #[command(flatten)]
         tree: TreeArgs,
-        /// Requests per test.
-        #[arg(long, default_value_t = 500_000)]
-        requests: u32,
-        /// Parallel connections.
-        #[arg(long, default_value_t = 50)]
-        clients: u32,
-        /// Requests pipelined per connection.
-        #[arg(long, default_value_t = 16)]
-        pipeline: u32,
-        /// file-transfer: the size of the file sent, in MiB.
-        #[arg(long, default_value_t = 1024)]
-        size_mib: u64,
-        /// file-transfer: how many times each tool sends it (the best time counts).
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// pubsub: subscribers per run, a comma-separated list (e.g. `1,10,100`).
-        #[arg(long, value_delimiter = ',', default_value = "10")]
-        subscribers: Vec<usize>,
-        /// pubsub: payload sizes in bytes, a comma-separated list (e.g. `16,1024`).
-        #[arg(long, value_delimiter = ',', default_value = "16")]
-        sizes: Vec<usize>,
-        /// pubsub: messages published per run.
-        #[arg(long, default_value_t = 1_000_000)]
-        messages: u64,
-        /// Extra arguments for the project's server, e.g. `-- --shards 2`.
-        #[arg(last = true)]
-        server_args: Vec<String>,
     },
     /// Build the book (installing mdbook if needed) and check its links; --serve to read it.
     Book {
@@ -155,10 +122,10 @@ enum Command {
 #[derive(Debug, Args)]
 struct TreeArgs {
     /// Use the reference solutions instead of your exercises.
-    #[arg(long, conflicts_with = "dir")]
+    #[arg(long, global = true, conflicts_with = "dir")]
     solutions: bool,
     /// Use a directory laid out like exercises/ (e.g. a student's copy).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH")]
     dir: Option<PathBuf>,
 }
 
@@ -224,38 +191,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             tree,
             args,
         } => bench::run(&root, &project, &tree.tree()?, &args).map(|()| ExitCode::SUCCESS),
-        Command::Compare {
-            project,
-            tree,
-            requests,
-            clients,
-            pipeline,
-            size_mib,
-            rounds,
-            subscribers,
-            sizes,
-            messages,
-            server_args,
-        } => {
-            if projects::find(&project)?.slug == "pubsub" {
-                let load = compare_pubsub::Load {
-                    subscribers,
-                    sizes,
-                    messages,
-                    server_args,
-                };
-                return compare_pubsub::run(&root, &project, &tree.tree()?, &load)
-                    .map(|()| ExitCode::SUCCESS);
-            }
-            let workload = compare::Workload {
-                requests,
-                clients,
-                pipeline,
-                server_args,
-                size_mib,
-                rounds,
-            };
-            compare::run(&root, &project, &tree.tree()?, &workload).map(|()| ExitCode::SUCCESS)
+        Command::Compare { comparison, tree } => {
+            compare::run(&root, &comparison, &tree.tree()?).map(|()| ExitCode::SUCCESS)
         }
         Command::Book { serve, open } => book::run(&root, serve, open).map(|()| ExitCode::SUCCESS),
         Command::Verify => verify::run(&root).map(|()| ExitCode::SUCCESS),

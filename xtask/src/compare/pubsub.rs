@@ -7,47 +7,43 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::compare::{Guard, free_port, start_ours, wait_for_port};
-use crate::projects;
+use super::{free_port, require, start_ours, start_theirs, wait_for_port};
+use crate::projects::Project;
 use crate::tree::Tree;
 
 /// The workloads: every number of subscribers with every payload size.
-#[derive(Debug, Clone)]
+#[derive(Debug, clap::Args)]
 pub struct Load {
-    /// Subscribers per run.
-    pub subscribers: Vec<usize>,
-    /// Payload sizes, in bytes.
-    pub sizes: Vec<usize>,
+    /// Subscribers per run, a comma-separated list (e.g. `1,10,100`).
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    subscribers: Vec<usize>,
+    /// Payload sizes in bytes, a comma-separated list (e.g. `16,1024`).
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    sizes: Vec<usize>,
     /// Messages published per run.
-    pub messages: u64,
-    /// Extra arguments for the project's broker (e.g. `--threads 1`).
-    pub server_args: Vec<String>,
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Extra arguments for the project's broker (after `--`).
+    #[arg(last = true)]
+    server_args: Vec<String>,
 }
 
-/// Runs the comparison.
-pub fn run(root: &Path, name: &str, tree: &Tree, load: &Load) -> Result<()> {
-    let project = projects::find_existing(name, root)?;
-    if Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        bail!("nats-server is not installed (Debian: apt-get install nats-server)");
-    }
-    let binary = tree.build(root, &project, true)?;
+/// Runs every workload against both brokers.
+pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<()> {
+    require("nats-server", "nats-server")?;
+    let binary = tree.build(root, project, true)?;
     let mut ours = Command::new(&binary);
     ours.args(["broker", "--bind", "127.0.0.1:0"])
         .args(&load.server_args);
-    let (_ours, our_port) = start_ours(ours)?;
+    let (_ours, our_addr) = start_ours(ours)?;
+    let our_port = our_addr.port();
     let nats_port = free_port()?;
-    let _nats = Guard(
-        Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &nats_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nats-server")?,
-    );
+    let _nats = start_theirs(Command::new("nats-server").args([
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &nats_port.to_string(),
+    ]))?;
     wait_for_port(nats_port)?;
     eprintln!(
         "pubsub bench --messages {} against {} (port {our_port}) and nats-server (port {nats_port})...",

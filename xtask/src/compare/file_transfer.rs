@@ -5,16 +5,27 @@
 //! Each tool sends the file several times, the destination file deleted before each run (a fresh
 //! transfer, no basis file for rsync's delta algorithm); the best time of each is reported.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::compare::{Guard, wait_for_port};
+use super::{free_port, require, start_ours, start_theirs, wait_for_port};
 use crate::projects::Project;
 use crate::tree::Tree;
+
+/// The file sent, and how often.
+#[derive(Debug, clap::Args)]
+pub struct Transfer {
+    /// The size of the file sent, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// How many times each tool sends it (the best time counts).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+}
 
 /// A scratch directory removed when dropped.
 struct Scratch(PathBuf);
@@ -25,11 +36,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs the comparison with a file of `size` bytes, `rounds` times for each tool.
-pub fn run(root: &Path, project: &Project, tree: &Tree, size: u64, rounds: u32) -> Result<()> {
-    if Command::new("rsync").arg("--version").output().is_err() {
-        bail!("rsync is not installed (Debian: apt-get install rsync)");
-    }
+/// Sends one file of the chosen size with each tool, the chosen number of times.
+pub fn run(root: &Path, project: &Project, tree: &Tree, transfer: &Transfer) -> Result<()> {
+    require("rsync", "rsync")?;
+    let (size, rounds) = (transfer.size_mib << 20, transfer.rounds);
     let binary = tree.build(root, project, true)?;
     let shm = Path::new("/dev/shm");
     let base = if shm.is_dir() {
@@ -54,9 +64,8 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, size: u64, rounds: u32) 
         .args(["recv", "--bind", "127.0.0.1:0", "--dir"])
         .arg(&ours_dir);
     let (_receiver, addr) = start_ours(receiver)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let addr = addr.to_string();
+    let port = free_port()?;
     let config = work.0.as_path().join("rsyncd.conf");
     std::fs::write(
         &config,
@@ -67,16 +76,12 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, size: u64, rounds: u32) 
             gid = id("-g")?
         ),
     )?;
-    let _daemon = Guard(
+    let _daemon = start_theirs(
         Command::new("rsync")
             .args(["--daemon", "--no-detach", "--address=127.0.0.1"])
             .arg(format!("--port={port}"))
-            .arg(format!("--config={}", config.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the rsync daemon")?,
-    );
+            .arg(format!("--config={}", config.display())),
+    )?;
     wait_for_port(port)?;
 
     eprintln!(
@@ -183,28 +188,4 @@ fn id(flag: &str) -> Result<String> {
         .output()
         .context("running id")?;
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-/// Starts our receiver and reads its `listening on ADDR` line.
-fn start_ours(mut command: Command) -> Result<(Guard, String)> {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the receiver")?;
-    let stdout = child.stdout.take().context("the receiver's stdout")?;
-    let guard = Guard(child);
-    let mut lines = BufReader::new(stdout);
-    let mut first = String::new();
-    lines.read_line(&mut first)?;
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .map(str::to_owned)
-        .with_context(|| {
-            format!("expected `listening on ADDR` from the receiver, got {first:?}")
-        })?;
-    // Keep reading its events, so that a full pipe never stalls it.
-    std::thread::spawn(move || for _ in lines.lines() {});
-    Ok((guard, addr))
 }

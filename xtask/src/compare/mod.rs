@@ -1,0 +1,123 @@
+//! `cargo xtask compare <project>`: a project's program and the real thing it imitates, measured
+//! by the same load in one run, side by side. Each project has its own subcommand and flags.
+//!
+//! # Layout
+//! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
+//! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
+//! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
+//! - here: the subcommands, and starting and stopping the programs compared.
+
+mod file_transfer;
+mod kv_store;
+mod pubsub;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use crate::projects;
+use crate::tree::Tree;
+
+/// Which project to compare, with that comparison's own workload flags.
+#[derive(Debug, Subcommand)]
+pub enum Comparison {
+    /// The kv-store against redis-server, both loaded by redis-benchmark (SET and GET).
+    #[command(name = "kv-store", visible_alias = "3")]
+    KvStore(kv_store::Workload),
+    /// The pubsub broker against nats-server, both loaded by `pubsub bench` (one publisher, N
+    /// subscribers).
+    #[command(name = "pubsub", visible_alias = "7")]
+    Pubsub(pubsub::Load),
+    /// The file-transfer against rsync: one fresh transfer of one file over loopback.
+    #[command(name = "file-transfer", visible_alias = "10")]
+    FileTransfer(file_transfer::Transfer),
+}
+
+/// Runs `comparison` against a release build of `tree`.
+pub fn run(root: &Path, comparison: &Comparison, tree: &Tree) -> Result<()> {
+    let slug = match comparison {
+        Comparison::KvStore(_) => "kv-store",
+        Comparison::Pubsub(_) => "pubsub",
+        Comparison::FileTransfer(_) => "file-transfer",
+    };
+    let project = projects::find_existing(slug, root)?;
+    match comparison {
+        Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload),
+        Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load),
+        Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer),
+    }
+}
+
+/// Fails with the package to install when `tool --version` cannot run.
+fn require(tool: &str, debian_package: &str) -> Result<()> {
+    if Command::new(tool).arg("--version").output().is_err() {
+        bail!("{tool} is not installed (Debian: apt-get install {debian_package})");
+    }
+    Ok(())
+}
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts one of our servers and reads its `listening on ADDR` line. The rest of its stdout is
+/// read and dropped, so that a full pipe never stalls it.
+fn start_ours(mut command: Command) -> Result<(Guard, SocketAddr)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let stdout = child.stdout.take().context("the server's stdout")?;
+    let guard = Guard(child);
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines.read_line(&mut first)?;
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|addr| addr.parse().ok())
+        .with_context(|| format!("expected `listening on ADDR` from the server, got {first:?}"))?;
+    std::thread::spawn(move || for _ in lines.lines() {});
+    Ok((guard, addr))
+}
+
+/// Starts a program of someone else's (`redis-server`, `nats-server`, ...) with stdout and
+/// stderr closed.
+fn start_theirs(command: &mut Command) -> Result<Guard> {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    Ok(Guard(child))
+}
+
+/// A port free right now (the OS picks it; another program could take it before theirs binds
+/// it, which would show as a failure to connect).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits up to 5 s for something to listen on `port`.
+fn wait_for_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing is listening on port {port} after 5s")
+}
