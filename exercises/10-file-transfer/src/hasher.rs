@@ -17,8 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::{Hash, Manifest};
 
-/// How much the whole-file pass reads at a time.
-const READ_BLOCK: usize = 1024 * 1024;
+/// How many chunk buffers the sender's pre-pass keeps in flight between its reading thread and its
+/// chunk-hashing thread: enough that neither waits for the other, few enough to bound the memory
+/// (at most this many chunks of at most 16 MiB).
+const PREPASS_BUFFERS: usize = 3;
 
 /// How many landed chunks may wait for the whole-file hasher (each holds its chunk's memory).
 const HASHER_QUEUE: usize = 8;
@@ -29,12 +31,18 @@ pub fn sha256(data: &[u8]) -> Hash {
 }
 
 /// Hashes the first `size` bytes of `file`: the whole-file hash and one hash per chunk of
-/// `chunk_size`, on two threads at once (each pass reads the file; the second read comes from the
-/// page cache).
+/// `chunk_size`. The file is read once, chunk by chunk, on this thread, which feeds the
+/// whole-file hash; each chunk's buffer then goes to a second thread that hashes the chunk and
+/// hands the buffer back. The two hashes run at once, and the bytes cross from the page cache only
+/// once.
 pub fn hash_file(file: &File, size: u64, chunk_size: u32) -> io::Result<(Hash, Vec<Hash>)> {
-    // TODO: `std::thread::scope`: spawn one thread that reads the file in READ_BLOCK pieces
-    // (`read_exact_at`) into one `Sha256` (`update`, then `finalize`); meanwhile read chunk by
-    // chunk on this thread and `sha256` each. `join` the thread and return both.
+    // TODO: two `std::sync::mpsc::sync_channel(PREPASS_BUFFERS)`: one carries full buffers
+    // `(Vec<u8>, len)` to the chunk hasher, the other brings empty ones back; put PREPASS_BUFFERS
+    // buffers of `chunk_size` bytes in the second. In `std::thread::scope`, spawn the chunk hasher
+    // (`for (buf, n) in full_rx`: `sha256(&buf[..n])`, then send `buf` back). On this thread, for
+    // each chunk: take a free buffer, `read_exact_at` the chunk into it, `update` one `Sha256`,
+    // send it on. Then drop the sender (that ends the hasher's loop), `join`, and `finalize`.
+    // A simpler start that also passes: two threads that each read the whole file.
     todo!()
 }
 

@@ -15,8 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::{Hash, Manifest};
 
-/// How much the whole-file pass reads at a time.
-const READ_BLOCK: usize = 1024 * 1024;
+/// How many chunk buffers the sender's pre-pass keeps in flight between its reading thread and its
+/// chunk-hashing thread: enough that neither waits for the other, few enough to bound the memory
+/// (at most this many chunks of at most 16 MiB).
+const PREPASS_BUFFERS: usize = 3;
 
 /// How many landed chunks may wait for the whole-file hasher (each holds its chunk's memory).
 const HASHER_QUEUE: usize = 8;
@@ -27,35 +29,55 @@ pub fn sha256(data: &[u8]) -> Hash {
 }
 
 /// Hashes the first `size` bytes of `file`: the whole-file hash and one hash per chunk of
-/// `chunk_size`, on two threads at once (each pass reads the file; the second read comes from the
-/// page cache).
+/// `chunk_size`. The file is read once, chunk by chunk, on this thread, which feeds the
+/// whole-file hash; each chunk's buffer then goes to a second thread that hashes the chunk and
+/// hands the buffer back. The two hashes run at once, and the bytes cross from the page cache only
+/// once.
 pub fn hash_file(file: &File, size: u64, chunk_size: u32) -> io::Result<(Hash, Vec<Hash>)> {
+    use std::sync::mpsc::sync_channel;
+
     let chunks = crate::protocol::chunk_count(size, chunk_size);
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(PREPASS_BUFFERS);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PREPASS_BUFFERS);
+    for _ in 0..PREPASS_BUFFERS.min(chunks as usize) {
+        free_tx
+            .send(vec![0u8; chunk_size as usize])
+            .expect("the channel has room for every buffer");
+    }
     std::thread::scope(|scope| {
-        let whole = scope.spawn(|| -> io::Result<Hash> {
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; READ_BLOCK];
-            let mut offset = 0u64;
-            while offset < size {
-                let n = (size - offset).min(READ_BLOCK as u64) as usize;
-                file.read_exact_at(&mut buf[..n], offset)?;
-                hasher.update(&buf[..n]);
-                offset += n as u64;
+        let chunk_hasher = scope.spawn(move || {
+            let mut hashes = Vec::with_capacity(chunks as usize);
+            for (buf, n) in full_rx {
+                hashes.push(sha256(&buf[..n]));
+                // The reader may have stopped on an error; it no longer needs the buffer.
+                let _ = free_tx.send(buf);
             }
-            Ok(hasher.finalize().into())
+            hashes
         });
-        let mut buf = vec![0u8; chunk_size as usize];
-        let mut hashes = Vec::with_capacity(chunks as usize);
-        for i in 0..chunks {
-            let offset = i * u64::from(chunk_size);
-            let n = (size - offset).min(u64::from(chunk_size)) as usize;
-            file.read_exact_at(&mut buf[..n], offset)?;
-            hashes.push(sha256(&buf[..n]));
-        }
-        let whole = whole
+        let mut whole = Sha256::new();
+        let mut read = || -> io::Result<()> {
+            for i in 0..chunks {
+                let offset = i * u64::from(chunk_size);
+                let n = (size - offset).min(u64::from(chunk_size)) as usize;
+                let mut buf = free_rx
+                    .recv()
+                    .map_err(|_| io::Error::other("the chunk-hashing thread stopped"))?;
+                file.read_exact_at(&mut buf[..n], offset)?;
+                whole.update(&buf[..n]);
+                full_tx
+                    .send((buf, n))
+                    .map_err(|_| io::Error::other("the chunk-hashing thread stopped"))?;
+            }
+            Ok(())
+        };
+        let read = read();
+        // Closing the channel ends the chunk hasher's loop, on success or error alike.
+        drop(full_tx);
+        let hashes = chunk_hasher
             .join()
-            .map_err(|_| io::Error::other("the hashing thread panicked"))??;
-        Ok((whole, hashes))
+            .map_err(|_| io::Error::other("the chunk-hashing thread panicked"))?;
+        read?;
+        Ok((whole.finalize().into(), hashes))
     })
 }
 
@@ -148,10 +170,15 @@ mod tests {
         let data = sample();
         let mut file = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut file, &data).unwrap();
-        let (whole, chunks) = hash_file(&file, data.len() as u64, 4096).unwrap();
-        assert_eq!(whole, sha256(&data));
-        let expected: Vec<Hash> = data.chunks(4096).map(sha256).collect();
-        assert_eq!(chunks, expected);
+        // Fewer chunks than buffers in flight, more, one, and a last chunk that is short.
+        for chunk_size in [4096u32, 1000, 10_000, 20_000] {
+            let (whole, chunks) = hash_file(&file, data.len() as u64, chunk_size).unwrap();
+            assert_eq!(whole, sha256(&data), "chunks of {chunk_size}");
+            let expected: Vec<Hash> = data.chunks(chunk_size as usize).map(sha256).collect();
+            assert_eq!(chunks, expected, "chunks of {chunk_size}");
+        }
+        let (whole, chunks) = hash_file(&file, 0, 4096).unwrap();
+        assert_eq!((whole, chunks), (sha256(b""), vec![]), "an empty file");
     }
 
     #[tokio::test]
