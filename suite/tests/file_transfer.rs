@@ -841,7 +841,8 @@ mod stage6_hostile {
             let outside = tempfile::tempdir().unwrap();
             let escape = outside.path().join("escaped.txt");
             let mut r = Receiver::start(&[]);
-            let names: [&[u8]; 10] = [
+            let long = vec![b'n'; 201];
+            let names: [&[u8]; 11] = [
                 b"../escaped.txt",
                 escape.to_str().unwrap().as_bytes(),
                 b"a/b.txt",
@@ -852,6 +853,7 @@ mod stage6_hostile {
                 b"nul.txt",
                 b"bad\0name",
                 b"\xff\xfe",
+                &long,
             ];
             for name in names {
                 let data = b"should never land";
@@ -874,6 +876,60 @@ mod stage6_hostile {
                     "after refusing every bad name, expected nothing written anywhere; the directory holds {:?}",
                     left.iter().map(|e| e.file_name()).collect::<Vec<_>>()
                 ));
+            }
+        });
+    }
+
+    #[test]
+    fn links_planted_in_the_directory_are_never_written_through() {
+        bounded(LIMIT, || {
+            let outside = tempfile::tempdir().unwrap();
+            let src = tempfile::tempdir().unwrap();
+            let mut r = Receiver::start(&[]);
+            let before = b"outside the directory: must stay as it is".to_vec();
+            let mut targets = Vec::new();
+            // Every name the receiver writes, as a symbolic link (sym.bin) or as a hard link
+            // (hard.bin) to a file of its own outside the directory.
+            for (name, kind) in [("sym.bin", "symbolic"), ("hard.bin", "hard")] {
+                for planted in [
+                    name.to_owned(),
+                    format!(".{name}.ft-partial"),
+                    format!(".{name}.ft-state"),
+                ] {
+                    let target = outside.path().join(&planted);
+                    std::fs::write(&target, &before).unwrap();
+                    let link = r.path(&planted);
+                    let made = if kind == "symbolic" {
+                        std::os::unix::fs::symlink(&target, &link)
+                    } else {
+                        std::fs::hard_link(&target, &link)
+                    };
+                    made.unwrap_or_else(|e| panic!("cannot plant a {kind} link {link:?}: {e}"));
+                    targets.push((target, format!("a {kind} link at {planted}")));
+                }
+                let data = seeded_bytes(21, 40 * 1024);
+                let path = file(src.path(), name, &data);
+                send_ok(&mut r, &[&path], &["--chunk-size", "4KiB"]);
+                r.event("complete", name);
+                r.assert_file(name, &data);
+                let is_link = std::fs::symlink_metadata(r.path(name))
+                    .map(|m| !m.is_file())
+                    .unwrap_or(true);
+                if is_link {
+                    r.program.fail(format_args!(
+                        "{name} was a {kind} link before the transfer; expected a regular file in its place after it"
+                    ));
+                }
+            }
+            for (target, planted) in targets {
+                let after = std::fs::read(&target).unwrap_or_default();
+                if after != before {
+                    r.program.fail(format_args!(
+                        "planted {planted} pointing outside the directory; expected the file it points to untouched, it now holds {} bytes (was {})",
+                        after.len(),
+                        before.len()
+                    ));
+                }
             }
         });
     }

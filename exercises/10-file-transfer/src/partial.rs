@@ -49,14 +49,17 @@ impl Partial {
     /// the chunks it claims are read back and verified, and those that pass count as held (a
     /// resume); otherwise the partial file starts empty.
     pub fn open(dir: &Path, manifest: &Manifest) -> io::Result<Partial> {
-        // TODO: the identity is `Sha256::digest(manifest.encode())`. Open both temporary files
-        // with `OpenOptions` (read, write, create, no truncate); a symbolic link in their place
-        // must be removed first (`fs::symlink_metadata`), so nothing outside `dir` is written.
-        // Resume when the state file is exactly 32 + ceil(chunks / 8) bytes, starts with the
-        // identity, and the partial file is `manifest.size` long: for each chunk its bitmap
-        // claims, `read_exact_at` it and hash it again; only a match counts as held. Otherwise
-        // `set_len(0)` then `set_len(size)`. Either way, rewrite the state file: identity, then
-        // the bitmap of what is held now.
+        // TODO: the identity is `Sha256::digest(manifest.encode())`. Nothing outside `dir` may
+        // be written, and a temporary name may hold a symbolic link or a hard link to a file
+        // elsewhere: reuse an existing temporary file only if `fs::symlink_metadata` says it is a
+        // regular file with `nlink() == 1` (`MetadataExt`), and the file you then open has the
+        // same `dev()` and `ino()`. Read at most 32 + ceil(chunks / 8) + 1 bytes of the state
+        // file (`Read::take`). Resume when the state is exactly 32 + ceil(chunks / 8) bytes,
+        // starts with the identity, and the partial file is `manifest.size` long: for each chunk
+        // its bitmap claims, `read_exact_at` it and hash it again; only a match counts as held.
+        // Otherwise `fs::remove_file` whatever is there, create the partial file with
+        // `create_new(true)`, and `set_len(size)`. Either way, recreate the state file the same
+        // way and write the identity, then the bitmap of what is held now.
         todo!()
     }
 

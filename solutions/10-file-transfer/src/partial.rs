@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -41,17 +41,40 @@ pub fn temp_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Opens `path` for reading and writing, creating it; a symbolic link in its place is removed
-/// first, so that nothing outside the directory is ever written through one.
-fn open_rw(path: &Path) -> io::Result<File> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        fs::remove_file(path)?;
+/// Opens the temporary file at `path` to pick up where an earlier transfer left it, if it is a
+/// regular file that belongs to the directory alone: not a symbolic link (it could point anywhere)
+/// and not one of several hard links (another could be outside the directory). `None` when there
+/// is no such file.
+fn open_existing(path: &Path) -> io::Result<Option<File>> {
+    let linked = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !linked.is_file() || linked.nlink() != 1 {
+        return Ok(None);
+    }
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    // Between the look and the open, a link could have been put in the file's place: the file
+    // opened must be the one looked at.
+    let opened = file.metadata()?;
+    let same = opened.dev() == linked.dev() && opened.ino() == linked.ino();
+    Ok((same && opened.nlink() == 1).then_some(file))
+}
+
+/// Creates the temporary file at `path` afresh. Whatever is there (a stale file, a symbolic or a
+/// hard link) is removed, not written through, and the new file is created exclusively, so that
+/// nothing can be slipped in its place between the two.
+fn create_fresh(path: &Path) -> io::Result<File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .open(path)
 }
 
@@ -66,14 +89,30 @@ impl Partial {
         let chunks = manifest.chunks() as usize;
         let bitmap_len = chunks.div_ceil(8);
 
-        let mut state = open_rw(&state_path)?;
+        // The record is read only up to one byte past its expected length: a larger state file
+        // (damaged, or not ours) is not read whole into memory, only refused.
         let mut recorded = Vec::new();
-        state.read_to_end(&mut recorded)?;
-        let file = open_rw(&partial_path)?;
+        if let Some(state) = open_existing(&state_path)? {
+            state
+                .take(32 + bitmap_len as u64 + 1)
+                .read_to_end(&mut recorded)?;
+        }
+        let existing = open_existing(&partial_path)?;
         let resumable = recorded.len() == 32 + bitmap_len
             && recorded[..32] == identity
-            && file.metadata()?.len() == manifest.size;
+            && match &existing {
+                Some(file) => file.metadata()?.len() == manifest.size,
+                None => false,
+            };
         let mut held = vec![false; chunks];
+        let file = match existing {
+            Some(file) if resumable => file,
+            _ => {
+                let file = create_fresh(&partial_path)?;
+                file.set_len(manifest.size)?;
+                file
+            }
+        };
         if resumable {
             let mut buf = Vec::new();
             for (i, h) in held.iter_mut().enumerate() {
@@ -85,15 +124,12 @@ impl Partial {
                 file.read_exact_at(&mut buf, manifest.offset(index))?;
                 *h = Sha256::digest(&buf).as_slice() == manifest.chunk_hashes[i];
             }
-        } else {
-            file.set_len(0)?;
-            file.set_len(manifest.size)?;
         }
         let mut bitmap = vec![0u8; bitmap_len];
         for (i, _) in held.iter().enumerate().filter(|(_, h)| **h) {
             bitmap[i / 8] |= 1 << (i % 8);
         }
-        state.set_len(0)?;
+        let state = create_fresh(&state_path)?;
         state.write_all_at(&identity, 0)?;
         state.write_all_at(&bitmap, 32)?;
         let held_count = held.iter().filter(|h| **h).count() as u32;
