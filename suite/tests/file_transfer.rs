@@ -216,6 +216,7 @@ const CHUNK: u8 = 0x02;
 const SENT_ALL: u8 = 0x03;
 const ACCEPT: u8 = 0x81;
 const RESEND: u8 = 0x82;
+const COMPLETE: u8 = 0x83;
 const ERROR: u8 = 0x84;
 
 fn sha256(data: &[u8]) -> [u8; 32] {
@@ -583,6 +584,33 @@ mod stage3_corruption {
     }
 
     #[test]
+    fn a_chunk_sent_twice_changes_nothing() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(22, 10_000);
+            let chunks: Vec<&[u8]> = data.chunks(4096).collect();
+            let mut peer = Raw::connect(&mut r);
+            let mut wire = frame(MANIFEST, &manifest("twice.bin", &data, 4096));
+            // Chunk 1 twice in a row, chunk 0 again after it has landed, then the rest.
+            for i in [1usize, 1, 0, 0, 2] {
+                wire.extend(chunk(i as u32, chunks[i]));
+            }
+            wire.extend(frame(SENT_ALL, &[]));
+            peer.send(&wire);
+            loop {
+                match peer.read_frame(PROMPT) {
+                    Ok(Some((ACCEPT, _))) => {}
+                    Ok(Some((COMPLETE, _))) => break,
+                    other => r.program.fail(format_args!(
+                        "sent chunks 1, 1, 0, 0, 2 of twice.bin (all correct) and SENT_ALL; expected ACCEPT then COMPLETE, got {other:?}"
+                    )),
+                }
+            }
+            r.assert_file("twice.bin", &data);
+        });
+    }
+
+    #[test]
     fn a_flip_anywhere_yields_the_right_file_or_a_clear_error() {
         bounded(LIMIT, || {
             // A short frame timeout: a flip in a length field can leave the receiver waiting for
@@ -668,6 +696,39 @@ mod stage4_resume {
                     sent.stdout
                 ));
             }
+        });
+    }
+
+    #[test]
+    fn a_partial_file_damaged_between_runs_is_checked_again() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "damaged.bin");
+            // Chunk 0 arrived and was verified; damage it on disk behind the state file's back.
+            let partial = r.path(".damaged.bin.ft-partial");
+            let mut bytes = std::fs::read(&partial).unwrap_or_else(|e| {
+                panic!("expected the partial file {partial:?} after a cut transfer: {e}")
+            });
+            bytes[100] ^= 0xFF;
+            std::fs::write(&partial, &bytes).unwrap();
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&path], &["--chunk-size", "64KiB"]);
+            if !sent.status.success() {
+                let sender = sent.program.diagnosis();
+                r.program.fail(format_args!(
+                    "after a cut, byte 100 of the partial file was damaged on disk; expected the resume to hash the chunks it held again, send chunk 0 again and succeed; `send` exited ({})\nthe sender: {sender}the receiver:",
+                    sent.status
+                ));
+            }
+            let complete = r.event("complete", "damaged.bin");
+            let held = 64 - complete["received"].as_u64().unwrap_or(64);
+            if held == 0 || held >= 64 {
+                r.program.fail(format_args!(
+                    "expected the resume to keep the undamaged chunks (1 to 63 of 64), got {complete}"
+                ));
+            }
+            r.assert_file("damaged.bin", &data);
         });
     }
 
@@ -766,11 +827,16 @@ mod stage5_many_senders {
             let files: Vec<(String, Vec<u8>)> = (0..8)
                 .map(|i| (format!("sender-{i}.bin"), seeded_bytes(100 + i, 512 * 1024)))
                 .collect();
+            // Every other sender on a slow link (512 KiB at 1 MiB/s): slow and fast transfers
+            // interleave, and a slow one must not hold up the others.
+            let slow = FaultProxy::start(r.addr, Fault::Throttle(1 << 20)).unwrap();
             let senders: Vec<Program> = files
                 .iter()
-                .map(|(name, data)| {
+                .enumerate()
+                .map(|(i, (name, data))| {
                     let path = file(src.path(), name, data);
-                    start_send(r.addr, &[&path], &["--chunk-size", "16KiB"])
+                    let to = if i % 2 == 0 { r.addr } else { slow.addr() };
+                    start_send(to, &[&path], &["--chunk-size", "16KiB"])
                 })
                 .collect();
             for (i, sender) in senders.into_iter().enumerate() {
@@ -793,15 +859,20 @@ mod stage5_many_senders {
     fn two_senders_of_one_name_never_mix() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
-            let (first_dir, second_dir) =
-                (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let first = seeded_bytes(11, 256 * 1024);
-            let second = seeded_bytes(12, 256 * 1024);
-            let first_path = file(first_dir.path(), "same.bin", &first);
-            let second_path = file(second_dir.path(), "same.bin", &second);
-            let slow = FaultProxy::start(r.addr, Fault::Throttle(128 * 1024)).unwrap();
-            let first_sender = start_send(slow.addr(), &[&first_path], &["--chunk-size", "16KiB"]);
-            r.event("started", "same.bin");
+            let first = seeded_bytes(11, 64 * 1024);
+            let second = seeded_bytes(12, 64 * 1024);
+            // The first sender, by hand: its manifest is accepted, then it holds the name (no
+            // chunk yet) for as long as the second sender takes: no race on timing.
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("same.bin", &first, 16 * 1024)));
+            match peer.read_frame(PROMPT) {
+                Ok(Some((ACCEPT, _))) => {}
+                other => r.program.fail(format_args!(
+                    "sent an honest manifest for same.bin; expected an ACCEPT frame (type 0x81), got {other:?}"
+                )),
+            }
+            let src = tempfile::tempdir().unwrap();
+            let second_path = file(src.path(), "same.bin", &second);
             let addr = r.addr;
             let mut sent = send(&mut r, addr, &[&second_path], &["--chunk-size", "16KiB"]);
             assert_send_failed(
@@ -810,13 +881,15 @@ mod stage5_many_senders {
                 "sending same.bin while another sender is sending a file of that name",
                 "another sender",
             );
-            let mut done = finish(first_sender, &mut r);
-            if !done.status.success() {
-                let sender = done.program.diagnosis();
-                r.program.fail(format_args!(
-                    "the first sender of same.bin exited ({})\nthe sender: {sender}the receiver:",
-                    done.status
-                ));
+            for (i, c) in first.chunks(16 * 1024).enumerate() {
+                peer.send(&chunk(i as u32, c));
+            }
+            peer.send(&frame(SENT_ALL, &[]));
+            match peer.read_frame(PROMPT) {
+                Ok(Some((COMPLETE, _))) => {}
+                other => r.program.fail(format_args!(
+                    "the first sender of same.bin then sent its 4 chunks and SENT_ALL; expected COMPLETE (type 0x83), got {other:?}"
+                )),
             }
             r.assert_file("same.bin", &first);
         });
