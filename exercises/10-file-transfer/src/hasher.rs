@@ -22,8 +22,10 @@ use crate::protocol::{Hash, Manifest};
 /// (at most this many chunks of at most 16 MiB).
 const PREPASS_BUFFERS: usize = 3;
 
-/// How many landed chunks may wait for the whole-file hasher (each holds its chunk's memory).
-const HASHER_QUEUE: usize = 8;
+/// How many bytes of landed chunks may wait for the whole-file hasher: 8 chunks of the default
+/// 1 MiB, fewer of larger ones (at least one), so that what a connection holds stays bounded in
+/// bytes whatever chunk size its manifest declares.
+const HASHER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The SHA-256 of a byte slice.
 pub fn sha256(data: &[u8]) -> Hash {
@@ -65,7 +67,8 @@ impl WholeHasher {
     /// Starts the thread for `manifest`'s file, of which the chunks marked in `held` are already
     /// in `file`.
     pub fn spawn(manifest: &Manifest, file: Arc<File>, held: Vec<bool>) -> WholeHasher {
-        // TODO: a bounded `mpsc::channel(HASHER_QUEUE)` and a `oneshot` for the answer; a
+        // TODO: a bounded `mpsc::channel` of HASHER_QUEUE_BYTES / chunk_size messages (at least
+        // one) and a `oneshot` for the answer; a
         // `std::thread::spawn` that owns a `Sha256` and `next`, the first chunk not yet hashed.
         // Loop: while chunk `next` is on disk (held, or landed out of order), `read_exact_at` it
         // and hash it; then `rx.blocking_recv()`: `Landed(next, data)` is hashed from memory,
