@@ -26,6 +26,13 @@ use crate::protocol::{
     ProtocolError,
 };
 
+/// How long a silent connection waits before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// The time between keepalive probes (the kernel gives up after `tcp_keepalive_probes`, 9 by
+/// default).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Why a file could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -88,7 +95,9 @@ pub async fn send_file(
 ) -> Result<SendReport, SendError> {
     // TODO: the name is `path.file_name()`, checked with `name::check`. Open the file, choose
     // the chunk size, `progress.hashing`, then `hasher::hash_file` on `spawn_blocking`. Connect
-    // (`set_nodelay(true)`), `into_split()`, write MANIFEST, read ACCEPT (or ERROR: `Refused`).
+    // (`set_nodelay(true)`; TCP keepalive with `socket2::SockRef::from(&stream)
+    // .set_tcp_keepalive` and KEEPALIVE_IDLE / KEEPALIVE_INTERVAL, so that a receiver that
+    // vanished is noticed), `into_split()`, write MANIFEST, read ACCEPT (or ERROR: `Refused`).
     // `progress.sending`. Spawn a task that reads the receiver's frames (RESEND, COMPLETE, ERROR)
     // into a bounded `mpsc` with room for a RESEND of every chunk. Main loop: take the replies
     // waiting (`try_recv`); send the next chunk of a `VecDeque` of chunks to send (`read_exact_at`,

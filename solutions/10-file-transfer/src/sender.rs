@@ -24,6 +24,13 @@ use crate::protocol::{
     ProtocolError,
 };
 
+/// How long a silent connection waits before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// The time between keepalive probes (the kernel gives up after `tcp_keepalive_probes`, 9 by
+/// default).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Why a file could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -175,6 +182,15 @@ pub async fn send_file(
         .await
         .map_err(|e| SendError::Connect(addr, e))?;
     let _ = stream.set_nodelay(true);
+    // A receiver that vanishes without a word (power lost, a cable pulled) would leave the sender
+    // waiting for a reply forever. Keepalive probes notice within about two minutes, while a
+    // receiver that is only slow (hashing a resumed file again, an fsync) still answers them.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+        debug!("cannot set TCP keepalive: {e}");
+    }
     let (mut read, mut write) = stream.into_split();
     frame::write_frame(&mut write, Kind::Manifest, &[&manifest.encode()])
         .await
