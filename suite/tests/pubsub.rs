@@ -651,40 +651,67 @@ mod stage4_wildcards_and_queues {
     fn a_queue_group_gets_each_message_once() {
         bounded(LIMIT, || {
             let mut b = Broker::start(&[]);
-            let mut members: Vec<NatsConn> = (0..3).map(|_| b.client()).collect();
+            // The same four workers serve two subjects, and the publisher alternates between
+            // them: a member picked by a counter shared across subjects (`turn % 4`) would see
+            // only even turns for `jobs`, so two members would get none.
+            let mut members: Vec<NatsConn> = (0..4).map(|_| b.client()).collect();
             for (i, m) in members.iter_mut().enumerate() {
                 b.subscribe(m, "jobs", Some("workers"), &format!("w{i}"));
+                b.subscribe(m, "chores", Some("workers"), &format!("c{i}"));
             }
             let mut watcher = b.client();
             b.subscribe(&mut watcher, "jobs", None, "all");
             let mut publisher = b.client();
-            b.publish(&mut publisher, &numbered("jobs", 300, "j"));
+            let messages: Vec<(&str, Vec<u8>)> = numbered("jobs", 300, "j")
+                .into_iter()
+                .zip(numbered("chores", 300, "c"))
+                .flat_map(|(job, chore)| [job, chore])
+                .collect();
+            b.publish(&mut publisher, &messages);
             b.receive(
                 &mut watcher,
                 300,
                 "a plain subscriber beside the queue group",
             );
             let mut seen = Vec::new();
+            let mut jobs_per_member = Vec::new();
             for (i, m) in members.iter_mut().enumerate() {
                 // Each member drains what it got: MSGs until the PONG of a PING.
                 b.send(m, b"PING\r\n");
+                let mut jobs = 0;
                 loop {
                     match b.read(m, format_args!("PING to queue member {i}")) {
                         Frame::Pong => break,
-                        frame @ Frame::Msg { .. } => seen.push(payload_of(&frame)),
+                        frame @ Frame::Msg { .. } => {
+                            let payload = payload_of(&frame);
+                            jobs += usize::from(payload.starts_with('j'));
+                            seen.push(payload);
+                        }
                         other => b.program.fail(format_args!(
                             "queue member {i}: expected MSGs then PONG, got {other}"
                         )),
                     }
                 }
+                jobs_per_member.push(jobs);
             }
             let unique: BTreeSet<&String> = seen.iter().collect();
-            if seen.len() != 300 || unique.len() != 300 {
+            if seen.len() != 600 || unique.len() != 600 {
                 b.program.fail(format_args!(
-                    "300 messages to a queue group of 3: expected each delivered to exactly one member, \
-                     got {} deliveries of {} distinct messages",
+                    "300 `jobs` and 300 `chores`, alternating, to a queue group of 4: expected \
+                     each delivered to exactly one member, got {} deliveries of {} distinct \
+                     messages",
                     seen.len(),
                     unique.len()
+                ));
+            }
+            // About 75 each (a standard deviation of 7.5 if picked at random); under 30 is a
+            // member starved by how the broker picks.
+            if jobs_per_member.iter().any(|&n| n < 30) {
+                b.program.fail(format_args!(
+                    "300 `jobs`, alternating with `chores`, to a queue group of 4 on both: \
+                     expected the work spread (about 75 each), got {jobs_per_member:?} per \
+                     member; pick the member per message and per subject, not from a counter \
+                     shared by every subject"
                 ));
             }
         });

@@ -103,7 +103,7 @@ pub struct Published {
 pub struct Broker {
     index: RwLock<Index<Arc<Subscription>>>,
     next_id: AtomicU64,
-    /// Picks the member of a queue group: a counter, so members take turns.
+    /// Picks the member of a queue group: a counter, scrambled per message.
     turn: AtomicU64,
 }
 
@@ -156,9 +156,12 @@ impl Broker {
         // subscriptions when `echo` is off; deliver to plain ones at once
         // (`sub.outbound.push_msg(.., wakes)`, counting `Push::Queued` and `Push::Slow`); set queue
         // subscriptions aside, then group them by queue name (`sort_by`, `chunk_by`) and deliver to
-        // one member of each group, taking turns with `self.turn`. Respect `UNSUB` maximums: claim
-        // a delivery first, and after releasing the read lock unsubscribe the ones whose last
-        // delivery this was. Never `.await` here.
+        // one member of each group, chosen from `self.turn.fetch_add(1, ..)` scrambled (a
+        // splitmix64-style mix), not `turn % members`: the counter is shared by every subject, so a
+        // publisher alternating two subjects would give one subject's messages to the same
+        // member; if the chosen one is closed, slow or done, try the next. Respect `UNSUB`
+        // maximums: claim a delivery first, and after releasing the read lock unsubscribe the ones
+        // whose last delivery this was. Never `.await` here.
         todo!()
     }
 }
