@@ -1182,6 +1182,29 @@ mod stage7_hostile_input {
     }
 
     #[test]
+    fn the_subject_token_limit_is_enforced() {
+        bounded(LIMIT, || {
+            // Each token of a subscription's subject may cost the index a node: a few SUBs of
+            // long subjects must not take what a million short ones would.
+            let mut b = Broker::start(&["--max-subscription-tokens", "10"]);
+            let mut c = b.client();
+            b.subscribe(&mut c, "a.b.c.d.e.f", None, "1");
+            b.subscribe(&mut c, "a.*.c", None, "2");
+            b.expect(
+                &mut c,
+                b"SUB x.y 3\r\n",
+                &[Frame::Err("Maximum Subscriptions Exceeded".into())],
+            );
+            b.subscribe(&mut c, "z", None, "4");
+            b.send(&mut c, b"UNSUB 1\r\n");
+            b.subscribe(&mut c, "x.y.z.w.v.u", None, "3");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("x.y.z.w.v.u", b"in".to_vec())]);
+            b.expect(&mut c, b"", &[msg("x.y.z.w.v.u", "3", "in")]);
+        });
+    }
+
+    #[test]
     fn seeded_garbage_never_kills_the_broker() {
         bounded(LIMIT, || {
             let mut b = Broker::start(&[]);

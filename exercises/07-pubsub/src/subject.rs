@@ -38,7 +38,7 @@ pub struct Index<T> {
 #[derive(Debug)]
 struct Node<T> {
     /// Children by literal token.
-    literal: HashMap<Box<[u8]>, Node<T>>,
+    literal: HashMap<Box<[u8]>, Box<Node<T>>>,
     /// The child for `*`.
     star: Option<Box<Node<T>>>,
     /// Patterns ending here with `>`.
