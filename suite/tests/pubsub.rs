@@ -985,14 +985,17 @@ mod stage6_slow_and_silent_consumers {
     #[test]
     fn a_silent_client_is_pinged_and_dropped_if_it_never_answers() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&["--ping-interval", "100ms"]);
+            // Every client here must answer a PING within two intervals or be dropped, and the
+            // test cannot answer while it waits on another client: the interval leaves room for
+            // a loaded machine.
+            let mut b = Broker::start(&["--ping-interval", "200ms"]);
             let mut answers = b.client();
             let mut silent = b.client();
             for n in 1..=3 {
                 match answers.read(PROMPT) {
                     Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 100ms, a client that says nothing expects the \
+                        "with --ping-interval 200ms, a client that says nothing expects the \
                          broker's PING (number {n}), got {other:?}"
                     )),
                 }
@@ -1003,7 +1006,7 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Ping) => pings += 1,
                     Ok(Frame::Err(e)) if e == "Stale Connection" => break,
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 100ms, a client that never answers expects 2 PINGs \
+                        "with --ping-interval 200ms, a client that never answers expects 2 PINGs \
                          then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
                     )),
                 }
@@ -1017,7 +1020,19 @@ mod stage6_slow_and_silent_consumers {
                 b.program
                     .fail("expected the stale connection closed after -ERR 'Stale Connection'");
             }
-            b.sync(&mut answers, "answering the broker's PINGs");
+            // The client that answers is still served. The broker may have sent it another PING
+            // meanwhile: answer it too, and wait for the PONG to this one.
+            b.send(&mut answers, b"PING\r\n");
+            loop {
+                match answers.read(PROMPT) {
+                    Ok(Frame::Pong) => break,
+                    Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
+                    other => b.program.fail(format_args!(
+                        "a client that answered every PING sent PING: expected PONG (after any \
+                         PINGs of the broker's), got {other:?}"
+                    )),
+                }
+            }
         });
     }
 }
