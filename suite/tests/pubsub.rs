@@ -1196,22 +1196,37 @@ mod stage7_hostile_input {
         });
     }
 
+    /// What the contract says one subscription holds, in bytes, for `--max-subscription-bytes`.
+    fn cost(subject: &str, queue: Option<&str>, sid: &str) -> usize {
+        256 + 320 * subject.split('.').count()
+            + 2 * subject.len()
+            + 2 * sid.len()
+            + queue.map_or(0, str::len)
+    }
+
     #[test]
-    fn the_subject_token_limit_is_enforced() {
+    fn the_subscription_memory_limit_is_enforced() {
         bounded(LIMIT, || {
-            // Each token of a subscription's subject may cost the index a node: a few SUBs of
-            // long subjects must not take what a million short ones would.
-            let mut b = Broker::start(&["--max-subscription-tokens", "10"]);
+            // A count of subscriptions does not bound their memory: one 4 KB control line can be
+            // a subject of 2,000 tokens (2,000 nodes of the index) or a 4 KB sid.
+            let limit = cost("a.b.c.d.e.f", None, "1") + cost("a.*.c", Some("q"), "2");
+            let mut b = Broker::start(&["--max-subscription-bytes", &limit.to_string()]);
             let mut c = b.client();
             b.subscribe(&mut c, "a.b.c.d.e.f", None, "1");
-            b.subscribe(&mut c, "a.*.c", None, "2");
+            b.subscribe(&mut c, "a.*.c", Some("q"), "2");
             b.expect(
                 &mut c,
-                b"SUB x.y 3\r\n",
+                b"SUB z 3\r\n",
                 &[Frame::Err("Maximum Subscriptions Exceeded".into())],
             );
-            b.subscribe(&mut c, "z", None, "4");
             b.send(&mut c, b"UNSUB 1\r\n");
+            // Room for 6 tokens again, but not for the same 6 tokens with a long sid.
+            let long_sid = "9".repeat(64);
+            b.expect(
+                &mut c,
+                format!("SUB x.y.z.w.v.u {long_sid}\r\n").as_bytes(),
+                &[Frame::Err("Maximum Subscriptions Exceeded".into())],
+            );
             b.subscribe(&mut c, "x.y.z.w.v.u", None, "3");
             let mut publisher = b.client();
             b.publish(&mut publisher, &[("x.y.z.w.v.u", b"in".to_vec())]);

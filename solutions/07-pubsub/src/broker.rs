@@ -11,6 +11,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::outbound::{Outbound, Push, Wakes};
 use crate::subject::Index;
 
+/// What one subscription costs besides its strings and nodes, in [`Subscription::memory`]: the
+/// shared record, and its entries in the index and in its connection's map.
+pub const SUBSCRIPTION_BYTES: usize = 256;
+
+/// What one node of the index costs, in [`Subscription::memory`]: about 270 bytes measured (a
+/// node, its map slot in its parent, its key), rounded up.
+pub const NODE_BYTES: usize = 320;
+
 /// One subscription of one client.
 #[derive(Debug)]
 pub struct Subscription {
@@ -58,6 +66,19 @@ impl Subscription {
             delivered: AtomicU64::new(0),
             max: AtomicU64::new(0),
         }
+    }
+
+    /// An estimate, from above, of the bytes a subscription holds: [`SUBSCRIPTION_BYTES`] for
+    /// itself, [`NODE_BYTES`] for each token of its subject (each may be a node of the index),
+    /// its subject and sid twice (in the subscription, and as the index's keys and the
+    /// connection's), and its queue name.
+    pub fn memory(subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> usize {
+        let tokens = subject.split(|b| *b == b'.').count();
+        SUBSCRIPTION_BYTES
+            + NODE_BYTES * tokens
+            + 2 * subject.len()
+            + 2 * sid.len()
+            + queue.map_or(0, <[u8]>::len)
     }
 
     /// Messages delivered so far.
