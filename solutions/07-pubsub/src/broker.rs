@@ -308,6 +308,30 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_member_passes_the_message_to_another() {
+        let broker = Broker::new();
+        let slow = Arc::new(Subscription::new(
+            broker.next_id(),
+            1,
+            b"a",
+            Some(b"q"),
+            b"1",
+            // Too small for any MSG: the first one makes it a slow consumer.
+            Arc::new(Outbound::new(8)),
+        ));
+        broker.subscribe(Arc::clone(&slow));
+        let _ok = sub(&broker, "a", Some("q"));
+        let results: Vec<Published> = (0..20)
+            .map(|_| broker.publish(9, true, b"a", None, b"x", &mut Wakes::default()))
+            .collect();
+        assert!(
+            results.iter().all(|r| r.delivered == 1),
+            "every message reaches the member that can take it: {results:?}"
+        );
+        assert_eq!(results.iter().map(|r| r.slow).sum::<usize>(), 1);
+    }
+
+    #[test]
     fn a_limited_subscription_removes_itself() {
         let broker = Broker::new();
         let s = sub(&broker, "a", None);
