@@ -651,40 +651,67 @@ mod stage4_wildcards_and_queues {
     fn a_queue_group_gets_each_message_once() {
         bounded(LIMIT, || {
             let mut b = Broker::start(&[]);
-            let mut members: Vec<NatsConn> = (0..3).map(|_| b.client()).collect();
+            // The same four workers serve two subjects, and the publisher alternates between
+            // them: a member picked by a counter shared across subjects (`turn % 4`) would see
+            // only even turns for `jobs`, so two members would get none.
+            let mut members: Vec<NatsConn> = (0..4).map(|_| b.client()).collect();
             for (i, m) in members.iter_mut().enumerate() {
                 b.subscribe(m, "jobs", Some("workers"), &format!("w{i}"));
+                b.subscribe(m, "chores", Some("workers"), &format!("c{i}"));
             }
             let mut watcher = b.client();
             b.subscribe(&mut watcher, "jobs", None, "all");
             let mut publisher = b.client();
-            b.publish(&mut publisher, &numbered("jobs", 300, "j"));
+            let messages: Vec<(&str, Vec<u8>)> = numbered("jobs", 300, "j")
+                .into_iter()
+                .zip(numbered("chores", 300, "c"))
+                .flat_map(|(job, chore)| [job, chore])
+                .collect();
+            b.publish(&mut publisher, &messages);
             b.receive(
                 &mut watcher,
                 300,
                 "a plain subscriber beside the queue group",
             );
             let mut seen = Vec::new();
+            let mut jobs_per_member = Vec::new();
             for (i, m) in members.iter_mut().enumerate() {
                 // Each member drains what it got: MSGs until the PONG of a PING.
                 b.send(m, b"PING\r\n");
+                let mut jobs = 0;
                 loop {
                     match b.read(m, format_args!("PING to queue member {i}")) {
                         Frame::Pong => break,
-                        frame @ Frame::Msg { .. } => seen.push(payload_of(&frame)),
+                        frame @ Frame::Msg { .. } => {
+                            let payload = payload_of(&frame);
+                            jobs += usize::from(payload.starts_with('j'));
+                            seen.push(payload);
+                        }
                         other => b.program.fail(format_args!(
                             "queue member {i}: expected MSGs then PONG, got {other}"
                         )),
                     }
                 }
+                jobs_per_member.push(jobs);
             }
             let unique: BTreeSet<&String> = seen.iter().collect();
-            if seen.len() != 300 || unique.len() != 300 {
+            if seen.len() != 600 || unique.len() != 600 {
                 b.program.fail(format_args!(
-                    "300 messages to a queue group of 3: expected each delivered to exactly one member, \
-                     got {} deliveries of {} distinct messages",
+                    "300 `jobs` and 300 `chores`, alternating, to a queue group of 4: expected \
+                     each delivered to exactly one member, got {} deliveries of {} distinct \
+                     messages",
                     seen.len(),
                     unique.len()
+                ));
+            }
+            // About 75 each (a standard deviation of 7.5 if picked at random); under 30 is a
+            // member starved by how the broker picks.
+            if jobs_per_member.iter().any(|&n| n < 30) {
+                b.program.fail(format_args!(
+                    "300 `jobs`, alternating with `chores`, to a queue group of 4 on both: \
+                     expected the work spread (about 75 each), got {jobs_per_member:?} per \
+                     member; pick the member per message and per subject, not from a counter \
+                     shared by every subject"
                 ));
             }
         });
@@ -958,14 +985,17 @@ mod stage6_slow_and_silent_consumers {
     #[test]
     fn a_silent_client_is_pinged_and_dropped_if_it_never_answers() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&["--ping-interval", "100ms"]);
+            // Every client here must answer a PING within two intervals or be dropped, and the
+            // test cannot answer while it waits on another client: the interval leaves room for
+            // a loaded machine.
+            let mut b = Broker::start(&["--ping-interval", "200ms"]);
             let mut answers = b.client();
             let mut silent = b.client();
             for n in 1..=3 {
                 match answers.read(PROMPT) {
                     Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 100ms, a client that says nothing expects the \
+                        "with --ping-interval 200ms, a client that says nothing expects the \
                          broker's PING (number {n}), got {other:?}"
                     )),
                 }
@@ -976,7 +1006,7 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Ping) => pings += 1,
                     Ok(Frame::Err(e)) if e == "Stale Connection" => break,
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 100ms, a client that never answers expects 2 PINGs \
+                        "with --ping-interval 200ms, a client that never answers expects 2 PINGs \
                          then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
                     )),
                 }
@@ -990,7 +1020,19 @@ mod stage6_slow_and_silent_consumers {
                 b.program
                     .fail("expected the stale connection closed after -ERR 'Stale Connection'");
             }
-            b.sync(&mut answers, "answering the broker's PINGs");
+            // The client that answers is still served. The broker may have sent it another PING
+            // meanwhile: answer it too, and wait for the PONG to this one.
+            b.send(&mut answers, b"PING\r\n");
+            loop {
+                match answers.read(PROMPT) {
+                    Ok(Frame::Pong) => break,
+                    Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
+                    other => b.program.fail(format_args!(
+                        "a client that answered every PING sent PING: expected PONG (after any \
+                         PINGs of the broker's), got {other:?}"
+                    )),
+                }
+            }
         });
     }
 }
@@ -1151,6 +1193,44 @@ mod stage7_hostile_input {
             );
             b.send(&mut c, b"UNSUB 1\r\n");
             b.subscribe(&mut c, "c", None, "3");
+        });
+    }
+
+    /// What the contract says one subscription holds, in bytes, for `--max-subscription-bytes`.
+    fn cost(subject: &str, queue: Option<&str>, sid: &str) -> usize {
+        256 + 320 * subject.split('.').count()
+            + 2 * subject.len()
+            + 2 * sid.len()
+            + queue.map_or(0, str::len)
+    }
+
+    #[test]
+    fn the_subscription_memory_limit_is_enforced() {
+        bounded(LIMIT, || {
+            // A count of subscriptions does not bound their memory: one 4 KB control line can be
+            // a subject of 2,000 tokens (2,000 nodes of the index) or a 4 KB sid.
+            let limit = cost("a.b.c.d.e.f", None, "1") + cost("a.*.c", Some("q"), "2");
+            let mut b = Broker::start(&["--max-subscription-bytes", &limit.to_string()]);
+            let mut c = b.client();
+            b.subscribe(&mut c, "a.b.c.d.e.f", None, "1");
+            b.subscribe(&mut c, "a.*.c", Some("q"), "2");
+            b.expect(
+                &mut c,
+                b"SUB z 3\r\n",
+                &[Frame::Err("Maximum Subscriptions Exceeded".into())],
+            );
+            b.send(&mut c, b"UNSUB 1\r\n");
+            // Room for 6 tokens again, but not for the same 6 tokens with a long sid.
+            let long_sid = "9".repeat(64);
+            b.expect(
+                &mut c,
+                format!("SUB x.y.z.w.v.u {long_sid}\r\n").as_bytes(),
+                &[Frame::Err("Maximum Subscriptions Exceeded".into())],
+            );
+            b.subscribe(&mut c, "x.y.z.w.v.u", None, "3");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("x.y.z.w.v.u", b"in".to_vec())]);
+            b.expect(&mut c, b"", &[msg("x.y.z.w.v.u", "3", "in")]);
         });
     }
 

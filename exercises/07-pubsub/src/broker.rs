@@ -14,6 +14,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::outbound::{Outbound, Push, Wakes};
 use crate::subject::Index;
 
+/// What one subscription costs besides its strings and nodes, in [`Subscription::memory`]: the
+/// shared record, and its entries in the index and in its connection's map.
+pub const SUBSCRIPTION_BYTES: usize = 256;
+
+/// What one node of the index costs, in [`Subscription::memory`]: about 270 bytes measured (a
+/// node, its map slot in its parent, its key), rounded up.
+pub const NODE_BYTES: usize = 320;
+
 /// One subscription of one client.
 #[derive(Debug)]
 pub struct Subscription {
@@ -63,6 +71,19 @@ impl Subscription {
         }
     }
 
+    /// An estimate, from above, of the bytes a subscription holds: [`SUBSCRIPTION_BYTES`] for
+    /// itself, [`NODE_BYTES`] for each token of its subject (each may be a node of the index),
+    /// its subject and sid twice (in the subscription, and as the index's keys and the
+    /// connection's), and its queue name.
+    pub fn memory(subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> usize {
+        let tokens = subject.split(|b| *b == b'.').count();
+        SUBSCRIPTION_BYTES
+            + NODE_BYTES * tokens
+            + 2 * subject.len()
+            + 2 * sid.len()
+            + queue.map_or(0, <[u8]>::len)
+    }
+
     /// Messages delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Acquire)
@@ -103,7 +124,7 @@ pub struct Published {
 pub struct Broker {
     index: RwLock<Index<Arc<Subscription>>>,
     next_id: AtomicU64,
-    /// Picks the member of a queue group: a counter, so members take turns.
+    /// Picks the member of a queue group: a counter, scrambled per message.
     turn: AtomicU64,
 }
 
@@ -156,9 +177,12 @@ impl Broker {
         // subscriptions when `echo` is off; deliver to plain ones at once
         // (`sub.outbound.push_msg(.., wakes)`, counting `Push::Queued` and `Push::Slow`); set queue
         // subscriptions aside, then group them by queue name (`sort_by`, `chunk_by`) and deliver to
-        // one member of each group, taking turns with `self.turn`. Respect `UNSUB` maximums: claim
-        // a delivery first, and after releasing the read lock unsubscribe the ones whose last
-        // delivery this was. Never `.await` here.
+        // one member of each group, chosen from `self.turn.fetch_add(1, ..)` scrambled (a
+        // splitmix64-style mix), not `turn % members`: the counter is shared by every subject, so a
+        // publisher alternating two subjects would give one subject's messages to the same
+        // member; if the chosen one is closed, slow or done, try the next. Respect `UNSUB`
+        // maximums: claim a delivery first, and after releasing the read lock unsubscribe the ones
+        // whose last delivery this was. Never `.await` here.
         todo!()
     }
 }

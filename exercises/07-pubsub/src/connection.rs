@@ -33,6 +33,9 @@ pub struct Limits {
     pub max_pending: usize,
     /// The most subscriptions one client may hold.
     pub max_subscriptions: usize,
+    /// The most bytes one client's subscriptions may hold in all, as
+    /// [`Subscription::memory`] estimates them: this, not the count, bounds their memory.
+    pub max_subscription_bytes: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
     /// How long a client may stay silent before the broker sends it `PING`.
@@ -84,7 +87,9 @@ pub async fn serve(
     // `stream.into_split()`, and the writer `tokio::spawn`ed on `outbound.write_loop(writer, ..)`.
     // Queue `protocol::info_line(..)` first. Then loop: handle every whole operation in the input
     // buffer (`protocol::parse_client`; answer through the outbound queue: `+OK` when verbose,
-    // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid;
+    // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid,
+    // and the sum of their `Subscription::memory` (given): a SUB past `max_subscriptions` or
+    // `max_subscription_bytes` gets `-ERR 'Maximum Subscriptions Exceeded'`;
     // pass one `Wakes` to every `publish` and `wake_all()` once the batch is done), drop the bytes
     // used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client left),
     // `outbound.killed().cancelled()`, `shutdown.stop.cancelled()` and a ping timer (`interval_at`

@@ -11,6 +11,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::outbound::{Outbound, Push, Wakes};
 use crate::subject::Index;
 
+/// What one subscription costs besides its strings and nodes, in [`Subscription::memory`]: the
+/// shared record, and its entries in the index and in its connection's map.
+pub const SUBSCRIPTION_BYTES: usize = 256;
+
+/// What one node of the index costs, in [`Subscription::memory`]: about 270 bytes measured (a
+/// node, its map slot in its parent, its key), rounded up.
+pub const NODE_BYTES: usize = 320;
+
 /// One subscription of one client.
 #[derive(Debug)]
 pub struct Subscription {
@@ -60,6 +68,19 @@ impl Subscription {
         }
     }
 
+    /// An estimate, from above, of the bytes a subscription holds: [`SUBSCRIPTION_BYTES`] for
+    /// itself, [`NODE_BYTES`] for each token of its subject (each may be a node of the index),
+    /// its subject and sid twice (in the subscription, and as the index's keys and the
+    /// connection's), and its queue name.
+    pub fn memory(subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> usize {
+        let tokens = subject.split(|b| *b == b'.').count();
+        SUBSCRIPTION_BYTES
+            + NODE_BYTES * tokens
+            + 2 * subject.len()
+            + 2 * sid.len()
+            + queue.map_or(0, <[u8]>::len)
+    }
+
     /// Messages delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Acquire)
@@ -103,7 +124,7 @@ pub struct Published {
 pub struct Broker {
     index: RwLock<Index<Arc<Subscription>>>,
     next_id: AtomicU64,
-    /// Picks the member of a queue group: a counter, so members take turns.
+    /// Picks the member of a queue group: a counter, scrambled per message (see [`pick`]).
     turn: AtomicU64,
 }
 
@@ -173,7 +194,12 @@ impl Broker {
                     .push_msg(subject, &sub.sid, reply, payload, wakes)
                 {
                     Push::Queued => result.delivered += 1,
-                    Push::Slow => result.slow += 1,
+                    Push::Slow => {
+                        // Lost to this subscriber, which is being cut off; another member of
+                        // its queue group, if any, takes the message instead.
+                        result.slow += 1;
+                        return false;
+                    }
                     Push::Closed => return false,
                 }
                 true
@@ -191,10 +217,10 @@ impl Broker {
             if !grouped.is_empty() {
                 grouped.sort_by(|a, b| a.queue.cmp(&b.queue));
                 let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-                for group in grouped.chunk_by(|a, b| a.queue == b.queue) {
-                    // Start at this turn's member; if it cannot take the message (closing, or
-                    // done), the next one does.
-                    let start = usize::try_from(turn % group.len() as u64).unwrap_or(0);
+                for (nth, group) in grouped.chunk_by(|a, b| a.queue == b.queue).enumerate() {
+                    // Start at this message's member; if it cannot take the message (closing,
+                    // slow, or done), the next one does.
+                    let start = pick(turn, nth, group.len());
                     (0..group.len())
                         .map(|i| group[(start + i) % group.len()])
                         .any(&mut deliver);
@@ -206,6 +232,21 @@ impl Broker {
         }
         result
     }
+}
+
+/// Which of `members` takes message number `turn` in the `nth` queue group it reaches.
+///
+/// Not `turn % members`: the counter is shared by every subject, so a publisher alternating
+/// between two subjects with queue groups would send every message of one of them to the same
+/// member. Scrambling the counter (splitmix64's finaliser) makes each subject's sequence of picks
+/// look random, as `nats-server`'s are, while staying deterministic and allocation-free.
+fn pick(turn: u64, nth: usize, members: usize) -> usize {
+    let mut x = turn ^ (nth as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    // The remainder is below `members`, a `usize`, so it converts back.
+    usize::try_from(x % members as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -247,6 +288,47 @@ mod tests {
             counts.iter().all(|&n| n > 0),
             "members take turns: {counts:?}"
         );
+    }
+
+    #[test]
+    fn alternating_subjects_do_not_starve_a_queue_member() {
+        let broker = Broker::new();
+        let a: Vec<_> = (0..2).map(|_| sub(&broker, "a", Some("q"))).collect();
+        let _b: Vec<_> = (0..2).map(|_| sub(&broker, "b", Some("q"))).collect();
+        for _ in 0..200 {
+            for subject in [&b"a"[..], b"b"] {
+                broker.publish(9, true, subject, None, b"x", &mut Wakes::default());
+            }
+        }
+        let counts: Vec<u64> = a.iter().map(|s| s.delivered()).collect();
+        assert!(
+            counts.iter().all(|&n| n >= 60),
+            "200 messages on `a`, alternating with `b`, to 2 members: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn a_slow_member_passes_the_message_to_another() {
+        let broker = Broker::new();
+        let slow = Arc::new(Subscription::new(
+            broker.next_id(),
+            1,
+            b"a",
+            Some(b"q"),
+            b"1",
+            // Too small for any MSG: the first one makes it a slow consumer.
+            Arc::new(Outbound::new(8)),
+        ));
+        broker.subscribe(Arc::clone(&slow));
+        let _ok = sub(&broker, "a", Some("q"));
+        let results: Vec<Published> = (0..20)
+            .map(|_| broker.publish(9, true, b"a", None, b"x", &mut Wakes::default()))
+            .collect();
+        assert!(
+            results.iter().all(|r| r.delivered == 1),
+            "every message reaches the member that can take it: {results:?}"
+        );
+        assert_eq!(results.iter().map(|r| r.slow).sum::<usize>(), 1);
     }
 
     #[test]

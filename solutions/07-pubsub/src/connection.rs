@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_pending: usize,
     /// The most subscriptions one client may hold.
     pub max_subscriptions: usize,
+    /// The most bytes one client's subscriptions may hold in all, as
+    /// [`Subscription::memory`] estimates them: this, not the count, bounds their memory.
+    pub max_subscription_bytes: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
     /// How long a client may stay silent before the broker sends it `PING`.
@@ -98,6 +101,7 @@ pub async fn serve(
         limits: &limits,
         options: ConnectOptions::default(),
         subscriptions: HashMap::new(),
+        memory: 0,
         wakes: Wakes::default(),
     };
     let mut input = Vec::with_capacity(64 * 1024);
@@ -180,6 +184,8 @@ struct Session<'a> {
     limits: &'a Limits,
     options: ConnectOptions,
     subscriptions: HashMap<Box<[u8]>, Arc<Subscription>>,
+    /// What `subscriptions` hold, as [`Subscription::memory`] estimates it.
+    memory: usize,
     /// Subscribers' writers to wake once the batch of operations read is handled.
     wakes: Wakes,
 }
@@ -258,6 +264,7 @@ impl Session<'_> {
                     let live = max.is_some_and(|max| sub.set_max(max));
                     if !live {
                         self.broker.unsubscribe(sub);
+                        self.memory -= memory(sub);
                         self.subscriptions.remove(sid);
                     }
                 }
@@ -276,10 +283,12 @@ impl Session<'_> {
             self.ok();
             return;
         }
-        if self.subscriptions.len() >= self.limits.max_subscriptions {
+        let cost = Subscription::memory(subject, queue, sid);
+        if !self.room_for(cost) {
             // Subscriptions that ran out of deliveries leave no trace in the index: forget them.
             self.subscriptions.retain(|_, sub| !sub.is_done());
-            if self.subscriptions.len() >= self.limits.max_subscriptions {
+            self.memory = self.subscriptions.values().map(|s| memory(s)).sum();
+            if !self.room_for(cost) {
                 self.reply(&protocol::err_line("Maximum Subscriptions Exceeded"));
                 return;
             }
@@ -294,6 +303,18 @@ impl Session<'_> {
         ));
         self.broker.subscribe(Arc::clone(&sub));
         self.subscriptions.insert(sid.into(), sub);
+        self.memory += cost;
         self.ok();
     }
+
+    /// Whether one more subscription holding `cost` bytes fits the client's limits.
+    fn room_for(&self, cost: usize) -> bool {
+        self.subscriptions.len() < self.limits.max_subscriptions
+            && self.memory + cost <= self.limits.max_subscription_bytes
+    }
+}
+
+/// [`Subscription::memory`] of a subscription made.
+fn memory(sub: &Subscription) -> usize {
+    Subscription::memory(&sub.subject, sub.queue.as_deref(), &sub.sid)
 }

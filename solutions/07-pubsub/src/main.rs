@@ -46,6 +46,10 @@ enum Command {
         /// The most subscriptions one client may hold.
         #[arg(long, default_value_t = 65_536)]
         max_subscriptions: usize,
+        /// The most bytes one client's subscriptions may hold in all, estimated: 256 for each,
+        /// 320 for each subject token, twice the subject and sid, and the queue name.
+        #[arg(long, default_value_t = 128 * 1024 * 1024)]
+        max_subscription_bytes: usize,
         /// How long one write to a client may take before it is a slow consumer (e.g. `10s`).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         write_deadline: Duration,
@@ -143,6 +147,7 @@ async fn dispatch(command: Command) -> Result<()> {
             max_payload,
             max_pending,
             max_subscriptions,
+            max_subscription_bytes,
             write_deadline,
             ping_interval,
             threads: _,
@@ -156,6 +161,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 max_payload,
                 max_pending,
                 max_subscriptions,
+                max_subscription_bytes,
                 write_deadline,
                 ping_interval,
             };

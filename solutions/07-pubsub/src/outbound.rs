@@ -54,6 +54,9 @@ pub struct Outbound {
 #[derive(Debug, Default)]
 struct Pending {
     buf: Vec<u8>,
+    /// The bytes the writer took and is still writing: they count against the bound too, or
+    /// a client that stopped reading would hold twice `limit` (a full queue and a full batch).
+    writing: usize,
     closed: bool,
 }
 
@@ -95,7 +98,7 @@ impl Outbound {
         if state.closed {
             return (Push::Closed, false);
         }
-        if state.buf.len() + len > self.limit {
+        if state.buf.len() + state.writing + len > self.limit {
             state.buf.clear();
             state.buf.shrink_to(64 * 1024);
             state.buf.extend_from_slice(b"-ERR 'Slow Consumer'\r\n");
@@ -160,6 +163,7 @@ impl Outbound {
             let closed = {
                 let mut state = self.state();
                 std::mem::swap(&mut state.buf, &mut batch);
+                state.writing = batch.len();
                 state.closed
             };
             if !batch.is_empty() {
@@ -208,6 +212,33 @@ mod tests {
         assert!(out.killed().is_cancelled());
         assert_eq!(out.push(b"PONG\r\n"), Push::Closed);
         assert_eq!(out.state().buf, b"-ERR 'Slow Consumer'\r\n");
+    }
+
+    #[tokio::test]
+    async fn bytes_being_written_count_against_the_bound() {
+        let out = Arc::new(Outbound::new(100));
+        assert_eq!(out.push(&[b'x'; 60]), Push::Queued);
+        // A peer that reads nothing: the writer takes the 60 bytes and blocks writing them.
+        let (writer, _reader) = tokio::io::duplex(1);
+        let writing = {
+            let out = Arc::clone(&out);
+            tokio::spawn(async move { out.write_loop(writer, Duration::from_secs(60)).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while out.state().writing == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer never took the batch"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(out.state().buf.is_empty());
+        assert_eq!(
+            out.push(&[b'y'; 50]),
+            Push::Slow,
+            "60 being written + 50 > 100"
+        );
+        writing.abort();
     }
 
     #[tokio::test]

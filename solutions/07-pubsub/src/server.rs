@@ -27,6 +27,9 @@ pub struct BrokerConfig {
     pub max_pending: usize,
     /// The most subscriptions one client may hold.
     pub max_subscriptions: usize,
+    /// The most bytes one client's subscriptions may hold in all, as
+    /// [`Subscription::memory`](crate::broker::Subscription::memory) estimates them.
+    pub max_subscription_bytes: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
     /// How long a client may stay silent before it is sent `PING`; after
@@ -41,6 +44,7 @@ impl Default for BrokerConfig {
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
             max_pending: 8 * 1024 * 1024,
             max_subscriptions: 65_536,
+            max_subscription_bytes: 128 * 1024 * 1024,
             write_deadline: Duration::from_secs(10),
             ping_interval: Duration::from_secs(120),
         }
@@ -62,6 +66,7 @@ pub async fn run(
         max_payload: config.max_payload,
         max_pending: config.max_pending,
         max_subscriptions: config.max_subscriptions,
+        max_subscription_bytes: config.max_subscription_bytes,
         write_deadline: config.write_deadline,
         ping_interval: config.ping_interval,
         server_id: format!("PUBSUB{:X}{port}", std::process::id()),
