@@ -71,7 +71,10 @@ pub fn grade(root: &Path, project: &Project, tree: &Tree) -> ProjectReport {
     let mut report = coming(project, tree);
     report.coming = false;
     match run_suite(root, project, tree) {
-        Ok(outcomes) => report.stages = by_stage(outcomes, &hints::stages(root, project)),
+        Ok(outcomes) => {
+            let suite = std::fs::read_to_string(project.suite_path(root)).unwrap_or_default();
+            report.stages = by_stage(outcomes, &hints::stages(root, project), &suite);
+        }
         Err(e) => report.error = Some(format!("{e:#}")),
     }
     report
@@ -123,8 +126,10 @@ pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<Test
 }
 
 /// Groups outcomes into the stages `hints.md` names, by the `stageN_` prefix of each test's
-/// module. A stage with no hints entry is titled after its module.
-pub fn by_stage(outcomes: Vec<TestOutcome>, stages: &[Stage]) -> Vec<StageReport> {
+/// module. A stage with no hints entry is titled after its module. Within a stage, tests keep the
+/// order they have in `suite` (the test file's source), where authors put the simplest first, so
+/// that the first failure a learner is shown is the first thing to fix, the same on every run.
+pub fn by_stage(outcomes: Vec<TestOutcome>, stages: &[Stage], suite: &str) -> Vec<StageReport> {
     let mut grouped: BTreeMap<u32, (String, Vec<TestOutcome>)> = BTreeMap::new();
     for outcome in outcomes {
         let module = outcome.name.split("::").next().unwrap_or("").to_owned();
@@ -142,7 +147,7 @@ pub fn by_stage(outcomes: Vec<TestOutcome>, stages: &[Stage]) -> Vec<StageReport
     grouped
         .into_iter()
         .map(|(number, (module, mut tests))| {
-            tests.sort_by(|a, b| a.name.cmp(&b.name));
+            tests.sort_by_cached_key(|t| (source_position(suite, &t.name), t.name.clone()));
             let stage = stages.iter().find(|s| s.number == number);
             StageReport {
                 number,
@@ -152,6 +157,18 @@ pub fn by_stage(outcomes: Vec<TestOutcome>, stages: &[Stage]) -> Vec<StageReport
             }
         })
         .collect()
+}
+
+/// Where test `module::name` is defined in `suite`: the first `fn name(` after `mod module`
+/// (`usize::MAX` when it cannot be found, which sorts it last).
+fn source_position(suite: &str, test: &str) -> usize {
+    let Some((module, name)) = test.rsplit_once("::") else {
+        return usize::MAX;
+    };
+    let module_at = suite.find(&format!("mod {module} ")).unwrap_or(0);
+    suite[module_at..]
+        .find(&format!("fn {name}("))
+        .map_or(usize::MAX, |at| module_at + at)
 }
 
 #[cfg(test)]
@@ -169,6 +186,7 @@ mod tests {
         let grouped = by_stage(
             vec![t("stage2_b::y"), t("stage1_a::x"), t("stage2_b::a")],
             &stages,
+            "",
         );
         assert_eq!(grouped.len(), 2);
         assert_eq!(
@@ -177,5 +195,29 @@ mod tests {
         );
         assert_eq!(grouped[1].title, "Track");
         assert_eq!(grouped[1].tests[0].name, "stage2_b::a");
+    }
+
+    #[test]
+    fn keeps_the_order_of_the_source() {
+        let t = |name: &str| TestOutcome {
+            name: name.into(),
+            passed: false,
+            message: None,
+        };
+        let suite = "mod stage1_a {\n    fn zebra() {}\n    fn apple() {}\n}\nmod stage1_b {\n    fn apple() {}\n}\n";
+        let grouped = by_stage(
+            vec![
+                t("stage1_b::apple"),
+                t("stage1_a::apple"),
+                t("stage1_a::zebra"),
+            ],
+            &[],
+            suite,
+        );
+        let names: Vec<&str> = grouped[0].tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["stage1_a::zebra", "stage1_a::apple", "stage1_b::apple"]
+        );
     }
 }

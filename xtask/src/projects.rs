@@ -92,10 +92,7 @@ impl Project {
                 .join(&dir)
                 .join("Cargo.toml")
                 .is_file()
-            && root
-                .join("suite/tests")
-                .join(format!("{}.rs", self.slug.replace('-', "_")))
-                .is_file()
+            && self.suite_path(root).is_file()
     }
 
     /// Whether the project is in development: its solution and its suite test target exist, its
@@ -107,10 +104,13 @@ impl Project {
                 .join(self.dir_name())
                 .join("Cargo.toml")
                 .is_file()
-            && root
-                .join("suite/tests")
-                .join(format!("{}.rs", self.slug.replace('-', "_")))
-                .is_file()
+            && self.suite_path(root).is_file()
+    }
+
+    /// Its test target in the shared suite: `suite/tests/kv_store.rs`.
+    pub fn suite_path(&self, root: &Path) -> PathBuf {
+        root.join("suite/tests")
+            .join(format!("{}.rs", self.slug.replace('-', "_")))
     }
 
     /// Its hints file, whose `## Stage N: Title` headings name the stages.
