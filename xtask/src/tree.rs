@@ -83,8 +83,8 @@ impl Tree {
     }
 }
 
-/// Copies `dir/NN-slug` into a workspace of its own under `target/` so that it builds with
-/// this repository's shared dependency versions and lints, wherever it came from.
+/// Copies `dir/NN-slug` into a workspace of its own under `target/xtask/dir-grade/` so that it
+/// builds with this repository's shared dependency versions and lints, wherever it came from.
 fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf> {
     let source = dir.join(project.dir_name());
     if !source.join("Cargo.toml").is_file() {
@@ -94,7 +94,16 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
             project.dir_name()
         );
     }
-    let workspace = root.join("target/xtask/dir-grade");
+    // One folder per project and graded directory: a teacher may grade several copies at once,
+    // and each run clears its own folder first.
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&source, &mut hasher);
+    let key = format!(
+        "{}-{:016x}",
+        project.slug,
+        std::hash::Hasher::finish(&hasher)
+    );
+    let workspace = root.join("target/xtask/dir-grade").join(key);
     if workspace.exists() {
         std::fs::remove_dir_all(&workspace)
             .with_context(|| format!("clearing {}", workspace.display()))?;
