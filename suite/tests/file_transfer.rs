@@ -527,8 +527,12 @@ mod stage2_many_chunks {
             let mut r = Receiver::start(&[]);
             let src = tempfile::tempdir().unwrap();
             let path = file(src.path(), "tiny-chunks.bin", &seeded_bytes(5, 10_000));
-            let addr = r.addr;
-            let mut sent = send(&mut r, addr, &[&path], &["--chunk-size", "100"]);
+            // Nothing listens there: only the sender's own check can say "chunk size" (the
+            // receiver would refuse the manifest too, and that must not count).
+            let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback address");
+            let mut sent = send(&mut r, nowhere, &[&path], &["--chunk-size", "100"]);
             assert_send_failed(
                 &mut r,
                 &mut sent,

@@ -3,8 +3,9 @@
 //!
 //! Blocking file I/O: call these from `spawn_blocking`.
 //!
-//! Your task (stages 1 and 4): [`Partial::open`], [`Partial::mark_held`], [`Partial::finish`] and
-//! [`Partial::discard`]. The paths and the getters are given.
+//! Your task: [`Partial::open`] for a fresh file, [`Partial::mark_held`] and [`Partial::finish`]
+//! in stage 1; reading the state file back in `open` (resume) in stage 4; [`Partial::discard`]
+//! in stage 6 (a manifest that lies). The paths and the getters are given.
 //!
 //! The state file is the manifest's identity (the SHA-256 of its encoding) followed by one bit per
 //! chunk. It is written after each chunk lands but never fsynced: on a resume every chunk it

@@ -1,8 +1,10 @@
 //! The wire protocol: frames, the manifest and the receiver's answers. Pure and synchronous.
 //!
-//! Your task (stages 1, 2 and 6): [`header`], [`parse_header`], [`chunk_count`], the
-//! [`Manifest`] methods, [`encode_accept`], [`decode_accept`] and [`decode_index`]. The
-//! constants, [`Kind`] and [`ProtocolError`] are given. The contract page has every byte.
+//! Your task: [`header`], [`parse_header`], [`chunk_count`], the [`Manifest`] methods (with
+//! `chunk_len`), [`encode_accept`] and [`decode_accept`] in stage 1 (even a fresh transfer
+//! exchanges an ACCEPT, with no chunk held); [`decode_index`] in stage 3 (RESEND); every check
+//! in `Manifest::decode` by stage 6. The constants, [`Kind`] and [`ProtocolError`] are given.
+//! The contract page has every byte.
 //!
 //! TCP delivers a stream of bytes, not messages, so every message travels in a frame: a 5-byte
 //! header (`u32` big-endian body length, then a type byte) and the body. All integers are

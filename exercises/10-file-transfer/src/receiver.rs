@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinHandle;
@@ -133,8 +133,9 @@ impl Shared {
     }
 }
 
-/// A name held busy until dropped (given: insert the name into `Shared::busy` and build one;
-/// every way out of the connection then frees the name).
+/// A name held busy until dropped. The struct and its `Drop` are given: to claim a name, insert
+/// it into `Shared::busy` (if it is already there, refuse with `TransferError::Busy`) and build
+/// one; every way out of the connection then frees the name.
 struct Claim<'a> {
     shared: &'a Shared,
     name: String,

@@ -1,7 +1,8 @@
 //! The sending side: hash the file, send its manifest, then every chunk the receiver lacks, and
 //! again any chunk it asks for, until it says the file is complete.
 //!
-//! Your task (stages 1 to 4): [`choose_chunk_size`] and [`send_file`]. The error and report
+//! Your task (stages 1 to 4): [`choose_chunk_size`] (stage 1: the size asked for, or the
+//! default; stage 2: the range check and the doubling) and [`send_file`]. The error and report
 //! types are given.
 
 use std::collections::VecDeque;
