@@ -301,7 +301,15 @@ impl Raw {
                 Ok(0) if got == 0 => return Ok(None),
                 Ok(0) => return Err("the connection closed in the middle of a frame".into()),
                 Ok(n) => got += n,
-                Err(e) => return Err(format!("no frame within {timeout:?}: {e}")),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!("no frame came within {timeout:.0?}"));
+                }
+                Err(e) => return Err(format!("reading a frame: {e}")),
             }
         }
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
