@@ -99,14 +99,20 @@ impl Broker {
     }
 
     /// Sends `sent` and expects exactly `expected` back, in order.
+    /// With nothing to send (`b""`), waits for what is due on `conn`: messages published by
+    /// another client.
     fn expect(&mut self, conn: &mut NatsConn, sent: &[u8], expected: &[Frame]) {
         self.send(conn, sent);
+        let doing = if sent.is_empty() {
+            format!("waiting for {}", list(expected))
+        } else {
+            format!("sending {:?}", shown(sent))
+        };
         for (i, want) in expected.iter().enumerate() {
-            let got = self.read(conn, format_args!("sending {:?}", shown(sent)));
+            let got = self.read(conn, &doing);
             if &got != want {
                 self.program.fail(format_args!(
-                    "sent {:?}: expected {}, got {got} (frame {} of the answer)",
-                    shown(sent),
+                    "{doing}: expected {}, got {got} (frame {} of the answer)",
                     list(expected),
                     i + 1
                 ));
@@ -223,13 +229,14 @@ fn run_client(broker: &mut Broker, args: &[&str]) {
     }
 }
 
-/// Starts `pubsub sub --server ADDR SUBJECT --count N` and waits for its `subscribed` line.
-fn start_sub(server: &str, subject: &str, count: usize) -> Program {
-    let count = count.to_string();
-    let mut sub = Program::start(
-        &bin(),
-        &["sub", "--server", server, subject, "--count", &count],
-    );
+/// Starts `pubsub sub --server ADDR SUBJECT [--count N]` and waits for its `subscribed` line.
+fn start_sub(server: &str, subject: &str, count: Option<usize>) -> Program {
+    let mut args = vec!["sub", "--server", server, subject];
+    let count = count.map(|n| n.to_string());
+    if let Some(count) = &count {
+        args.extend(["--count", count]);
+    }
+    let mut sub = Program::start(&bin(), &args);
     sub.expect_json(
         format_args!("{{\"subscribed\":\"{subject}\"}} once the subscription is in place"),
         PROMPT,
@@ -238,8 +245,8 @@ fn start_sub(server: &str, subject: &str, count: usize) -> Program {
     sub
 }
 
-/// Reads `sub`'s JSON lines for `expected` payloads, in order, and its clean exit.
-fn expect_sub_output(sub: &mut Program, subject_of: &[(&str, &str)]) {
+/// Reads `sub`'s JSON lines for `expected` payloads, in order.
+fn expect_sub_lines(sub: &mut Program, subject_of: &[(&str, &str)]) {
     for (subject, payload) in subject_of {
         sub.expect_json(
             format_args!("{{\"subject\":\"{subject}\",\"payload\":\"{payload}\",...}}"),
@@ -247,6 +254,11 @@ fn expect_sub_output(sub: &mut Program, subject_of: &[(&str, &str)]) {
             |v| v["subject"] == *subject && v["payload"] == *payload,
         );
     }
+}
+
+/// Reads `sub`'s JSON lines for `expected` payloads, in order, and its clean exit.
+fn expect_sub_output(sub: &mut Program, subject_of: &[(&str, &str)]) {
+    expect_sub_lines(sub, subject_of);
     match sub.wait_exit(PROMPT) {
         Some(status) if status.success() => {}
         Some(status) => sub.fail(format_args!(
@@ -469,10 +481,11 @@ mod stage2_one_to_one {
         bounded(LIMIT, || {
             let mut b = Broker::start(&[]);
             let server = b.addr.to_string();
-            let mut sub = start_sub(&server, "news", 2);
+            // Without --count: `sub --count` sends UNSUB, which is stage 5 (and tested there).
+            let mut sub = start_sub(&server, "news", None);
             run_client(&mut b, &["pub", "--server", &server, "news", "first"]);
             run_client(&mut b, &["pub", "--server", &server, "news", "second one"]);
-            expect_sub_output(&mut sub, &[("news", "first"), ("news", "second one")]);
+            expect_sub_lines(&mut sub, &[("news", "first"), ("news", "second one")]);
         });
     }
 }
@@ -815,6 +828,24 @@ mod stage5_unsubscribe {
     }
 
     #[test]
+    fn a_sid_is_free_again_once_its_max_is_reached() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "first", None, "1");
+            b.send(&mut sub, b"UNSUB 1 1\r\n");
+            b.sync(&mut sub, "SUB first 1, UNSUB 1 1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("first", b"only".to_vec())]);
+            b.expect(&mut sub, b"", &[msg("first", "1", "only")]);
+            // Sid 1 has delivered its one message and is gone: it may name a new subscription.
+            b.subscribe(&mut sub, "second", None, "1");
+            b.publish(&mut publisher, &[("second", b"again".to_vec())]);
+            b.expect(&mut sub, b"", &[msg("second", "1", "again")]);
+        });
+    }
+
+    #[test]
     fn unsub_of_an_unknown_sid_is_harmless() {
         bounded(LIMIT, || {
             let mut b = Broker::start(&[]);
@@ -852,7 +883,7 @@ mod stage5_unsubscribe {
         bounded(LIMIT, || {
             let mut b = Broker::start(&[]);
             let server = b.addr.to_string();
-            let mut sub = start_sub(&server, "tick.*", 3);
+            let mut sub = start_sub(&server, "tick.*", Some(3));
             let mut publisher = b.client();
             b.publish(&mut publisher, &numbered("tick.a", 5, "t"));
             expect_sub_output(
@@ -1033,6 +1064,19 @@ mod stage6_slow_and_silent_consumers {
                     )),
                 }
             }
+        });
+    }
+
+    #[test]
+    fn a_zero_ping_interval_never_pings() {
+        bounded(LIMIT, || {
+            let mut b = Broker::start(&["--ping-interval", "0s"]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "z", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("z", b"still served".to_vec())]);
+            b.expect(&mut sub, b"", &[msg("z", "1", "still served")]);
+            b.sync(&mut sub, "a message with --ping-interval 0s (never ping)");
         });
     }
 }
@@ -1486,7 +1530,7 @@ mod stage9_real_nats {
 
     /// The `sub` and `pub` subcommands against `server`: two messages across a wildcard.
     fn clients_work_against(broker: &mut Broker, server: &str) {
-        let mut sub = start_sub(server, "greet.*", 2);
+        let mut sub = start_sub(server, "greet.*", Some(2));
         run_client(broker, &["pub", "--server", server, "greet.en", "hello"]);
         run_client(broker, &["pub", "--server", server, "greet.fr", "bonjour"]);
         expect_sub_output(&mut sub, &[("greet.en", "hello"), ("greet.fr", "bonjour")]);

@@ -1,7 +1,7 @@
 //! One client connection: a reader (this task) that parses operations and acts on them, and a
 //! writer task that drains the client's [`Outbound`] queue.
 //!
-//! Your task (stages 1, 2, 5, 7 and 8): [`serve`]. `End` is a suggestion for why a
+//! Your task (stages 1, 2, 5, 6, 7 and 8): [`serve`]. `End` is a suggestion for why a
 //! connection ends.
 //!
 //! Everything the client is sent, its own `+OK`s and `PONG`s as well as the messages published
@@ -93,7 +93,8 @@ pub async fn serve(
     // pass one `Wakes` to every `publish` and `wake_all()` once the batch is done), drop the bytes
     // used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client left),
     // `outbound.killed().cancelled()`, `shutdown.stop.cancelled()` and a ping timer (`interval_at`
-    // one `limits.ping_interval` from now: nothing heard since the last tick? Send PING;
+    // one `limits.ping_interval` from now; a zero interval means never ping, and `interval_at`
+    // panics on one: nothing heard since the last tick? Send PING;
     // MAX_PINGS_OUT already unanswered? End with `-ERR 'Stale Connection'`). At the end, whatever
     // the reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR`
     // line; on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`;

@@ -1,7 +1,8 @@
 //! Subjects and the index that finds the subscriptions matching one.
 //!
-//! Your task (stages 2, 4 and 7): [`valid_subject`], [`valid_literal_subject`] and the trie's
-//! [`Index::insert`], [`Index::remove`] and [`Index::for_each_match`]. The node type is given.
+//! Your task: the trie's [`Index::insert`] and [`Index::for_each_match`] (stage 2: literal
+//! tokens; stage 4: `*` and `>`), [`Index::remove`] (stage 5), [`valid_subject`] and
+//! [`valid_literal_subject`] (stage 7). The node type is given.
 //!
 //! A subject is dot-separated tokens (`orders.eu.paris`), none empty. A subscription's subject
 //! may use two wildcards, each a whole token: `*` matches exactly one token (`orders.*.paris`),

@@ -278,10 +278,17 @@ impl Session<'_> {
             self.reply(&protocol::err_line("Invalid Subject"));
             return;
         }
-        if self.subscriptions.contains_key(sid) {
-            // nats-server keeps the first subscription of a sid and ignores the rest.
-            self.ok();
-            return;
+        if let Some(existing) = self.subscriptions.get(sid) {
+            if !existing.is_done() {
+                // nats-server keeps the first subscription of a sid and ignores the rest.
+                self.ok();
+                return;
+            }
+            // That one ran out of deliveries (`UNSUB sid max`) and has left the index: the sid
+            // is free again, as in nats-server.
+            if let Some(done) = self.subscriptions.remove(sid) {
+                self.memory -= memory(&done);
+            }
         }
         let cost = Subscription::memory(subject, queue, sid);
         if !self.room_for(cost) {
