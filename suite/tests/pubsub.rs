@@ -1068,6 +1068,43 @@ mod stage6_slow_and_silent_consumers {
     }
 
     #[test]
+    fn a_subscriber_that_never_reads_cannot_hold_the_broker_open() {
+        bounded(LIMIT, || {
+            // A queue bound far above what is published, so that only the write deadline can
+            // free the broker from the writer blocked on this subscriber.
+            let mut b = Broker::start(&["--max-pending", "268435456", "--write-deadline", "1s"]);
+            let mut deaf = b.client();
+            b.subscribe(&mut deaf, "deaf", None, "1");
+            let mut publisher = b.client();
+            let size = 512 * 1024;
+            let total = socket_buffers() / size + 16;
+            let payload = vec![b'd'; size];
+            for _ in 0..total.div_ceil(8) {
+                let round: Vec<(&str, Vec<u8>)> =
+                    (0..8).map(|_| ("deaf", payload.clone())).collect();
+                b.publish(&mut publisher, &round);
+            }
+            // More than the socket buffers hold is queued for a client that reads nothing: the
+            // broker's writer is stuck in a write. Shutdown drains queues, so only the deadline
+            // on that write lets it finish.
+            b.program.terminate();
+            match b.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                Some(status) => b.program.fail(format_args!(
+                    "expected exit status 0 after SIGTERM, got {status}"
+                )),
+                None => b.program.fail(format_args!(
+                    "a subscriber read none of {} MB published to it, then SIGTERM: with \
+                     --write-deadline 1s expected the broker to give up on that write and exit \
+                     within {PROMPT:?}; it is still running",
+                    (total * size) >> 20
+                )),
+            }
+            drop(deaf);
+        });
+    }
+
+    #[test]
     fn a_zero_ping_interval_never_pings() {
         bounded(LIMIT, || {
             let mut b = Broker::start(&["--ping-interval", "0s"]);
