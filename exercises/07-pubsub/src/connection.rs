@@ -83,21 +83,32 @@ pub async fn serve(
     shutdown: Shutdown,
     reading: TaskTrackerToken,
 ) -> io::Result<()> {
-    // TODO: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of `limits.max_pending`;
-    // `stream.into_split()`, and the writer `tokio::spawn`ed on `outbound.write_loop(writer, ..)`.
-    // Queue `protocol::info_line(..)` first. Then loop: handle every whole operation in the input
-    // buffer (`protocol::parse_client`; answer through the outbound queue: `+OK` when verbose,
-    // PONG, `-ERR 'Invalid Subject'` ...; keep the client's subscriptions in a `HashMap` by sid,
-    // and the sum of their `Subscription::memory` (given): a SUB past `max_subscriptions` or
-    // `max_subscription_bytes` gets `-ERR 'Maximum Subscriptions Exceeded'`;
-    // pass one `Wakes` to every `publish` and `wake_all()` once the batch is done), drop the bytes
-    // used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the client left),
-    // `outbound.killed().cancelled()`, `shutdown.stop.cancelled()` and a ping timer (`interval_at`
-    // one `limits.ping_interval` from now; a zero interval means never ping, and `interval_at`
-    // panics on one: nothing heard since the last tick? Send PING;
-    // MAX_PINGS_OUT already unanswered? End with `-ERR 'Stale Connection'`). At the end, whatever
-    // the reason: unsubscribe everything, `drop(reading)`; on a protocol error queue its `-ERR`
-    // line; on shutdown await `shutdown.drain.cancelled()` and queue `INFO {\"ldm\":true}\r\n`;
-    // then `outbound.close()` and await the writer.
+    // TODO, growing stage by stage (the later parts can wait):
+    // - Stage 1: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of
+    //   `limits.max_pending`; `stream.into_split()`, and the writer `tokio::spawn`ed on
+    //   `outbound.write_loop(writer, limits.write_deadline)`. Queue `protocol::info_line(..)`
+    //   first. Then loop: handle every whole operation in the input buffer
+    //   (`protocol::parse_client`; answer through the outbound queue: PONG, `+OK` when verbose),
+    //   drop the bytes used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the
+    //   client left) and `shutdown.stop.cancelled()`. At the end: `outbound.close()` and await
+    //   the writer.
+    // - Stage 2: SUB and PUB through the `broker`; keep the client's subscriptions in a
+    //   `HashMap` by sid. Pass one `Wakes` to every `publish` of a batch and `wake_all()` once
+    //   the batch is handled: until then no writer is woken.
+    // - Stage 5: UNSUB (`Subscription::set_max`, `Broker::unsubscribe`); a sid whose
+    //   subscription `is_done()` is free again; when the client leaves, however it leaves,
+    //   unsubscribe everything.
+    // - Stage 6: one more `select!` branch, `outbound.killed().cancelled()` (a slow consumer, or
+    //   a failed write), and a ping timer: `interval_at` one `limits.ping_interval` from now (a
+    //   zero interval means never ping, and `interval_at` panics on one). Nothing heard since
+    //   the last tick? Send PING. `MAX_PINGS_OUT` already unanswered? End with
+    //   `-ERR 'Stale Connection'`.
+    // - Stage 7: `-ERR 'Invalid Subject'` (the connection stays); the sum of the subscriptions'
+    //   `Subscription::memory` (given): a SUB past `max_subscriptions` or
+    //   `max_subscription_bytes` gets `-ERR 'Maximum Subscriptions Exceeded'`; a protocol error
+    //   queues its `-ERR` line before the close.
+    // - Stage 8: `drop(reading)` as soon as this connection stops reading; on shutdown await
+    //   `shutdown.drain.cancelled()` (every connection has stopped publishing) and queue
+    //   `INFO {\"ldm\":true}\r\n` before the close.
     todo!()
 }

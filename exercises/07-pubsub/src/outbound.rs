@@ -98,12 +98,14 @@ impl Outbound {
     /// Appends without waking the writer; whether it needs waking (the queue was empty: the
     /// writer takes everything when it wakes, so only the first push of a batch needs to).
     fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> (Push, bool) {
-        // TODO: lock `self.state()`. Closed: `(Push::Closed, false)`. Would `buf.len() + writing +
-        // len` pass `self.limit`? Then this client is a slow consumer: clear the buffer, put `-ERR
-        // 'Slow Consumer'\r\n` in it, mark it closed, unlock, cancel `self.kill`, and return
-        // `(Push::Slow, true)` (the writer must wake to send the verdict). Otherwise `encode` into
-        // the buffer and return `(Push::Queued, was_empty)`: the writer takes everything when it
-        // wakes, so only a push into an empty queue needs to wake it.
+        // TODO:
+        // - Stage 1: lock `self.state()`. Closed: `(Push::Closed, false)`. Otherwise `encode` into
+        //   the buffer and return `(Push::Queued, was_empty)`: the writer takes everything when
+        //   it wakes, so only a push into an empty queue needs to wake it.
+        // - Stage 6: before encoding, would `buf.len() + writing + len` pass `self.limit`? Then
+        //   this client is a slow consumer: clear the buffer, put `-ERR 'Slow Consumer'\r\n` in
+        //   it, mark it closed, unlock, cancel `self.kill`, and return `(Push::Slow, true)` (the
+        //   writer must wake to send the verdict).
         todo!()
     }
 
@@ -153,13 +155,15 @@ impl Outbound {
         mut stream: impl AsyncWrite + Unpin,
         deadline: Duration,
     ) -> io::Result<()> {
-        // TODO: loop: create `self.wake.notified()` first; then, under the lock, `std::mem::swap`
-        // the pending buffer with your (empty) batch, set `writing` to the batch's length (what is
-        // being written still counts against the bound), and note whether the queue is closed. A
-        // non-empty batch: `write_all` it inside `tokio::time::timeout(deadline, ..)`, clear it,
-        // loop. Empty and closed: `stream.shutdown().await`, return. Empty and open: await the
-        // `notified` future. On any write error or timeout, mark the queue closed and cancel
-        // `self.kill` before returning the error.
+        // TODO:
+        // - Stage 1: loop: create `self.wake.notified()` first; then, under the lock,
+        //   `std::mem::swap` the pending buffer with your (empty) batch, and note whether the
+        //   queue is closed. A non-empty batch: `write_all` it, clear it, loop. Empty and closed:
+        //   `stream.shutdown().await`, return. Empty and open: await the `notified` future.
+        // - Stage 6: set `writing` to the batch's length while you write it (what is being
+        //   written still counts against the bound); `write_all` inside
+        //   `tokio::time::timeout(deadline, ..)`; on any write error or timeout, mark the queue
+        //   closed and cancel `self.kill` before returning the error.
         todo!()
     }
 }
