@@ -8,6 +8,7 @@
 //! - [`binary`]: which binary to test: the one named by `WORKBOOK_BIN_<SLUG>`, or the reference
 //!   solution, built on demand.
 //! - [`program`]: a running program with its stdout lines, its stderr and a diagnosis of its death.
+//! - [`framed`]: a TCP connection that reads whole frames of a protocol before a deadline.
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
@@ -15,6 +16,7 @@
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 
 pub mod binary;
+pub mod framed;
 pub mod nats;
 pub mod program;
 pub mod proxy;

@@ -5,9 +5,9 @@
 //! against a second implementation of the protocol, not against itself.
 
 use std::fmt;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+
+use crate::framed::FramedConn;
 
 /// One frame from the server, as the test sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,102 +113,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
     Ok(Some((frame, used)))
 }
 
-/// What came back instead of a frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoFrame {
-    /// Nothing within the deadline.
-    Timeout,
-    /// The server closed the connection.
-    Closed,
-    /// Bytes that are not the protocol.
-    Garbage(String),
-}
-
-impl fmt::Display for NoFrame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NoFrame::Timeout => write!(f, "nothing came in time"),
-            NoFrame::Closed => write!(f, "the connection was closed"),
-            NoFrame::Garbage(g) => write!(f, "{g}"),
-        }
-    }
-}
+pub use crate::framed::NoFrame;
 
 /// A TCP connection speaking the NATS protocol.
-pub struct NatsConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    /// Where the unread part of `buf` starts: frames are taken from the front without moving
-    /// the rest each time, which would make reading megabytes quadratic.
-    start: usize,
-}
+pub type NatsConn = FramedConn<Frame>;
 
-impl NatsConn {
+impl FramedConn<Frame> {
     /// Connects to `addr` within a few seconds. The server's `INFO` is left to be read.
     pub fn connect(addr: SocketAddr) -> std::io::Result<NatsConn> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        Ok(NatsConn {
-            stream,
-            buf: Vec::new(),
-            start: 0,
-        })
-    }
-
-    /// Writes raw bytes.
-    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)
+        FramedConn::connect_with(addr, parse)
     }
 
     /// Writes `PUB subject size\r\npayload\r\n`.
     pub fn publish(&mut self, subject: &str, payload: &[u8]) -> std::io::Result<()> {
         self.send_raw(&encode_pub(subject, payload))
-    }
-
-    /// Reads the next frame, waiting at most `timeout`.
-    pub fn read(&mut self, timeout: Duration) -> Result<Frame, NoFrame> {
-        let deadline = Instant::now() + timeout;
-        let mut chunk = [0u8; 64 * 1024];
-        loop {
-            match parse(&self.buf[self.start..]) {
-                Ok(Some((frame, used))) => {
-                    self.start += used;
-                    if self.start == self.buf.len() {
-                        self.buf.clear();
-                        self.start = 0;
-                    }
-                    return Ok(frame);
-                }
-                Ok(None) => {}
-                Err(garbage) => return Err(NoFrame::Garbage(garbage)),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(NoFrame::Timeout);
-            }
-            // A zero read timeout means "block forever" to the OS, hence the floor.
-            let _ = self
-                .stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(NoFrame::Closed),
-                Ok(n) => {
-                    self.buf.drain(..self.start);
-                    self.start = 0;
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Err(NoFrame::Timeout);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(NoFrame::Closed),
-            }
-        }
-    }
-
-    /// Whether the server has closed the connection (waiting at most `timeout` to find out).
-    pub fn is_closed(&mut self, timeout: Duration) -> bool {
-        matches!(self.read(timeout), Err(NoFrame::Closed))
     }
 }
 

@@ -4,9 +4,9 @@
 //! against a second implementation, not against itself.
 
 use std::fmt;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+
+use crate::framed::FramedConn;
 
 /// A reply as the test sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,90 +116,21 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Resp, usize)>, String> {
 }
 
 /// What came back instead of a reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoReply {
-    /// Nothing within the deadline.
-    Timeout,
-    /// The server closed the connection.
-    Closed,
-    /// Bytes that are not RESP.
-    Garbage(String),
-}
-
-impl fmt::Display for NoReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NoReply::Timeout => write!(f, "no reply in time"),
-            NoReply::Closed => write!(f, "the connection was closed"),
-            NoReply::Garbage(g) => write!(f, "{g}"),
-        }
-    }
-}
+pub use crate::framed::NoFrame as NoReply;
 
 /// A TCP connection speaking RESP.
-pub struct RespConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
+pub type RespConn = FramedConn<Resp>;
 
-impl RespConn {
+impl FramedConn<Resp> {
     /// Connects to `addr` within a few seconds.
     pub fn connect(addr: SocketAddr) -> std::io::Result<RespConn> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        Ok(RespConn {
-            stream,
-            buf: Vec::new(),
-        })
-    }
-
-    /// Writes raw bytes.
-    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)
+        FramedConn::connect_with(addr, parse)
     }
 
     /// Writes one command.
     pub fn send(&mut self, args: &[&str]) -> std::io::Result<()> {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         self.send_raw(&encode(&args))
-    }
-
-    /// Reads the next reply, waiting at most `timeout`.
-    pub fn read(&mut self, timeout: Duration) -> Result<Resp, NoReply> {
-        let deadline = Instant::now() + timeout;
-        let mut chunk = [0u8; 64 * 1024];
-        loop {
-            match parse(&self.buf) {
-                Ok(Some((reply, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(reply);
-                }
-                Ok(None) => {}
-                Err(garbage) => return Err(NoReply::Garbage(garbage)),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(NoReply::Timeout);
-            }
-            // A zero read timeout means "block forever" to the OS, hence the floor.
-            let _ = self
-                .stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(NoReply::Closed),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Err(NoReply::Timeout);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(NoReply::Closed),
-            }
-        }
-    }
-
-    /// Whether the server has closed the connection (waiting at most `timeout` to find out).
-    pub fn is_closed(&mut self, timeout: Duration) -> bool {
-        matches!(self.read(timeout), Err(NoReply::Closed))
     }
 }
 
