@@ -109,6 +109,8 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
             .with_context(|| format!("clearing {}", workspace.display()))?;
     }
     copy_tree(&source, &workspace.join(project.dir_name()))?;
+    // The shared plumbing is the workbook's, not the learner's: graded as the repository has it.
+    copy_tree(&root.join(PLUMBING), &workspace.join(PLUMBING))?;
     let manifest =
         std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
     let manifest = with_members(&manifest, &project.dir_name())?;
@@ -118,7 +120,12 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
     Ok(workspace.join("Cargo.toml"))
 }
 
-/// The root manifest with its `members` line replaced by the one crate being graded.
+/// The crate of plumbing every project shares (`plumbing/`), at the root of the repository and of
+/// every staged copy, where the root manifest's `[workspace.dependencies]` finds it.
+const PLUMBING: &str = "plumbing";
+
+/// The root manifest with its `members` line replaced by the one crate being graded and the
+/// shared plumbing.
 fn with_members(manifest: &str, member: &str) -> Result<String> {
     let mut replaced = false;
     let lines: Vec<String> = manifest
@@ -126,7 +133,7 @@ fn with_members(manifest: &str, member: &str) -> Result<String> {
         .map(|line| {
             if line.trim_start().starts_with("members") && !replaced {
                 replaced = true;
-                format!("members = [\"{member}\"]")
+                format!("members = [\"{member}\", \"{PLUMBING}\"]")
             } else {
                 line.to_owned()
             }
@@ -178,7 +185,7 @@ mod tests {
     fn replaces_the_members_line_only() {
         let manifest = "[workspace]\nmembers = [\"a/*\", \"b\"]\n\n[workspace.dependencies]\nmembers-thing = \"1\"\n";
         let out = with_members(manifest, "01-heartbeat").unwrap();
-        assert!(out.contains("members = [\"01-heartbeat\"]"));
+        assert!(out.contains("members = [\"01-heartbeat\", \"plumbing\"]"));
         assert!(out.contains("members-thing = \"1\""));
     }
 
