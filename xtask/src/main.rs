@@ -8,6 +8,7 @@
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
 //! - [`compare`]: a project's program against the real thing, under the same load.
+//! - [`grade`]: `grade-pr`, a pull request's exercises graded with this checkout's suite.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
 
@@ -16,6 +17,7 @@ mod bench;
 mod book;
 mod check;
 mod compare;
+mod grade;
 mod hints;
 mod libtest;
 mod list;
@@ -114,6 +116,19 @@ enum Command {
         #[arg(long)]
         open: bool,
     },
+    /// Grade a pull request's exercises/ with this checkout's suite, grader and workspace files
+    /// (the base branch's, in CI), listing every file it changes outside exercises/.
+    GradePr {
+        /// A checkout of the pull request.
+        #[arg(long, value_name = "DIR")]
+        pr: PathBuf,
+        /// Projects that must pass for the command to succeed (slugs or numbers, spaces allowed).
+        #[arg(long, value_name = "PROJECTS")]
+        require: Vec<String>,
+        /// How to print the report.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Check the workbook itself: fmt, clippy, APIs, solutions pass, stubs fail, book builds.
     Verify,
 }
@@ -195,6 +210,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             compare::run(&root, &comparison, &tree.tree()?).map(|()| ExitCode::SUCCESS)
         }
         Command::Book { serve, open } => book::run(&root, serve, open).map(|()| ExitCode::SUCCESS),
+        Command::GradePr {
+            pr,
+            require,
+            format,
+        } => Ok(if grade::run(&root, &pr, &require, format)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Verify => verify::run(&root).map(|()| ExitCode::SUCCESS),
     }
 }
