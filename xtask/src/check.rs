@@ -26,7 +26,13 @@ pub enum Format {
 
 /// Grades one project, or all of them, and prints the report. Returns whether everything graded
 /// passed.
-pub fn run(root: &Path, project: Option<&str>, tree: &Tree, format: Format) -> Result<bool> {
+pub fn run(
+    root: &Path,
+    project: Option<&str>,
+    tree: &Tree,
+    format: Format,
+    verbose: bool,
+) -> Result<bool> {
     let reports = match project {
         Some(name) => vec![grade(root, &projects::find_existing(name, root)?, tree)],
         None => PROJECTS
@@ -42,7 +48,7 @@ pub fn run(root: &Path, project: Option<&str>, tree: &Tree, format: Format) -> R
     };
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let out = match format {
-        Format::Text => report::text(&reports, Style { color }),
+        Format::Text => report::text_with(&reports, Style { color }, verbose),
         Format::Markdown => report::markdown(&reports),
         Format::Json => report::json(&reports),
     };
@@ -77,6 +83,7 @@ pub fn grade(root: &Path, project: &Project, tree: &Tree) -> ProjectReport {
         }
         Err(e) => report.error = Some(format!("{e:#}")),
     }
+    crate::list::keep(root, project, tree, &report);
     report
 }
 
@@ -84,6 +91,7 @@ pub fn grade(root: &Path, project: &Project, tree: &Tree) -> ProjectReport {
 pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<TestOutcome>> {
     eprintln!("building {} from {}...", project.slug, tree.label());
     let binary = tree.build(root, project, false)?;
+    build_suite(root, project)?;
     eprintln!(
         "running the {} suite against {}...",
         project.slug,
@@ -125,6 +133,51 @@ pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<Test
     Ok(outcomes)
 }
 
+/// Compiles the project's suite target before it runs, so that its compilation shows progress:
+/// the first time it compiles the suite's dependencies (a minute or two on two cores), and later
+/// it takes a second or two.
+fn build_suite(root: &Path, project: &Project) -> Result<()> {
+    let marker = root
+        .join("target/debug/deps")
+        .read_dir()
+        .ok()
+        .and_then(|entries| {
+            let prefix = format!("{}-", project.slug.replace('-', "_"));
+            entries
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        });
+    let mut command = cargo();
+    if marker.is_none() {
+        eprintln!(
+            "compiling the {} suite: the first time takes a minute or two, later runs seconds...",
+            project.slug
+        );
+    } else {
+        command.arg("--quiet");
+    }
+    let status = command
+        .current_dir(root)
+        .args([
+            "test",
+            "--no-run",
+            "--package",
+            "workbook-suite",
+            "--test",
+            project.slug,
+        ])
+        .stdin(Stdio::null())
+        .status()
+        .context("compiling the suite")?;
+    if !status.success() {
+        anyhow::bail!(
+            "the {} suite does not compile ({status}): the errors are above",
+            project.slug
+        );
+    }
+    Ok(())
+}
+
 /// Groups outcomes into the stages `hints.md` names, by the `stageN_` prefix of each test's
 /// module. A stage with no hints entry is titled after its module. Within a stage, tests keep the
 /// order they have in `suite` (the test file's source), where authors put the simplest first, so
@@ -149,10 +202,22 @@ pub fn by_stage(outcomes: Vec<TestOutcome>, stages: &[Stage], suite: &str) -> Ve
         .map(|(number, (module, mut tests))| {
             tests.sort_by_cached_key(|t| (source_position(suite, &t.name), t.name.clone()));
             let stage = stages.iter().find(|s| s.number == number);
+            let hint = stage.map(Stage::first_hint).unwrap_or_default();
+            let test_hints = stage
+                .map(|stage| {
+                    tests
+                        .iter()
+                        .filter(|t| !t.passed)
+                        .map(|t| (t.name.clone(), stage.hint_for(&t.name)))
+                        .filter(|(_, h)| *h != hint)
+                        .collect()
+                })
+                .unwrap_or_default();
             StageReport {
                 number,
                 title: stage.map_or(module, |s| s.title.clone()),
-                hint: stage.map(Stage::first_hint).unwrap_or_default(),
+                hint,
+                test_hints,
                 tests,
             }
         })

@@ -19,15 +19,34 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The first paragraph of the hints: what the grader prints under a failing stage.
+    /// The first paragraph of the hints: what the grader prints under a failing stage whose
+    /// failing test has no hint of its own.
     pub fn first_hint(&self) -> String {
+        self.paragraphs().next().unwrap_or("").to_owned()
+    }
+
+    /// The hint the grader prints under `test` (`module::name` or `name`) when it fails: the
+    /// first paragraph that names it as ``For `name`: ...`` (several names may stand before the
+    /// colon, ``For `a` and `b`: ...``), else the stage's first paragraph.
+    pub fn hint_for(&self, test: &str) -> String {
+        let name = test.rsplit("::").next().unwrap_or(test);
+        self.paragraphs()
+            .find(|p| {
+                p.strip_prefix("For ")
+                    .and_then(|rest| rest.split_once(':'))
+                    .is_some_and(|(names, _)| {
+                        names.split('`').skip(1).step_by(2).any(|n| n == name)
+                    })
+            })
+            .map_or_else(|| self.first_hint(), str::to_owned)
+    }
+
+    fn paragraphs(&self) -> impl Iterator<Item = &str> {
         self.hints
             .trim()
             .split("\n\n")
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_owned()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
     }
 }
 
@@ -114,5 +133,20 @@ mod tests {
         assert_eq!(stages[0].first_hint(), "First para\nstill.");
         assert!(!stages[0].hints.contains('x'));
         assert_eq!(stages[1].number, 2);
+    }
+
+    #[test]
+    fn a_hint_can_name_the_tests_it_is_for() {
+        let md = "## Stage 1: Serve\nStart with the loop.\n\nFor `pipelined` and `inline`: three commands came in one write.\n\nFor `other`: no.\n";
+        let stage = &parse(md)[0];
+        assert_eq!(
+            stage.hint_for("stage1_serve::inline"),
+            "For `pipelined` and `inline`: three commands came in one write."
+        );
+        assert_eq!(stage.hint_for("stage1_serve::other"), "For `other`: no.");
+        assert_eq!(
+            stage.hint_for("stage1_serve::unnamed"),
+            "Start with the loop."
+        );
     }
 }

@@ -65,10 +65,15 @@ enum Command {
         /// Exit 0 even when tests fail (for CI that reports progress without failing).
         #[arg(long)]
         no_fail: bool,
+        /// Show every failing test with its message, not only each stage's first (the JSON
+        /// format always holds them all).
+        #[arg(long, short)]
+        verbose: bool,
     },
-    /// List the ten projects, with your progress on each.
+    /// List the ten projects, with your progress on each: the last grade `check` gave, with its
+    /// age; a project whose files changed since is graded again, quietly.
     List {
-        /// Do not grade your exercises (faster).
+        /// Grade nothing: show only the grades already kept.
         #[arg(long)]
         no_progress: bool,
     },
@@ -85,6 +90,10 @@ enum Command {
         project: String,
         #[command(flatten)]
         tree: TreeArgs,
+        /// Build with optimisations, to measure your own server (`cargo xtask run kv-store
+        /// --release -- server`).
+        #[arg(long)]
+        release: bool,
         /// Arguments for the binary (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -181,8 +190,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             tree,
             format,
             no_fail,
+            verbose,
         } => {
-            let passed = check::run(&root, project.as_deref(), &tree.tree()?, format)?;
+            let passed = check::run(&root, project.as_deref(), &tree.tree()?, format, verbose)?;
             Ok(if passed || no_fail {
                 ExitCode::SUCCESS
             } else {
@@ -199,8 +209,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run {
             project,
             tree,
+            release,
             args,
-        } => run::run(&root, &project, &tree.tree()?, &args),
+        } => run::run(&root, &project, &tree.tree()?, release, &args),
         Command::Bench {
             project,
             tree,

@@ -1,6 +1,7 @@
 //! Grading reports and their three renderings: text for a terminal, markdown for a CI job
 //! summary, JSON for tools.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -35,6 +36,10 @@ pub struct StageReport {
     pub title: String,
     /// The first paragraph of its hints.
     pub hint: String,
+    /// Hints of their own for some failing tests (by full name), from paragraphs of `hints.md`
+    /// that name them; a failing test not listed gets [`StageReport::hint`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub test_hints: BTreeMap<String, String>,
     /// Its tests.
     pub tests: Vec<TestOutcome>,
 }
@@ -43,6 +48,11 @@ impl StageReport {
     /// Whether every test passed.
     pub fn passed(&self) -> bool {
         self.tests.iter().all(|t| t.passed)
+    }
+
+    /// The hint to print under `test` when it fails.
+    pub fn hint_for(&self, test: &str) -> &str {
+        self.test_hints.get(test).unwrap_or(&self.hint)
     }
 }
 
@@ -72,11 +82,11 @@ impl ProjectReport {
         format!("stages {sp}/{st}, tests {tp}/{tt}")
     }
 
-    /// The first failing test of the first failing stage.
-    fn first_failure(&self) -> Option<(&StageReport, &TestOutcome)> {
+    /// Every failing test, by stage, in order.
+    fn failures(&self) -> impl Iterator<Item = (&StageReport, &TestOutcome)> {
         self.stages
             .iter()
-            .find_map(|s| s.tests.iter().find(|t| !t.passed).map(|t| (s, t)))
+            .flat_map(|s| s.tests.iter().filter(|t| !t.passed).map(move |t| (s, t)))
     }
 }
 
@@ -107,8 +117,13 @@ impl Style {
 /// The most lines of a failure message the text report shows.
 const MESSAGE_LINES: usize = 40;
 
-/// The report for a terminal.
+/// The report for a terminal: under each failing stage, its first failure with that test's hint.
 pub fn text(reports: &[ProjectReport], style: Style) -> String {
+    text_with(reports, style, false)
+}
+
+/// The report for a terminal; `verbose` shows every failure, not only each stage's first.
+pub fn text_with(reports: &[ProjectReport], style: Style, verbose: bool) -> String {
     let mut out = String::new();
     if reports.len() > 1 {
         return table_text(reports, style);
@@ -123,7 +138,7 @@ pub fn text(reports: &[ProjectReport], style: Style) -> String {
             let _ = writeln!(out, "  {} could not grade: {error}", style.tick(false));
             continue;
         }
-        let failure = r.first_failure();
+        let mut hidden = 0;
         for s in &r.stages {
             let passed = s.tests.iter().filter(|t| t.passed).count();
             let _ = writeln!(
@@ -134,8 +149,12 @@ pub fn text(reports: &[ProjectReport], style: Style) -> String {
                 s.title,
                 s.tests.len()
             );
-            if let Some((stage, test)) = failure.filter(|(stage, _)| stage.number == s.number) {
-                let _ = writeln!(out, "      first failure: {}", test.name);
+            let failing: Vec<&TestOutcome> = s.tests.iter().filter(|t| !t.passed).collect();
+            let shown = if verbose { failing.len() } else { 1 };
+            hidden += failing.len().saturating_sub(shown);
+            for (i, test) in failing.iter().take(shown).enumerate() {
+                let label = if i == 0 { "first failure" } else { "failure" };
+                let _ = writeln!(out, "      {label}: {}", test.name);
                 let message = test.message.as_deref().unwrap_or("(no message)");
                 let lines: Vec<&str> = message.lines().collect();
                 for line in lines.iter().take(MESSAGE_LINES) {
@@ -148,21 +167,22 @@ pub fn text(reports: &[ProjectReport], style: Style) -> String {
                         lines.len() - MESSAGE_LINES
                     );
                 }
-                if !stage.hint.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "      hint: {}",
-                        stage.hint.replace('\n', "\n            ")
-                    );
+                let hint = s.hint_for(&test.name);
+                if !hint.is_empty() {
+                    let _ = writeln!(out, "      hint: {}", hint.replace('\n', "\n            "));
                 }
-                let _ = writeln!(
-                    out,
-                    "      more: cargo xtask hint {} {}",
-                    r.slug, stage.number
-                );
+            }
+            if !failing.is_empty() {
+                let _ = writeln!(out, "      more: cargo xtask hint {} {}", r.slug, s.number);
             }
         }
         let _ = writeln!(out, "{}", r.summary());
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "({hidden} more failing tests: --verbose shows them all, --format json holds them all)"
+            );
+        }
     }
     out
 }
@@ -234,7 +254,8 @@ pub fn markdown(reports: &[ProjectReport]) -> String {
                 s.tests.len()
             );
         }
-        if let Some((stage, test)) = r.first_failure() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (stage, test) in r.failures().filter(|(s, _)| seen.insert(s.number)) {
             let message = test
                 .message
                 .as_deref()
@@ -242,8 +263,10 @@ pub fn markdown(reports: &[ProjectReport]) -> String {
                 .replace("```", "'''");
             let _ = writeln!(
                 out,
-                "\n<details><summary>First failure: <code>{}</code></summary>\n\n```text\n{message}\n```\n\nHint: {}\n\n</details>",
-                test.name, stage.hint
+                "\n<details><summary>Stage {}, first failure: <code>{}</code></summary>\n\n```text\n{message}\n```\n\nHint: {}\n\n</details>",
+                stage.number,
+                test.name,
+                stage.hint_for(&test.name)
             );
         }
     }
@@ -281,12 +304,14 @@ mod tests {
                     number: 1,
                     title: "Send".into(),
                     hint: "Use send_to.".into(),
+                    test_hints: BTreeMap::new(),
                     tests: vec![t("stage1_a::x", true)],
                 },
                 StageReport {
                     number: 2,
                     title: "Track".into(),
                     hint: "Use a map.".into(),
+                    test_hints: BTreeMap::new(),
                     tests: vec![t("stage2_b::y", false), t("stage2_b::z", true)],
                 },
             ],
@@ -302,6 +327,25 @@ mod tests {
         assert!(out.contains("hint: Use a map."), "{out}");
         assert!(out.contains("cargo xtask hint heartbeat 2"), "{out}");
         assert!(out.trim_end().ends_with("stages 1/2, tests 2/3"), "{out}");
+    }
+
+    #[test]
+    fn every_failing_stage_shows_its_first_failure_and_verbose_shows_all() {
+        let mut r = report();
+        r.stages[0].tests[0].passed = false;
+        r.stages[1].tests[1].passed = false;
+        r.stages[1]
+            .test_hints
+            .insert("stage2_b::z".into(), "For `z`: check z.".into());
+        let out = text(&[r.clone()], Style { color: false });
+        assert!(out.contains("first failure: stage1_a::x"), "{out}");
+        assert!(out.contains("first failure: stage2_b::y"), "{out}");
+        assert!(!out.contains("stage2_b::z"), "{out}");
+        assert!(out.contains("1 more failing tests: --verbose"), "{out}");
+        let all = text_with(&[r], Style { color: false }, true);
+        assert!(all.contains("failure: stage2_b::z"), "{all}");
+        assert!(all.contains("hint: For `z`: check z."), "{all}");
+        assert!(all.contains("hint: Use a map."), "{all}");
     }
 
     #[test]

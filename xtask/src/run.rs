@@ -8,10 +8,17 @@ use anyhow::{Context, Result};
 use crate::projects;
 use crate::tree::Tree;
 
-/// Builds `name`'s binary from `tree`, runs it with `args`, and passes on its exit code.
-pub fn run(root: &Path, name: &str, tree: &Tree, args: &[String]) -> Result<ExitCode> {
+/// Builds `name`'s binary from `tree` (optimised with `release`), runs it with `args`, and passes
+/// on its exit code.
+pub fn run(
+    root: &Path,
+    name: &str,
+    tree: &Tree,
+    release: bool,
+    args: &[String],
+) -> Result<ExitCode> {
     let project = projects::find_existing(name, root)?;
-    let binary = tree.build(root, &project, false)?;
+    let binary = tree.build(root, &project, release)?;
     let status = Command::new(&binary)
         .args(args)
         .status()
