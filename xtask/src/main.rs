@@ -11,6 +11,7 @@
 //! - [`grade`]: `grade-pr`, a pull request's exercises graded with this checkout's suite.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
+//! - [`watch`]: `watch`, grading again on every save.
 
 mod api;
 mod bench;
@@ -27,6 +28,7 @@ mod run;
 mod tree;
 mod verify;
 mod walk;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +71,11 @@ enum Command {
         /// format always holds them all).
         #[arg(long, short)]
         verbose: bool,
+    },
+    /// Grade a project's exercise again on every save of its files; q then Enter quits.
+    Watch {
+        /// The project: its name or number.
+        project: String,
     },
     /// List the ten projects, with your progress on each: the last grade `check` gave, with its
     /// age; a project whose files changed since is graded again, quietly.
@@ -199,6 +206,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Watch { project } => watch::run(&root, &project).map(|()| ExitCode::SUCCESS),
         Command::List { no_progress } => {
             list::run(&root, no_progress);
             Ok(ExitCode::SUCCESS)
