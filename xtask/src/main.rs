@@ -16,6 +16,7 @@ mod bench;
 mod book;
 mod check;
 mod compare;
+mod given;
 mod hints;
 mod libtest;
 mod list;
