@@ -48,6 +48,15 @@ pub fn positive_size(s: &str) -> Result<usize, String> {
     usize::try_from(bytes).map_err(|_| format!("{s} is larger than this machine can address"))
 }
 
+/// `d` as [`duration`] reads it back (`10s`, `2m`), for clap's `default_value = ...` where the
+/// default is a library's `pub const DEFAULT_...: Duration`: the default is written once, and
+/// `--help` shows it as people write it.
+///
+/// The text is leaked: call it once per flag, as clap does when it builds the command.
+pub fn duration_text(d: Duration) -> &'static str {
+    Box::leak(humantime::format_duration(d).to_string().into_boxed_str())
+}
+
 /// A `KEY=VALUE` pair with a non-empty key; the value may be empty or hold further `=`.
 ///
 /// # Errors
@@ -69,6 +78,9 @@ mod tests {
         assert_eq!(duration("0s"), Ok(Duration::ZERO));
         assert!(positive_duration("0s").is_err());
         assert!(duration("soon").unwrap_err().contains("expected"));
+        for d in [Duration::from_millis(500), Duration::from_secs(120)] {
+            assert_eq!(duration(duration_text(d)), Ok(d));
+        }
     }
 
     #[test]

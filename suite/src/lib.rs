@@ -13,7 +13,11 @@
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
+//! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
+//!   code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
+//! - [`seeded`]: seeded randomness, the same on every run.
+//! - [`server`]: a server under test, started the way every project's is, with its address.
 
 pub mod binary;
 pub mod framed;
@@ -21,11 +25,15 @@ pub mod nats;
 pub mod program;
 pub mod proxy;
 pub mod resp;
+pub mod seeded;
+pub mod server;
+pub mod transfer;
 pub mod udp;
 pub mod wait;
 
 pub use binary::binary;
 pub use program::Program;
 pub use proxy::{Fault, FaultProxy};
+pub use server::{LIMIT, PROMPT, Server, command};
 pub use udp::UdpPeer;
 pub use wait::{bounded, poll_until};

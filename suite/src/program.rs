@@ -117,7 +117,13 @@ impl Program {
     /// Starts `binary server --bind 127.0.0.1:0 ARGS...`, the convention every project's server
     /// follows, and waits for its `listening on ADDR` line.
     pub fn start_server(binary: &Path, args: &[&str]) -> (Program, SocketAddr) {
-        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
+        Program::start_role(binary, "server", args)
+    }
+
+    /// Like [`start_server`](Self::start_server) for a server subcommand named for its role
+    /// (`broker`, `recv`): `binary ROLE --bind 127.0.0.1:0 ARGS...`.
+    pub fn start_role(binary: &Path, role: &str, args: &[&str]) -> (Program, SocketAddr) {
+        let mut all = vec![role, "--bind", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut program = Program::start(binary, &all);
         let addr = program.listening();

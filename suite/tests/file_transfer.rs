@@ -6,15 +6,18 @@
 //! the protocol by hand. The outcome must always be a correct file or a clear error with no final
 //! file.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use rand::{Rng, RngExt};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+use workbook_suite::transfer::{
+    ACCEPT, CHUNK, COMPLETE, ERROR, Frame, MANIFEST, RESEND, SENT_ALL, TransferConn, chunk, frame,
+    manifest, manifest_with, sha256,
+};
 use workbook_suite::{Fault, FaultProxy, Program, binary, bounded, poll_until};
 
 /// Every test's overall bound.
@@ -30,27 +33,9 @@ fn bin() -> PathBuf {
     binary("file-transfer")
 }
 
-/// Deterministic bytes: the same on every run for the same seed (splitmix64).
+/// Deterministic bytes: the same on every run for the same seed.
 fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// A number in `0..n` from a seed's sequence.
-fn seeded_below(state: &mut u64, n: u64) -> u64 {
-    *state = state
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    (*state >> 33) % n
+    workbook_suite::seeded::bytes(seed, len)
 }
 
 /// A receiver under test, on its own temporary directory.
@@ -209,77 +194,15 @@ fn assert_send_failed(recv: &mut Receiver, sent: &mut Sent, doing: &str, says: &
     }
 }
 
-// ---- the protocol, written out from the contract, for the tests that count bytes or lie ----
-
-const MANIFEST: u8 = 0x01;
-const CHUNK: u8 = 0x02;
-const SENT_ALL: u8 = 0x03;
-const ACCEPT: u8 = 0x81;
-const RESEND: u8 = 0x82;
-const COMPLETE: u8 = 0x83;
-const ERROR: u8 = 0x84;
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
-
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = (body.len() as u32).to_be_bytes().to_vec();
-    out.push(kind);
-    out.extend_from_slice(body);
-    out
-}
-
-/// A manifest body with every field given, so that a test can make it lie.
-fn manifest_with(
-    name: &[u8],
-    size: u64,
-    chunk_size: u32,
-    file_hash: [u8; 32],
-    chunk_hashes: &[[u8; 32]],
-) -> Vec<u8> {
-    let mut body = vec![1u8];
-    body.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    body.extend_from_slice(name);
-    body.extend_from_slice(&size.to_be_bytes());
-    body.extend_from_slice(&chunk_size.to_be_bytes());
-    body.extend_from_slice(&file_hash);
-    body.extend_from_slice(&(chunk_hashes.len() as u32).to_be_bytes());
-    for h in chunk_hashes {
-        body.extend_from_slice(h);
-    }
-    let check = sha256(&body);
-    body.extend_from_slice(&check);
-    body
-}
-
-/// The honest manifest body for `data`.
-fn manifest(name: &str, data: &[u8], chunk_size: u32) -> Vec<u8> {
-    let hashes: Vec<[u8; 32]> = data.chunks(chunk_size as usize).map(sha256).collect();
-    manifest_with(
-        name.as_bytes(),
-        data.len() as u64,
-        chunk_size,
-        sha256(data),
-        &hashes,
-    )
-}
-
-fn chunk(index: u32, data: &[u8]) -> Vec<u8> {
-    let mut body = index.to_be_bytes().to_vec();
-    body.extend_from_slice(data);
-    frame(CHUNK, &body)
-}
-
-/// A hand-driven peer.
+/// A hand-driven peer, for the tests that count bytes or lie.
 struct Raw {
-    stream: TcpStream,
+    conn: TransferConn,
 }
 
 impl Raw {
     fn connect(recv: &mut Receiver) -> Raw {
-        match TcpStream::connect(recv.addr) {
-            Ok(stream) => Raw { stream },
+        match TransferConn::connect(recv.addr) {
+            Ok(conn) => Raw { conn },
             Err(e) => recv
                 .program
                 .fail(format_args!("cannot connect to {}: {e}", recv.addr)),
@@ -288,39 +211,12 @@ impl Raw {
 
     fn send(&mut self, bytes: &[u8]) {
         // The receiver may already have refused and closed: what it said is what matters.
-        let _ = self.stream.write_all(bytes);
+        let _ = self.conn.send_raw(bytes);
     }
 
-    /// The next frame, `None` on a clean close, `Err` on a timeout or a broken frame.
-    fn read_frame(&mut self, timeout: Duration) -> Result<Option<(u8, Vec<u8>)>, String> {
-        let _ = self.stream.set_read_timeout(Some(timeout));
-        let mut header = [0u8; 5];
-        let mut got = 0;
-        while got < 5 {
-            match self.stream.read(&mut header[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err("the connection closed in the middle of a frame".into()),
-                Ok(n) => got += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(format!("no frame came within {timeout:.0?}"));
-                }
-                Err(e) => return Err(format!("reading a frame: {e}")),
-            }
-        }
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if len > 1 << 20 {
-            return Err(format!("a frame header declaring {len} bytes"));
-        }
-        let mut body = vec![0u8; len];
-        self.stream
-            .read_exact(&mut body)
-            .map_err(|e| format!("a frame body of {len} bytes did not arrive: {e}"))?;
-        Ok(Some((header[4], body)))
+    /// The next frame, or what came instead.
+    fn read_frame(&mut self, timeout: Duration) -> Result<Frame, String> {
+        self.conn.read(timeout).map_err(|no| no.to_string())
     }
 
     /// Reads frames until an ERROR, and returns its message (ACCEPT and RESEND may come first).
@@ -330,10 +226,13 @@ impl Raw {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.read_frame(left.max(Duration::from_millis(1))) {
-                Ok(Some((ERROR, body))) if !body.is_empty() => {
+                Ok(Frame { kind: ERROR, body }) if !body.is_empty() => {
                     return String::from_utf8_lossy(&body).into_owned();
                 }
-                Ok(Some((ACCEPT | RESEND, _))) => {}
+                Ok(Frame {
+                    kind: ACCEPT | RESEND,
+                    ..
+                }) => {}
                 other => recv.program.fail(format_args!(
                     "sent {sent}; expected an ERROR frame (type 0x84) with a message, got {other:?}"
                 )),
@@ -611,8 +510,8 @@ mod stage3_corruption {
             peer.send(&wire);
             loop {
                 match peer.read_frame(PROMPT) {
-                    Ok(Some((ACCEPT, _))) => {}
-                    Ok(Some((COMPLETE, _))) => break,
+                    Ok(Frame { kind: ACCEPT, .. }) => {}
+                    Ok(Frame { kind: COMPLETE, .. }) => break,
                     other => r.program.fail(format_args!(
                         "sent chunks 1, 1, 0, 0, 2 of twice.bin (all correct) and SENT_ALL; expected ACCEPT then COMPLETE, got {other:?}"
                     )),
@@ -630,13 +529,13 @@ mod stage3_corruption {
             let mut r = Receiver::start(&["--frame-timeout", "2s"]);
             let src = tempfile::tempdir().unwrap();
             let data = seeded_bytes(7, 48 * 1024);
-            let mut seed = 0xF11B_u64;
+            let mut rng = workbook_suite::seeded::rng(0xF11B);
             // Up to the end of the last chunk: manifest, headers and data alike.
             let stream_len = data_offset("trial-00.bin", data.len(), 4096, 12) - 9;
             for trial in 0..10 {
                 let name = format!("trial-{trial:02}.bin");
                 let path = file(src.path(), &name, &data);
-                let at = seeded_below(&mut seed, stream_len);
+                let at = rng.random_range(0..stream_len);
                 let proxy = FaultProxy::start(r.addr, Fault::FlipByte(at)).unwrap();
                 let mut sent = send(&mut r, proxy.addr(), &[&path], &["--chunk-size", "4KiB"]);
                 if sent.status.success() {
@@ -805,7 +704,7 @@ mod stage4_resume {
             // Read the ACCEPT first: closing a socket with unread bytes sends a reset, and a
             // reset makes the receiver's kernel drop what it had not yet handed over.
             match peer.read_frame(PROMPT) {
-                Ok(Some((ACCEPT, _))) => {}
+                Ok(Frame { kind: ACCEPT, .. }) => {}
                 other => r.program.fail(format_args!(
                     "sent an honest manifest for vanish.bin; expected an ACCEPT frame (type 0x81), got {other:?}"
                 )),
@@ -878,7 +777,7 @@ mod stage5_many_senders {
             let mut peer = Raw::connect(&mut r);
             peer.send(&frame(MANIFEST, &manifest("same.bin", &first, 16 * 1024)));
             match peer.read_frame(PROMPT) {
-                Ok(Some((ACCEPT, _))) => {}
+                Ok(Frame { kind: ACCEPT, .. }) => {}
                 other => r.program.fail(format_args!(
                     "sent an honest manifest for same.bin; expected an ACCEPT frame (type 0x81), got {other:?}"
                 )),
@@ -898,7 +797,7 @@ mod stage5_many_senders {
             }
             peer.send(&frame(SENT_ALL, &[]));
             match peer.read_frame(PROMPT) {
-                Ok(Some((COMPLETE, _))) => {}
+                Ok(Frame { kind: COMPLETE, .. }) => {}
                 other => r.program.fail(format_args!(
                     "the first sender of same.bin then sent its 4 chunks and SENT_ALL; expected COMPLETE (type 0x83), got {other:?}"
                 )),
@@ -1188,10 +1087,11 @@ mod stage6_hostile {
     fn seeded_garbage_never_kills_the_receiver() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&["--frame-timeout", "1s"]);
-            let mut seed = 0x6A7B_u64;
+            let mut rng = workbook_suite::seeded::rng(0x6A7B);
             for round in 0..20 {
-                let len = 1 + seeded_below(&mut seed, 600) as usize;
-                let mut junk = seeded_bytes(seed, len);
+                let len = rng.random_range(1..=600);
+                let mut junk = vec![0u8; len];
+                rng.fill_bytes(&mut junk);
                 // Half the rounds start with a plausible header, so the body checks run too.
                 if round % 2 == 0 && junk.len() >= 5 {
                     junk[..4].copy_from_slice(&((len - 5) as u32).to_be_bytes());
@@ -1222,7 +1122,9 @@ mod stage6_hostile {
             let refusal = poll_until(PROMPT, Duration::from_millis(20), || {
                 let mut extra = Raw::connect(&mut r);
                 match extra.read_frame(Duration::from_millis(500)) {
-                    Ok(Some((ERROR, body))) => Some(String::from_utf8_lossy(&body).into_owned()),
+                    Ok(Frame { kind: ERROR, body }) => {
+                        Some(String::from_utf8_lossy(&body).into_owned())
+                    }
                     _ => None,
                 }
             });

@@ -11,13 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use workbook_suite::{Program, UdpPeer, binary, bounded, poll_until};
-
-/// Every test's overall bound.
-const LIMIT: Duration = Duration::from_secs(40);
-
-/// How long a test waits for something that should come at once.
-const PROMPT: Duration = Duration::from_secs(5);
+use workbook_suite::{LIMIT, PROMPT, Program, UdpPeer, binary, bounded, command, poll_until};
 
 fn bin() -> PathBuf {
     binary("heartbeat")
@@ -35,7 +29,8 @@ fn hb(node: &str, seq: u64) -> Value {
     json!({ "node": node, "seq": seq, "sent_ms": now_ms() })
 }
 
-/// A server under test, with a UDP peer to talk to it.
+/// A server under test, with a UDP peer to talk to it: the peer is why this is not
+/// `workbook_suite::Server` (a node's heartbeats come from one address).
 struct Server {
     program: Program,
     addr: SocketAddr,
@@ -158,42 +153,32 @@ impl Server {
 
     /// Polls the status until `node`'s row satisfies `wanted`, and returns it.
     fn node_until(&mut self, node: &str, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PROMPT;
-        loop {
+        let mut last = Value::Null;
+        let found = poll_until(PROMPT, Duration::from_millis(20), || {
             let row = self.node(node);
             if wanted(&row) {
-                return row;
+                return Some(row);
             }
-            if Instant::now() >= deadline {
-                self.program.fail(format_args!(
-                    "expected node {node:?} to have {what}, its row is {row}"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            last = row;
+            None
+        });
+        match found {
+            Some(row) => row,
+            None => self.program.fail(format_args!(
+                "expected node {node:?} to have {what}, its row is {last}"
+            )),
         }
     }
 }
 
 /// Runs the binary with `args` to completion (bounded) and returns its stdout.
 fn run_to_end(args: &[&str], timeout: Duration) -> String {
-    let mut program = Program::start(&bin(), args);
-    match program.wait_exit(timeout) {
-        Some(status) if status.success() => {}
-        Some(status) => program.fail(format_args!(
-            "expected `{}` to succeed, it ended with {status}",
-            args.join(" ")
-        )),
-        None => program.fail(format_args!(
-            "expected `{}` to finish within {timeout:?}",
-            args.join(" ")
-        )),
-    }
-    let mut out = String::new();
-    while let Some(line) = program.next_line(Duration::from_millis(500)) {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
+    let out = command("heartbeat")
+        .args(args)
+        .timeout(timeout)
+        .assert()
+        .success();
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
 }
 
 /// Receives `count` heartbeats on `peer` from a running client, failing fast if the client dies.

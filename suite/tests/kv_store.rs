@@ -4,42 +4,29 @@
 //! reference solution) and talks to it over TCP in the Redis protocol, with the suite's own RESP
 //! client; the last stage also drives it with the real `redis-cli` where that is installed.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use predicates::prelude::*;
 use workbook_suite::resp::{Resp, RespConn};
-use workbook_suite::{Program, binary, bounded, poll_until};
+use workbook_suite::{LIMIT, PROMPT, Program, Server, bounded, command, poll_until};
 
-/// Every test's overall bound.
-const LIMIT: Duration = Duration::from_secs(40);
-
-/// How long a test waits for a reply that should come at once.
-const PROMPT: Duration = Duration::from_secs(5);
-
-fn bin() -> PathBuf {
-    binary("kv-store")
+/// What these tests do with a server: RESP requests and their replies.
+trait Kv {
+    fn connect(&mut self) -> RespConn;
+    fn call(&mut self, conn: &mut RespConn, args: &[&str]) -> Resp;
+    fn expect(&mut self, conn: &mut RespConn, args: &[&str], expected: &Resp);
+    fn expect_error(&mut self, conn: &mut RespConn, args: &[&str], prefix: &str);
 }
 
-/// A server under test.
-struct Server {
-    program: Program,
-    addr: SocketAddr,
+/// `kv-store server --bind 127.0.0.1:0 ARGS...`.
+fn start(args: &[&str]) -> Server {
+    Server::start("kv-store", args)
 }
 
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let (program, addr) = Program::start_server(&bin(), args);
-        Server { program, addr }
-    }
-
+impl Kv for Server {
     fn connect(&mut self) -> RespConn {
-        match RespConn::connect(self.addr) {
-            Ok(conn) => conn,
-            Err(e) => self
-                .program
-                .fail(format_args!("cannot connect to {}: {e}", self.addr)),
-        }
+        self.connect_with(RespConn::connect)
     }
 
     /// Sends a command on `conn` and returns its reply, failing with a diagnosis otherwise.
@@ -118,7 +105,7 @@ mod stage1_framing {
     #[test]
     fn ping_echo_and_pong() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["PING"], &Resp::Simple("PONG".into()));
             s.expect(&mut c, &["PING", "hello"], &bulk("hello"));
@@ -129,7 +116,7 @@ mod stage1_framing {
     #[test]
     fn inline_commands_work_like_nc() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             let _ = c.send_raw(b"PING\r\nSET greeting \"hello world\"\r\nGET greeting\r\n");
             for expected in [Resp::Simple("PONG".into()), ok(), bulk("hello world")] {
@@ -146,7 +133,7 @@ mod stage1_framing {
     #[test]
     fn unknown_commands_and_wrong_arity_are_errors_not_disconnects() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect_error(&mut c, &["FLY", "away"], "ERR unknown command 'fly'");
             s.expect_error(
@@ -161,7 +148,7 @@ mod stage1_framing {
     #[test]
     fn command_answers_so_redis_cli_starts_quietly() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             match s.call(&mut c, &["COMMAND", "DOCS"]) {
                 Resp::Array(_) => {}
@@ -175,7 +162,7 @@ mod stage1_framing {
     #[test]
     fn quit_says_ok_and_closes() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["QUIT"], &ok());
             if !c.is_closed(PROMPT) {
@@ -192,7 +179,7 @@ mod stage1_shutdown {
     #[test]
     fn sigterm_shuts_the_server_down_cleanly() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut idle = s.connect();
             s.expect(&mut idle, &["SET", "k", "v"], &ok());
             s.program.terminate();
@@ -212,7 +199,7 @@ mod stage1_shutdown {
     fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
         use std::io::Write;
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             // 64 replies of 1 MiB each: far more than the kernel's socket buffers hold, so the
             // server's writes block for as long as this client reads nothing.
             let value = "v".repeat(1 << 20);
@@ -220,12 +207,7 @@ mod stage1_shutdown {
             for _ in 0..64 {
                 wire.extend_from_slice(&workbook_suite::resp::encode(&[b"GET", b"big"]));
             }
-            let mut stuck = match std::net::TcpStream::connect(s.addr) {
-                Ok(stream) => stream,
-                Err(e) => s
-                    .program
-                    .fail(format_args!("cannot connect to {}: {e}", s.addr)),
-            };
+            let mut stuck = s.connect_with(std::net::TcpStream::connect);
             if let Err(e) = stuck.write_all(&wire) {
                 s.program
                     .fail(format_args!("sending SET big (1 MiB) and 64 GET big: {e}"));
@@ -254,7 +236,7 @@ mod stage2_commands {
     #[test]
     fn set_get_del_exists() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["GET", "k"], &nil());
             s.expect(&mut c, &["SET", "k", "v1"], &ok());
@@ -270,7 +252,7 @@ mod stage2_commands {
     #[test]
     fn values_are_binary_safe() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             let value = "line one\r\nline two\0 and a NUL, \u{e9}t\u{e9}";
             s.expect(&mut c, &["SET", "bin", value], &ok());
@@ -281,7 +263,7 @@ mod stage2_commands {
     #[test]
     fn set_nx_and_xx() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["SET", "k", "a", "XX"], &nil());
             s.expect(&mut c, &["SET", "k", "a", "NX"], &ok());
@@ -295,7 +277,7 @@ mod stage2_commands {
     #[test]
     fn counters() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["INCR", "n"], &int(1));
             s.expect(&mut c, &["INCRBY", "n", "41"], &int(42));
@@ -324,7 +306,7 @@ mod stage2_commands {
     #[test]
     fn multi_key_commands() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&["--shards", "4"]);
+            let mut s = start(&["--shards", "4"]);
             let mut c = s.connect();
             s.expect(&mut c, &["MSET", "a", "1", "b", "2", "c", "3"], &ok());
             s.expect(
@@ -363,7 +345,7 @@ mod stage2_client {
     #[test]
     fn the_client_subcommand_prints_like_redis_cli() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let addr = s.addr.to_string();
             let checks: [(&[&str], &str); 5] = [
                 (&["SET", "a", "1"], "OK"),
@@ -376,29 +358,12 @@ mod stage2_client {
                 ),
             ];
             for (args, expected) in checks {
-                let mut all = vec!["client", "--server", addr.as_str()];
-                all.extend_from_slice(args);
-                let mut client = Program::start(&bin(), &all);
-                match client.wait_exit(PROMPT) {
-                    Some(status) if status.success() => {}
-                    Some(status) => client.fail(format_args!(
-                        "`kv-store client {}` ended with {status}",
-                        args.join(" ")
-                    )),
-                    None => client.fail(format_args!(
-                        "`kv-store client {}` did not finish within 5s",
-                        args.join(" ")
-                    )),
-                }
-                let got = client
-                    .next_line(Duration::from_millis(500))
-                    .unwrap_or_default();
-                if got != expected {
-                    client.fail(format_args!(
-                        "`kv-store client {}`: expected {expected:?}, got {got:?}",
-                        args.join(" ")
-                    ));
-                }
+                command("kv-store")
+                    .args(["client", "--server", addr.as_str()])
+                    .args(args)
+                    .assert()
+                    .success()
+                    .stdout(predicate::eq(format!("{expected}\n")));
             }
             s.program.assert_running("serving the client subcommand");
         });
@@ -410,7 +375,7 @@ mod stage3_concurrency {
 
     /// 50 clients, each incrementing 5 shared counters 100 times: every update must count.
     fn no_lost_updates(args: &[&str]) {
-        let mut s = Server::start(args);
+        let mut s = start(args);
         let addr = s.addr;
         let workers: Vec<_> = (0..50)
             .map(|w| {
@@ -481,7 +446,7 @@ mod stage3_concurrency {
     #[test]
     fn clients_see_each_other_at_once() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&["--shards", "3"]);
+            let mut s = start(&["--shards", "3"]);
             let (mut a, mut b) = (s.connect(), s.connect());
             for i in 0..50 {
                 let key = format!("k{i}");
@@ -499,7 +464,7 @@ mod stage4_expiry {
     #[test]
     fn ttl_reports_the_time_left() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["SET", "k", "v", "EX", "100"], &ok());
             match s.call(&mut c, &["TTL", "k"]) {
@@ -524,7 +489,7 @@ mod stage4_expiry {
     #[test]
     fn an_expired_key_is_gone() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["SET", "long", "v", "EX", "100"], &ok());
             let set_at = std::time::Instant::now();
@@ -553,7 +518,7 @@ mod stage4_expiry {
     #[test]
     fn expired_keys_are_swept_without_being_read() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&["--shards", "2"]);
+            let mut s = start(&["--shards", "2"]);
             let mut c = s.connect();
             for i in 0..200 {
                 s.expect(&mut c, &["SET", &format!("t{i}"), "v", "PX", "200"], &ok());
@@ -579,7 +544,7 @@ mod stage5_pipelining {
     #[test]
     fn a_thousand_pipelined_commands_are_answered_in_order() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             let mut batch = Vec::new();
             for i in 0..1000 {
@@ -622,7 +587,7 @@ mod stage5_pipelining {
     #[test]
     fn a_pipeline_split_at_every_byte_still_works() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             let mut wire = workbook_suite::resp::encode(&[b"SET", b"split", b"value"]);
             wire.extend(workbook_suite::resp::encode(&[b"GET", b"split"]));
@@ -650,7 +615,7 @@ mod stage6_hostile {
     /// Sends `wire`, expects an error reply starting with `prefix`, then a closed connection, and
     /// checks that another client's data is intact and the server still answers.
     fn refused(wire: &[u8], prefix: &str) {
-        let mut s = Server::start(&[]);
+        let mut s = start(&[]);
         let mut other = s.connect();
         s.expect(&mut other, &["SET", "safe", "data"], &ok());
         let mut c = s.connect();
@@ -699,18 +664,15 @@ mod stage6_hostile {
     #[test]
     fn seeded_garbage_never_kills_the_server() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut keep = s.connect();
             s.expect(&mut keep, &["SET", "safe", "data"], &ok());
-            // A fixed linear congruential sequence: the same garbage on every run.
-            let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+            // Seeded: the same garbage on every run.
+            let mut rng = workbook_suite::seeded::rng(0x2545_F491_4F6C_DD1D);
             for round in 0..30 {
                 let mut junk = Vec::with_capacity(512);
                 for _ in 0..512 {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    let byte = (state >> 56) as u8;
+                    let byte: u8 = rand::RngExt::random(&mut rng);
                     // Mostly protocol characters, so the parser sees plausible prefixes.
                     junk.push(match byte % 8 {
                         0 => b'*',
@@ -735,7 +697,7 @@ mod stage6_hostile {
     #[test]
     fn the_connection_limit_is_enforced() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&["--max-connections", "3"]);
+            let mut s = start(&["--max-connections", "3"]);
             let mut held: Vec<RespConn> = (0..3).map(|_| s.connect()).collect();
             for c in &mut held {
                 s.expect(c, &["PING"], &Resp::Simple("PONG".into()));
@@ -777,7 +739,7 @@ mod stage7_redis_cli {
     #[test]
     fn redis_cli_works_unchanged() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&[]);
+            let mut s = start(&[]);
             let mut c = s.connect();
             s.expect(&mut c, &["SET", "from-suite", "hello"], &ok());
             let Some(cli) = redis_cli() else {

@@ -17,42 +17,35 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use workbook_suite::nats::{Frame, NatsConn, NoFrame};
-use workbook_suite::{Program, binary, bounded, poll_until};
-
-/// Every test's overall bound.
-const LIMIT: Duration = Duration::from_secs(40);
-
-/// How long a test waits for something that should come at once.
-const PROMPT: Duration = Duration::from_secs(5);
+use workbook_suite::{LIMIT, PROMPT, Program, Server, binary, bounded, poll_until};
 
 fn bin() -> PathBuf {
     binary("pubsub")
 }
 
-/// A broker under test.
-struct Broker {
-    program: Program,
-    addr: SocketAddr,
+/// What these tests do with a broker: NATS clients and what they read.
+trait Nats {
+    fn raw(&mut self) -> NatsConn;
+    fn read(&mut self, conn: &mut NatsConn, after: impl Display) -> Frame;
+    fn info(&mut self, conn: &mut NatsConn) -> serde_json::Value;
+    fn client(&mut self) -> NatsConn;
+    fn send(&mut self, conn: &mut NatsConn, bytes: &[u8]);
+    fn expect(&mut self, conn: &mut NatsConn, sent: &[u8], expected: &[Frame]);
+    fn sync(&mut self, conn: &mut NatsConn, after: impl Display);
+    fn subscribe(&mut self, conn: &mut NatsConn, subject: &str, queue: Option<&str>, sid: &str);
+    fn publish(&mut self, conn: &mut NatsConn, messages: &[(&str, Vec<u8>)]);
+    fn receive(&mut self, conn: &mut NatsConn, n: usize, what: impl Display) -> Vec<Frame>;
 }
 
-impl Broker {
-    /// Starts `pubsub broker --bind 127.0.0.1:0 ARGS`.
-    fn start(args: &[&str]) -> Broker {
-        let mut all = vec!["broker", "--bind", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let mut program = Program::start(&bin(), &all);
-        let addr = program.listening();
-        Broker { program, addr }
-    }
+/// `pubsub broker --bind 127.0.0.1:0 ARGS...`.
+fn broker(args: &[&str]) -> Server {
+    Server::start_as("pubsub", "broker", args)
+}
 
+impl Nats for Server {
     /// A connection that has read nothing yet.
     fn raw(&mut self) -> NatsConn {
-        match NatsConn::connect(self.addr) {
-            Ok(conn) => conn,
-            Err(e) => self
-                .program
-                .fail(format_args!("cannot connect to {}: {e}", self.addr)),
-        }
+        self.connect_with(NatsConn::connect)
     }
 
     /// The next frame on `conn`, failing with a diagnosis if none comes.
@@ -208,7 +201,7 @@ fn numbered(subject: &'static str, n: usize, tag: &str) -> Vec<(&'static str, Ve
 }
 
 /// Runs `pubsub ARGS` to completion and fails unless it succeeds.
-fn run_client(broker: &mut Broker, args: &[&str]) {
+fn run_client(broker: &mut Server, args: &[&str]) {
     let mut client = Program::start(&bin(), args);
     match client.wait_exit(PROMPT) {
         Some(status) if status.success() => {}
@@ -278,7 +271,7 @@ mod stage1_handshake {
     #[test]
     fn info_comes_first_and_ping_gets_pong() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut c = b.raw();
             let info = b.info(&mut c);
             for field in ["server_id", "max_payload", "proto"] {
@@ -300,7 +293,7 @@ mod stage1_handshake {
     #[test]
     fn connect_verbose_acknowledges_and_quiet_does_not() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut c = b.raw();
             b.info(&mut c);
             b.expect(
@@ -317,7 +310,7 @@ mod stage1_handshake {
     #[test]
     fn verbs_in_any_case_and_bare_newlines() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut c = b.client();
             b.expect(
                 &mut c,
@@ -330,7 +323,7 @@ mod stage1_handshake {
     #[test]
     fn max_payload_is_configurable() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&["--max-payload", "1000"]);
+            let mut b = broker(&["--max-payload", "1000"]);
             let mut c = b.raw();
             let info = b.info(&mut c);
             if info["max_payload"] != 1000 {
@@ -348,7 +341,7 @@ mod stage2_one_to_one {
     #[test]
     fn a_message_reaches_its_subscriber() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "greetings", None, "1");
             let mut publisher = b.client();
@@ -360,7 +353,7 @@ mod stage2_one_to_one {
     #[test]
     fn only_the_subscribed_subject_is_delivered() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "foo", None, "7");
             let mut publisher = b.client();
@@ -390,7 +383,7 @@ mod stage2_one_to_one {
     #[test]
     fn payloads_are_binary_safe() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "bin", None, "1");
             let mut publisher = b.client();
@@ -421,7 +414,7 @@ mod stage2_one_to_one {
     #[test]
     fn a_reply_subject_is_passed_on() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "service", None, "3");
             let mut publisher = b.client();
@@ -440,7 +433,7 @@ mod stage2_one_to_one {
     #[test]
     fn a_thousand_messages_arrive_in_order() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "seq", None, "1");
             let mut publisher = b.client();
@@ -459,7 +452,7 @@ mod stage2_one_to_one {
     #[test]
     fn echo_off_skips_the_publishers_own_subscription() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut me = b.client();
             b.subscribe(&mut me, "self", None, "1");
             b.expect(
@@ -479,7 +472,7 @@ mod stage2_one_to_one {
     #[test]
     fn the_pub_and_sub_subcommands() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let server = b.addr.to_string();
             // Without --count: `sub --count` sends UNSUB, which is stage 5 (and tested there).
             let mut sub = start_sub(&server, "news", None);
@@ -496,7 +489,7 @@ mod stage3_fan_out {
     #[test]
     fn every_subscriber_gets_every_message_once() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut subs: Vec<NatsConn> = (0..20).map(|_| b.client()).collect();
             for (i, sub) in subs.iter_mut().enumerate() {
                 b.subscribe(sub, "fan", None, &format!("s{i}"));
@@ -519,7 +512,7 @@ mod stage3_fan_out {
     #[test]
     fn two_subscriptions_on_one_connection_get_a_copy_each() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "dup", None, "1");
             b.subscribe(&mut sub, "dup", None, "2");
@@ -545,7 +538,7 @@ mod stage3_fan_out {
     #[test]
     fn many_publishers_each_keep_their_order() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "mix", None, "1");
             let mut publishers: Vec<NatsConn> = (0..4).map(|_| b.client()).collect();
@@ -594,7 +587,7 @@ mod stage4_wildcards_and_queues {
 
     /// Subscribes to `pattern`, publishes to every subject, and checks which arrived.
     fn matching(pattern: &str, subjects: &[&'static str], expected: &[&str]) {
-        let mut b = Broker::start(&[]);
+        let mut b = broker(&[]);
         let mut sub = b.client();
         b.subscribe(&mut sub, pattern, None, "1");
         let mut publisher = b.client();
@@ -663,7 +656,7 @@ mod stage4_wildcards_and_queues {
     #[test]
     fn a_queue_group_gets_each_message_once() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             // The same four workers serve two subjects, and the publisher alternates between
             // them: a member picked by a counter shared across subjects (`turn % 4`) would see
             // only even turns for `jobs`, so two members would get none.
@@ -733,7 +726,7 @@ mod stage4_wildcards_and_queues {
     #[test]
     fn each_queue_group_gets_its_own_copy() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut a = b.client();
             b.subscribe(&mut a, "ev.*", Some("billing"), "a");
             let mut c = b.client();
@@ -764,7 +757,7 @@ mod stage5_unsubscribe {
     #[test]
     fn unsub_stops_delivery() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "u", None, "1");
             b.subscribe(&mut sub, "u", None, "2");
@@ -782,7 +775,7 @@ mod stage5_unsubscribe {
     #[test]
     fn unsub_with_max_delivers_that_many_in_all() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "m", None, "1");
             let mut publisher = b.client();
@@ -811,7 +804,7 @@ mod stage5_unsubscribe {
     #[test]
     fn unsub_with_a_max_already_reached_unsubscribes_at_once() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "m", None, "1");
             let mut publisher = b.client();
@@ -830,7 +823,7 @@ mod stage5_unsubscribe {
     #[test]
     fn a_sid_is_free_again_once_its_max_is_reached() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "first", None, "1");
             b.send(&mut sub, b"UNSUB 1 1\r\n");
@@ -848,7 +841,7 @@ mod stage5_unsubscribe {
     #[test]
     fn unsub_of_an_unknown_sid_is_harmless() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "k", None, "1");
             b.send(&mut sub, b"UNSUB 99\r\nUNSUB nope 4\r\n");
@@ -862,7 +855,7 @@ mod stage5_unsubscribe {
     #[test]
     fn a_departed_client_receives_nothing_and_breaks_nothing() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             for i in 0..20 {
                 let mut gone = b.client();
                 b.subscribe(&mut gone, "d", None, &format!("{i}"));
@@ -881,7 +874,7 @@ mod stage5_unsubscribe {
     #[test]
     fn sub_count_exits_after_n_messages() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let server = b.addr.to_string();
             let mut sub = start_sub(&server, "tick.*", Some(3));
             let mut publisher = b.client();
@@ -913,7 +906,7 @@ mod stage6_slow_and_silent_consumers {
         bounded(LIMIT, || {
             const PENDING: usize = 1 << 20;
             let pending = PENDING.to_string();
-            let mut b = Broker::start(&["--max-pending", &pending, "--write-deadline", "60s"]);
+            let mut b = broker(&["--max-pending", &pending, "--write-deadline", "60s"]);
             let mut slow = b.client();
             b.subscribe(&mut slow, "firehose", None, "slow");
             let mut fast = b.client();
@@ -985,7 +978,7 @@ mod stage6_slow_and_silent_consumers {
         bounded(LIMIT, || {
             // A write deadline of 1s: the broker stops reading from a client it cuts off, and
             // this test stops writing only when the broker closes the connection.
-            let mut b = Broker::start(&["--max-pending", "65536", "--write-deadline", "1s"]);
+            let mut b = broker(&["--max-pending", "65536", "--write-deadline", "1s"]);
             let mut deaf = b.client();
             // More PINGs than the socket buffers and the queue hold PONGs, never reading one.
             let count = (socket_buffers() + 65536) / 6 + 10_000;
@@ -1019,7 +1012,7 @@ mod stage6_slow_and_silent_consumers {
             // Every client here must answer a PING within two intervals or be dropped, and the
             // test cannot answer while it waits on another client: the interval leaves room for
             // a loaded machine.
-            let mut b = Broker::start(&["--ping-interval", "200ms"]);
+            let mut b = broker(&["--ping-interval", "200ms"]);
             let mut answers = b.client();
             let mut silent = b.client();
             for n in 1..=3 {
@@ -1072,7 +1065,7 @@ mod stage6_slow_and_silent_consumers {
         bounded(LIMIT, || {
             // A queue bound far above what is published, so that only the write deadline can
             // free the broker from the writer blocked on this subscriber.
-            let mut b = Broker::start(&["--max-pending", "268435456", "--write-deadline", "1s"]);
+            let mut b = broker(&["--max-pending", "268435456", "--write-deadline", "1s"]);
             let mut deaf = b.client();
             b.subscribe(&mut deaf, "deaf", None, "1");
             let mut publisher = b.client();
@@ -1107,7 +1100,7 @@ mod stage6_slow_and_silent_consumers {
     #[test]
     fn a_zero_ping_interval_never_pings() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&["--ping-interval", "0s"]);
+            let mut b = broker(&["--ping-interval", "0s"]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "z", None, "1");
             let mut publisher = b.client();
@@ -1124,7 +1117,7 @@ mod stage7_hostile_input {
     /// Sends `wire`, expects `-ERR 'text'` (after any +OK) and a closed connection, while another
     /// client keeps receiving and the broker keeps running.
     fn refused(args: &[&str], wire: &[u8], text: &str) {
-        let mut b = Broker::start(args);
+        let mut b = broker(args);
         let mut other = b.client();
         b.subscribe(&mut other, "safe", None, "1");
         let mut c = b.client();
@@ -1212,7 +1205,7 @@ mod stage7_hostile_input {
     #[test]
     fn invalid_subjects_are_refused_and_the_connection_stays() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut c = b.client();
             let invalid = Frame::Err("Invalid Subject".into());
             for bad in ["foo..bar", ".foo", "foo.", "a.>.b"] {
@@ -1237,7 +1230,7 @@ mod stage7_hostile_input {
     #[test]
     fn the_connection_limit_is_enforced() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&["--max-connections", "3"]);
+            let mut b = broker(&["--max-connections", "3"]);
             let mut held: Vec<NatsConn> = (0..3).map(|_| b.client()).collect();
             let mut extra = b.raw();
             match extra.read(PROMPT) {
@@ -1263,7 +1256,7 @@ mod stage7_hostile_input {
     #[test]
     fn the_subscription_limit_is_enforced() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&["--max-subscriptions", "2"]);
+            let mut b = broker(&["--max-subscriptions", "2"]);
             let mut c = b.client();
             b.subscribe(&mut c, "a", None, "1");
             b.subscribe(&mut c, "b", None, "2");
@@ -1291,7 +1284,7 @@ mod stage7_hostile_input {
             // A count of subscriptions does not bound their memory: one 4 KB control line can be
             // a subject of 2,000 tokens (2,000 nodes of the index) or a 4 KB sid.
             let limit = cost("a.b.c.d.e.f", None, "1") + cost("a.*.c", Some("q"), "2");
-            let mut b = Broker::start(&["--max-subscription-bytes", &limit.to_string()]);
+            let mut b = broker(&["--max-subscription-bytes", &limit.to_string()]);
             let mut c = b.client();
             b.subscribe(&mut c, "a.b.c.d.e.f", None, "1");
             b.subscribe(&mut c, "a.*.c", Some("q"), "2");
@@ -1318,19 +1311,16 @@ mod stage7_hostile_input {
     #[test]
     fn seeded_garbage_never_kills_the_broker() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut keep = b.client();
             b.subscribe(&mut keep, "safe", None, "1");
-            // A fixed linear congruential sequence: the same garbage on every run.
-            let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+            // Seeded: the same garbage on every run.
+            let mut rng = workbook_suite::seeded::rng(0x2545_F491_4F6C_DD1D);
             let pieces: [&[u8]; 8] = [b"PUB ", b"SUB ", b"MSG ", b"\r\n", b" 9", b".", b"*", b">"];
             for round in 0..30 {
                 let mut junk = Vec::with_capacity(512);
                 while junk.len() < 512 {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    let byte = (state >> 56) as u8;
+                    let byte: u8 = rand::RngExt::random(&mut rng);
                     match byte % 4 {
                         0 => junk.extend_from_slice(pieces[usize::from(byte / 4 % 8)]),
                         _ => junk.push(byte),
@@ -1356,7 +1346,7 @@ mod stage8_shutdown {
     #[test]
     fn sigterm_flushes_queued_messages_then_says_goodbye() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut sub = b.client();
             b.subscribe(&mut sub, "last", None, "1");
             let mut publisher = b.client();
@@ -1396,7 +1386,7 @@ mod stage8_shutdown {
     #[test]
     fn sigterm_with_idle_clients_exits_cleanly() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let mut idle: Vec<NatsConn> = (0..5).map(|_| b.client()).collect();
             b.subscribe(&mut idle[0], "x", None, "1");
             b.program.terminate();
@@ -1515,7 +1505,7 @@ mod stage9_real_nats {
     #[test]
     fn a_conversation_recorded_with_nats_server_gets_the_same_replies() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             for exchange in recorded() {
                 let mut c = b.raw();
                 b.info(&mut c);
@@ -1566,7 +1556,7 @@ mod stage9_real_nats {
     }
 
     /// The `sub` and `pub` subcommands against `server`: two messages across a wildcard.
-    fn clients_work_against(broker: &mut Broker, server: &str) {
+    fn clients_work_against(broker: &mut Server, server: &str) {
         let mut sub = start_sub(server, "greet.*", Some(2));
         run_client(broker, &["pub", "--server", server, "greet.en", "hello"]);
         run_client(broker, &["pub", "--server", server, "greet.fr", "bonjour"]);
@@ -1576,7 +1566,7 @@ mod stage9_real_nats {
     #[test]
     fn the_clients_work_against_the_real_nats_server() {
         bounded(LIMIT, || {
-            let mut b = Broker::start(&[]);
+            let mut b = broker(&[]);
             let ours = b.addr.to_string();
             clients_work_against(&mut b, &ours);
             let Some(nats) = nats_server() else {

@@ -65,7 +65,7 @@ fn text(tokens: impl ToTokens, crate_name: &str) -> String {
 
 /// Replaces the identifier `crate_name` where it starts a path (`heartbeat::protocol`) with
 /// `crate`; a string, a longer name or a variable of the same name is left alone.
-fn rename_crate(tokens: TokenStream, crate_name: &str) -> TokenStream {
+pub(crate) fn rename_crate(tokens: TokenStream, crate_name: &str) -> TokenStream {
     let trees: Vec<TokenTree> = tokens.into_iter().collect();
     let starts_path = |i: usize| {
         matches!(

@@ -18,6 +18,7 @@ mod bench;
 mod book;
 mod check;
 mod compare;
+mod given;
 mod grade;
 mod hints;
 mod libtest;

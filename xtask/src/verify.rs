@@ -11,7 +11,7 @@ use crate::check;
 use crate::projects::{PROJECTS, Project};
 use crate::report::{self, Style};
 use crate::tree::{Tree, cargo};
-use crate::{api, book};
+use crate::{api, book, given};
 
 /// What every failing graded test must say against an untouched stub.
 pub const STUB_DIAGNOSIS: &str = "not yet implemented";
@@ -154,12 +154,54 @@ fn mirrors(root: &Path, project: &Project) -> Result<()> {
     if !diff.is_empty() {
         bail!("the public APIs differ:\n  {}", diff.join("\n  "));
     }
+    let defects = given::check(
+        &exercise,
+        &solution,
+        &project.slug.replace('-', "_"),
+        &project.solution_package().replace('-', "_"),
+    )?;
+    if !defects.is_empty() {
+        bail!(
+            "the exercise's hints or given code are off (see xtask/src/given.rs):\n  {}",
+            defects.join("\n  ")
+        );
+    }
+    let lints = lints_block(&exercise.join("Cargo.toml"))?;
+    let canonical = lints_block(&root.join(CANONICAL_LINTS))?;
+    if lints != canonical {
+        bail!(
+            "{}/Cargo.toml: its [lints] differ from {CANONICAL_LINTS}'s, which every exercise \
+             crate copies:\n--- it has\n{lints}\n--- expected\n{canonical}",
+            exercise.display()
+        );
+    }
     println!(
         "  {} files, {} public items, {todos} todo!()s",
         ex_files.len(),
         sol_api.len()
     );
     Ok(())
+}
+
+/// The manifest whose `[lints]` block every exercise crate copies: stubs need a few lints
+/// relaxed (unused parameters, `todo!()`), the same few everywhere.
+const CANONICAL_LINTS: &str = "exercises/03-kv-store/Cargo.toml";
+
+/// The `[lints...]` tables of a manifest, from the first to the next table that is not one.
+fn lints_block(manifest: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut inside = false;
+    let mut block = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            inside = line.starts_with("[lints");
+        }
+        if inside {
+            block.push(line);
+        }
+    }
+    Ok(block.join("\n").trim().to_owned())
 }
 
 /// The `.rs` files under `dir`, as paths relative to it.

@@ -1,16 +1,15 @@
-//! The `heartbeat` command line: argument parsing, logging and signals. Given: the work you
-//! write is in the library.
+//! The `heartbeat` command line: clap and the shared plumbing, given in full in the exercise.
+//! The work is in the library.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
+use plumbing::{parse, resolve, shutdown_on_signal};
 use serde_json::{Map, Value};
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 
 use heartbeat::detector::Detector;
 use heartbeat::{client, protocol, server, status};
@@ -42,10 +41,10 @@ struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:9000")]
     bind: SocketAddr,
     /// Silence after which a node is declared dead (e.g. 500ms, 3s).
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = parse::duration)]
     timeout: Duration,
     /// How often silent nodes are checked; detection takes at most timeout + this.
-    #[arg(long, default_value = "100ms", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "100ms", value_parser = parse::positive_duration)]
     check_interval: Duration,
     /// Failure detector: a fixed timeout, or phi accrual (with --timeout as a hard bound).
     #[arg(long, value_enum, default_value_t = DetectorKind::Timeout)]
@@ -73,13 +72,13 @@ struct ClientArgs {
     #[arg(long)]
     node: String,
     /// Time between heartbeats (e.g. 200ms, 1s).
-    #[arg(long, default_value = "1s", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse::positive_duration)]
     interval: Duration,
     /// Send this many heartbeats, then exit; without it, run until Ctrl-C.
     #[arg(long)]
     count: Option<u64>,
     /// A KEY=VALUE fact sent in every heartbeat's `meta`; repeatable.
-    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_meta)]
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse::key_value)]
     meta: Vec<(String, String)>,
 }
 
@@ -92,39 +91,19 @@ struct StatusArgs {
     #[arg(long)]
     json: bool,
     /// How long to wait for each reply before asking again (three tries per page).
-    #[arg(long, default_value = "1s", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse::positive_duration)]
     wait: Duration,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    plumbing::init_tracing();
     // One task does all the work in each subcommand, so a single-threaded runtime is enough and
     // spares the hand-offs between worker threads.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(dispatch(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    plumbing::run_main(1, async {
+        dispatch(cli.command).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn dispatch(command: Command) -> Result<()> {
@@ -191,60 +170,4 @@ async fn show_status(args: StatusArgs) -> Result<()> {
         print!("{}", status::render_table(&table));
     }
     Ok(())
-}
-
-/// Resolves HOST:PORT to its first address.
-async fn resolve(addr: &str) -> Result<SocketAddr> {
-    tokio::net::lookup_host(addr)
-        .await
-        .with_context(|| format!("cannot resolve {addr:?} (expected HOST:PORT)"))?
-        .next()
-        .ok_or_else(|| anyhow!("{addr:?} resolves to no address"))
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        cancel.cancel();
-    });
-    token
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err("must be more than zero".into());
-    }
-    Ok(d)
-}
-
-fn parse_meta(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }

@@ -51,7 +51,7 @@ impl SeqWindow {
 
     /// The highest sequence number seen.
     pub fn highest(&self) -> u64 {
-        // TODO
+        // TODO: the field that anchors the window.
         todo!()
     }
 
@@ -142,7 +142,7 @@ impl Membership {
 
     /// The detector in use.
     pub fn detector(&self) -> &Detector {
-        // TODO
+        // TODO: the detector the table was made with.
         todo!()
     }
 
@@ -183,19 +183,19 @@ impl Membership {
 
     /// How many nodes the table holds.
     pub fn len(&self) -> usize {
-        // TODO
+        // TODO: how many nodes the map holds, alive or dead.
         todo!()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        // TODO
+        // TODO: whether the map holds no node.
         todo!()
     }
 
     /// How many nodes are dead.
     pub fn dead_count(&self) -> usize {
-        // TODO
+        // TODO: the count kept up to date on every transition (no walk of the table).
         todo!()
     }
 

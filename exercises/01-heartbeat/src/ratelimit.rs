@@ -45,7 +45,7 @@ pub struct LogThrottle {
 impl LogThrottle {
     /// At most one line per `period`.
     pub fn new(period: Duration) -> Self {
-        // TODO
+        // TODO: nothing let through yet (`last: None`) and nothing held back.
         todo!()
     }
 

@@ -74,7 +74,7 @@ impl StoreHandle {
     /// the chapter measures against the actors. A task sweeps expired keys until the last handle
     /// is dropped.
     pub fn locked() -> StoreHandle {
-        // TODO (going further, for `--backend mutex`): `Arc::new(Mutex::new(Store::new()))` in
+        // TODO: (going further, for `--backend mutex`) `Arc::new(Mutex::new(Store::new()))` in
         // `locked`, no shards. `execute` and `execute_batch` then lock it (once per batch; the
         // guard is never held across an `.await`, which is why a std mutex is right) and apply
         // the commands directly. Spawn a sweep task holding only a `Weak` (`Arc::downgrade`), so

@@ -1,13 +1,13 @@
-//! The `kv-store` command line: argument parsing, logging and signals. The work is in the library.
+//! The `kv-store` command line: clap and the shared plumbing, given in full in the exercise.
+//! The work is in the library.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use plumbing::{resolve, shutdown_on_signal};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use kv_store::{client, server};
 
@@ -61,42 +61,12 @@ enum BackendArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    plumbing::init_tracing();
     let threads = match &cli.command {
         Command::Server { threads, .. } => usize::from(*threads),
         Command::Client { .. } => 1,
     };
-    let runtime = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(dispatch(cli.command)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    plumbing::run_main(threads, dispatch(cli.command))
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
@@ -124,11 +94,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client { server, args } => {
-            let addr = tokio::net::lookup_host(&server)
-                .await
-                .with_context(|| format!("cannot resolve {server:?} (expected HOST:PORT)"))?
-                .next()
-                .ok_or_else(|| anyhow!("{server:?} resolves to no address"))?;
+            let addr = resolve(&server).await?;
             let reply = client::call(addr, &args)
                 .await
                 .with_context(|| format!("talking to {addr}"))?;
@@ -137,28 +103,4 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            } else {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    });
-    token
 }

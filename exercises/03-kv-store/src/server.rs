@@ -1,19 +1,25 @@
-//! The accept loop: a bounded number of connections, each served by its own task.
+//! The server: the store's owners, and the shared accept loop serving each connection.
 //!
 //! Your task (stages 1 and 6): [`run`].
 
 use std::io;
-use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::actor::StoreHandle;
 use crate::connection;
+
+/// How long shutdown waits for connections to finish their work. A client that stopped reading
+/// its replies blocks its connection's writes for good; it must not hold the server open too.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// What a client past `max_connections` reads before it is disconnected, as Redis says it.
+const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// Who owns the key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,16 +48,12 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: `StoreHandle::spawn(config.shards)` (or `StoreHandle::locked()` for `Backend::Mutex`);
-    // an `Arc<Semaphore>` with `max_connections` permits; a `TaskTracker`. Loop: `tokio::select!`
-    // over `shutdown.cancelled()` (break) and `listener.accept()` (log and carry on after an
-    // error; never let one bad accept end the server). No permit free (`try_acquire_owned`)? Write
-    // `-ERR max number of clients reached\r\n` and drop the connection. Otherwise spawn
-    // `connection::serve` on the tracker, holding the permit until it ends. After the loop:
-    // `tracker.close()`, then `tracker.wait()` inside `tokio::time::timeout` (a few seconds): a
-    // client that stopped reading blocks its connection's writes forever, and must not keep the
-    // server from exiting. Call `set_nodelay(true)` on each accepted stream, as
-    // Redis does: the replies are small, and Nagle's algorithm would hold them back until the
-    // client's (delayed) ACK.
+    // TODO: the store: `StoreHandle::spawn(config.shards)`, or `StoreHandle::locked()` for
+    // `Backend::Mutex`. Then the shared accept loop (given, in `plumbing`):
+    // `plumbing::accept_loop(&listener, &plumbing::AcceptConfig::new(config.max_connections),
+    // &shutdown, &tracker, refuse, serve)`, where `refuse` writes `REFUSAL` to the stream and
+    // `serve` runs `connection::serve` with a clone of the store and of `shutdown`. When it
+    // returns (shutdown), `plumbing::drain(&tracker, SHUTDOWN_GRACE)`: a client that stopped
+    // reading must not keep the server from exiting.
     todo!()
 }

@@ -72,7 +72,7 @@ impl Store {
 
     /// Whether `key` exists.
     pub fn exists(&mut self, key: &[u8], now: Instant) -> bool {
-        // TODO
+        // TODO: like `get`: a key that has expired does not exist (and is removed).
         todo!()
     }
 
@@ -103,13 +103,13 @@ impl Store {
 
     /// Whether the store holds no key at all.
     pub fn is_empty(&self) -> bool {
-        // TODO
+        // TODO: no key held at all, expired ones included (as `len` counts them).
         todo!()
     }
 
     /// `FLUSHDB`.
     pub fn clear(&mut self) {
-        // TODO
+        // TODO: remove every key.
         todo!()
     }
 

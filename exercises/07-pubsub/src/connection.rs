@@ -83,7 +83,7 @@ pub async fn serve(
     shutdown: Shutdown,
     reading: TaskTrackerToken,
 ) -> io::Result<()> {
-    // TODO, growing stage by stage (the later parts can wait):
+    // TODO: growing stage by stage (the later parts can wait):
     // - Stage 1: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of
     //   `limits.max_pending`; `stream.into_split()`, and the writer `tokio::spawn`ed on
     //   `outbound.write_loop(writer, limits.write_deadline)`. Queue `protocol::info_line(..)`

@@ -1,19 +1,23 @@
-//! The `pubsub` command line: argument parsing, logging and signals. The work is in the library.
+//! The `pubsub` command line: clap and the shared plumbing, given in full in the exercise. The
+//! work is in the library.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use plumbing::{parse, resolve, shutdown_on_signal};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use pubsub::client::Client;
 use pubsub::loadgen::{self, LoadConfig};
 use pubsub::protocol::DEFAULT_MAX_PAYLOAD;
 use pubsub::server::{self, BrokerConfig};
+use pubsub::server::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTION_BYTES,
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_DEADLINE,
+};
 
 /// A publish-subscribe broker that speaks the NATS protocol, and clients for it.
 ///
@@ -35,27 +39,39 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:4222")]
         bind: SocketAddr,
         /// The most clients connected at once.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
-        /// The largest payload a PUB may carry, in bytes.
-        #[arg(long, default_value_t = DEFAULT_MAX_PAYLOAD)]
+        /// The largest payload a PUB may carry (e.g. `1048576`, `1MiB`).
+        #[arg(long, default_value_t = DEFAULT_MAX_PAYLOAD, value_parser = parse::positive_size)]
         max_payload: usize,
         /// The most bytes queued for one client before it is disconnected as a slow consumer.
-        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        #[arg(long, default_value_t = DEFAULT_MAX_PENDING, value_parser = parse::positive_size)]
         max_pending: usize,
         /// The most subscriptions one client may hold.
-        #[arg(long, default_value_t = 65_536)]
+        #[arg(long, default_value_t = DEFAULT_MAX_SUBSCRIPTIONS)]
         max_subscriptions: usize,
         /// The most bytes one client's subscriptions may hold in all, estimated: 256 for each,
         /// 320 for each subject token, twice the subject and sid, and the queue name.
-        #[arg(long, default_value_t = 128 * 1024 * 1024)]
+        #[arg(
+            long,
+            default_value_t = DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            value_parser = parse::positive_size
+        )]
         max_subscription_bytes: usize,
         /// How long one write to a client may take before it is a slow consumer (e.g. `10s`).
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        #[arg(
+            long,
+            default_value = parse::duration_text(DEFAULT_WRITE_DEADLINE),
+            value_parser = parse::duration
+        )]
         write_deadline: Duration,
         /// How long a client may stay silent before it is sent PING; after 2 unanswered, it is
         /// disconnected (e.g. `2m`; `0s` never pings).
-        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        #[arg(
+            long,
+            default_value = parse::duration_text(DEFAULT_PING_INTERVAL),
+            value_parser = parse::duration
+        )]
         ping_interval: Duration,
         /// Worker threads (default: one per core).
         #[arg(long)]
@@ -107,36 +123,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Broker {
-        threads: Some(threads),
-        ..
-    } = &cli.command
-    {
-        runtime.worker_threads((*threads).max(1));
-    }
-    let runtime = match runtime.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    plumbing::init_tracing();
+    // One worker per core unless the broker is told otherwise; `--threads 1` is one thread, with
+    // no hand-off between threads.
+    let threads = match &cli.command {
+        Command::Broker {
+            threads: Some(threads),
+            ..
+        } => (*threads).max(1),
+        _ => 0,
     };
-    match runtime.block_on(dispatch(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    plumbing::run_main(threads, async {
+        dispatch(cli.command).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn dispatch(command: Command) -> Result<()> {
@@ -246,41 +246,9 @@ async fn dispatch(command: Command) -> Result<()> {
     }
 }
 
-async fn resolve(server: &str) -> Result<SocketAddr> {
-    tokio::net::lookup_host(server)
-        .await
-        .with_context(|| format!("cannot resolve {server:?} (expected HOST:PORT)"))?
-        .next()
-        .ok_or_else(|| anyhow!("{server:?} resolves to no address"))
-}
-
 async fn connect(server: &str) -> Result<Client> {
     let addr = resolve(server).await?;
     Client::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            } else {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    });
-    token
 }

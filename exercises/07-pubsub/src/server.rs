@@ -1,5 +1,5 @@
-//! The accept loop: a bounded number of connections, each served by its own tasks, and the
-//! two-step graceful shutdown.
+//! The broker's server: the shared accept loop serving each connection with its own tasks, and
+//! the two-step graceful shutdown.
 //!
 //! Your task (stages 1, 7 and 8): [`run`]. The configuration is given.
 
@@ -9,14 +9,26 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::connection::{self, Limits, Shutdown};
 use crate::protocol;
+
+/// The default of [`BrokerConfig::max_connections`] (and of `--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default of [`BrokerConfig::max_pending`]: 8 MiB.
+pub const DEFAULT_MAX_PENDING: usize = 8 * 1024 * 1024;
+/// The default of [`BrokerConfig::max_subscriptions`].
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 65_536;
+/// The default of [`BrokerConfig::max_subscription_bytes`]: 128 MiB.
+pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 128 * 1024 * 1024;
+/// The default of [`BrokerConfig::write_deadline`].
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// The default of [`BrokerConfig::ping_interval`]: two minutes, as NATS has it.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 
 /// How the broker is shaped.
 #[derive(Debug, Clone)]
@@ -42,13 +54,13 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            max_connections: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
-            max_pending: 8 * 1024 * 1024,
-            max_subscriptions: 65_536,
-            max_subscription_bytes: 128 * 1024 * 1024,
-            write_deadline: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(120),
+            max_pending: DEFAULT_MAX_PENDING,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            write_deadline: DEFAULT_WRITE_DEADLINE,
+            ping_interval: DEFAULT_PING_INTERVAL,
         }
     }
 }
@@ -61,14 +73,13 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Broker>`; a `Semaphore` of `max_connections` permits; `Limits` from the config
-    // (a `server_id` of your choice, the listener's port); `Shutdown { stop: shutdown.clone(),
-    // drain: CancellationToken::new() }`; two `TaskTracker`s, one for the connection tasks and one
-    // whose tokens (`readers.token()`) the readers hold. Loop: `tokio::select!` over
-    // `shutdown.cancelled()` (break) and `listener.accept()` (log an error and carry on). No permit
-    // (`try_acquire_owned`)? Write `-ERR 'Maximum Connections Exceeded'\r\n` and drop the stream.
-    // Else `set_nodelay(true)` and spawn `connection::serve` on the tracker, holding the permit.
-    // After the loop: close and wait for the readers, cancel `drain`, close and wait for the
-    // tracker.
+    // TODO: an `Arc<Broker>`; `Limits` from the config (a `server_id` of your choice, the
+    // listener's port); `Shutdown { stop: shutdown.clone(), drain: CancellationToken::new() }`;
+    // two `TaskTracker`s, one for the connection tasks and one whose tokens (`readers.token()`)
+    // the readers hold. Then the shared accept loop (given, in `plumbing`): `plumbing::accept_loop`
+    // with an `AcceptConfig` of `max_connections` whose `refusal_deadline` is the write deadline,
+    // a refusal that writes `-ERR 'Maximum Connections Exceeded'\r\n`, and a `serve` that runs
+    // `connection::serve`. When it returns: close and wait for the readers, cancel `drain`, close
+    // and wait for the tracker.
     todo!()
 }

@@ -1,4 +1,4 @@
-//! The receiver's accept loop: a bounded number of senders, each served by its own task.
+//! The receiver's server: the shared accept loop serving each sender with its own task.
 //!
 //! Your task (stages 1, 5 and 6): [`run`].
 
@@ -6,14 +6,16 @@ use std::io;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::frame;
 use crate::protocol::Kind;
 use crate::receiver::{self, RecvConfig, Shared};
+
+/// What a sender past `max_connections` is told, in an ERROR frame, before it is disconnected.
+const REFUSAL: &[u8] = b"too many senders at once; try again later";
 
 /// Receives files on `listener` into `config.dir` until `shutdown` is cancelled, then waits for
 /// the connections to stop (a transfer cut short keeps its partial file for a later resume).
@@ -22,10 +24,10 @@ pub async fn run(
     config: RecvConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Semaphore>` of `max_connections` permits, an `Arc<Shared>`, a `TaskTracker`.
-    // Loop: `tokio::select!` over `shutdown.cancelled()` (break) and `listener.accept()` (log and
-    // carry on after an error). No permit free (`try_acquire_owned`)? Send an ERROR frame saying
-    // so and drop the connection. Otherwise `set_nodelay(true)` and spawn `receiver::serve` on the
-    // tracker, holding the permit until it ends. After the loop: `tracker.close()`, `wait()`.
+    // TODO: an `Arc<Shared>` of the config, a `TaskTracker`, then the shared accept loop (given,
+    // in `plumbing`): `plumbing::accept_loop(&listener, &plumbing::AcceptConfig::new(config
+    // .max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
+    // holding `REFUSAL` and `serve` runs `receiver::serve`. When it returns (shutdown):
+    // `plumbing::drain(&tracker, config.frame_timeout)`.
     todo!()
 }

@@ -1,21 +1,23 @@
-//! The accept loop: a bounded number of connections, each served by its own task.
+//! The server: the store's owners, and the shared accept loop serving each connection.
 
 use std::io;
-use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::actor::StoreHandle;
 use crate::connection;
 
 /// How long shutdown waits for connections to finish their work. A client that stopped reading
 /// its replies blocks its connection's writes for good; it must not hold the server open too.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// What a client past `max_connections` reads before it is disconnected, as Redis says it.
+const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// Who owns the key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,53 +50,30 @@ pub async fn run(
         Backend::Actors => StoreHandle::spawn(config.shards),
         Backend::Mutex => StoreHandle::locked(),
     };
-    let permits = Arc::new(Semaphore::new(config.max_connections));
+    // `TCP_NODELAY` on (the default): replies are small and already batched per pipeline, and
+    // Nagle's algorithm would only hold them back for the client's delayed ACK.
+    let accept = plumbing::AcceptConfig::new(config.max_connections);
     let tracker = TaskTracker::new();
-    loop {
-        let (mut stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, usually: one failed accept must not end the server.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
+    plumbing::accept_loop(
+        &listener,
+        &accept,
+        &shutdown,
+        &tracker,
+        |mut stream| async move {
+            let _ = stream.write_all(REFUSAL).await;
+        },
+        |stream, peer| {
+            let (store, shutdown) = (store.clone(), shutdown.clone());
+            async move {
+                if let Err(e) = connection::serve(stream, store, shutdown).await {
+                    debug!(%peer, "connection ended: {e}");
                 }
-            },
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracker.spawn(async move {
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-            });
-            continue;
-        };
-        // Replies are small and already batched per pipeline: Nagle's algorithm would only hold
-        // them back waiting for an ACK that the client delays in turn (40 ms on Linux).
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(%peer, "cannot set TCP_NODELAY: {e}");
-        }
-        let (store, shutdown) = (store.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            if let Err(e) = connection::serve(stream, store, shutdown).await {
-                debug!(%peer, "connection ended: {e}");
             }
-            drop(permit);
-        });
-    }
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        // Returning drops the runtime, and with it those connections' tasks and sockets.
-        warn!(
-            "{} connections still busy after {SHUTDOWN_GRACE:?}: closing them",
-            tracker.len()
-        );
-    }
+        },
+    )
+    .await;
+    // Those still busy after the grace end when the runtime does, as `run` returns.
+    plumbing::drain(&tracker, SHUTDOWN_GRACE).await;
     info!("shut down");
     Ok(())
 }

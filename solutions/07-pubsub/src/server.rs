@@ -1,5 +1,5 @@
-//! The accept loop: a bounded number of connections, each served by its own tasks, and the
-//! two-step graceful shutdown.
+//! The broker's server: the shared accept loop serving each connection with its own tasks, and
+//! the two-step graceful shutdown.
 
 use std::io;
 use std::sync::Arc;
@@ -7,14 +7,26 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::broker::Broker;
 use crate::connection::{self, Limits, Shutdown};
 use crate::protocol;
+
+/// The default of [`BrokerConfig::max_connections`] (and of `--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default of [`BrokerConfig::max_pending`]: 8 MiB.
+pub const DEFAULT_MAX_PENDING: usize = 8 * 1024 * 1024;
+/// The default of [`BrokerConfig::max_subscriptions`].
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 65_536;
+/// The default of [`BrokerConfig::max_subscription_bytes`]: 128 MiB.
+pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 128 * 1024 * 1024;
+/// The default of [`BrokerConfig::write_deadline`].
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// The default of [`BrokerConfig::ping_interval`]: two minutes, as NATS has it.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 
 /// How the broker is shaped.
 #[derive(Debug, Clone)]
@@ -40,13 +52,13 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            max_connections: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
-            max_pending: 8 * 1024 * 1024,
-            max_subscriptions: 65_536,
-            max_subscription_bytes: 128 * 1024 * 1024,
-            write_deadline: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(120),
+            max_pending: DEFAULT_MAX_PENDING,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            write_deadline: DEFAULT_WRITE_DEADLINE,
+            ping_interval: DEFAULT_PING_INTERVAL,
         }
     }
 }
@@ -61,7 +73,6 @@ pub async fn run(
 ) -> io::Result<()> {
     let broker = Arc::new(Broker::new());
     let port = listener.local_addr()?.port();
-    let permits = Arc::new(Semaphore::new(config.max_connections));
     let limits = Limits {
         max_payload: config.max_payload,
         max_pending: config.max_pending,
@@ -76,44 +87,41 @@ pub async fn run(
         stop: shutdown.clone(),
         drain: CancellationToken::new(),
     };
+    // `TCP_NODELAY` on (the default): many small messages per write already, and Nagle's
+    // algorithm would only add latency. The refusal is bounded like every write: a client that
+    // does not read must not hold up shutdown.
+    let accept = plumbing::AcceptConfig {
+        refusal_deadline: config.write_deadline,
+        ..plumbing::AcceptConfig::new(config.max_connections)
+    };
     let tracker = TaskTracker::new();
     let readers = TaskTracker::new();
-    loop {
-        let (mut stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, usually: one failed accept must not end the server.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+    plumbing::accept_loop(
+        &listener,
+        &accept,
+        &shutdown,
+        &tracker,
+        |mut stream| async move {
+            let _ = stream
+                .write_all(&protocol::err_line("Maximum Connections Exceeded"))
+                .await;
+        },
+        |stream, peer| {
+            let (broker, limits, signals) = (Arc::clone(&broker), limits.clone(), signals.clone());
+            let reading = readers.token();
+            async move {
+                if let Err(e) =
+                    connection::serve(stream, peer, broker, limits, signals, reading).await
+                {
+                    debug!(%peer, "connection ended: {e}");
                 }
-            },
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            // Bounded, like every write: a client that does not read must not hold up shutdown.
-            let deadline = config.write_deadline;
-            tracker.spawn(async move {
-                let refusal = protocol::err_line("Maximum Connections Exceeded");
-                let _ = tokio::time::timeout(deadline, stream.write_all(&refusal)).await;
-            });
-            continue;
-        };
-        // Many small messages per write already; Nagle's algorithm would only add latency.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(%peer, "cannot set TCP_NODELAY: {e}");
-        }
-        let (broker, limits, signals) = (Arc::clone(&broker), limits.clone(), signals.clone());
-        let reading = readers.token();
-        tracker.spawn(async move {
-            if let Err(e) = connection::serve(stream, peer, broker, limits, signals, reading).await
-            {
-                debug!(%peer, "connection ended: {e}");
             }
-            drop(permit);
-        });
-    }
+        },
+    )
+    .await;
+    // The two-step shutdown, not `plumbing::drain`: every reader stops first, so that nothing
+    // more is published, and only then do the writers flush what is queued and close. No grace
+    // bounds the wait: each write is already bounded by `write_deadline`.
     readers.close();
     readers.wait().await;
     signals.drain.cancel();

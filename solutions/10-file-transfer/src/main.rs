@@ -1,5 +1,5 @@
-//! The `file-transfer` command line: argument parsing, logging and signals. The work is in the
-//! library.
+//! The `file-transfer` command line: clap and the shared plumbing, given in full in the
+//! exercise. The work is in the library.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use bytesize::ByteSize;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use plumbing::{parse, resolve, shutdown_on_signal};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use file_transfer_solution::progress::Progress;
 use file_transfer_solution::receiver::RecvConfig;
@@ -40,13 +39,13 @@ enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         /// The largest file accepted, e.g. `10GiB`.
-        #[arg(long, default_value = "64GiB")]
-        max_size: ByteSize,
+        #[arg(long, default_value = "64GiB", value_parser = parse::size)]
+        max_size: u64,
         /// The most senders connected at once.
         #[arg(long, default_value_t = 64)]
         max_connections: usize,
         /// How long one frame may take to arrive before the sender is dropped.
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = parse::duration)]
         frame_timeout: Duration,
         /// How many times one chunk may fail its check before the transfer is abandoned.
         #[arg(long, default_value_t = 8)]
@@ -58,8 +57,8 @@ enum Command {
         #[arg(long)]
         to: String,
         /// The size of each chunk, e.g. `4MiB` (default: 1 MiB, more for very large files).
-        #[arg(long)]
-        chunk_size: Option<ByteSize>,
+        #[arg(long, value_parser = parse::size)]
+        chunk_size: Option<u64>,
         /// The files to send.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -68,31 +67,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(dispatch(cli.command)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    plumbing::init_tracing();
+    plumbing::run_main(0, dispatch(cli.command))
 }
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
@@ -113,7 +89,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             println!("listening on {}", listener.local_addr()?);
             let config = RecvConfig {
                 dir,
-                max_size: max_size.as_u64(),
+                max_size,
                 max_connections,
                 frame_timeout,
                 max_retries,
@@ -126,17 +102,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             chunk_size,
             files,
         } => {
-            let addr = tokio::net::lookup_host(&to)
-                .await
-                .with_context(|| format!("cannot resolve {to:?} (expected HOST:PORT)"))?
-                .next()
-                .ok_or_else(|| anyhow!("{to:?} resolves to no address"))?;
+            let addr = resolve(&to).await?;
             let mut progress = Progress::new(std::io::stderr().is_terminal());
             let mut failed = 0;
             for file in &files {
-                match sender::send_file(addr, file, chunk_size.map(|s| s.as_u64()), &mut progress)
-                    .await
-                {
+                match sender::send_file(addr, file, chunk_size, &mut progress).await {
                     Ok(report) => progress.finished(&report),
                     Err(e) => {
                         progress.failed();
@@ -152,28 +122,4 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            } else {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    });
-    token
 }
