@@ -91,12 +91,18 @@ pub fn grade(root: &Path, project: &Project, tree: &Tree) -> ProjectReport {
 pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<TestOutcome>> {
     eprintln!("building {} from {}...", project.slug, tree.label());
     let binary = tree.build(root, project, false)?;
+    run_suite_on(root, project, &binary, &tree.label())
+}
+
+/// Runs the project's suite against `binary`, built from the tree called `label`.
+pub fn run_suite_on(
+    root: &Path,
+    project: &Project,
+    binary: &Path,
+    label: &str,
+) -> Result<Vec<TestOutcome>> {
     build_suite(root, project)?;
-    eprintln!(
-        "running the {} suite against {}...",
-        project.slug,
-        tree.label()
-    );
+    eprintln!("running the {} suite against {label}...", project.slug);
     let output = cargo()
         .current_dir(root)
         .args([
@@ -108,8 +114,8 @@ pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<Test
             project.slug,
         ])
         .args(["--", "--test-threads=2", "--format", "pretty"])
-        .env(project.bin_env_var(), &binary)
-        .env("WORKBOOK_TREE", tree.label())
+        .env(project.bin_env_var(), binary)
+        .env("WORKBOOK_TREE", label)
         // The messages that matter are the tests' own; backtraces would bury them.
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())

@@ -8,6 +8,7 @@
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
 //! - [`compare`]: a project's program against the real thing, under the same load.
+//! - [`mutants`]: `mutants`, the share of a solution's mutants that the suite catches.
 //! - [`grade`]: `grade-pr`, a pull request's exercises graded with this checkout's suite.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
 //! - [`walk`]: finding files under a directory.
@@ -23,6 +24,7 @@ mod grade;
 mod hints;
 mod libtest;
 mod list;
+mod mutants;
 mod projects;
 mod report;
 mod run;
@@ -146,6 +148,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Grade every mutant of a project's solution (from cargo-mutants) with its suite and print
+    /// the share caught. Slow: a build and a suite run per mutant.
+    Mutants {
+        /// The project: its name or number.
+        project: String,
+        /// Grade only N mutants, chosen at random from --seed.
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+        /// The seed that chooses the sample.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How to print the report.
+        #[arg(long, value_enum, default_value_t = mutants::MutantsFormat::Text)]
+        format: mutants::MutantsFormat,
+    },
     /// Check the workbook itself: fmt, clippy, APIs, solutions pass, stubs fail, book builds.
     Verify,
 }
@@ -239,6 +256,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         } else {
             ExitCode::FAILURE
         }),
+        Command::Mutants {
+            project,
+            sample,
+            seed,
+            format,
+        } => mutants::run(&root, &project, sample, seed, format).map(|()| ExitCode::SUCCESS),
         Command::Verify => verify::run(&root).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -122,11 +122,11 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
 
 /// The crate of plumbing every project shares (`plumbing/`), at the root of the repository and of
 /// every staged copy, where the root manifest's `[workspace.dependencies]` finds it.
-const PLUMBING: &str = "plumbing";
+pub const PLUMBING: &str = "plumbing";
 
 /// The root manifest with its `members` line replaced by the one crate being graded and the
 /// shared plumbing.
-fn with_members(manifest: &str, member: &str) -> Result<String> {
+pub fn with_members(manifest: &str, member: &str) -> Result<String> {
     let mut replaced = false;
     let lines: Vec<String> = manifest
         .lines()
@@ -145,7 +145,7 @@ fn with_members(manifest: &str, member: &str) -> Result<String> {
     Ok(lines.join("\n") + "\n")
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
