@@ -1,6 +1,13 @@
-//! `cargo xtask book`: build (or serve) the book, installing mdbook when it is missing, and check
-//! that no internal link is broken.
+//! `cargo xtask book`: build (or serve) the book, installing mdbook and the mdbook-mermaid
+//! preprocessor when they are missing, and check that no internal link is broken;
+//! `--check-width` then opens every page in headless Chromium (see [`crate::width`]).
+//!
+//! Diagrams are mermaid code blocks. mdbook-mermaid turns each into a `<pre class="mermaid">`
+//! that mermaid's script draws in the reader's browser; that script is carried inside the
+//! mdbook-mermaid binary, which writes it into `book/` before each build (`mdbook-mermaid
+//! install`), so the book serves it itself and nothing is fetched when it is read.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,14 +18,28 @@ use crate::tree::cargo;
 /// The mdbook version installed when none is found.
 pub const MDBOOK_VERSION: &str = "0.5.4";
 
-/// Builds the book (or serves it with `serve`), then checks its links.
-pub fn run(root: &Path, serve: bool, open: bool) -> Result<()> {
+/// The mdbook-mermaid version installed when none is found: 0.17 is the first built on
+/// `mdbook-preprocessor` 0.5, the interface of mdbook 0.5 (0.16 and older speak mdbook 0.4's).
+pub const MDBOOK_MERMAID_VERSION: &str = "0.17.1";
+
+/// The files `mdbook-mermaid install` writes into `book/`; `book.toml` lists them as
+/// `additional-js`. They come from the installed binary, so they are not checked in.
+const MERMAID_ASSETS: [&str; 2] = ["mermaid.min.js", "mermaid-init.js"];
+
+/// Builds the book (or serves it with `serve`), then checks its links, and with `check_width`
+/// the width of every page.
+pub fn run(root: &Path, serve: bool, open: bool, check_width: bool) -> Result<()> {
     let mdbook = ensure_mdbook()?;
     let book = root.join("book");
     if serve {
+        install_mermaid_assets(&book)?;
         eprintln!("serving the book on http://127.0.0.1:3000 (Ctrl-C stops)");
         let mut command = Command::new(&mdbook);
-        command.arg("serve").arg(&book).args(["-n", "127.0.0.1"]);
+        command
+            .arg("serve")
+            .arg(&book)
+            .args(["-n", "127.0.0.1"])
+            .env("PATH", tool_path()?);
         if open {
             command.arg("--open");
         }
@@ -31,24 +52,51 @@ pub fn run(root: &Path, serve: bool, open: bool) -> Result<()> {
     build(root, &mdbook)?;
     let index = book.join("build/index.html");
     println!("the book is at {}", index.display());
+    if check_width {
+        crate::width::check(&book.join("build"))?;
+    }
     if open {
         let _ = Command::new("xdg-open").arg(&index).status();
     }
     Ok(())
 }
 
-/// Builds the book with `mdbook` and checks its internal links.
+/// Builds the book with `mdbook` (and the mermaid preprocessor, installed when missing) and
+/// checks its internal links.
 pub fn build(root: &Path, mdbook: &Path) -> Result<()> {
     let book = root.join("book");
+    install_mermaid_assets(&book)?;
     let status = Command::new(mdbook)
         .arg("build")
         .arg(&book)
+        .env("PATH", tool_path()?)
         .status()
         .context("running mdbook build")?;
     if !status.success() {
         bail!("mdbook build failed ({status})");
     }
-    let broken = broken_links(&book.join("build"))?;
+    let build = book.join("build");
+    let built: Vec<String> = std::fs::read_dir(&build)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    for asset in MERMAID_ASSETS {
+        // mdbook 0.5 names a copied asset with a hash of its content: `mermaid-1a2b3c4d.min.js`.
+        let (stem, ext) = asset.split_once('.').unwrap_or((asset, ""));
+        let copied = built.iter().any(|name| {
+            name == asset
+                || name
+                    .strip_prefix(stem)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .and_then(|rest| rest.split_once('.'))
+                    .is_some_and(|(hash, rest)| {
+                        hash.chars().all(|c| c.is_ascii_hexdigit()) && rest == ext
+                    })
+        });
+        if !copied {
+            bail!("the built book lacks {asset}: is it in book.toml's additional-js?");
+        }
+    }
+    let broken = broken_links(&build)?;
     if !broken.is_empty() {
         bail!(
             "the book has broken internal links:\n  {}",
@@ -58,41 +106,85 @@ pub fn build(root: &Path, mdbook: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes mermaid's script, as the installed mdbook-mermaid carries it, into `book/`, replacing
+/// any older copy (so that the script always matches the preprocessor's version).
+fn install_mermaid_assets(book: &Path) -> Result<()> {
+    let mermaid = ensure_tool("mdbook-mermaid", MDBOOK_MERMAID_VERSION)?;
+    for asset in MERMAID_ASSETS {
+        let _ = std::fs::remove_file(book.join(asset));
+    }
+    let output = Command::new(&mermaid)
+        .arg("install")
+        .arg(book)
+        .output()
+        .context("running mdbook-mermaid install")?;
+    if !output.status.success() {
+        bail!(
+            "mdbook-mermaid install failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// PATH with cargo's bin directory added, so that mdbook finds the `mdbook-mermaid` that
+/// [`ensure_tool`] may have installed there even when PATH lacks it.
+fn tool_path() -> Result<OsString> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = cargo_home() {
+        dirs.push(home.join("bin"));
+    }
+    Ok(std::env::join_paths(dirs)?)
+}
+
 /// The path of an mdbook binary, installing one with cargo when none is on PATH or in cargo's
 /// bin directory.
 pub fn ensure_mdbook() -> Result<PathBuf> {
-    if let Some(found) = find_mdbook() {
-        return Ok(found);
-    }
-    eprintln!(
-        "mdbook not found: installing mdbook {MDBOOK_VERSION} with cargo (a few minutes, once)..."
-    );
-    let status = cargo()
-        .args(["install", "--locked", "mdbook", "--version", MDBOOK_VERSION])
-        .status()
-        .context("running cargo install mdbook")?;
-    if !status.success() {
-        bail!(
-            "cargo install mdbook failed ({status}); install it by hand with `cargo install --locked mdbook`"
-        );
-    }
-    find_mdbook().context("mdbook was installed but cannot be found in cargo's bin directory")
+    ensure_tool("mdbook", MDBOOK_VERSION)
 }
 
-fn find_mdbook() -> Option<PathBuf> {
+/// The path of `tool`, installing `version` of it with `cargo install --locked` when none is
+/// on PATH or in cargo's bin directory.
+fn ensure_tool(tool: &str, version: &str) -> Result<PathBuf> {
+    if let Some(found) = find_tool(tool) {
+        return Ok(found);
+    }
+    eprintln!("{tool} not found: installing {tool} {version} with cargo (a few minutes, once)...");
+    let status = cargo()
+        .args(["install", "--locked", tool, "--version", version])
+        .status()
+        .with_context(|| format!("running cargo install {tool}"))?;
+    if !status.success() {
+        bail!(
+            "cargo install {tool} failed ({status}); install it by hand with \
+             `cargo install --locked {tool} --version {version}`"
+        );
+    }
+    find_tool(tool).with_context(|| {
+        format!("{tool} was installed but cannot be found in cargo's bin directory")
+    })
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+fn find_tool(tool: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
-                .map(|d| d.join("mdbook"))
+                .map(|d| d.join(tool))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     on_path
         .into_iter()
-        .chain(cargo_home.map(|h| h.join("bin/mdbook")))
+        .chain(cargo_home().map(|h| h.join("bin").join(tool)))
         .find(|p| p.is_file())
 }
 

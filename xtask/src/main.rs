@@ -7,22 +7,27 @@
 //! - [`libtest`]: reading libtest's output. [`report`]: text, markdown and JSON reports.
 //! - [`hints`]: `hint`, and the stage titles, from each chapter's `hints.md`.
 //! - [`list`], [`run`], [`bench`], [`book`]: the commands of the same names.
-//! - [`compare`]: a project's program against the real thing, under the same load.
+//! - [`compare`]: a project's program against the real thing, under the same load;
+//!   [`chart`] draws such a comparison as SVG for the book.
 //! - [`mutants`]: `mutants`, the share of a solution's mutants that the suite catches.
 //! - [`grade`]: `grade-pr`, a pull request's exercises graded with this checkout's suite.
-//! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it.
+//! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it,
+//!   [`limits`] the defaults and limits each contract states.
+//! - [`width`]: the book's pages measured in headless Chromium (`book --check-width`).
 //! - [`walk`]: finding files under a directory.
 //! - [`watch`]: `watch`, grading again on every save.
 
 mod api;
 mod bench;
 mod book;
+mod chart;
 mod check;
 mod compare;
 mod given;
 mod grade;
 mod hints;
 mod libtest;
+mod limits;
 mod list;
 mod mutants;
 mod projects;
@@ -32,6 +37,7 @@ mod tree;
 mod verify;
 mod walk;
 mod watch;
+mod width;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,6 +131,9 @@ enum Command {
         comparison: compare::Comparison,
         #[command(flatten)]
         tree: TreeArgs,
+        /// Also draw the comparison as an SVG bar chart into FILE (for the book).
+        #[arg(long, global = true, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Build the book (installing mdbook if needed) and check its links; --serve to read it.
     Book {
@@ -134,6 +143,14 @@ enum Command {
         /// Open it in a browser.
         #[arg(long)]
         open: bool,
+        /// Then open every page in headless Chromium at 1280 px and 390 px and report every
+        /// element wider than its box (skipped, saying so, where Chromium is absent).
+        #[arg(long, conflicts_with = "serve")]
+        check_width: bool,
+        /// Only check that each contract's defaults and limits match its solution's --help
+        /// and constants (as verify does), without building the book.
+        #[arg(long, conflicts_with_all = ["serve", "check_width", "open"])]
+        check_limits: bool,
     },
     /// Grade a pull request's exercises/ with this checkout's suite, grader and workspace files
     /// (the base branch's, in CI), listing every file it changes outside exercises/.
@@ -243,10 +260,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             tree,
             args,
         } => bench::run(&root, &project, &tree.tree()?, &args).map(|()| ExitCode::SUCCESS),
-        Command::Compare { comparison, tree } => {
-            compare::run(&root, &comparison, &tree.tree()?).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Book { serve, open } => book::run(&root, serve, open).map(|()| ExitCode::SUCCESS),
+        Command::Compare {
+            comparison,
+            tree,
+            svg,
+        } => compare::run(&root, &comparison, &tree.tree()?, svg.as_deref())
+            .map(|()| ExitCode::SUCCESS),
+        Command::Book {
+            check_limits: true, ..
+        } => limits::check_all(&root).map(|()| ExitCode::SUCCESS),
+        Command::Book {
+            serve,
+            open,
+            check_width,
+            check_limits: false,
+        } => book::run(&root, serve, open, check_width).map(|()| ExitCode::SUCCESS),
         Command::GradePr {
             pr,
             require,

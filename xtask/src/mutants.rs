@@ -261,7 +261,7 @@ impl Scratch {
             .args(["build", "--quiet", "--message-format=json", "--package"])
             .arg(&package)
             .args(["--bin", &package, "--target-dir"])
-            .arg(root.join("target/xtask/mutants-target"))
+            .arg(root.join("target/xtask/dir-target"))
             .stderr(Stdio::null())
             .output()
             .context("running cargo build")?;

@@ -11,7 +11,7 @@ use crate::check;
 use crate::projects::{PROJECTS, Project};
 use crate::report::{self, Style};
 use crate::tree::{Tree, cargo};
-use crate::{api, book, given};
+use crate::{api, book, given, limits, width};
 
 /// What every failing graded test must say against an untouched stub.
 pub const STUB_DIAGNOSIS: &str = "not yet implemented";
@@ -64,6 +64,18 @@ pub fn run(root: &Path) -> Result<()> {
                 .args(["test", "--workspace", "--doc", "--locked"]),
         )
     })?;
+    for project in PROJECTS
+        .iter()
+        .filter(|p| p.exists(root) || p.in_development(root))
+    {
+        step(
+            &format!(
+                "{}: the contract's defaults and limits match the solution",
+                project.slug
+            ),
+            || limits::check(root, project),
+        )?;
+    }
     for project in &projects {
         step(
             &format!("{}: the solution passes every test", project.slug),
@@ -96,6 +108,10 @@ pub fn run(root: &Path) -> Result<()> {
         let mdbook = book::ensure_mdbook()?;
         book::build(root, &mdbook)
     })?;
+    step(
+        "every page fits its width at 1280 px and 390 px (headless Chromium)",
+        || width::check(&root.join("book/build")),
+    )?;
     println!("\nverify: every check passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{free_port, require, start_ours, start_theirs, wait_for_port};
+use crate::chart::{Comparison, Row};
 use crate::projects::Project;
 use crate::tree::Tree;
 
@@ -37,7 +38,7 @@ impl Drop for Scratch {
 }
 
 /// Sends one file of the chosen size with each tool, the chosen number of times.
-pub fn run(root: &Path, project: &Project, tree: &Tree, transfer: &Transfer) -> Result<()> {
+pub fn run(root: &Path, project: &Project, tree: &Tree, transfer: &Transfer) -> Result<Comparison> {
     require("rsync", "rsync")?;
     let (size, rounds) = (transfer.size_mib << 20, transfer.rounds);
     let binary = tree.build(root, project, true)?;
@@ -124,8 +125,14 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, transfer: &Transfer) -> 
         best_ours.as_secs_f64(),
         rate(best_ours)
     );
+    let mut rows = Vec::new();
     for ((label, _), times) in rsyncs.iter().zip(&theirs) {
         let best_theirs = best(times);
+        rows.push(Row {
+            label: format!("against {label}"),
+            ours: rate(best_ours),
+            theirs: rate(best_theirs),
+        });
         println!(
             "{label:<16} {:>9.3}s {:>10.0} {:>13.2}x",
             best_theirs.as_secs_f64(),
@@ -133,7 +140,18 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, transfer: &Transfer) -> 
             rate(best_ours) / rate(best_theirs)
         );
     }
-    Ok(())
+    Ok(Comparison {
+        title: format!(
+            "{} against rsync: a fresh {} MiB file over loopback, best of {rounds}",
+            project.slug,
+            size >> 20
+        ),
+        unit: "MiB per second".into(),
+        ours: format!("{} ({})", project.slug, tree.label()),
+        theirs: "rsync".into(),
+        note: String::new(),
+        rows,
+    })
 }
 
 fn best(times: &[Duration]) -> Duration {

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use super::{free_port, require, start_ours, start_theirs, wait_for_port};
+use crate::chart::{Comparison, Row};
 use crate::projects::Project;
 use crate::tree::Tree;
 
@@ -28,7 +29,7 @@ pub struct Workload {
 }
 
 /// Runs redis-benchmark's SET and GET tests against both servers.
-pub fn run(root: &Path, project: &Project, tree: &Tree, workload: &Workload) -> Result<()> {
+pub fn run(root: &Path, project: &Project, tree: &Tree, workload: &Workload) -> Result<Comparison> {
     require("redis-benchmark", "redis-tools")?;
     require("redis-server", "redis-server")?;
     let binary = tree.build(root, project, true)?;
@@ -60,13 +61,29 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, workload: &Workload) -> 
         "redis-server rps",
         "ratio"
     );
+    let mut rows = Vec::new();
     for (test, rps) in &ours {
         let Some((_, redis)) = theirs.iter().find(|(t, _)| t == test) else {
             continue;
         };
         println!("{test:<6} {rps:>16.0} {redis:>16.0} {:>7.2}x", rps / redis);
+        rows.push(Row {
+            label: test.clone(),
+            ours: *rps,
+            theirs: *redis,
+        });
     }
-    Ok(())
+    Ok(Comparison {
+        title: format!(
+            "{} against redis-server: redis-benchmark, {} clients, pipeline {}",
+            project.slug, workload.clients, workload.pipeline
+        ),
+        unit: "requests per second".into(),
+        ours: format!("{} ({})", project.slug, tree.label()),
+        theirs: "redis-server".into(),
+        note: String::new(),
+        rows,
+    })
 }
 
 /// Runs redis-benchmark against `port`; returns (test, requests per second) from its CSV.

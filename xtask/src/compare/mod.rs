@@ -5,7 +5,8 @@
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
-//! - here: the subcommands, and starting and stopping the programs compared.
+//! - here: the subcommands, starting and stopping the programs compared, and `--svg`: each
+//!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
 
 mod file_transfer;
 mod kv_store;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use crate::projects;
 use crate::tree::Tree;
+use crate::{chart, projects};
 
 /// Which project to compare, with that comparison's own workload flags.
 #[derive(Debug, Subcommand)]
@@ -38,19 +39,30 @@ pub enum Comparison {
     FileTransfer(file_transfer::Transfer),
 }
 
-/// Runs `comparison` against a release build of `tree`.
-pub fn run(root: &Path, comparison: &Comparison, tree: &Tree) -> Result<()> {
+/// Runs `comparison` against a release build of `tree`, and draws it into `svg` if given.
+pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>) -> Result<()> {
     let slug = match comparison {
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
     };
     let project = projects::find_existing(slug, root)?;
-    match comparison {
-        Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload),
-        Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load),
-        Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer),
+    let measured = match comparison {
+        Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload)?,
+        Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
+        Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,
+    };
+    if let Some(path) = svg {
+        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let command = command.replace(&format!(" --svg {}", path.display()), "");
+        let chart = chart::Comparison {
+            note: format!("cargo xtask {command}, {} (UTC)", chart::today()),
+            ..measured
+        };
+        chart::draw(&chart, path)?;
+        eprintln!("drew the comparison into {}", path.display());
     }
+    Ok(())
 }
 
 /// Fails with the package to install when `tool --version` cannot run.

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use super::{free_port, require, start_ours, start_theirs, wait_for_port};
+use crate::chart::{Comparison, Row};
 use crate::projects::Project;
 use crate::tree::Tree;
 
@@ -29,7 +30,7 @@ pub struct Load {
 }
 
 /// Runs every workload against both brokers.
-pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<()> {
+pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<Comparison> {
     require("nats-server", "nats-server")?;
     let binary = tree.build(root, project, true)?;
     let mut ours = Command::new(&binary);
@@ -58,6 +59,7 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<(
         "nats-server msg/s",
         "ratio"
     );
+    let mut rows = Vec::new();
     for &subscribers in &load.subscribers {
         for &size in &load.sizes {
             let bench =
@@ -68,9 +70,27 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<(
                 format!("{size} B"),
                 mine / theirs
             );
+            rows.push(Row {
+                label: format!(
+                    "{subscribers} {}, {size} B",
+                    if subscribers == 1 { "sub" } else { "subs" }
+                ),
+                ours: mine,
+                theirs,
+            });
         }
     }
-    Ok(())
+    Ok(Comparison {
+        title: format!(
+            "{} against nats-server: one publisher, {} messages",
+            project.slug, load.messages
+        ),
+        unit: "messages delivered per second".into(),
+        ours: format!("{} ({})", project.slug, tree.label()),
+        theirs: "nats-server".into(),
+        note: String::new(),
+        rows,
+    })
 }
 
 /// Runs `pubsub bench` against `port` and reads `delivered_per_sec` from its JSON line.
