@@ -101,7 +101,7 @@ pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<Test
         ])
         .args(["--", "--test-threads=2", "--format", "pretty"])
         .env(project.bin_env_var(), &binary)
-        .env("WORKBOOK_TREE", tree.label())
+        .env(grading::TREE_VAR, tree.label())
         // The messages that matter are the tests' own; backtraces would bury them.
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
