@@ -13,7 +13,7 @@ use plumbing::{parse, resolve, shutdown_on_signal};
 use tokio::net::TcpListener;
 
 use file_transfer::progress::Progress;
-use file_transfer::receiver::RecvConfig;
+use file_transfer::receiver::ServerConfig;
 use file_transfer::{sender, server};
 
 /// Send files over TCP, verified chunk by chunk with SHA-256, resuming where a broken
@@ -87,7 +87,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot bind {bind}"))?;
             println!("listening on {}", listener.local_addr()?);
-            let config = RecvConfig {
+            let config = ServerConfig {
                 dir,
                 max_size,
                 max_connections,

@@ -28,7 +28,7 @@ use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
 
 /// How a receiver behaves.
 #[derive(Debug, Clone)]
-pub struct RecvConfig {
+pub struct ServerConfig {
     /// Where files land. Nothing outside it is ever written.
     pub dir: PathBuf,
     /// The largest file accepted, in bytes.
@@ -118,14 +118,14 @@ pub fn emit(event: serde_json::Value) {
 #[derive(Debug)]
 pub struct Shared {
     /// The configuration.
-    pub config: RecvConfig,
+    pub config: ServerConfig,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
 }
 
 impl Shared {
     /// Wraps a configuration.
-    pub fn new(config: RecvConfig) -> Shared {
+    pub fn new(config: ServerConfig) -> Shared {
         Shared {
             config,
             busy: Mutex::new(HashSet::new()),

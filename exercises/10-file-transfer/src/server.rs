@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::frame;
 use crate::protocol::Kind;
-use crate::receiver::{self, RecvConfig, Shared};
+use crate::receiver::{self, ServerConfig, Shared};
 
 /// What a sender past `max_connections` is told, in an ERROR frame, before it is disconnected.
 const REFUSAL: &[u8] = b"too many senders at once; try again later";
@@ -21,7 +21,7 @@ const REFUSAL: &[u8] = b"too many senders at once; try again later";
 /// the connections to stop (a transfer cut short keeps its partial file for a later resume).
 pub async fn run(
     listener: TcpListener,
-    config: RecvConfig,
+    config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     // TODO: an `Arc<Shared>` of the config, a `TaskTracker`, then the shared accept loop (given,

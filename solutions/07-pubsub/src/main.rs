@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use pubsub_solution::client::Client;
 use pubsub_solution::loadgen::{self, LoadConfig};
 use pubsub_solution::protocol::DEFAULT_MAX_PAYLOAD;
-use pubsub_solution::server::{self, BrokerConfig};
+use pubsub_solution::server::{self, ServerConfig};
 use pubsub_solution::server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTION_BYTES,
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_DEADLINE,
@@ -156,7 +156,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot bind {bind}"))?;
             println!("listening on {}", listener.local_addr()?);
-            let config = BrokerConfig {
+            let config = ServerConfig {
                 max_connections,
                 max_payload,
                 max_pending,
