@@ -274,3 +274,4 @@ mod tests {
         assert_ne!(changed["fn given"].text, sol["fn given"].text);
     }
 }
+
