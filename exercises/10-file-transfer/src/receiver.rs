@@ -2,10 +2,10 @@
 //! and the final rename.
 //!
 //! Your task (stages 1 to 6): [`serve`], with whatever private helpers you like. The types,
-//! [`emit`] and [`Shared`] are given; `Shared::busy` is the set of names being received.
+//! [`Shared`] (with its `emit`) is given; `Shared::busy` is the set of names being received.
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -109,26 +109,41 @@ impl TransferError {
 /// How long a finished connection waits for the sender to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
-pub fn emit(event: serde_json::Value) {
-    println!("{event}");
-}
-
-/// What every connection shares: the configuration and the names being received.
-#[derive(Debug)]
+/// What every connection shares: the configuration, where events go, and the names being
+/// received.
 pub struct Shared {
     /// The configuration.
     pub config: ServerConfig,
+    /// Where events go, one JSON line each: stdout in the binary, a buffer in a test.
+    events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
-    /// Wraps a configuration.
-    pub fn new(config: ServerConfig) -> Shared {
+    /// Wraps a configuration, with events written to `events`.
+    pub fn new(config: ServerConfig, events: impl Write + Send + 'static) -> Shared {
         Shared {
             config,
+            events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
+    /// (stdout closed) loses the event, never the transfer.
+    pub fn emit(&self, event: serde_json::Value) {
+        let mut out = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writeln!(out, "{event}").and_then(|()| out.flush()) {
+            debug!("cannot write an event: {e}");
         }
     }
 }
@@ -161,7 +176,7 @@ pub async fn serve(
     // The transfer, frame by frame (each read under `tokio::time::timeout(frame_timeout, ..)`):
     // 1. MANIFEST (at most MAX_MANIFEST_LEN): `Manifest::decode`, `name::check`, `--max-size`;
     //    claim the name in `shared.busy` (a guard whose `Drop` releases it: stage 5).
-    // 2. `Partial::open` on `spawn_blocking`; emit `started`; answer ACCEPT with its bitmap;
+    // 2. `Partial::open` on `spawn_blocking`; `shared.emit` `started`; answer ACCEPT with its bitmap;
     //    `WholeHasher::spawn`.
     // 3. Until every chunk is held: CHUNK (at most 4 + chunk_size): check the index against the
     //    count and the length against `chunk_len`; on `spawn_blocking`, hash it and, if it

@@ -94,7 +94,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 frame_timeout,
                 max_retries,
             };
-            server::run(listener, config, shutdown_on_signal()).await?;
+            server::run(listener, config, std::io::stdout(), shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send {
