@@ -171,24 +171,30 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    // TODO: `stream.into_split()`; wrap the read half in a `BufReader` (a chunk then takes a few
-    // reads, not hundreds). Race the transfer against `shutdown.cancelled()` in `tokio::select!`.
-    // The transfer, frame by frame (each read under `tokio::time::timeout(frame_timeout, ..)`):
-    // 1. MANIFEST (at most MAX_MANIFEST_LEN): `Manifest::decode`, `name::check`, `--max-size`;
-    //    claim the name in `shared.busy` (a guard whose `Drop` releases it: stage 5).
-    // 2. `Partial::open` on `spawn_blocking`; `shared.emit` `started`; answer ACCEPT with its bitmap;
-    //    `WholeHasher::spawn`.
-    // 3. Until every chunk is held: CHUNK (at most 4 + chunk_size): check the index against the
-    //    count and the length against `chunk_len`; on `spawn_blocking`, hash it and, if it
-    //    matches, `write_all_at`; then `mark_held` and `hasher.landed`, or emit `resent` and
-    //    answer RESEND (at most `max_retries` times per chunk), at once: never let a verdict wait
-    //    for the next frame, which may only come after it. SENT_ALL: RESEND every chunk
-    //    still missing. Anything else: `ProtocolError::Unexpected`.
-    // 4. `hasher.finish()`: a mismatch with `file_hash` is `FileHashMismatch` (discard the
-    //    partial file); a match: `Partial::finish` on `spawn_blocking`, emit `complete`, COMPLETE.
-    // On an error, emit `failed` and, unless the peer is gone, send it an ERROR frame with the
-    // error's text (at most MAX_ERROR_LEN bytes). Then, unless shutting down, close gracefully:
-    // `write.shutdown()`, and read and discard until the sender closes (at most LINGER): closing
-    // with unread bytes sends a reset, which can destroy the answer the sender has not read yet.
+    // TODO: growing stage by stage (the later parts can wait):
+    // - Stage 1 (one file, a few chunks): `stream.into_split()`, the read half in a `BufReader`
+    //   (a chunk then takes a few reads, not hundreds). Read MANIFEST (at most MAX_MANIFEST_LEN),
+    //   `Manifest::decode`, `name::check`; `Partial::open` on `spawn_blocking`; `shared.emit`
+    //   `started`; answer ACCEPT with its bitmap; `WholeHasher::spawn`. Then CHUNKs (at most
+    //   4 + chunk_size) until every chunk is held: `write_all_at` its data, `mark_held`,
+    //   `hasher.landed`. Then `hasher.finish()`, `Partial::finish` on `spawn_blocking`, emit
+    //   `complete`, COMPLETE. On an error, emit `failed` and, unless the peer is gone, send an
+    //   ERROR frame with its text (at most MAX_ERROR_LEN bytes). Race it all against
+    //   `shutdown.cancelled()` in `tokio::select!`; unless shutting down, close gracefully:
+    //   `write.shutdown()`, then read and discard until the sender closes (at most LINGER), since
+    //   closing with unread bytes sends a reset, which can destroy the answer not read yet.
+    // - Stage 2 (many chunks): verify and write each chunk on `spawn_blocking`, overlapping the
+    //   next read, so hashing stays off the async threads.
+    // - Stage 3 (corruption): hash each chunk before writing it; a mismatch: emit `resent` and
+    //   answer RESEND at once (never let a verdict wait for the next frame, which may only come
+    //   after it), at most `max_retries` times per chunk; SENT_ALL: RESEND every chunk missing.
+    // - Stage 4 (resume): nothing here beyond stage 1's ACCEPT: `Partial::open` knows what is
+    //   held; skip a chunk already held.
+    // - Stage 5 (many senders): claim the name in `shared.busy` before opening the partial file
+    //   (a `Claim` guard, whose `Drop` releases it; a name taken is `TransferError::Busy`).
+    // - Stage 6 (hostile peers): `--max-size`; each frame under `tokio::time::timeout
+    //   (frame_timeout, ..)`; a chunk index past the count (`ChunkBeyond`), a length other than
+    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a whole-file
+    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file.
     todo!()
 }
