@@ -123,8 +123,8 @@ pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
     // - `serde_json::from_str::<Heartbeat>`: on success, validate the node id
     //   (`validate_node_id`, `map_err(ProtocolError::BadNodeId)`) and return `Request::Heartbeat`;
     // - on failure, try `serde_json::from_str::<StatusRequest>`; if that fails too, return
-    //   `ProtocolError::Malformed` with the *heartbeat* error's text (`to_string()`): heartbeats are
-    //   what senders mostly mean to send, so that error is the helpful one.
+    //   `ProtocolError::Malformed` with the *heartbeat* error's text (`to_string()`):
+    //   heartbeats are what senders mostly mean to send, so that error is the helpful one.
     // `#[serde(deny_unknown_fields)]` on the types already turns an extra field into an error.
     todo!()
 }

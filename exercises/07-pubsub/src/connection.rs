@@ -76,8 +76,8 @@ pub async fn serve(
     // TODO: growing stage by stage (the later parts can wait):
     // - Stage 1: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of
     //   `settings.config.max_pending`; `stream.into_split()`, and the writer `tokio::spawn`ed on
-    //   `outbound.write_loop(writer, settings.config.write_deadline)`. Queue `protocol::info_line(..)`
-    //   first. Then loop: handle every whole operation in the input buffer
+    //   `outbound.write_loop(writer, settings.config.write_deadline)`. Queue
+    //   `protocol::info_line(..)` first. Then loop: handle every whole operation in the input buffer
     //   (`protocol::parse_client`; answer through the outbound queue: PONG, `+OK` when verbose),
     //   drop the bytes used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the
     //   client left) and `shutdown.stop.cancelled()`. At the end: `outbound.close()` and await
@@ -89,8 +89,8 @@ pub async fn serve(
     //   subscription `is_done()` is free again; when the client leaves, however it leaves,
     //   unsubscribe everything.
     // - Stage 6: one more `select!` branch, `outbound.killed().cancelled()` (a slow consumer, or
-    //   a failed write), and a ping timer: `interval_at` one `settings.config.ping_interval` from now (a
-    //   zero interval means never ping, and `interval_at` panics on one). Nothing heard since
+    //   a failed write), and a ping timer: `interval_at` one `settings.config.ping_interval`
+    //   from now (a zero interval means never ping, and `interval_at` panics on one). Nothing heard since
     //   the last tick? Send PING. `MAX_PINGS_OUT` already unanswered? End with
     //   `-ERR 'Stale Connection'`.
     // - Stage 7: `-ERR 'Invalid Subject'` (the connection stays); the sum of the subscriptions'

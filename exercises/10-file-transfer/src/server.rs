@@ -26,9 +26,9 @@ pub async fn run(
     events: impl Write + Send + 'static,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Shared>` of the config and `events`, a `TaskTracker`, then the shared accept loop (given,
-    // in `plumbing`): `plumbing::accept_loop(&listener, &plumbing::AcceptConfig::new(config
-    // .max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
+    // TODO: an `Arc<Shared>` of the config and `events`, a `TaskTracker`, then the shared
+    // accept loop (given, in `plumbing`): `plumbing::accept_loop(&listener,
+    // &plumbing::AcceptConfig::new(config.max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
     // holding `REFUSAL` and `serve` runs `receiver::serve`. When it returns (shutdown):
     // `plumbing::drain(&tracker, config.frame_timeout)`.
     todo!()
