@@ -274,4 +274,3 @@ mod tests {
         assert_ne!(changed["fn given"].text, sol["fn given"].text);
     }
 }
-

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use plumbing::{parse, resolve, shutdown_on_signal};
-use tokio::net::TcpListener;
 
 use pubsub::client::Client;
 use pubsub::loadgen::{self, LoadConfig};
@@ -152,10 +151,7 @@ async fn dispatch(command: Command) -> Result<()> {
             ping_interval,
             threads: _,
         } => {
-            let listener = TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot bind {bind}"))?;
-            println!("listening on {}", listener.local_addr()?);
+            let listener = plumbing::listen(bind).await?;
             let config = ServerConfig {
                 max_connections,
                 max_payload,

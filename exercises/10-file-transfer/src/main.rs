@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use plumbing::{parse, resolve, shutdown_on_signal};
-use tokio::net::TcpListener;
 
 use file_transfer::progress::Progress;
 use file_transfer::receiver::ServerConfig;
@@ -83,10 +82,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         } => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let listener = TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot bind {bind}"))?;
-            println!("listening on {}", listener.local_addr()?);
+            let listener = plumbing::listen(bind).await?;
             let config = ServerConfig {
                 dir,
                 max_size,
