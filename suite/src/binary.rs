@@ -6,18 +6,17 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 /// The environment variable that names the binary of project `slug`: `WORKBOOK_BIN_KV_STORE`
 /// for `kv-store`.
 pub fn env_var(slug: &str) -> String {
-    format!("WORKBOOK_BIN_{}", slug.to_uppercase().replace('-', "_"))
+    grading::env_var(slug)
 }
 
 /// The tree being graded, for messages: `exercises`, `solutions` or a path.
 pub fn tree() -> String {
-    std::env::var("WORKBOOK_TREE").unwrap_or_else(|_| "solutions".to_owned())
+    std::env::var(grading::TREE_VAR).unwrap_or_else(|_| "solutions".to_owned())
 }
 
 /// The binary to test for project `slug`.
@@ -60,20 +59,9 @@ fn binary_with_profile(slug: &str, release: bool) -> PathBuf {
 fn build_solution(slug: &str, release: bool) -> PathBuf {
     let package = format!("{slug}-solution");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(&cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "--package",
-        &package,
-        "--bin",
-        &package,
-        "--message-format=json-render-diagnostics",
-    ]);
-    if release {
-        command.arg("--release");
-    }
+    let mut command = grading::build_command(&cargo, &package, release);
     let output = command
+        .arg("--quiet")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo} to build {package}: {e}"));
     assert!(
@@ -81,10 +69,6 @@ fn build_solution(slug: &str, release: bool) -> PathBuf {
         "building {package} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == *package)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+    grading::executable(&output.stdout, &package)
         .unwrap_or_else(|| panic!("cargo built {package} but named no executable"))
 }

@@ -24,7 +24,7 @@ pub fn run(root: &Path, name: &str, tree: &Tree, args: &[String]) -> Result<()> 
         ])
         .args(args)
         .env(project.bin_env_var(), &binary)
-        .env("WORKBOOK_TREE", tree.label())
+        .env(grading::TREE_VAR, tree.label())
         .status()
         .context("running cargo bench")?;
     if !status.success() {

@@ -115,7 +115,7 @@ pub fn run_suite_on(
         ])
         .args(["--", "--test-threads=2", "--format", "pretty"])
         .env(project.bin_env_var(), binary)
-        .env("WORKBOOK_TREE", label)
+        .env(grading::TREE_VAR, label)
         // The messages that matter are the tests' own; backtraces would bury them.
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())

@@ -72,10 +72,7 @@ impl Project {
 
     /// The environment variable through which the suite learns which binary to test.
     pub fn bin_env_var(&self) -> String {
-        format!(
-            "WORKBOOK_BIN_{}",
-            self.slug.to_uppercase().replace('-', "_")
-        )
+        grading::env_var(self.slug)
     }
 
     /// Whether the project is ready to be worked on and graded: its exercise, its solution and its

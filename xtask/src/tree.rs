@@ -43,25 +43,22 @@ impl Tree {
     /// Cargo's own progress and any compile errors go to stderr as usual, so a learner sees
     /// their compile error exactly as `cargo build` shows it.
     pub fn build(&self, root: &Path, project: &Project, release: bool) -> Result<PathBuf> {
-        let mut command = cargo();
-        command.current_dir(root).arg("build");
-        let package = match self {
-            Tree::Exercises => project.exercise_package().to_owned(),
-            Tree::Solutions => project.solution_package(),
-            Tree::Dir(dir) => {
-                let manifest = stage_dir_tree(root, dir, project)?;
-                command
-                    .arg("--manifest-path")
-                    .arg(manifest)
-                    .arg("--target-dir")
-                    .arg(root.join("target/xtask/dir-target"));
-                project.exercise_package().to_owned()
-            }
+        let (package, staged) = match self {
+            Tree::Exercises => (project.exercise_package().to_owned(), None),
+            Tree::Solutions => (project.solution_package(), None),
+            Tree::Dir(dir) => (
+                project.exercise_package().to_owned(),
+                Some(stage_dir_tree(root, dir, project)?),
+            ),
         };
-        command.args(["--package", &package, "--bin", &package]);
-        command.arg("--message-format=json-render-diagnostics");
-        if release {
-            command.arg("--release");
+        let mut command = grading::build_command(cargo().get_program(), &package, release);
+        command.current_dir(root);
+        if let Some(manifest) = staged {
+            command
+                .arg("--manifest-path")
+                .arg(manifest)
+                .arg("--target-dir")
+                .arg(root.join("target/xtask/dir-target"));
         }
         let output = command
             .stdout(Stdio::piped())
@@ -74,11 +71,7 @@ impl Tree {
                 self.label()
             );
         }
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == *package)
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        grading::executable(&output.stdout, &package)
             .with_context(|| format!("cargo built `{package}` but reported no executable"))
     }
 }

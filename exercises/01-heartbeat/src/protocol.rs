@@ -70,7 +70,7 @@ pub enum Request {
 
 /// Why a datagram was rejected. The server counts and logs these; it never answers them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub enum ProtocolError {
     /// Zero bytes.
     #[error("empty datagram")]
     Empty,
@@ -115,16 +115,16 @@ pub fn validate_node_id(node: &str) -> Result<(), NodeIdError> {
 }
 
 /// Decodes one datagram into a [`Request`], or says precisely why it cannot.
-pub fn decode(datagram: &[u8]) -> Result<Request, DecodeError> {
-    // TODO: check the cheap things first, in this order, each with its own DecodeError:
+pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
+    // TODO: check the cheap things first, in this order, each with its own ProtocolError:
     // - empty, then longer than MAX_DATAGRAM;
     // - not UTF-8 (`std::str::from_utf8`): checking it yourself gives a clearer error than
     //   letting serde_json find a bad byte somewhere in a string;
     // - `serde_json::from_str::<Heartbeat>`: on success, validate the node id
-    //   (`validate_node_id`, `map_err(DecodeError::BadNodeId)`) and return `Request::Heartbeat`;
+    //   (`validate_node_id`, `map_err(ProtocolError::BadNodeId)`) and return `Request::Heartbeat`;
     // - on failure, try `serde_json::from_str::<StatusRequest>`; if that fails too, return
-    //   `DecodeError::Malformed` with the *heartbeat* error's text (`to_string()`): heartbeats are
-    //   what senders mostly mean to send, so that error is the helpful one.
+    //   `ProtocolError::Malformed` with the *heartbeat* error's text (`to_string()`):
+    //   heartbeats are what senders mostly mean to send, so that error is the helpful one.
     // `#[serde(deny_unknown_fields)]` on the types already turns an extra field into an error.
     todo!()
 }

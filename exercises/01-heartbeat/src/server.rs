@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::detector::Detector;
 use crate::membership::{Membership, Transition, millis};
 use crate::protocol::{
-    self, DecodeError, Event, MAX_DATAGRAM, Request, ServerStats, StatusRequest,
+    self, Event, MAX_DATAGRAM, ProtocolError, Request, ServerStats, StatusRequest,
 };
 use crate::ratelimit::{LogThrottle, TokenBucket};
 

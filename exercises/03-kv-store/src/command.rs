@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::resp::Reply;
 
-/// A key or a value: Redis strings are bytes, not text.
-pub type Bytes = Vec<u8>;
+/// A key or a value: Redis strings are bytes, not text. (Not `bytes::Bytes`: an owned `Vec<u8>`.)
+pub type Blob = Vec<u8>;
 
 /// When a `SET` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,42 +25,42 @@ pub enum SetCondition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `PING [message]`.
-    Ping(Option<Bytes>),
+    Ping(Option<Blob>),
     /// `ECHO message`.
-    Echo(Bytes),
+    Echo(Blob),
     /// `GET key`.
-    Get(Bytes),
+    Get(Blob),
     /// `SET key value [EX seconds | PX milliseconds] [NX | XX]`.
     Set {
         /// The key.
-        key: Bytes,
+        key: Blob,
         /// The value.
-        value: Bytes,
+        value: Blob,
         /// Time to live, if any.
         ttl: Option<Duration>,
         /// `NX`, `XX` or neither.
         condition: SetCondition,
     },
     /// `DEL key [key ...]`.
-    Del(Vec<Bytes>),
+    Del(Vec<Blob>),
     /// `EXISTS key [key ...]`.
-    Exists(Vec<Bytes>),
+    Exists(Vec<Blob>),
     /// `INCR`, `DECR`, `INCRBY key delta` (and `DECRBY`).
-    IncrBy(Bytes, i64),
+    IncrBy(Blob, i64),
     /// `MGET key [key ...]`.
-    MGet(Vec<Bytes>),
+    MGet(Vec<Blob>),
     /// `MSET key value [key value ...]`.
-    MSet(Vec<(Bytes, Bytes)>),
+    MSet(Vec<(Blob, Blob)>),
     /// `EXPIRE key seconds`.
-    Expire(Bytes, i64),
+    Expire(Blob, i64),
     /// `TTL key`.
-    Ttl(Bytes),
+    Ttl(Blob),
     /// `DBSIZE`.
     DbSize,
     /// `FLUSHDB`.
     FlushDb,
     /// `KEYS pattern`.
-    Keys(Bytes),
+    Keys(Blob),
     /// `COMMAND ...`: answered with an empty list, which is enough for `redis-cli` to start.
     CommandInfo,
     /// `QUIT`: `+OK`, then the server closes the connection.
@@ -68,7 +68,7 @@ pub enum Command {
 }
 
 /// Parses a request's arguments, or returns the error reply Redis would send.
-pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
+pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
     // TODO: the first argument names the command, case-insensitively (`to_lowercase` on a
     // `String::from_utf8_lossy`). Check the arity of each, and build the `Command`:
     // - wrong arity: `Reply::err(format!("wrong number of arguments for '{name}' command"))`;

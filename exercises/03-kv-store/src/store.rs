@@ -10,20 +10,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::command::{Bytes, SetCondition};
+use crate::command::{Blob, SetCondition};
 use crate::glob;
 
 /// A value and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    value: Bytes,
+    value: Blob,
     expires_at: Option<Instant>,
 }
 
 /// One shard's keys.
 #[derive(Debug, Default)]
 pub struct Store {
-    map: HashMap<Bytes, Entry>,
+    map: HashMap<Blob, Entry>,
 }
 
 /// Why `INCRBY` failed.
@@ -45,7 +45,7 @@ impl Store {
     }
 
     /// `GET`.
-    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Blob> {
         // TODO: the value, unless the key is missing or expired (remove an expired key as you find it).
         todo!()
     }
@@ -53,8 +53,8 @@ impl Store {
     /// `SET`: whether it was applied (`NX`/`XX` may refuse).
     pub fn set(
         &mut self,
-        key: Bytes,
-        value: Bytes,
+        key: Blob,
+        value: Blob,
         ttl: Option<Duration>,
         condition: SetCondition,
         now: Instant,
@@ -114,7 +114,7 @@ impl Store {
     }
 
     /// `KEYS`: the live keys matching `pattern`.
-    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Blob> {
         // TODO: the live keys for which `glob::matches(pattern, key)`.
         todo!()
     }

@@ -22,24 +22,14 @@ use tracing::debug;
 use crate::broker::{Broker, Subscription};
 use crate::outbound::{Outbound, Push, Wakes};
 use crate::protocol::{self, ClientOp, ConnectOptions, ProtocolError};
+use crate::server::ServerConfig;
 use crate::subject;
 
-/// The limits and identity a connection works with.
+/// What a connection works with: the broker's configuration (its limits) and its identity.
 #[derive(Debug, Clone)]
-pub struct Limits {
-    /// The largest payload a `PUB` may carry.
-    pub max_payload: usize,
-    /// The most bytes queued for one client before it is a slow consumer.
-    pub max_pending: usize,
-    /// The most subscriptions one client may hold.
-    pub max_subscriptions: usize,
-    /// The most bytes one client's subscriptions may hold in all, as
-    /// [`Subscription::memory`] estimates them: this, not the count, bounds their memory.
-    pub max_subscription_bytes: usize,
-    /// How long one write to a client may take before it is a slow consumer.
-    pub write_deadline: Duration,
-    /// How long a client may stay silent before the broker sends it `PING`.
-    pub ping_interval: Duration,
+pub struct Settings {
+    /// The limits, as the broker was started with them.
+    pub config: ServerConfig,
     /// The broker's name for itself in `INFO`.
     pub server_id: String,
     /// The port it listens on, for `INFO`.
@@ -79,15 +69,15 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
-    limits: Limits,
+    settings: Settings,
     shutdown: Shutdown,
     reading: TaskTrackerToken,
 ) -> io::Result<()> {
     // TODO: growing stage by stage (the later parts can wait):
     // - Stage 1: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of
-    //   `limits.max_pending`; `stream.into_split()`, and the writer `tokio::spawn`ed on
-    //   `outbound.write_loop(writer, limits.write_deadline)`. Queue `protocol::info_line(..)`
-    //   first. Then loop: handle every whole operation in the input buffer
+    //   `settings.config.max_pending`; `stream.into_split()`, and the writer `tokio::spawn`ed on
+    //   `outbound.write_loop(writer, settings.config.write_deadline)`. Queue
+    //   `protocol::info_line(..)` first. Then loop: handle every whole operation in the input buffer
     //   (`protocol::parse_client`; answer through the outbound queue: PONG, `+OK` when verbose),
     //   drop the bytes used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the
     //   client left) and `shutdown.stop.cancelled()`. At the end: `outbound.close()` and await
@@ -99,8 +89,8 @@ pub async fn serve(
     //   subscription `is_done()` is free again; when the client leaves, however it leaves,
     //   unsubscribe everything.
     // - Stage 6: one more `select!` branch, `outbound.killed().cancelled()` (a slow consumer, or
-    //   a failed write), and a ping timer: `interval_at` one `limits.ping_interval` from now (a
-    //   zero interval means never ping, and `interval_at` panics on one). Nothing heard since
+    //   a failed write), and a ping timer: `interval_at` one `settings.config.ping_interval`
+    //   from now (a zero interval means never ping, and `interval_at` panics on one). Nothing heard since
     //   the last tick? Send PING. `MAX_PINGS_OUT` already unanswered? End with
     //   `-ERR 'Stale Connection'`.
     // - Stage 7: `-ERR 'Invalid Subject'` (the connection stays); the sum of the subscriptions'

@@ -8,12 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use plumbing::{parse, resolve, shutdown_on_signal};
-use tokio::net::TcpListener;
 
 use pubsub::client::Client;
 use pubsub::loadgen::{self, LoadConfig};
 use pubsub::protocol::DEFAULT_MAX_PAYLOAD;
-use pubsub::server::{self, BrokerConfig};
+use pubsub::server::{self, ServerConfig};
 use pubsub::server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTION_BYTES,
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_DEADLINE,
@@ -152,11 +151,8 @@ async fn dispatch(command: Command) -> Result<()> {
             ping_interval,
             threads: _,
         } => {
-            let listener = TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot bind {bind}"))?;
-            println!("listening on {}", listener.local_addr()?);
-            let config = BrokerConfig {
+            let listener = plumbing::listen(bind).await?;
+            let config = ServerConfig {
                 max_connections,
                 max_payload,
                 max_pending,

@@ -14,25 +14,25 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::broker::Broker;
-use crate::connection::{self, Limits, Shutdown};
+use crate::connection::{self, Settings, Shutdown};
 use crate::protocol;
 
-/// The default of [`BrokerConfig::max_connections`] (and of `--max-connections`).
+/// The default of [`ServerConfig::max_connections`] (and of `--max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// The default of [`BrokerConfig::max_pending`]: 8 MiB.
+/// The default of [`ServerConfig::max_pending`]: 8 MiB.
 pub const DEFAULT_MAX_PENDING: usize = 8 * 1024 * 1024;
-/// The default of [`BrokerConfig::max_subscriptions`].
+/// The default of [`ServerConfig::max_subscriptions`].
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 65_536;
-/// The default of [`BrokerConfig::max_subscription_bytes`]: 128 MiB.
+/// The default of [`ServerConfig::max_subscription_bytes`]: 128 MiB.
 pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 128 * 1024 * 1024;
-/// The default of [`BrokerConfig::write_deadline`].
+/// The default of [`ServerConfig::write_deadline`].
 pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
-/// The default of [`BrokerConfig::ping_interval`]: two minutes, as NATS has it.
+/// The default of [`ServerConfig::ping_interval`]: two minutes, as NATS has it.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 
 /// How the broker is shaped.
 #[derive(Debug, Clone)]
-pub struct BrokerConfig {
+pub struct ServerConfig {
     /// The most clients connected at once; others get `-ERR 'Maximum Connections Exceeded'`.
     pub max_connections: usize,
     /// The largest payload a `PUB` may carry, announced in `INFO` as `max_payload`.
@@ -51,9 +51,9 @@ pub struct BrokerConfig {
     pub ping_interval: Duration,
 }
 
-impl Default for BrokerConfig {
+impl Default for ServerConfig {
     fn default() -> Self {
-        BrokerConfig {
+        ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
             max_pending: DEFAULT_MAX_PENDING,
@@ -70,10 +70,10 @@ impl Default for BrokerConfig {
 /// tells each client the server is going (`INFO {"ldm":true}`), and closes.
 pub async fn run(
     listener: TcpListener,
-    config: BrokerConfig,
+    config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Broker>`; `Limits` from the config (a `server_id` of your choice, the
+    // TODO: an `Arc<Broker>`; `Settings` holding the config (a `server_id` of your choice, the
     // listener's port); `Shutdown { stop: shutdown.clone(), drain: CancellationToken::new() }`;
     // two `TaskTracker`s, one for the connection tasks and one whose tokens (`readers.token()`)
     // the readers hold. Then the shared accept loop (given, in `plumbing`): `plumbing::accept_loop`

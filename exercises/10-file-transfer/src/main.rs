@@ -10,10 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use plumbing::{parse, resolve, shutdown_on_signal};
-use tokio::net::TcpListener;
 
 use file_transfer::progress::Progress;
-use file_transfer::receiver::RecvConfig;
+use file_transfer::receiver::ServerConfig;
 use file_transfer::{sender, server};
 
 /// Send files over TCP, verified chunk by chunk with SHA-256, resuming where a broken
@@ -83,18 +82,15 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         } => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let listener = TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot bind {bind}"))?;
-            println!("listening on {}", listener.local_addr()?);
-            let config = RecvConfig {
+            let listener = plumbing::listen(bind).await?;
+            let config = ServerConfig {
                 dir,
                 max_size,
                 max_connections,
                 frame_timeout,
                 max_retries,
             };
-            server::run(listener, config, shutdown_on_signal()).await?;
+            server::run(listener, config, std::io::stdout(), shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send {

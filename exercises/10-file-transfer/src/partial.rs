@@ -1,7 +1,10 @@
 //! A file being received: its bytes in `.NAME.ft-partial`, the chunks verified so far in
 //! `.NAME.ft-state`, and the final name only once the whole file is right.
 //!
-//! Blocking file I/O: call these from `spawn_blocking`.
+//! Blocking file I/O. What reads, hashes, renames or removes whole files ([`Partial::open`],
+//! [`Partial::finish`], [`Partial::discard`]) runs on `spawn_blocking`. [`Partial::mark_held`]
+//! writes one byte of the state file into the page cache, which takes less than the hand-off to
+//! the blocking pool would: the receiver calls it on its own task.
 //!
 //! Your task: [`Partial::open`] for a fresh file, [`Partial::mark_held`] and [`Partial::finish`]
 //! in stage 1; reading the state file back in `open` (resume) in stage 4; [`Partial::discard`]

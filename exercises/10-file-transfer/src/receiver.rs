@@ -2,10 +2,10 @@
 //! and the final rename.
 //!
 //! Your task (stages 1 to 6): [`serve`], with whatever private helpers you like. The types,
-//! [`emit`] and [`Shared`] are given; `Shared::busy` is the set of names being received.
+//! [`Shared`] (with its `emit`) is given; `Shared::busy` is the set of names being received.
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,7 @@ use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
 
 /// How a receiver behaves.
 #[derive(Debug, Clone)]
-pub struct RecvConfig {
+pub struct ServerConfig {
     /// Where files land. Nothing outside it is ever written.
     pub dir: PathBuf,
     /// The largest file accepted, in bytes.
@@ -109,26 +109,41 @@ impl TransferError {
 /// How long a finished connection waits for the sender to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
-pub fn emit(event: serde_json::Value) {
-    println!("{event}");
-}
-
-/// What every connection shares: the configuration and the names being received.
-#[derive(Debug)]
+/// What every connection shares: the configuration, where events go, and the names being
+/// received.
 pub struct Shared {
     /// The configuration.
-    pub config: RecvConfig,
+    pub config: ServerConfig,
+    /// Where events go, one JSON line each: stdout in the binary, a buffer in a test.
+    events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
-    /// Wraps a configuration.
-    pub fn new(config: RecvConfig) -> Shared {
+    /// Wraps a configuration, with events written to `events`.
+    pub fn new(config: ServerConfig, events: impl Write + Send + 'static) -> Shared {
         Shared {
             config,
+            events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
+    /// (stdout closed) loses the event, never the transfer.
+    pub fn emit(&self, event: serde_json::Value) {
+        let mut out = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writeln!(out, "{event}").and_then(|()| out.flush()) {
+            debug!("cannot write an event: {e}");
         }
     }
 }
@@ -156,24 +171,30 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    // TODO: `stream.into_split()`; wrap the read half in a `BufReader` (a chunk then takes a few
-    // reads, not hundreds). Race the transfer against `shutdown.cancelled()` in `tokio::select!`.
-    // The transfer, frame by frame (each read under `tokio::time::timeout(frame_timeout, ..)`):
-    // 1. MANIFEST (at most MAX_MANIFEST_LEN): `Manifest::decode`, `name::check`, `--max-size`;
-    //    claim the name in `shared.busy` (a guard whose `Drop` releases it: stage 5).
-    // 2. `Partial::open` on `spawn_blocking`; emit `started`; answer ACCEPT with its bitmap;
-    //    `WholeHasher::spawn`.
-    // 3. Until every chunk is held: CHUNK (at most 4 + chunk_size): check the index against the
-    //    count and the length against `chunk_len`; on `spawn_blocking`, hash it and, if it
-    //    matches, `write_all_at`; then `mark_held` and `hasher.landed`, or emit `resent` and
-    //    answer RESEND (at most `max_retries` times per chunk), at once: never let a verdict wait
-    //    for the next frame, which may only come after it. SENT_ALL: RESEND every chunk
-    //    still missing. Anything else: `ProtocolError::Unexpected`.
-    // 4. `hasher.finish()`: a mismatch with `file_hash` is `FileHashMismatch` (discard the
-    //    partial file); a match: `Partial::finish` on `spawn_blocking`, emit `complete`, COMPLETE.
-    // On an error, emit `failed` and, unless the peer is gone, send it an ERROR frame with the
-    // error's text (at most MAX_ERROR_LEN bytes). Then, unless shutting down, close gracefully:
-    // `write.shutdown()`, and read and discard until the sender closes (at most LINGER): closing
-    // with unread bytes sends a reset, which can destroy the answer the sender has not read yet.
+    // TODO: growing stage by stage (the later parts can wait):
+    // - Stage 1 (one file, a few chunks): `stream.into_split()`, the read half in a `BufReader`
+    //   (a chunk then takes a few reads, not hundreds). Read MANIFEST (at most MAX_MANIFEST_LEN),
+    //   `Manifest::decode`, `name::check`; `Partial::open` on `spawn_blocking`; `shared.emit`
+    //   `started`; answer ACCEPT with its bitmap; `WholeHasher::spawn`. Then CHUNKs (at most
+    //   4 + chunk_size) until every chunk is held: `write_all_at` its data, `mark_held`,
+    //   `hasher.landed`. Then `hasher.finish()`, `Partial::finish` on `spawn_blocking`, emit
+    //   `complete`, COMPLETE. On an error, emit `failed` and, unless the peer is gone, send an
+    //   ERROR frame with its text (at most MAX_ERROR_LEN bytes). Race it all against
+    //   `shutdown.cancelled()` in `tokio::select!`; unless shutting down, close gracefully:
+    //   `write.shutdown()`, then read and discard until the sender closes (at most LINGER), since
+    //   closing with unread bytes sends a reset, which can destroy the answer not read yet.
+    // - Stage 2 (many chunks): verify and write each chunk on `spawn_blocking`, overlapping the
+    //   next read, so hashing stays off the async threads.
+    // - Stage 3 (corruption): hash each chunk before writing it; a mismatch: emit `resent` and
+    //   answer RESEND at once (never let a verdict wait for the next frame, which may only come
+    //   after it), at most `max_retries` times per chunk; SENT_ALL: RESEND every chunk missing.
+    // - Stage 4 (resume): nothing here beyond stage 1's ACCEPT: `Partial::open` knows what is
+    //   held; skip a chunk already held.
+    // - Stage 5 (many senders): claim the name in `shared.busy` before opening the partial file
+    //   (a `Claim` guard, whose `Drop` releases it; a name taken is `TransferError::Busy`).
+    // - Stage 6 (hostile peers): `--max-size`; each frame under `tokio::time::timeout
+    //   (frame_timeout, ..)`; a chunk index past the count (`ChunkBeyond`), a length other than
+    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a whole-file
+    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file.
     todo!()
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::frame::{self, FrameError};
 use crate::hasher;
 use crate::name::{self, NameError};
-use crate::progress::Progress;
+use crate::progress::{Progress, SendReport};
 use crate::protocol::{
     self, DEFAULT_CHUNK_SIZE, Kind, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE, Manifest,
     ProtocolError,
@@ -55,25 +55,6 @@ pub enum SendError {
     /// The connection broke or the receiver broke the protocol.
     #[error("{0}")]
     Frame(#[from] FrameError),
-}
-
-/// How a file was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendReport {
-    /// The name it was sent under.
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// How many chunks it has.
-    pub chunks: u32,
-    /// How many the receiver already held (a resume).
-    pub held: u32,
-    /// How many chunks were sent, re-sends included.
-    pub sent: u32,
-    /// How many of those were re-sends the receiver asked for.
-    pub resent: u32,
-    /// From opening the file to the receiver's COMPLETE.
-    pub elapsed: Duration,
 }
 
 /// The chunk size to use for a file of `size` bytes: `requested`, checked, or the default doubled

@@ -2,7 +2,7 @@
 //!
 //! Your task (stages 1, 5 and 6): [`run`].
 
-use std::io;
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -12,21 +12,23 @@ use tracing::info;
 
 use crate::frame;
 use crate::protocol::Kind;
-use crate::receiver::{self, RecvConfig, Shared};
+use crate::receiver::{self, ServerConfig, Shared};
 
 /// What a sender past `max_connections` is told, in an ERROR frame, before it is disconnected.
 const REFUSAL: &[u8] = b"too many senders at once; try again later";
 
 /// Receives files on `listener` into `config.dir` until `shutdown` is cancelled, then waits for
 /// the connections to stop (a transfer cut short keeps its partial file for a later resume).
+/// Events go to `events` as JSON lines (`std::io::stdout()` in the binary).
 pub async fn run(
     listener: TcpListener,
-    config: RecvConfig,
+    config: ServerConfig,
+    events: impl Write + Send + 'static,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Shared>` of the config, a `TaskTracker`, then the shared accept loop (given,
-    // in `plumbing`): `plumbing::accept_loop(&listener, &plumbing::AcceptConfig::new(config
-    // .max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
+    // TODO: an `Arc<Shared>` of the config and `events`, a `TaskTracker`, then the shared
+    // accept loop (given, in `plumbing`): `plumbing::accept_loop(&listener,
+    // &plumbing::AcceptConfig::new(config.max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
     // holding `REFUSAL` and `serve` runs `receiver::serve`. When it returns (shutdown):
     // `plumbing::drain(&tracker, config.frame_timeout)`.
     todo!()

@@ -9,7 +9,6 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use plumbing::{parse, resolve, shutdown_on_signal};
 use serde_json::{Map, Value};
-use tokio::net::UdpSocket;
 
 use heartbeat_solution::detector::Detector;
 use heartbeat_solution::{client, protocol, server, status};
@@ -129,10 +128,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
         check_interval: args.check_interval,
         max_nodes: args.max_nodes,
     };
-    let socket = UdpSocket::bind(args.bind)
-        .await
-        .with_context(|| format!("cannot bind {}", args.bind))?;
-    println!("listening on {}", socket.local_addr()?);
+    let socket = plumbing::listen_udp(args.bind).await?;
     let shutdown = shutdown_on_signal();
     server::run(socket, config, std::io::stdout(), shutdown)
         .await

@@ -66,7 +66,7 @@ pub enum Request {
 
 /// Why a datagram was rejected. The server counts and logs these; it never answers them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub enum ProtocolError {
     /// Zero bytes.
     #[error("empty datagram")]
     Empty,
@@ -116,28 +116,28 @@ pub fn validate_node_id(node: &str) -> Result<(), NodeIdError> {
 }
 
 /// Decodes one datagram into a [`Request`], or says precisely why it cannot.
-pub fn decode(datagram: &[u8]) -> Result<Request, DecodeError> {
+pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
     if datagram.is_empty() {
-        return Err(DecodeError::Empty);
+        return Err(ProtocolError::Empty);
     }
     if datagram.len() > MAX_DATAGRAM {
-        return Err(DecodeError::TooLong {
+        return Err(ProtocolError::TooLong {
             len: datagram.len(),
         });
     }
     // Checked up front so that the error names the real problem: serde_json would report
     // invalid UTF-8 as a syntax error somewhere in the middle.
-    let text = std::str::from_utf8(datagram).map_err(|_| DecodeError::NotUtf8)?;
+    let text = std::str::from_utf8(datagram).map_err(|_| ProtocolError::NotUtf8)?;
     // Heartbeats are the hot path, so they are tried first; a status request fails that attempt
     // cheaply on its unknown `op` field.
     match serde_json::from_str::<Heartbeat>(text) {
         Ok(heartbeat) => {
-            validate_node_id(&heartbeat.node).map_err(DecodeError::BadNodeId)?;
+            validate_node_id(&heartbeat.node).map_err(ProtocolError::BadNodeId)?;
             Ok(Request::Heartbeat(heartbeat))
         }
         Err(heartbeat_error) => match serde_json::from_str::<StatusRequest>(text) {
             Ok(request) => Ok(Request::Status(request)),
-            Err(_) => Err(DecodeError::Malformed(heartbeat_error.to_string())),
+            Err(_) => Err(ProtocolError::Malformed(heartbeat_error.to_string())),
         },
     }
 }
@@ -314,21 +314,21 @@ mod tests {
 
     #[test]
     fn rejects_what_it_should() {
-        assert_eq!(decode(b""), Err(DecodeError::Empty));
-        assert_eq!(decode(&[0xff, 0xfe]), Err(DecodeError::NotUtf8));
-        assert!(matches!(decode(b"hello"), Err(DecodeError::Malformed(_))));
+        assert_eq!(decode(b""), Err(ProtocolError::Empty));
+        assert_eq!(decode(&[0xff, 0xfe]), Err(ProtocolError::NotUtf8));
+        assert!(matches!(decode(b"hello"), Err(ProtocolError::Malformed(_))));
         let extra = br#"{"node":"a","seq":1,"sent_ms":1,"x":1}"#;
-        assert!(matches!(decode(extra), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode(extra), Err(ProtocolError::Malformed(_))));
         let typed = br#"{"node":"a","seq":"1","sent_ms":1}"#;
-        assert!(matches!(decode(typed), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode(typed), Err(ProtocolError::Malformed(_))));
         let space = br#"{"node":"a b","seq":1,"sent_ms":1}"#;
         assert_eq!(
             decode(space),
-            Err(DecodeError::BadNodeId(NodeIdError::BadChar))
+            Err(ProtocolError::BadNodeId(NodeIdError::BadChar))
         );
         assert!(matches!(
             decode(&[b' '; MAX_DATAGRAM + 1]),
-            Err(DecodeError::TooLong { .. })
+            Err(ProtocolError::TooLong { .. })
         ));
     }
 

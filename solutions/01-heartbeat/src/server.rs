@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::detector::Detector;
 use crate::membership::{Membership, Transition, millis};
 use crate::protocol::{
-    self, DecodeError, Event, MAX_DATAGRAM, Request, ServerStats, StatusRequest,
+    self, Event, MAX_DATAGRAM, ProtocolError, Request, ServerStats, StatusRequest,
 };
 use crate::ratelimit::{LogThrottle, TokenBucket};
 
@@ -137,7 +137,7 @@ impl<W: Write> Server<W> {
         Ok(())
     }
 
-    fn reject(&mut self, error: &DecodeError, from: SocketAddr, now: Instant) {
+    fn reject(&mut self, error: &ProtocolError, from: SocketAddr, now: Instant) {
         self.stats.rejected += 1;
         if let Some(held) = self.reject_log.allow(now) {
             warn!(%from, held_back = held, "rejected datagram: {error}");

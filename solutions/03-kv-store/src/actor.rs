@@ -1,4 +1,5 @@
-//! The actors: each shard of the key space is owned by one task, and nothing else touches it.
+//! The actors: each shard of the key space is owned by one task, and nothing else touches it;
+//! and the [`StoreHandle`] connections hold, to the actors or to the mutex backend.
 //!
 //! Connections never see a `Store`. They hold a [`StoreHandle`] and send it commands over a
 //! bounded channel, each with a `oneshot` for the reply. The bound is the backpressure: when a
@@ -6,12 +7,13 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::command::{Bytes, Command};
+use crate::command::{Blob, Command};
+use crate::locked::Locked;
+use crate::op::{Op, apply};
 use crate::resp::Reply;
 use crate::store::Store;
 
@@ -24,21 +26,44 @@ pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// The most expired keys one sweep removes, so that a sweep never stalls a shard for long.
 pub const SWEEP_LIMIT: usize = 1000;
 
-/// What one shard is asked to do: a command restricted to the keys it owns.
-#[derive(Debug)]
-enum Op {
-    Get(Bytes),
-    Set(Command),
-    Del(Vec<Bytes>),
-    Exists(Vec<Bytes>),
-    IncrBy(Bytes, i64),
-    MGet(Vec<Bytes>),
-    MSet(Vec<(Bytes, Bytes)>),
-    Expire(Bytes, i64),
-    Ttl(Bytes),
-    DbSize,
-    FlushDb,
-    Keys(Bytes),
+/// A cheap, cloneable handle to the store, whichever backend owns it.
+#[derive(Clone, Debug)]
+pub enum StoreHandle {
+    /// Actors, one per shard, reached by messages.
+    Actors(Actors),
+    /// One store behind a mutex (for comparison).
+    Locked(Locked),
+}
+
+impl StoreHandle {
+    /// Starts `shards` actors (at least one). They stop when the last handle is dropped.
+    pub fn spawn(shards: usize) -> StoreHandle {
+        StoreHandle::Actors(Actors::spawn(shards))
+    }
+
+    /// One store behind a `std::sync::Mutex`, shared by every connection: the lock-based design
+    /// the chapter measures against the actors. A task sweeps expired keys until the last handle
+    /// is dropped.
+    pub fn locked() -> StoreHandle {
+        StoreHandle::Locked(Locked::new())
+    }
+
+    /// Runs a pipeline of key-space commands and returns their replies in order.
+    pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
+        match self {
+            StoreHandle::Actors(actors) => actors.execute_batch(commands).await,
+            StoreHandle::Locked(locked) => locked.execute_batch(commands),
+        }
+    }
+
+    /// Runs a command that touches the key space and returns its reply. Commands that do not
+    /// (`PING`, `ECHO`, `COMMAND`, `QUIT`) are the connection's business.
+    pub async fn execute(&self, command: Command) -> Reply {
+        self.execute_batch(vec![command])
+            .await
+            .pop()
+            .unwrap_or_else(|| Reply::err("no reply from the store"))
+    }
 }
 
 /// A batch of operations for one shard, answered together: one channel round trip for a whole
@@ -48,16 +73,15 @@ struct Job {
     reply: oneshot::Sender<Vec<Reply>>,
 }
 
-/// A cheap, cloneable handle to the store: to its actors, or to the one store behind a mutex.
+/// The actors' side of the handle: one queue per shard.
 #[derive(Clone, Debug)]
-pub struct StoreHandle {
+pub struct Actors {
     shards: Vec<mpsc::Sender<Job>>,
-    locked: Option<Arc<Mutex<Store>>>,
 }
 
-impl StoreHandle {
+impl Actors {
     /// Starts `shards` actors (at least one). They stop when the last handle is dropped.
-    pub fn spawn(shards: usize) -> StoreHandle {
+    pub fn spawn(shards: usize) -> Actors {
         let shards = (0..shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE);
@@ -65,31 +89,36 @@ impl StoreHandle {
                 tx
             })
             .collect();
-        StoreHandle {
-            shards,
-            locked: None,
-        }
+        Actors { shards }
     }
 
-    /// One store behind a `std::sync::Mutex`, shared by every connection: the lock-based design
-    /// the chapter measures against the actors. A task sweeps expired keys until the last handle
-    /// is dropped.
-    pub fn locked() -> StoreHandle {
-        let store = Arc::new(Mutex::new(Store::new()));
-        let weak = Arc::downgrade(&store);
-        tokio::spawn(async move {
-            let mut sweep = tokio::time::interval(SWEEP_EVERY);
-            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                sweep.tick().await;
-                let Some(store) = weak.upgrade() else { break };
-                lock(&store).sweep(Instant::now(), SWEEP_LIMIT);
+    /// Runs a pipeline of key-space commands and returns their replies in order.
+    ///
+    /// Single-key operations are grouped by shard and sent as one job per shard, all shards at
+    /// once. An operation spanning shards (`MGET`, `DEL`, `KEYS`...) first waits for everything
+    /// before it, so no client can observe the reordering: effects on different keys commute.
+    pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
+        let mut replies: Vec<Option<Reply>> = vec![None; commands.len()];
+        let mut pending: Vec<Vec<(usize, Op)>> =
+            (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (i, command) in commands.into_iter().enumerate() {
+            let Some(op) = Op::of(command) else {
+                replies[i] = Some(Reply::err("not a key-space command"));
+                continue;
+            };
+            match op.key() {
+                Some(key) => pending[self.shard_of(key)].push((i, op)),
+                None => {
+                    self.flush(&mut pending, &mut replies).await;
+                    replies[i] = Some(self.spanning(op).await);
+                }
             }
-        });
-        StoreHandle {
-            shards: Vec::new(),
-            locked: Some(store),
         }
+        self.flush(&mut pending, &mut replies).await;
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Reply::err("the store is shutting down")))
+            .collect()
     }
 
     fn shard_of(&self, key: &[u8]) -> usize {
@@ -116,42 +145,6 @@ impl StoreHandle {
         answer.unwrap_or_else(|| Reply::err("the store is shutting down"))
     }
 
-    /// Runs a pipeline of key-space commands and returns their replies in order.
-    ///
-    /// Single-key commands are grouped by shard and sent as one job per shard, all shards at
-    /// once. A command spanning shards (`MGET`, `DEL`, `KEYS`...) first waits for everything
-    /// before it, so no client can observe the reordering: effects on different keys commute.
-    pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
-        if let Some(store) = &self.locked {
-            return run_locked(store, commands);
-        }
-        let mut replies: Vec<Option<Reply>> = vec![None; commands.len()];
-        let mut pending: Vec<Vec<(usize, Op)>> =
-            (0..self.shards.len()).map(|_| Vec::new()).collect();
-        for (i, command) in commands.into_iter().enumerate() {
-            let single = match command {
-                Command::Get(key) => Ok((self.shard_of(&key), Op::Get(key))),
-                Command::Set { ref key, .. } => Ok((self.shard_of(key), Op::Set(command))),
-                Command::IncrBy(key, delta) => Ok((self.shard_of(&key), Op::IncrBy(key, delta))),
-                Command::Expire(key, secs) => Ok((self.shard_of(&key), Op::Expire(key, secs))),
-                Command::Ttl(key) => Ok((self.shard_of(&key), Op::Ttl(key))),
-                other => Err(other),
-            };
-            match single {
-                Ok((shard, op)) => pending[shard].push((i, op)),
-                Err(command) => {
-                    self.flush(&mut pending, &mut replies).await;
-                    replies[i] = Some(self.execute(command).await);
-                }
-            }
-        }
-        self.flush(&mut pending, &mut replies).await;
-        replies
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Reply::err("the store is shutting down")))
-            .collect()
-    }
-
     /// Sends every shard its pending operations, then collects the replies into their places.
     async fn flush(&self, pending: &mut [Vec<(usize, Op)>], replies: &mut [Option<Reply>]) {
         let mut waiting = Vec::new();
@@ -173,29 +166,15 @@ impl StoreHandle {
         }
     }
 
-    /// Runs a command that touches the key space and returns its reply. Commands that do not
-    /// (`PING`, `ECHO`, `COMMAND`, `QUIT`) are the connection's business.
-    pub async fn execute(&self, command: Command) -> Reply {
-        if let Some(store) = &self.locked {
-            return run_locked(store, vec![command])
-                .pop()
-                .unwrap_or_else(|| Reply::err("no reply from the store"));
-        }
-        match command {
-            Command::Get(key) => self.ask(self.shard_of(&key), Op::Get(key)).await,
-            Command::Set { ref key, .. } => self.ask(self.shard_of(key), Op::Set(command)).await,
-            Command::IncrBy(key, delta) => {
-                self.ask(self.shard_of(&key), Op::IncrBy(key, delta)).await
-            }
-            Command::Expire(key, secs) => {
-                self.ask(self.shard_of(&key), Op::Expire(key, secs)).await
-            }
-            Command::Ttl(key) => self.ask(self.shard_of(&key), Op::Ttl(key)).await,
-            Command::Del(keys) => self.sum_by_shard(keys, Op::Del).await,
-            Command::Exists(keys) => self.sum_by_shard(keys, Op::Exists).await,
-            Command::MGet(keys) => self.mget(keys).await,
-            Command::MSet(pairs) => {
-                let mut by_shard: Vec<Vec<(Bytes, Bytes)>> = vec![Vec::new(); self.shards.len()];
+    /// An operation on several keys, or on all of them: each shard concerned answers for its
+    /// own, and the answers combine.
+    async fn spanning(&self, op: Op) -> Reply {
+        match op {
+            Op::Del(keys) => self.sum_by_shard(keys, Op::Del).await,
+            Op::Exists(keys) => self.sum_by_shard(keys, Op::Exists).await,
+            Op::MGet(keys) => self.mget(keys).await,
+            Op::MSet(pairs) => {
+                let mut by_shard: Vec<Vec<(Blob, Blob)>> = vec![Vec::new(); self.shards.len()];
                 for (k, v) in pairs {
                     by_shard[self.shard_of(&k)].push((k, v));
                 }
@@ -210,7 +189,7 @@ impl StoreHandle {
                 }
                 Reply::OK
             }
-            Command::DbSize => {
+            Op::DbSize => {
                 let mut total = 0;
                 for shard in 0..self.shards.len() {
                     match self.ask(shard, Op::DbSize).await {
@@ -220,13 +199,13 @@ impl StoreHandle {
                 }
                 Reply::Integer(total)
             }
-            Command::FlushDb => {
+            Op::FlushDb => {
                 for shard in 0..self.shards.len() {
                     self.ask(shard, Op::FlushDb).await;
                 }
                 Reply::OK
             }
-            Command::Keys(pattern) => {
+            Op::Keys(pattern) => {
                 let mut all = Vec::new();
                 for shard in 0..self.shards.len() {
                     if let Reply::Array(keys) = self.ask(shard, Op::Keys(pattern.clone())).await {
@@ -235,15 +214,21 @@ impl StoreHandle {
                 }
                 Reply::Array(all)
             }
-            Command::Ping(_) | Command::Echo(_) | Command::CommandInfo | Command::Quit => {
-                Reply::err("not a key-space command")
+            // A single-key operation: the shard that owns its key runs it alone.
+            single @ (Op::Get(_)
+            | Op::Set { .. }
+            | Op::IncrBy(..)
+            | Op::Expire(..)
+            | Op::Ttl(_)) => {
+                let shard = single.key().map_or(0, |key| self.shard_of(key));
+                self.ask(shard, single).await
             }
         }
     }
 
     /// `DEL` and `EXISTS`: each shard counts its own keys; the counts add up.
-    async fn sum_by_shard(&self, keys: Vec<Bytes>, op: fn(Vec<Bytes>) -> Op) -> Reply {
-        let mut by_shard: Vec<Vec<Bytes>> = vec![Vec::new(); self.shards.len()];
+    async fn sum_by_shard(&self, keys: Vec<Blob>, op: fn(Vec<Blob>) -> Op) -> Reply {
+        let mut by_shard: Vec<Vec<Blob>> = vec![Vec::new(); self.shards.len()];
         for key in keys {
             by_shard[self.shard_of(&key)].push(key);
         }
@@ -262,8 +247,8 @@ impl StoreHandle {
     }
 
     /// `MGET`: each shard answers for its keys; the answers go back in the order asked.
-    async fn mget(&self, keys: Vec<Bytes>) -> Reply {
-        let mut by_shard: Vec<(Vec<usize>, Vec<Bytes>)> =
+    async fn mget(&self, keys: Vec<Blob>) -> Reply {
+        let mut by_shard: Vec<(Vec<usize>, Vec<Blob>)> =
             vec![(Vec::new(), Vec::new()); self.shards.len()];
         for (i, key) in keys.into_iter().enumerate() {
             let shard = self.shard_of(&key);
@@ -290,45 +275,6 @@ impl StoreHandle {
     }
 }
 
-/// The store behind the mutex. A panic while it was held cannot have left a half-applied
-/// command behind (`apply` changes the map in one step), so a poisoned lock is still usable.
-fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Runs commands on the store behind the mutex: one lock per pipeline, never held across an
-/// `.await` (which is why a std mutex, not tokio's, is right here).
-fn run_locked(store: &Mutex<Store>, commands: Vec<Command>) -> Vec<Reply> {
-    let now = Instant::now();
-    let mut store = lock(store);
-    commands
-        .into_iter()
-        .map(|command| match op_of(command) {
-            Some(op) => apply(&mut store, op, now),
-            None => Reply::err("not a key-space command"),
-        })
-        .collect()
-}
-
-/// The whole of a key-space command as one store's operation (no sharding to split it by).
-fn op_of(command: Command) -> Option<Op> {
-    Some(match command {
-        Command::Get(key) => Op::Get(key),
-        command @ Command::Set { .. } => Op::Set(command),
-        Command::Del(keys) => Op::Del(keys),
-        Command::Exists(keys) => Op::Exists(keys),
-        Command::IncrBy(key, delta) => Op::IncrBy(key, delta),
-        Command::MGet(keys) => Op::MGet(keys),
-        Command::MSet(pairs) => Op::MSet(pairs),
-        Command::Expire(key, seconds) => Op::Expire(key, seconds),
-        Command::Ttl(key) => Op::Ttl(key),
-        Command::DbSize => Op::DbSize,
-        Command::FlushDb => Op::FlushDb,
-        Command::Keys(pattern) => Op::Keys(pattern),
-        Command::Ping(_) | Command::Echo(_) | Command::CommandInfo | Command::Quit => return None,
-    })
-}
-
 /// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.
 async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
     let mut store = Store::new();
@@ -347,56 +293,5 @@ async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
                 store.sweep(Instant::now(), SWEEP_LIMIT);
             }
         }
-    }
-}
-
-fn apply(store: &mut Store, op: Op, now: Instant) -> Reply {
-    let count = |n: usize| Reply::Integer(i64::try_from(n).unwrap_or(i64::MAX));
-    match op {
-        Op::Get(key) => Reply::Bulk(store.get(&key, now)),
-        Op::Set(Command::Set {
-            key,
-            value,
-            ttl,
-            condition,
-        }) => {
-            if store.set(key, value, ttl, condition, now) {
-                Reply::OK
-            } else {
-                Reply::Bulk(None)
-            }
-        }
-        Op::Set(_) => Reply::err("internal error: not a SET"),
-        Op::Del(keys) => count(keys.iter().filter(|k| store.del(k, now)).count()),
-        Op::Exists(keys) => count(keys.iter().filter(|k| store.exists(k, now)).count()),
-        Op::IncrBy(key, delta) => match store.incr_by(&key, delta, now) {
-            Ok(n) => Reply::Integer(n),
-            Err(e) => Reply::err(e),
-        },
-        Op::MGet(keys) => Reply::Array(
-            keys.iter()
-                .map(|k| Reply::Bulk(store.get(k, now)))
-                .collect(),
-        ),
-        Op::MSet(pairs) => {
-            for (k, v) in pairs {
-                store.set(k, v, None, crate::command::SetCondition::Always, now);
-            }
-            Reply::OK
-        }
-        Op::Expire(key, seconds) => Reply::Integer(i64::from(store.expire(&key, seconds, now))),
-        Op::Ttl(key) => Reply::Integer(store.ttl(&key, now)),
-        Op::DbSize => count(store.len()),
-        Op::FlushDb => {
-            store.clear();
-            Reply::OK
-        }
-        Op::Keys(pattern) => Reply::Array(
-            store
-                .keys(&pattern, now)
-                .into_iter()
-                .map(|k| Reply::Bulk(Some(k)))
-                .collect(),
-        ),
     }
 }

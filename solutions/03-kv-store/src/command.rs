@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::resp::Reply;
 
-/// A key or a value: Redis strings are bytes, not text.
-pub type Bytes = Vec<u8>;
+/// A key or a value: Redis strings are bytes, not text. (Not `bytes::Bytes`: an owned `Vec<u8>`.)
+pub type Blob = Vec<u8>;
 
 /// When a `SET` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,42 +22,42 @@ pub enum SetCondition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `PING [message]`.
-    Ping(Option<Bytes>),
+    Ping(Option<Blob>),
     /// `ECHO message`.
-    Echo(Bytes),
+    Echo(Blob),
     /// `GET key`.
-    Get(Bytes),
+    Get(Blob),
     /// `SET key value [EX seconds | PX milliseconds] [NX | XX]`.
     Set {
         /// The key.
-        key: Bytes,
+        key: Blob,
         /// The value.
-        value: Bytes,
+        value: Blob,
         /// Time to live, if any.
         ttl: Option<Duration>,
         /// `NX`, `XX` or neither.
         condition: SetCondition,
     },
     /// `DEL key [key ...]`.
-    Del(Vec<Bytes>),
+    Del(Vec<Blob>),
     /// `EXISTS key [key ...]`.
-    Exists(Vec<Bytes>),
+    Exists(Vec<Blob>),
     /// `INCR`, `DECR`, `INCRBY key delta` (and `DECRBY`).
-    IncrBy(Bytes, i64),
+    IncrBy(Blob, i64),
     /// `MGET key [key ...]`.
-    MGet(Vec<Bytes>),
+    MGet(Vec<Blob>),
     /// `MSET key value [key value ...]`.
-    MSet(Vec<(Bytes, Bytes)>),
+    MSet(Vec<(Blob, Blob)>),
     /// `EXPIRE key seconds`.
-    Expire(Bytes, i64),
+    Expire(Blob, i64),
     /// `TTL key`.
-    Ttl(Bytes),
+    Ttl(Blob),
     /// `DBSIZE`.
     DbSize,
     /// `FLUSHDB`.
     FlushDb,
     /// `KEYS pattern`.
-    Keys(Bytes),
+    Keys(Blob),
     /// `COMMAND ...`: answered with an empty list, which is enough for `redis-cli` to start.
     CommandInfo,
     /// `QUIT`: `+OK`, then the server closes the connection.
@@ -65,7 +65,7 @@ pub enum Command {
 }
 
 /// Parses a request's arguments, or returns the error reply Redis would send.
-pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
+pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
     let mut args = args.into_iter();
     let Some(mut name) = args.next() else {
         return Err(Reply::err("empty command"));
@@ -102,7 +102,7 @@ pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
         "set" => {
             arity(n >= 2)?;
             let (key, value) = (next(), next());
-            let options: Vec<Bytes> = (2..n).map(|_| next()).collect();
+            let options: Vec<Blob> = (2..n).map(|_| next()).collect();
             parse_set(key, value, &options)?
         }
         "del" | "exists" => {
@@ -171,7 +171,7 @@ pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
     Ok(command)
 }
 
-fn parse_set(key: Bytes, value: Bytes, options: &[Bytes]) -> Result<Command, Reply> {
+fn parse_set(key: Blob, value: Blob, options: &[Blob]) -> Result<Command, Reply> {
     let mut ttl = None;
     let mut condition = SetCondition::Always;
     let mut i = 0;

@@ -6,6 +6,8 @@
 //! - [`command`]: from arguments to a typed [`command::Command`], with Redis's error messages.
 //! - [`store`]: the key space of one shard, with lazy and active expiry; [`glob`] for `KEYS`.
 //! - [`actor`]: one task per shard owns its store; a cloneable handle routes commands to them.
+//! - [`locked`]: the other backend, one store behind a mutex (to compare).
+//! - [`op`]: a key-space command as one store's operation, and applying it.
 //! - [`connection`]: one client: pipelined requests answered in order, bounded buffers.
 //! - [`server`]: the accept loop with its connection limit and graceful shutdown.
 //! - [`client`]: a one-shot client that prints replies like `redis-cli`.
@@ -15,6 +17,8 @@ pub mod client;
 pub mod command;
 pub mod connection;
 pub mod glob;
+pub mod locked;
+pub mod op;
 pub mod resp;
 pub mod server;
 pub mod store;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use plumbing::{resolve, shutdown_on_signal};
-use tokio::net::TcpListener;
 
 use kv_store_solution::{client, server};
 
@@ -78,10 +77,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             backend,
             threads: _,
         } => {
-            let listener = TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot bind {bind}"))?;
-            println!("listening on {}", listener.local_addr()?);
+            let listener = plumbing::listen(bind).await?;
             let config = server::ServerConfig {
                 backend: match backend {
                     BackendArg::Actors => server::Backend::Actors,

@@ -7,20 +7,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::command::{Bytes, SetCondition};
+use crate::command::{Blob, SetCondition};
 use crate::glob;
 
 /// A value and when it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    value: Bytes,
+    value: Blob,
     expires_at: Option<Instant>,
 }
 
 /// One shard's keys.
 #[derive(Debug, Default)]
 pub struct Store {
-    map: HashMap<Bytes, Entry>,
+    map: HashMap<Blob, Entry>,
 }
 
 /// Why `INCRBY` failed.
@@ -50,15 +50,15 @@ impl Store {
     }
 
     /// `GET`.
-    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Bytes> {
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Blob> {
         self.live(key, now).map(|e| e.value.clone())
     }
 
     /// `SET`: whether it was applied (`NX`/`XX` may refuse).
     pub fn set(
         &mut self,
-        key: Bytes,
-        value: Bytes,
+        key: Blob,
+        value: Blob,
         ttl: Option<Duration>,
         condition: SetCondition,
         now: Instant,
@@ -158,7 +158,7 @@ impl Store {
     }
 
     /// `KEYS`: the live keys matching `pattern`.
-    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Bytes> {
+    pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Blob> {
         self.map
             .iter()
             .filter(|(_, e)| e.expires_at.is_none_or(|at| at > now))
@@ -169,7 +169,7 @@ impl Store {
 
     /// Removes up to `limit` expired keys and returns how many it removed.
     pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
-        let expired: Vec<Bytes> = self
+        let expired: Vec<Blob> = self
             .map
             .iter()
             .filter(|(_, e)| e.expires_at.is_some_and(|at| at <= now))

@@ -19,24 +19,14 @@ use tracing::debug;
 use crate::broker::{Broker, Subscription};
 use crate::outbound::{Outbound, Push, Wakes};
 use crate::protocol::{self, ClientOp, ConnectOptions, ProtocolError};
+use crate::server::ServerConfig;
 use crate::subject;
 
-/// The limits and identity a connection works with.
+/// What a connection works with: the broker's configuration (its limits) and its identity.
 #[derive(Debug, Clone)]
-pub struct Limits {
-    /// The largest payload a `PUB` may carry.
-    pub max_payload: usize,
-    /// The most bytes queued for one client before it is a slow consumer.
-    pub max_pending: usize,
-    /// The most subscriptions one client may hold.
-    pub max_subscriptions: usize,
-    /// The most bytes one client's subscriptions may hold in all, as
-    /// [`Subscription::memory`] estimates them: this, not the count, bounds their memory.
-    pub max_subscription_bytes: usize,
-    /// How long one write to a client may take before it is a slow consumer.
-    pub write_deadline: Duration,
-    /// How long a client may stay silent before the broker sends it `PING`.
-    pub ping_interval: Duration,
+pub struct Settings {
+    /// The limits, as the broker was started with them.
+    pub config: ServerConfig,
     /// The broker's name for itself in `INFO`.
     pub server_id: String,
     /// The port it listens on, for `INFO`.
@@ -76,29 +66,29 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
-    limits: Limits,
+    settings: Settings,
     shutdown: Shutdown,
     reading: TaskTrackerToken,
 ) -> io::Result<()> {
     let client = broker.next_id();
-    let outbound = Arc::new(Outbound::new(limits.max_pending));
+    let outbound = Arc::new(Outbound::new(settings.config.max_pending));
     let (mut reader, writer) = stream.into_split();
     let writing = {
         let outbound = Arc::clone(&outbound);
-        let deadline = limits.write_deadline;
+        let deadline = settings.config.write_deadline;
         tokio::spawn(async move { outbound.write_loop(writer, deadline).await })
     };
     outbound.push(&protocol::info_line(
-        &limits.server_id,
-        limits.port,
-        limits.max_payload,
+        &settings.server_id,
+        settings.port,
+        settings.config.max_payload,
         client,
     ));
     let mut session = Session {
         client,
         broker: &broker,
         outbound: &outbound,
-        limits: &limits,
+        settings: &settings,
         options: ConnectOptions::default(),
         subscriptions: HashMap::new(),
         memory: 0,
@@ -109,10 +99,10 @@ pub async fn serve(
     // asking: a client silent for a whole interval is sent PING, and one that stays silent
     // through MAX_PINGS_OUT of them is dropped. An interval of zero turns this off (a tick a
     // year).
-    let period = if limits.ping_interval.is_zero() {
+    let period = if settings.config.ping_interval.is_zero() {
         Duration::from_secs(365 * 24 * 3600)
     } else {
-        limits.ping_interval
+        settings.config.ping_interval
     };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,7 +171,7 @@ struct Session<'a> {
     client: u64,
     broker: &'a Broker,
     outbound: &'a Arc<Outbound>,
-    limits: &'a Limits,
+    settings: &'a Settings,
     options: ConnectOptions,
     subscriptions: HashMap<Box<[u8]>, Arc<Subscription>>,
     /// What `subscriptions` hold, as [`Subscription::memory`] estimates it.
@@ -195,7 +185,7 @@ impl Session<'_> {
     fn handle_all(&mut self, input: &mut Vec<u8>) -> Result<(), ProtocolError> {
         let mut at = 0;
         let result = loop {
-            match protocol::parse_client(&input[at..], self.limits.max_payload) {
+            match protocol::parse_client(&input[at..], self.settings.config.max_payload) {
                 Ok(Some((op, used))) => {
                     at += used;
                     self.handle(op);
@@ -316,8 +306,8 @@ impl Session<'_> {
 
     /// Whether one more subscription holding `cost` bytes fits the client's limits.
     fn room_for(&self, cost: usize) -> bool {
-        self.subscriptions.len() < self.limits.max_subscriptions
-            && self.memory + cost <= self.limits.max_subscription_bytes
+        self.subscriptions.len() < self.settings.config.max_subscriptions
+            && self.memory + cost <= self.settings.config.max_subscription_bytes
     }
 }
 

@@ -12,25 +12,25 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::broker::Broker;
-use crate::connection::{self, Limits, Shutdown};
+use crate::connection::{self, Settings, Shutdown};
 use crate::protocol;
 
-/// The default of [`BrokerConfig::max_connections`] (and of `--max-connections`).
+/// The default of [`ServerConfig::max_connections`] (and of `--max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// The default of [`BrokerConfig::max_pending`]: 8 MiB.
+/// The default of [`ServerConfig::max_pending`]: 8 MiB.
 pub const DEFAULT_MAX_PENDING: usize = 8 * 1024 * 1024;
-/// The default of [`BrokerConfig::max_subscriptions`].
+/// The default of [`ServerConfig::max_subscriptions`].
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 65_536;
-/// The default of [`BrokerConfig::max_subscription_bytes`]: 128 MiB.
+/// The default of [`ServerConfig::max_subscription_bytes`]: 128 MiB.
 pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 128 * 1024 * 1024;
-/// The default of [`BrokerConfig::write_deadline`].
+/// The default of [`ServerConfig::write_deadline`].
 pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
-/// The default of [`BrokerConfig::ping_interval`]: two minutes, as NATS has it.
+/// The default of [`ServerConfig::ping_interval`]: two minutes, as NATS has it.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
 
 /// How the broker is shaped.
 #[derive(Debug, Clone)]
-pub struct BrokerConfig {
+pub struct ServerConfig {
     /// The most clients connected at once; others get `-ERR 'Maximum Connections Exceeded'`.
     pub max_connections: usize,
     /// The largest payload a `PUB` may carry, announced in `INFO` as `max_payload`.
@@ -49,9 +49,9 @@ pub struct BrokerConfig {
     pub ping_interval: Duration,
 }
 
-impl Default for BrokerConfig {
+impl Default for ServerConfig {
     fn default() -> Self {
-        BrokerConfig {
+        ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_payload: protocol::DEFAULT_MAX_PAYLOAD,
             max_pending: DEFAULT_MAX_PENDING,
@@ -68,18 +68,13 @@ impl Default for BrokerConfig {
 /// tells each client the server is going (`INFO {"ldm":true}`), and closes.
 pub async fn run(
     listener: TcpListener,
-    config: BrokerConfig,
+    config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let broker = Arc::new(Broker::new());
     let port = listener.local_addr()?.port();
-    let limits = Limits {
-        max_payload: config.max_payload,
-        max_pending: config.max_pending,
-        max_subscriptions: config.max_subscriptions,
-        max_subscription_bytes: config.max_subscription_bytes,
-        write_deadline: config.write_deadline,
-        ping_interval: config.ping_interval,
+    let settings = Settings {
+        config: config.clone(),
         server_id: format!("PUBSUB{:X}{port}", std::process::id()),
         port,
     };
@@ -107,11 +102,12 @@ pub async fn run(
                 .await;
         },
         |stream, peer| {
-            let (broker, limits, signals) = (Arc::clone(&broker), limits.clone(), signals.clone());
+            let (broker, settings, signals) =
+                (Arc::clone(&broker), settings.clone(), signals.clone());
             let reading = readers.token();
             async move {
                 if let Err(e) =
-                    connection::serve(stream, peer, broker, limits, signals, reading).await
+                    connection::serve(stream, peer, broker, settings, signals, reading).await
                 {
                     debug!(%peer, "connection ended: {e}");
                 }

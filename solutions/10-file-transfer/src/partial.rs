@@ -1,7 +1,10 @@
 //! A file being received: its bytes in `.NAME.ft-partial`, the chunks verified so far in
 //! `.NAME.ft-state`, and the final name only once the whole file is right.
 //!
-//! Blocking file I/O: call these from `spawn_blocking`.
+//! Blocking file I/O. What reads, hashes, renames or removes whole files ([`Partial::open`],
+//! [`Partial::finish`], [`Partial::discard`]) runs on `spawn_blocking`. [`Partial::mark_held`]
+//! writes one byte of the state file into the page cache, which takes less than the hand-off to
+//! the blocking pool would: the receiver calls it on its own task.
 //!
 //! The state file is the manifest's identity (the SHA-256 of its encoding) followed by one bit per
 //! chunk. It is written after each chunk lands but never fsynced: on a resume every chunk it

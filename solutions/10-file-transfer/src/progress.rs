@@ -6,7 +6,24 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::sender::SendReport;
+/// How a file was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// The name it was sent under.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many chunks it has.
+    pub chunks: u32,
+    /// How many the receiver already held (a resume).
+    pub held: u32,
+    /// How many chunks were sent, re-sends included.
+    pub sent: u32,
+    /// How many of those were re-sends the receiver asked for.
+    pub resent: u32,
+    /// From opening the file to the receiver's COMPLETE.
+    pub elapsed: Duration,
+}
 
 /// Progress of the file being sent.
 #[derive(Debug)]

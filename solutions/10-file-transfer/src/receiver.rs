@@ -2,7 +2,7 @@
 //! and the final rename.
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
 
 /// How a receiver behaves.
 #[derive(Debug, Clone)]
-pub struct RecvConfig {
+pub struct ServerConfig {
     /// Where files land. Nothing outside it is ever written.
     pub dir: PathBuf,
     /// The largest file accepted, in bytes.
@@ -106,26 +106,41 @@ impl TransferError {
 /// How long a finished connection waits for the sender to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Prints one event as a JSON line on stdout, where tests and scripts watch for it.
-pub fn emit(event: serde_json::Value) {
-    println!("{event}");
-}
-
-/// What every connection shares: the configuration and the names being received.
-#[derive(Debug)]
+/// What every connection shares: the configuration, where events go, and the names being
+/// received.
 pub struct Shared {
     /// The configuration.
-    pub config: RecvConfig,
+    pub config: ServerConfig,
+    /// Where events go, one JSON line each: stdout in the binary, a buffer in a test.
+    events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
-    /// Wraps a configuration.
-    pub fn new(config: RecvConfig) -> Shared {
+    /// Wraps a configuration, with events written to `events`.
+    pub fn new(config: ServerConfig, events: impl Write + Send + 'static) -> Shared {
         Shared {
             config,
+            events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
+    /// (stdout closed) loses the event, never the transfer.
+    pub fn emit(&self, event: serde_json::Value) {
+        let mut out = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writeln!(out, "{event}").and_then(|()| out.flush()) {
+            debug!("cannot write an event: {e}");
         }
     }
 }
@@ -175,7 +190,7 @@ pub async fn serve(
         Ok(()) => {}
         Err(e) => {
             info!(%peer, "transfer of {name:?} failed: {e}");
-            emit(
+            shared.emit(
                 json!({"event": "failed", "peer": peer.to_string(), "name": name, "error": e.to_string()}),
             );
             if !e.peer_gone() {
@@ -202,7 +217,7 @@ pub async fn serve(
 /// Reads one frame within the configured time.
 async fn next_frame<R: AsyncRead + Unpin>(
     read: &mut R,
-    config: &RecvConfig,
+    config: &ServerConfig,
     max: impl Fn(Kind) -> usize,
 ) -> Result<(Kind, Vec<u8>), TransferError> {
     let read_one = async {
@@ -224,6 +239,21 @@ async fn receive<R: AsyncRead + Unpin>(
     shared: &Shared,
     name_out: &mut Option<String>,
 ) -> Result<(), TransferError> {
+    let (manifest, mut partial, _claim) = handshake(read, write, shared, name_out).await?;
+    let resumed = partial.held_count();
+    let hasher = WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec());
+    let resent = receive_chunks(read, write, shared, &manifest, &mut partial, &hasher).await?;
+    finish(write, shared, manifest, partial, hasher, resumed, resent).await
+}
+
+/// MANIFEST in, checked; the name claimed; the partial file opened (a resume reads its state);
+/// `started`; ACCEPT out, with the chunks already held.
+async fn handshake<'a, R: AsyncRead + Unpin>(
+    read: &mut R,
+    write: &mut OwnedWriteHalf,
+    shared: &'a Shared,
+    name_out: &mut Option<String>,
+) -> Result<(Arc<Manifest>, Partial, Claim<'a>), TransferError> {
     let config = &shared.config;
     let (kind, body) = next_frame(read, config, |kind| match kind {
         Kind::Manifest => MAX_MANIFEST_LEN,
@@ -242,27 +272,40 @@ async fn receive<R: AsyncRead + Unpin>(
             max: config.max_size,
         });
     }
-    let _claim = claim(shared, &manifest.name)?;
+    let claim = claim(shared, &manifest.name)?;
     let manifest = Arc::new(manifest);
-    let mut partial = {
+    let partial = {
         let (dir, manifest) = (config.dir.clone(), Arc::clone(&manifest));
         tokio::task::spawn_blocking(move || Partial::open(&dir, &manifest))
             .await
             .map_err(|e| TransferError::Disk(io::Error::other(e)))?
             .map_err(TransferError::Disk)?
     };
-    let chunks = manifest.chunks();
-    let resumed = partial.held_count();
-    emit(json!({
+    shared.emit(json!({
         "event": "started", "name": manifest.name, "size": manifest.size,
-        "chunk_size": manifest.chunk_size, "chunks": chunks, "held": resumed,
+        "chunk_size": manifest.chunk_size, "chunks": manifest.chunks(),
+        "held": partial.held_count(),
     }));
     let accept = protocol::encode_accept(partial.held());
     frame::write_frame(write, Kind::Accept, &[&accept])
         .await
         .map_err(FrameError::from)?;
+    Ok((manifest, partial, claim))
+}
 
-    let hasher = WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec());
+/// CHUNKs until every chunk is held, each verified and written while the next is read; RESEND
+/// for a chunk that failed its check, and for every one missing at SENT_ALL. Returns how many
+/// were asked for again.
+async fn receive_chunks<R: AsyncRead + Unpin>(
+    read: &mut R,
+    write: &mut OwnedWriteHalf,
+    shared: &Shared,
+    manifest: &Arc<Manifest>,
+    partial: &mut Partial,
+    hasher: &WholeHasher,
+) -> Result<u32, TransferError> {
+    let config = &shared.config;
+    let chunks = manifest.chunks();
     let mut retries = vec![0u32; chunks as usize];
     let mut resent = 0u32;
     let mut pending: Option<Pending> = None;
@@ -296,7 +339,7 @@ async fn receive<R: AsyncRead + Unpin>(
                 hasher.landed(index, data).await;
             } else {
                 debug!(index, "chunk failed its check; asking again");
-                emit(json!({"event": "resent", "name": manifest.name, "chunk": index}));
+                shared.emit(json!({"event": "resent", "name": manifest.name, "chunk": index}));
                 ask_again(write, &mut retries, index, config.max_retries).await?;
                 resent += 1;
             }
@@ -327,7 +370,7 @@ async fn receive<R: AsyncRead + Unpin>(
                 if partial.held()[index as usize] {
                     continue;
                 }
-                let (file, manifest) = (partial.file(), Arc::clone(&manifest));
+                let (file, manifest) = (partial.file(), Arc::clone(manifest));
                 let data = Bytes::from(body).slice(4..);
                 pending = Some((
                     index,
@@ -352,7 +395,21 @@ async fn receive<R: AsyncRead + Unpin>(
             other => return Err(ProtocolError::Unexpected(other).into_transfer()),
         }
     }
+    Ok(resent)
+}
 
+/// The whole file's hash checked against the manifest; the partial file renamed into place (or
+/// discarded when the manifest lied); `complete`; COMPLETE out.
+async fn finish(
+    write: &mut OwnedWriteHalf,
+    shared: &Shared,
+    manifest: Arc<Manifest>,
+    partial: Partial,
+    hasher: WholeHasher,
+    resumed: u32,
+    resent: u32,
+) -> Result<(), TransferError> {
+    let chunks = manifest.chunks();
     let whole = hasher.finish().await.map_err(TransferError::Disk)?;
     if whole != manifest.file_hash {
         tokio::task::spawn_blocking(move || partial.discard())
@@ -365,7 +422,7 @@ async fn receive<R: AsyncRead + Unpin>(
         .map_err(|e| TransferError::Disk(io::Error::other(e)))?
         .map_err(TransferError::Disk)?;
     info!(name = %manifest.name, size = manifest.size, "received");
-    emit(json!({
+    shared.emit(json!({
         "event": "complete", "name": manifest.name, "size": manifest.size, "chunks": chunks,
         "received": chunks - resumed, "resent": resent,
     }));

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::frame::{self, FrameError};
 use crate::hasher;
 use crate::name::{self, NameError};
-use crate::progress::Progress;
+use crate::progress::{Progress, SendReport};
 use crate::protocol::{
     self, DEFAULT_CHUNK_SIZE, Kind, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE, Manifest,
     ProtocolError,
@@ -52,25 +52,6 @@ pub enum SendError {
     /// The connection broke or the receiver broke the protocol.
     #[error("{0}")]
     Frame(#[from] FrameError),
-}
-
-/// How a file was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendReport {
-    /// The name it was sent under.
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// How many chunks it has.
-    pub chunks: u32,
-    /// How many the receiver already held (a resume).
-    pub held: u32,
-    /// How many chunks were sent, re-sends included.
-    pub sent: u32,
-    /// How many of those were re-sends the receiver asked for.
-    pub resent: u32,
-    /// From opening the file to the receiver's COMPLETE.
-    pub elapsed: Duration,
 }
 
 /// The chunk size to use for a file of `size` bytes: `requested`, checked, or the default doubled
@@ -149,6 +130,32 @@ pub async fn send_file(
     progress: &mut Progress,
 ) -> Result<SendReport, SendError> {
     let started = Instant::now();
+    let (file, manifest) = prepare(path, chunk_size, progress).await?;
+    debug!(name = manifest.name, elapsed = ?started.elapsed(), "hashed");
+    let (mut read, mut write) = connect(addr).await?.into_split();
+    let held = handshake(&mut read, &mut write, &manifest).await?;
+    let chunks = manifest.chunks();
+    let held_count = held.iter().filter(|&&h| h).count() as u32;
+    let (sent, resent) = send_chunks(read, write, &file, &manifest, &held, progress).await?;
+    debug!(name = manifest.name, elapsed = ?started.elapsed(), "complete");
+    Ok(SendReport {
+        name: manifest.name,
+        size: manifest.size,
+        chunks,
+        held: held_count,
+        sent,
+        resent,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The file opened, its name checked, its chunk size chosen, and both hash passes made: its
+/// manifest.
+async fn prepare(
+    path: &Path,
+    chunk_size: Option<u64>,
+    progress: &mut Progress,
+) -> Result<(Arc<File>, Manifest), SendError> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -169,15 +176,17 @@ pub async fn send_file(
             .map_err(SendError::Local)?
     };
     let manifest = Manifest {
-        name: name.clone(),
+        name,
         size,
         chunk_size,
         file_hash: hashed.0,
         chunk_hashes: hashed.1,
     };
-    let chunks = manifest.chunks();
-    debug!(name, elapsed = ?started.elapsed(), "hashed");
+    Ok((file, manifest))
+}
 
+/// A connection to the receiver, with keepalive probes.
+async fn connect(addr: SocketAddr) -> Result<TcpStream, SendError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| SendError::Connect(addr, e))?;
@@ -191,12 +200,21 @@ pub async fn send_file(
     if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
         debug!("cannot set TCP keepalive: {e}");
     }
-    let (mut read, mut write) = stream.into_split();
-    frame::write_frame(&mut write, Kind::Manifest, &[&manifest.encode()])
+    Ok(stream)
+}
+
+/// MANIFEST out; ACCEPT in, with the chunks the receiver already holds (or its refusal).
+async fn handshake(
+    read: &mut OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+    manifest: &Manifest,
+) -> Result<Vec<bool>, SendError> {
+    let chunks = manifest.chunks();
+    frame::write_frame(write, Kind::Manifest, &[&manifest.encode()])
         .await
         .map_err(FrameError::from)?;
     let accept_max = 4 + (chunks as usize).div_ceil(8);
-    let held = match frame::read_frame(&mut read, accept_max.max(protocol::MAX_ERROR_LEN)).await? {
+    let held = match frame::read_frame(read, accept_max.max(protocol::MAX_ERROR_LEN)).await? {
         (Kind::Accept, body) => protocol::decode_accept(&body, chunks).map_err(FrameError::from)?,
         (Kind::Error, body) => {
             return Err(SendError::Refused(
@@ -205,8 +223,22 @@ pub async fn send_file(
         }
         (other, _) => return Err(FrameError::from(ProtocolError::Unexpected(other)).into()),
     };
+    Ok(held)
+}
+
+/// Every chunk the receiver lacks, and again any it asks for, until COMPLETE. Returns how many
+/// chunks were sent and how many of those were re-sends.
+async fn send_chunks(
+    read: OwnedReadHalf,
+    mut write: OwnedWriteHalf,
+    file: &File,
+    manifest: &Manifest,
+    held: &[bool],
+    progress: &mut Progress,
+) -> Result<(u32, u32), SendError> {
+    let (chunks, size) = (manifest.chunks(), manifest.size);
+    let chunk_size = manifest.chunk_size;
     let mut queue: VecDeque<u32> = (0..chunks).filter(|&i| !held[i as usize]).collect();
-    let held_count = chunks - queue.len() as u32;
     let to_send: u64 = queue.iter().map(|&i| manifest.chunk_len(i) as u64).sum();
     progress.sending(to_send, size - to_send);
 
@@ -248,6 +280,9 @@ pub async fn send_file(
             continue;
         };
         let len = manifest.chunk_len(index);
+        // On this task, not `spawn_blocking`: the file was just hashed, so the chunk comes from
+        // the page cache in microseconds; the runtime serves this one transfer, whose reply
+        // reader runs on another worker; and a hand-off per chunk would cost a copy as well.
         file.read_exact_at(&mut buf[..len], manifest.offset(index))
             .map_err(SendError::Local)?;
         if let Err(e) = frame::write_frame(
@@ -269,14 +304,5 @@ pub async fn send_file(
     };
     reader.abort();
     outcome?;
-    debug!(name, elapsed = ?started.elapsed(), "complete");
-    Ok(SendReport {
-        name,
-        size,
-        chunks,
-        held: held_count,
-        sent,
-        resent,
-        elapsed: started.elapsed(),
-    })
+    Ok((sent, resent))
 }
