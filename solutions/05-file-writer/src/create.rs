@@ -34,8 +34,8 @@ pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
             .map(protocol::parse_concat)
             .transpose()?;
         let metadata = match header(&headers, "upload-metadata") {
+            Some(raw) if protocol::parse_metadata(raw)?.is_empty() => None,
             Some(raw) => {
-                protocol::parse_metadata(raw)?;
                 // Printable ASCII, checked by the parser.
                 Some(String::from_utf8_lossy(raw).into_owned())
             }

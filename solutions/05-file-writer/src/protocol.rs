@@ -83,11 +83,16 @@ pub fn parse_defer_length(value: &[u8]) -> Result<(), ProtocolError> {
 }
 
 /// Parses `Upload-Metadata`: comma-separated pairs `KEY BASE64`, the value optional, keys
-/// non-empty, without spaces or commas, and unique. Returns the decoded pairs; the server keeps
+/// non-empty, without spaces or commas, and unique; an empty header is no metadata. Returns the decoded pairs; the server keeps
 /// the header as it came (validated, so it is safe to echo) and never uses a value as a path.
 pub fn parse_metadata(value: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ProtocolError> {
     let text = ascii("Upload-Metadata", value)?;
     let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
+    // tuspy sends an empty header when it has no metadata; tusd takes that as none, and so
+    // does this server.
+    if text.trim().is_empty() {
+        return Ok(pairs);
+    }
     for pair in text.split(',') {
         let pair = pair.trim_matches(' ');
         let (key, encoded) = pair.split_once(' ').unwrap_or((pair, ""));
