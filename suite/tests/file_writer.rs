@@ -205,6 +205,19 @@ impl Server {
         }
     }
 
+    /// Fails unless OPTIONS answers: a real-client test checks this before it looks for its
+    /// client, so that it never passes against a server that does not run.
+    #[track_caller]
+    fn answers_options(&mut self) {
+        let reply = self.raw("OPTIONS", "/files/", &[], b"");
+        if !matches!(reply.status, 200 | 204) {
+            self.program.fail(format_args!(
+                "OPTIONS /files/: expected 204, got {}",
+                reply.summary()
+            ));
+        }
+    }
+
     /// The names in the directory.
     fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
@@ -1160,15 +1173,27 @@ mod stage7_hostile_clients {
         bounded(LIMIT, || {
             let mut s = Server::start(&["--lock-wait", "300ms"]);
             let path = s.create_len(100_000);
+            s.patch_ok(&path, 0, b"a");
             // The first PATCH sends part of its body and holds the upload while it waits.
-            let first = partial_patch(s.addr, &path, 0, 100_000, &[b'a'; 1000]);
+            let first = partial_patch(s.addr, &path, 1, 99_999, &[b'a'; 999]);
             let addr = s.addr;
-            let refused = poll_until(PROMPT, Duration::from_millis(50), || {
+            // The second one is at a stale offset: 409 while nobody holds the upload (the first
+            // PATCH's head may not have been read yet), 423 once the first holds it.
+            let mut last = None;
+            let refused = poll_until(PROMPT, Duration::from_millis(20), || {
                 let headers = [TUS, OCTETS, ("Upload-Offset", "0")];
                 let reply = http::request(addr, "PATCH", &path, &headers, b"bbbb", PROMPT).ok()?;
-                Some(reply)
+                let done = reply.status != 409;
+                last = Some(reply.clone());
+                done.then_some(reply)
             });
-            let reply = refused.expect("an answer");
+            let Some(reply) = refused else {
+                let got = last.map_or("no answer".to_owned(), |r| r.summary());
+                s.program.fail(format_args!(
+                    "a second PATCH while the first is still sending its body: expected 423 \
+                     within 10s, got {got}"
+                ));
+            };
             s.expect(
                 &reply,
                 423,
@@ -1270,10 +1295,11 @@ mod stage8_real_clients {
     #[test]
     fn curl_creates_patches_and_heads() {
         bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            s.answers_options();
             if !available("curl", &["--version"], "curl") {
                 return;
             }
-            let mut s = Server::start(&[]);
             let url = format!("http://{}/files/", s.addr);
             let head = run_tool(
                 &mut s,
@@ -1332,6 +1358,8 @@ mod stage8_real_clients {
     #[test]
     fn tuspy_uploads_with_checksums() {
         bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            s.answers_options();
             if !available(
                 "python3",
                 &["-c", "import tusclient"],
@@ -1339,7 +1367,6 @@ mod stage8_real_clients {
             ) {
                 return;
             }
-            let mut s = Server::start(&[]);
             let work = tempfile::tempdir().expect("a temporary directory");
             let data = seeded_bytes(9, 700_000);
             let file = work.path().join("data.bin");
@@ -1369,12 +1396,13 @@ mod stage8_real_clients {
     #[test]
     fn tus_js_client_uploads_four_parallel_parts() {
         bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            s.answers_options();
             let modules = npm_dir().join("node_modules/tus-js-client");
             if !modules.is_dir() || !available("node", &["--version"], "node") {
                 eprintln!("skipping: tus-js-client not installed in target/npm/file-writer");
                 return;
             }
-            let mut s = Server::start(&[]);
             let work = tempfile::tempdir().expect("a temporary directory");
             let data = seeded_bytes(10, 1_000_001);
             let file = work.path().join("upload.bin");
