@@ -735,16 +735,16 @@ mod stage4_termination_expiration {
     #[test]
     fn an_unfinished_upload_expires_and_a_finished_one_stays() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&["--expire", "1s"]);
+            let mut s = Server::start(&["--expire", "2s"]);
             let reply = s.tus("POST", "/files/", &[("Upload-Length", "10")], b"");
-            s.expect(&reply, 201, "POST with --expire 1s");
+            s.expect(&reply, 201, "POST with --expire 2s");
             if reply
                 .header("Upload-Expires")
                 .and_then(parse_http_date)
                 .is_none()
             {
                 s.program.fail(format_args!(
-                    "with --expire 1s, expected an Upload-Expires date (RFC 7231 format, e.g. \
+                    "with --expire 2s, expected an Upload-Expires date (RFC 7231 format, e.g. \
                      `Wed, 25 Jun 2014 16:00:00 GMT`) on the POST, got {}",
                     reply.summary()
                 ));
@@ -754,13 +754,13 @@ mod stage4_termination_expiration {
             s.patch_ok(&finished, 0, b"ok");
             let addr = s.addr;
             let path = unfinished.clone();
-            let gone = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            let gone = poll_until(Duration::from_secs(12), Duration::from_millis(100), || {
                 let reply = http::request(addr, "HEAD", &path, &[TUS], b"", PROMPT).ok()?;
                 matches!(reply.status, 404 | 410).then_some(())
             });
             if gone.is_none() {
                 s.program.fail(
-                    "an unfinished upload created with --expire 1s still answers HEAD after 10s",
+                    "an unfinished upload created with --expire 2s still answers HEAD after 12s",
                 );
             }
             s.head(&finished);

@@ -34,7 +34,12 @@ impl App {
 
     /// When an upload created now expires, unless expiration is off.
     pub fn expiry_from_now(&self) -> Option<u64> {
-        (!self.config.expire.is_zero()).then(|| now_secs() + self.config.expire.as_secs().max(1))
+        // Rounded up, so that an upload lives at least `--expire`, never a moment less.
+        (!self.config.expire.is_zero()).then(|| {
+            let at = SystemTime::now() + self.config.expire;
+            let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+            since.as_secs() + u64::from(since.subsec_nanos() > 0)
+        })
     }
 }
 
@@ -160,7 +165,7 @@ async fn head_upload(State(app): State<Arc<App>>, Path(id): Path<String>) -> Res
 /// final takes that final (their bytes share one file).
 async fn terminate(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     // TODO: Stage 4. `find`; what goes: the upload alone, or for a final (or a part of an unfinished
-    // final) the whole `group`. `remove_all(.., "terminated")` then 204.
+    // final) the whole `group`. `remove_all(.., "terminated", || false)` then 204.
     todo!()
 }
 
@@ -186,16 +191,19 @@ fn group(app: &App, final_id: &str, final_slot: &Arc<Slot>) -> Vec<(String, Arc<
     members
 }
 
-/// Removes uploads and announces each as `what`, each once no request writes it (waiting up to the lock wait, else 423).
+/// Removes uploads and announces each as `what`, once no request writes them (waiting up to the
+/// lock wait, else 423), unless `keep` says otherwise by then (an upload finished while the
+/// sweeper waited for it).
 #[allow(clippy::result_large_err)]
 async fn remove_all(
     app: &App,
     doomed: Vec<(String, Arc<Slot>)>,
     what: &'static str,
+    keep: impl Fn() -> bool,
 ) -> Result<(), Response> {
-    // TODO: Stage 4. Take every slot's `write` lock (`timeout(lock_wait, lock_owned())`, else `locked()`),
-    // `store.forget` each id, `store::remove` their files on the blocking pool, and emit
-    // `{"event": what, "id": id}` for each.
+    // TODO: Stage 4. Take every slot's `write` lock (`timeout(lock_wait, lock_owned())`, else
+    // `locked()`); then, unless `keep()`, `store.forget` each id, `store::remove` their files on
+    // the blocking pool, and emit `{"event": what, "id": id}` for each.
     todo!()
 }
 
@@ -212,6 +220,7 @@ pub fn locked() -> Response {
 pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
     // TODO: Stage 4. Nothing if `expire` is zero. Every `expire / 4` (clamped to 50ms..30s), until
     // `shutdown`: each `snapshot()` record past `expires`, unfinished and not a placed part, goes
-    // through `remove_all(.., "expired")` (a final with its `group`).
+    // through `remove_all(.., "expired", keep)` (a final with its `group`), where `keep`
+    // checks again that it is still unfinished: it may have finished while the sweep waited.
     todo!()
 }

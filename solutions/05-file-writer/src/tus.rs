@@ -34,7 +34,12 @@ impl App {
 
     /// When an upload created now expires, unless expiration is off.
     pub fn expiry_from_now(&self) -> Option<u64> {
-        (!self.config.expire.is_zero()).then(|| now_secs() + self.config.expire.as_secs().max(1))
+        // Rounded up, so that an upload lives at least `--expire`, never a moment less.
+        (!self.config.expire.is_zero()).then(|| {
+            let at = SystemTime::now() + self.config.expire;
+            let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+            since.as_secs() + u64::from(since.subsec_nanos() > 0)
+        })
     }
 }
 
@@ -222,7 +227,7 @@ async fn terminate(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respo
         Kind::Final { .. } => group(&app, &id, &slot),
         _ => vec![(id.clone(), slot)],
     };
-    match remove_all(&app, doomed, "terminated").await {
+    match remove_all(&app, doomed, "terminated", || false).await {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(response) => response,
     }
@@ -250,12 +255,15 @@ fn group(app: &App, final_id: &str, final_slot: &Arc<Slot>) -> Vec<(String, Arc<
     members
 }
 
-/// Removes uploads and announces each as `what`, each once no request writes it (waiting up to the lock wait, else 423).
+/// Removes uploads and announces each as `what`, once no request writes them (waiting up to the
+/// lock wait, else 423), unless `keep` says otherwise by then (an upload finished while the
+/// sweeper waited for it).
 #[allow(clippy::result_large_err)]
 async fn remove_all(
     app: &App,
     doomed: Vec<(String, Arc<Slot>)>,
     what: &'static str,
+    keep: impl Fn() -> bool,
 ) -> Result<(), Response> {
     let mut guards = Vec::new();
     for (_, slot) in &doomed {
@@ -264,6 +272,9 @@ async fn remove_all(
             Ok(guard) => guards.push(guard),
             Err(_) => return Err(locked()),
         }
+    }
+    if keep() {
+        return Ok(());
     }
     let dir = app.store.dir().to_owned();
     let ids: Vec<String> = doomed.iter().map(|(id, _)| id.clone()).collect();
@@ -297,6 +308,18 @@ pub fn locked() -> Response {
     )
 }
 
+/// Whether upload `id` is complete now (a final: all its parts), or gone.
+fn finished(app: &App, id: &str) -> bool {
+    let Some(slot) = app.store.get(id) else {
+        return true;
+    };
+    let info = lock(&slot.info).clone();
+    match &info.kind {
+        Kind::Final { parts, .. } => final_progress(app, parts).0.is_some(),
+        _ => info.is_complete(),
+    }
+}
+
 /// Removes unfinished uploads past their `Upload-Expires`, until `shutdown`. A part placed in a
 /// final expires with its final.
 pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
@@ -313,11 +336,7 @@ pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
         for info in app.store.snapshot() {
             let due = info.expires.is_some_and(|at| at <= now);
             let placed = matches!(info.kind, Kind::Partial { placed: Some(_) });
-            let finished = match &info.kind {
-                Kind::Final { parts, .. } => final_progress(&app, parts).0.is_some(),
-                _ => info.is_complete(),
-            };
-            if !due || placed || finished {
+            if !due || placed || finished(&app, &info.id) {
                 continue;
             }
             let Some(slot) = app.store.get(&info.id) else {
@@ -327,7 +346,7 @@ pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
                 Kind::Final { .. } => group(&app, &info.id, &slot),
                 _ => vec![(info.id.clone(), slot)],
             };
-            if let Err(e) = remove_all(&app, doomed, "expired").await {
+            if let Err(e) = remove_all(&app, doomed, "expired", || finished(&app, &info.id)).await {
                 warn!(id = info.id, "cannot expire yet: {}", e.status());
             }
         }
