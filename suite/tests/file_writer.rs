@@ -1441,4 +1441,52 @@ mod stage8_real_clients {
             s.assert_data(&path, &data, false);
         });
     }
+
+    #[test]
+    fn tus_js_client_resumes_after_a_cut_connection() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            s.answers_options();
+            let modules = npm_dir().join("node_modules/tus-js-client");
+            if !modules.is_dir() || !available("node", &["--version"], "node") {
+                eprintln!("skipping: tus-js-client not installed in target/npm/file-writer");
+                return;
+            }
+            let proxy =
+                workbook_suite::FaultProxy::start(s.addr, workbook_suite::Fault::CutAfter(300_000))
+                    .expect("start the cutting proxy");
+            let work = tempfile::tempdir().expect("a temporary directory");
+            let data = seeded_bytes(11, 1_000_000);
+            let file = work.path().join("cut.bin");
+            std::fs::write(&file, &data).expect("write the file to upload");
+            let script = "const tus = require('tus-js-client'); const fs = require('fs');\n\
+                const [endpoint, path] = process.argv.slice(1);\n\
+                let retries = 0;\n\
+                const up = new tus.Upload(fs.readFileSync(path), { endpoint,\n\
+                  retryDelays: [0, 200, 500, 1000],\n\
+                  onShouldRetry: () => { retries += 1; return true; },\n\
+                  onError: (e) => { console.error(String(e)); process.exit(1); },\n\
+                  onSuccess: () => { console.log(up.url + ' ' + retries); } });\n\
+                up.start();\n";
+            let url = format!("http://{}/files/", proxy.addr());
+            let out = run_tool(
+                &mut s,
+                "node",
+                &["-e", script, &url, &file.display().to_string()],
+                &[(
+                    "NODE_PATH",
+                    npm_dir().join("node_modules").display().to_string(),
+                )],
+            );
+            let (location, retries) = out.trim().rsplit_once(' ').unwrap_or(("", "0"));
+            if retries == "0" {
+                s.program.fail(format_args!(
+                    "tus-js-client through a proxy that cuts the first connection after 300000 \
+                     bytes should have retried at least once; it printed {out:?}"
+                ));
+            }
+            let path = location[location.find("/files/").unwrap_or(0)..].to_owned();
+            s.assert_data(&path, &data, false);
+        });
+    }
 }

@@ -94,7 +94,6 @@ pub fn parse_metadata(value: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ProtocolEr
         return Ok(pairs);
     }
     for pair in text.split(',') {
-        let pair = pair.trim_matches(' ');
         let (key, encoded) = pair.split_once(' ').unwrap_or((pair, ""));
         if key.is_empty() {
             return Err(ProtocolError::BadMetadata("an empty key".into()));
