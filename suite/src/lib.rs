@@ -11,6 +11,7 @@
 //! - [`framed`]: a TCP connection that reads whole frames of a protocol before a deadline.
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
+//! - [`http`]: a minimal HTTP/1.1 client that sends exactly the bytes a test asks for.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
@@ -21,6 +22,7 @@
 
 pub mod binary;
 pub mod framed;
+pub mod http;
 pub mod nats;
 pub mod program;
 pub mod proxy;
