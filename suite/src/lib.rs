@@ -11,12 +11,14 @@
 //! - [`framed`]: a TCP connection that reads whole frames of a protocol before a deadline.
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
+//! - [`http`]: an HTTP/1.1 client for tests: one request per connection, read before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 
 pub mod binary;
 pub mod framed;
+pub mod http;
 pub mod nats;
 pub mod program;
 pub mod proxy;

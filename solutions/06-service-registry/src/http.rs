@@ -165,9 +165,9 @@ async fn set_check(shared: App, id: String, status: Status, output: String) -> R
 }
 
 /// The `?note=` of a pass, warn or fail: the check's new output.
-fn note(query: Option<&str>) -> Result<String, Response> {
+fn note(query: Option<&str>) -> Result<String, String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
+        .map_err(|e| format!("Invalid query: {e}"))?;
     Ok(pairs
         .into_iter()
         .find(|(k, _)| k == "note")
@@ -182,7 +182,7 @@ async fn check_pass(
 ) -> Response {
     match note(query.as_deref()) {
         Ok(note) => set_check(shared, id, Status::Passing, note).await,
-        Err(response) => response,
+        Err(e) => text(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -193,7 +193,7 @@ async fn check_warn(
 ) -> Response {
     match note(query.as_deref()) {
         Ok(note) => set_check(shared, id, Status::Warning, note).await,
-        Err(response) => response,
+        Err(e) => text(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -204,7 +204,7 @@ async fn check_fail(
 ) -> Response {
     match note(query.as_deref()) {
         Ok(note) => set_check(shared, id, Status::Critical, note).await,
-        Err(response) => response,
+        Err(e) => text(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -383,8 +383,7 @@ async fn health_state(
 }
 
 /// `GET /v1/status/leader`: this agent is its own leader; clients probe it to see an agent is up.
-async fn status_leader(State(shared): State<App>) -> Response {
-    let _ = shared;
+async fn status_leader() -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
