@@ -290,6 +290,8 @@ async fn expire_loop(shared: Arc<Shared>) {
 async fn reap_loop(shared: Arc<Shared>, interval: Duration, minimum: Duration) {
     let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; nothing can have been critical for long at start.
+    ticks.tick().await;
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
