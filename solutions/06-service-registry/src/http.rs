@@ -32,9 +32,7 @@ pub fn router(shared: App) -> Router {
         )
         .route("/v1/agent/services", only(get, agent_services))
         .route("/v1/agent/service/{id}", only(get, agent_service))
-        .route("/v1/agent/check/pass/{id}", only(put_or_get, check_pass))
-        .route("/v1/agent/check/warn/{id}", only(put_or_get, check_warn))
-        .route("/v1/agent/check/fail/{id}", only(put_or_get, check_fail))
+        .route("/v1/agent/check/{verb}/{id}", only(put_or_get, check_verb))
         .route("/v1/agent/check/update/{id}", only(put, check_update))
         .route("/v1/catalog/services", only(get, catalog_services))
         .route("/v1/catalog/service/{name}", only(get, catalog_service))
@@ -175,35 +173,20 @@ fn note(query: Option<&str>) -> Result<String, String> {
         .unwrap_or_default())
 }
 
-async fn check_pass(
+/// `pass`, `warn` or `fail` on a check, with `?note=` as its output.
+async fn check_verb(
     State(shared): State<App>,
-    Path(id): Path<String>,
+    Path((verb, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let status = match verb.as_str() {
+        "pass" => Status::Passing,
+        "warn" => Status::Warning,
+        "fail" => Status::Critical,
+        _ => return not_found().await,
+    };
     match note(query.as_deref()) {
-        Ok(note) => set_check(shared, id, Status::Passing, note).await,
-        Err(e) => text(StatusCode::BAD_REQUEST, e),
-    }
-}
-
-async fn check_warn(
-    State(shared): State<App>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    match note(query.as_deref()) {
-        Ok(note) => set_check(shared, id, Status::Warning, note).await,
-        Err(e) => text(StatusCode::BAD_REQUEST, e),
-    }
-}
-
-async fn check_fail(
-    State(shared): State<App>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    match note(query.as_deref()) {
-        Ok(note) => set_check(shared, id, Status::Critical, note).await,
+        Ok(note) => set_check(shared, id, status, note).await,
         Err(e) => text(StatusCode::BAD_REQUEST, e),
     }
 }
