@@ -2,7 +2,7 @@
 //! `_NAME._TAG.service.consul`) answer A and SRV records of the passing instances; anything
 //! else under `.consul` is NXDOMAIN. The wire format is hickory's.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,34 @@ pub struct DnsSockets {
     pub udp: UdpSocket,
     /// Queries over TCP (two-byte length prefix), on the same port.
     pub tcp: TcpListener,
+}
+
+impl DnsSockets {
+    /// Binds UDP and TCP on one port. With port 0, the port UDP picked may be taken for TCP,
+    /// so a few ports are tried.
+    ///
+    /// # Errors
+    /// When the address cannot be bound (after those tries, for port 0).
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<DnsSockets> {
+        let tries = if addr.port() == 0 { 20 } else { 1 };
+        let mut last = None;
+        for _ in 0..tries {
+            let udp = UdpSocket::bind(addr).await?;
+            match TcpListener::bind(udp.local_addr()?).await {
+                Ok(tcp) => return Ok(DnsSockets { udp, tcp }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no port could be bound")))
+    }
+
+    /// The address both sockets are bound to.
+    ///
+    /// # Errors
+    /// When the socket cannot tell.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
 }
 
 /// Answers DNS on both sockets until the agent shuts down.

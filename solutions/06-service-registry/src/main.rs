@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use service_registry_solution::client::{self, RegisterArgs};
 use service_registry_solution::dns::DnsSockets;
@@ -192,15 +192,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             println!("listening on {}", listener.local_addr()?);
             let dns = match dns_bind {
                 Some(addr) => {
-                    let udp = UdpSocket::bind(addr)
+                    let sockets = DnsSockets::bind(addr)
                         .await
-                        .with_context(|| format!("cannot bind {addr} (UDP)"))?;
-                    let addr = udp.local_addr()?;
-                    let tcp = TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("cannot bind {addr} (TCP)"))?;
-                    println!("dns on {addr}");
-                    Some(DnsSockets { udp, tcp })
+                        .with_context(|| format!("cannot bind {addr} for DNS (UDP and TCP)"))?;
+                    println!("dns on {}", sockets.local_addr()?);
+                    Some(sockets)
                 }
                 None => None,
             };
