@@ -965,30 +965,33 @@ mod stage8_real_clients {
     use super::*;
 
     /// Debian's python3-consul 0.7 lives in the system Python.
-    const PYTHON: &str = "/usr/bin/python3";
+    const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
-    fn have_python_consul() -> bool {
-        std::process::Command::new(PYTHON)
+    /// PyPI's py-consul (1.8) is installed by `.ci/run` into a virtualenv in the build folder.
+    fn pypi_python() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/py-consul/bin/python")
+    }
+
+    fn has_consul_module(python: &std::path::Path) -> bool {
+        std::process::Command::new(python)
             .args(["-c", "import consul"])
             .output()
             .is_ok_and(|o| o.status.success())
     }
 
-    #[test]
-    fn python_consul_registers_passes_reads_and_blocks() {
-        bounded(LIMIT, || {
-            // The agent is started and used first, so that a missing client skips only the
-            // client's part.
-            let mut a = Agent::start(&[]);
-            a.read("/v1/agent/services");
-            if !have_python_consul() {
-                eprintln!(
-                    "skipping: python3-consul is not installed (apt-get install python3-consul)"
-                );
-                return;
-            }
-            let script = format!(
-                r#"
+    /// Registers with a TTL check, passes it, reads catalog and health, and blocks until a
+    /// change, with the client library `python` has, the way an application would.
+    fn drive_with_python(python: &std::path::Path, what: &str, install: &str) {
+        // The agent is started and used first, so that a missing client skips only the
+        // client's part.
+        let mut a = Agent::start(&[]);
+        a.read("/v1/agent/services");
+        if !has_consul_module(python) {
+            eprintln!("skipping: {what} is not installed ({install})");
+            return;
+        }
+        let script = format!(
+            r#"
 import threading, consul
 c = consul.Consul(host="127.0.0.1", port={port})
 c.agent.service.register("web", service_id="web-1", port=8080, tags=["v1"],
@@ -1007,23 +1010,46 @@ new_index, nodes = got["answer"]
 assert int(new_index) > int(index), (index, new_index)
 assert sorted(n["Service"]["ID"] for n in nodes) == ["web-1", "web-2"], nodes
 c.agent.service.deregister("web-1")
+assert "web-1" not in c.agent.services()
 print("ok")
 "#,
-                port = a.addr.port()
+            port = a.addr.port()
+        );
+        let out = std::process::Command::new(python)
+            .args(["-c", &script])
+            .output();
+        match out {
+            Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok") => {}
+            Ok(o) => a.program.fail(format_args!(
+                "the {what} script failed:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )),
+            Err(e) => a
+                .program
+                .fail(format_args!("cannot run {}: {e}", python.display())),
+        }
+    }
+
+    #[test]
+    fn python3_consul_from_debian_registers_passes_reads_and_blocks() {
+        bounded(LIMIT, || {
+            drive_with_python(
+                std::path::Path::new(DEBIAN_PYTHON),
+                "Debian's python3-consul",
+                "apt-get install python3-consul",
             );
-            let out = std::process::Command::new(PYTHON)
-                .args(["-c", &script])
-                .output();
-            match out {
-                Ok(o)
-                    if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok") => {}
-                Ok(o) => a.program.fail(format_args!(
-                    "the python3-consul script failed:\n{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                )),
-                Err(e) => a.program.fail(format_args!("cannot run {PYTHON}: {e}")),
-            }
+        });
+    }
+
+    #[test]
+    fn py_consul_from_pypi_registers_passes_reads_and_blocks() {
+        bounded(LIMIT, || {
+            drive_with_python(
+                &pypi_python(),
+                "PyPI's py-consul",
+                "python3 -m venv target/py-consul && target/py-consul/bin/pip install py-consul",
+            );
         });
     }
 
@@ -1044,9 +1070,10 @@ print("ok")
             a.register(&body);
             a.expect("PUT", "/v1/agent/check/pass/service:web-1", "", 200);
             let dns = a.dns.expect("started with DNS");
-            let dig = |kind: &str| {
+            let dig = |kind: &str, transport: &str| {
                 std::process::Command::new("dig")
                     .args([
+                        transport,
                         &format!("@{}", dns.ip()),
                         "-p",
                         &dns.port().to_string(),
@@ -1059,13 +1086,15 @@ print("ok")
                     .output()
                     .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             };
-            match dig("A") {
-                Ok(out) if out.trim() == "10.1.2.3" => {}
-                other => a
-                    .program
-                    .fail(format_args!("dig web.service.consul A printed {other:?}")),
+            for transport in ["+notcp", "+tcp"] {
+                match dig("A", transport) {
+                    Ok(out) if out.trim() == "10.1.2.3" => {}
+                    other => a.program.fail(format_args!(
+                        "dig {transport} web.service.consul A printed {other:?}"
+                    )),
+                }
             }
-            match dig("SRV") {
+            match dig("SRV", "+notcp") {
                 Ok(out) if out.split_whitespace().nth(2) == Some("8080") => {}
                 other => a.program.fail(format_args!(
                     "dig web.service.consul SRV should print `1 1 8080 TARGET`, printed {other:?}"
