@@ -69,9 +69,22 @@ impl Agent {
     fn call(&mut self, method: &str, path: &str, body: &str) -> Answer {
         match http::request(self.addr, method, path, body.as_bytes(), PROMPT) {
             Ok(answer) => answer,
-            Err(e) => self
-                .program
-                .fail(format_args!("sent {method} {path} {body}: {e}")),
+            Err(e) => {
+                // A handler that panicked closed the connection just after writing its panic to
+                // stderr: give the stderr reader a moment to catch up, so the diagnosis shows it.
+                let _ = poll_until(
+                    Duration::from_millis(500),
+                    Duration::from_millis(10),
+                    || {
+                        self.program
+                            .stderr()
+                            .contains(" panicked at ")
+                            .then_some(())
+                    },
+                );
+                self.program
+                    .fail(format_args!("sent {method} {path} {body}: {e}"))
+            }
         }
     }
 
