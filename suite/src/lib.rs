@@ -12,6 +12,8 @@
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`http`]: a minimal HTTP/1.1 client that sends exactly the bytes a test asks for.
+//! - [`json_http`]: an HTTP/1.1 client for JSON APIs: one request per connection, the answer's
+//!   body as text or JSON (to be folded into [`http`]).
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
@@ -23,6 +25,7 @@
 pub mod binary;
 pub mod framed;
 pub mod http;
+pub mod json_http;
 pub mod nats;
 pub mod program;
 pub mod proxy;
