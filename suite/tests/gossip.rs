@@ -972,6 +972,9 @@ mod stage6_simulator {
             while let Some(line) = program.next_line(Duration::from_millis(200)) {
                 lines.push(line);
             }
+            if lines.is_empty() {
+                program.fail("expected CSV on stdout, got nothing");
+            }
             assert_eq!(
                 lines.first().map(String::as_str),
                 Some("run,seed,round,informed_fraction"),

@@ -35,7 +35,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct NodeArgs {
     /// Time between gossip rounds.
-    #[arg(long, default_value = "50ms", value_parser = plumbing::parse::positive_duration)]
+    #[arg(long, default_value = "40ms", value_parser = plumbing::parse::positive_duration)]
     interval: Duration,
     /// How long a gossip may go unacknowledged before its values are sent again.
     #[arg(long, default_value = "400ms", value_parser = plumbing::parse::positive_duration)]

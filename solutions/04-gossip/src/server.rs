@@ -11,7 +11,7 @@ use crate::node::Node;
 use crate::protocol;
 
 /// Time between gossip rounds.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(40);
 /// How long a `gossip` may go unacknowledged before its values are sent again.
 pub const DEFAULT_RETRY: Duration = Duration::from_millis(400);
 /// Time between anti-entropy digests (`sync`) to a random node; zero turns them off.
