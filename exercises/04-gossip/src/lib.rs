@@ -3,7 +3,12 @@
 //! node through periodic gossip rounds, batching, acknowledgements and anti-entropy. `net` runs
 //! N such nodes under a simulated network with latency, loss and partitions, and checks the
 //! history. `simulate` spreads one rumor over a million simulated nodes, round by round, to
-//! compare with the mathematics of epidemics. See the book's chapter 4.
+//! compare with the mathematics of epidemics. See the book's chapter 4 (your exercise).
+//!
+//! Read the chapter first (`cargo xtask book --serve`), then fill in the `todo!()`s in the order
+//! of the stages: `cargo xtask check gossip` tells you which stage to work on next, and
+//! `cargo xtask hint gossip N` helps when you are stuck. `main.rs`, `net.rs`, `rng.rs`,
+//! `theory.rs` and `plot.rs` are given.
 //!
 //! # Layout
 //! - [`protocol`]: Maelstrom's JSON messages, decoded and encoded (pure).
