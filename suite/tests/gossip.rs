@@ -304,6 +304,59 @@ mod stage2_one_node {
             );
         });
     }
+    #[test]
+    fn a_flood_of_requests_is_answered_in_full() {
+        bounded(LIMIT, || {
+            let mut node = node_one_of_three(&[]);
+            let n = 5000;
+            let first = node.send_from(CLIENT, json!({ "type": "broadcast", "message": 0 }));
+            for v in 1..n {
+                node.send_from(CLIENT, json!({ "type": "broadcast", "message": v }));
+            }
+            let last = first + n as u64 - 1;
+            node.expect_reply(
+                last,
+                "the last of 5000 broadcasts sent without waiting",
+                PROMPT * 4,
+            );
+            let answered = node
+                .program
+                .seen()
+                .iter()
+                .filter(|l| l.contains("broadcast_ok"))
+                .count();
+            assert_eq!(
+                answered, n as usize,
+                "5000 broadcasts, every one acknowledged"
+            );
+            assert_eq!(node.read(PROMPT), (0..n).collect::<Vec<i64>>());
+        });
+    }
+
+    #[test]
+    fn seeded_random_lines_do_not_kill_the_node() {
+        bounded(LIMIT, || {
+            let mut node = node_one_of_three(&[]);
+            node.request(json!({ "type": "broadcast", "message": 77 }), PROMPT);
+            // A fixed-seed LCG over the bytes JSON is made of, so that failures reproduce.
+            let alphabet = b"{}[]\":,0123456789.-eE truefalsnul\\srcdestbodytypemsg_id";
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            for _ in 0..500 {
+                let mut line = String::new();
+                for _ in 0..(x % 120) {
+                    x = x
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
+                    line.push(alphabet[(x >> 33) as usize % alphabet.len()] as char);
+                }
+                node.send_line(&line);
+                node.send_line(&format!(
+                    "{{\"src\":\"c1\",\"dest\":\"n1\",\"body\":{line}}}"
+                ));
+            }
+            assert_eq!(node.read(PROMPT), vec![77], "after 1000 random lines");
+        });
+    }
 }
 
 mod stage3_many_nodes {
