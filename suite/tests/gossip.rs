@@ -304,6 +304,7 @@ mod stage2_one_node {
             );
         });
     }
+
     #[test]
     fn a_flood_of_requests_is_answered_in_full() {
         bounded(LIMIT, || {
