@@ -10,7 +10,7 @@
 //! never lost nor partitioned. The report checks the history and measures the cost.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
 use crate::rng::Rng;
@@ -195,6 +196,7 @@ pub async fn run(config: NetConfig) -> Result<Report> {
         read_log: Vec::new(),
         final_reads: vec![None; config.nodes],
         setup_left: 0,
+        backlog: vec![VecDeque::new(); config.nodes],
     };
     net.sides = (0..config.partitions.len())
         .map(|_| {
@@ -332,7 +334,12 @@ struct Net {
     /// Each node's latest final read.
     final_reads: Vec<Option<HashSet<i64>>>,
     setup_left: usize,
+    /// Lines due to each node that its stdin writer has no room for yet.
+    backlog: Vec<VecDeque<String>>,
 }
+
+/// The most lines waiting for one node's stdin before `net` gives up on that node.
+const MAX_BACKLOG: usize = 1_000_000;
 
 impl Net {
     fn problem(&mut self, what: String) {
@@ -389,19 +396,22 @@ impl Net {
                     break;
                 };
                 match delivery {
-                    Delivery::ToNode(i, line) => {
-                        if inputs[i].send(line).await.is_err() {
-                            self.problem(format!("node {} stopped reading its stdin", self.ids[i]));
-                            return false;
-                        }
-                    }
+                    Delivery::ToNode(i, line) => self.backlog[i].push_back(line),
                     Delivery::ToClient(line) => self.client_receive(&line),
                 }
             }
-            let next = self
+            if !self.flush(inputs) {
+                return false;
+            }
+            let mut next = self
                 .heap
                 .peek()
                 .map_or(until, |Reverse((at, _, _))| (*at).min(until));
+            if self.backlog.iter().any(|b| !b.is_empty()) {
+                // A node is behind on its stdin: try again soon, and meanwhile keep reading
+                // every node's stdout, so that no node ever waits on this loop to write.
+                next = next.min(Instant::now() + Duration::from_millis(1));
+            }
             if now >= until {
                 return true;
             }
@@ -420,6 +430,36 @@ impl Net {
                 },
             }
         }
+    }
+
+    /// Hands each node's waiting lines to its stdin writer, as many as it takes without
+    /// waiting. False if a node's stdin is gone or a backlog outgrew its bound.
+    fn flush(&mut self, inputs: &[mpsc::Sender<String>]) -> bool {
+        for (i, backlog) in self.backlog.iter_mut().enumerate() {
+            while let Some(line) = backlog.pop_front() {
+                match inputs[i].try_send(line) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(line)) => {
+                        backlog.push_front(line);
+                        break;
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        let what = format!("node {} stopped reading its stdin", self.ids[i]);
+                        self.report.problems.push(what);
+                        return false;
+                    }
+                }
+            }
+            if backlog.len() > MAX_BACKLOG {
+                let what = format!(
+                    "node {} fell more than {MAX_BACKLOG} messages behind on its stdin",
+                    self.ids[i]
+                );
+                self.report.problems.push(what);
+                return false;
+            }
+        }
+        true
     }
 
     fn node_output(&mut self, from: usize, line: String) {
