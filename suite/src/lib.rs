@@ -15,6 +15,7 @@
 //! - [`json_http`]: an HTTP/1.1 client for JSON APIs: one request per connection, the answer's
 //!   body as text or JSON (to be folded into [`http`]).
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
+//! - [`maelstrom`]: a Maelstrom client: a node spoken to over stdin and stdout, JSON lines.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
 //!   code under test.
@@ -26,6 +27,7 @@ pub mod binary;
 pub mod framed;
 pub mod http;
 pub mod json_http;
+pub mod maelstrom;
 pub mod nats;
 pub mod program;
 pub mod proxy;

@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -52,6 +52,20 @@ impl Program {
     /// # Panics
     /// When the binary cannot be started at all.
     pub fn start(binary: &Path, args: &[&str]) -> Program {
+        Program::spawn(binary, args, Stdio::null()).0
+    }
+
+    /// Starts `binary` with `args` like [`start`](Self::start), but with its stdin piped: the
+    /// test writes to the returned handle (closing it is the program's end of input).
+    ///
+    /// # Panics
+    /// When the binary cannot be started at all.
+    pub fn start_with_stdin(binary: &Path, args: &[&str]) -> (Program, ChildStdin) {
+        let (program, stdin) = Program::spawn(binary, args, Stdio::piped());
+        (program, stdin.expect("stdin is piped"))
+    }
+
+    fn spawn(binary: &Path, args: &[&str], stdin: Stdio) -> (Program, Option<ChildStdin>) {
         let label = format!(
             "`{} {}`",
             binary.file_name().map_or_else(
@@ -62,7 +76,7 @@ impl Program {
         );
         let mut child = Command::new(binary)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // A panic in the program under test should read as one line, not a backtrace.
@@ -73,6 +87,7 @@ impl Program {
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((owner, child.id()));
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut err_pipe = child.stderr.take().expect("stderr is piped");
         // Bounded: a program cannot print faster than the test reads for long, and tests read
@@ -104,14 +119,15 @@ impl Program {
                 }
             }
         });
-        Program {
+        let program = Program {
             label,
             child,
             lines,
             stderr,
             stderr_reader: Some(stderr_reader),
             seen: Vec::new(),
-        }
+        };
+        (program, stdin)
     }
 
     /// Starts `binary server --bind 127.0.0.1:0 ARGS...`, the convention every project's server

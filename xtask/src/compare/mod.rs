@@ -2,6 +2,8 @@
 //! by the same load in one run, side by side. Each project has its own subcommand and flags.
 //!
 //! # Layout
+//! - [`gossip`]: the gossip simulator beside the theory, and `net` beside the Gossip Glomers
+//!   targets.
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
@@ -9,6 +11,7 @@
 //!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
 
 mod file_transfer;
+mod gossip;
 mod kv_store;
 mod pubsub;
 
@@ -27,6 +30,10 @@ use crate::{chart, projects};
 /// Which project to compare, with that comparison's own workload flags.
 #[derive(Debug, Subcommand)]
 pub enum Comparison {
+    /// The gossip simulator against the theory of epidemics, and gossip net against the Gossip
+    /// Glomers 3d and 3e targets.
+    #[command(name = "gossip", visible_alias = "4")]
+    Gossip(gossip::Runs),
     /// The kv-store against redis-server, both loaded by redis-benchmark (SET and GET).
     #[command(name = "kv-store", visible_alias = "3")]
     KvStore(kv_store::Workload),
@@ -42,12 +49,19 @@ pub enum Comparison {
 /// Runs `comparison` against a release build of `tree`, and draws it into `svg` if given.
 pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>) -> Result<()> {
     let slug = match comparison {
+        Comparison::Gossip(_) => "gossip",
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
     };
     let project = projects::find_existing(slug, root)?;
     let measured = match comparison {
+        Comparison::Gossip(runs) => {
+            if svg.is_some() {
+                bail!("gossip draws its charts itself: `gossip simulate --svg FILE`");
+            }
+            return gossip::run(root, &project, tree, runs);
+        }
         Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload)?,
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,

@@ -1,0 +1,150 @@
+//! The node's I/O: Maelstrom's stdin and stdout, a round timer, and the [`Node`] between them.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+use crate::protocol;
+
+/// Time between gossip rounds.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(40);
+/// How long a `gossip` may go unacknowledged before its values are sent again.
+pub const DEFAULT_RETRY: Duration = Duration::from_millis(400);
+/// Time between anti-entropy digests (`sync`) to a random node; zero turns them off.
+pub const DEFAULT_ANTI_ENTROPY: Duration = Duration::from_secs(1);
+/// Peers per round with the random overlay.
+pub const DEFAULT_FANOUT: usize = 3;
+/// Children per node in the tree overlay.
+pub const DEFAULT_BRANCHING: usize = 24;
+/// Most values in one `gossip` or `sync_values` message.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+/// Longest input line, in bytes; a longer one is discarded.
+pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+/// Lines read ahead of the node, at most (a bound on memory, with `max_line`).
+const READ_AHEAD: usize = 64;
+
+/// Whom a node gossips with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Overlay {
+    /// A tree over `node_ids` in their order, `branching` children per node.
+    Tree,
+    /// The neighbours of the `topology` message (everyone, until it comes).
+    Topology,
+    /// Every round, `fanout` nodes picked at random among those owed values.
+    Random,
+}
+
+/// How a node gossips.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Retry timeout of an unacknowledged `gossip`.
+    pub retry: Duration,
+    /// Time between anti-entropy digests; zero for none.
+    pub anti_entropy: Duration,
+    /// Whom to gossip with.
+    pub overlay: Overlay,
+    /// Peers per round with [`Overlay::Random`].
+    pub fanout: usize,
+    /// Children per node with [`Overlay::Tree`].
+    pub branching: usize,
+    /// Most values per message.
+    pub max_batch: usize,
+    /// Longest input line, in bytes.
+    pub max_line: usize,
+    /// Seed of the peer choices (mixed with the node's id).
+    pub seed: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            interval: DEFAULT_INTERVAL,
+            retry: DEFAULT_RETRY,
+            anti_entropy: DEFAULT_ANTI_ENTROPY,
+            overlay: Overlay::Tree,
+            fanout: DEFAULT_FANOUT,
+            branching: DEFAULT_BRANCHING,
+            max_batch: DEFAULT_MAX_BATCH,
+            max_line: DEFAULT_MAX_LINE,
+            seed: 0,
+        }
+    }
+}
+
+/// One input line, or what took its place.
+#[derive(Debug)]
+enum Line {
+    Text(String),
+    TooLong(usize),
+}
+
+/// Runs a node: reads messages from `input`, writes messages to `output`, gossips every
+/// `config.interval`, until `input` ends or `shutdown` fires.
+pub async fn run<R, W>(
+    input: R,
+    output: W,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()>
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    // TODO: Spawn `read_lines(input, config.max_line, tx)` on a bounded `mpsc::channel`
+    // (`READ_AHEAD`), wrap `output` in a `BufWriter`, make a `tokio::time::interval` of
+    // `config.interval`, and build the `Node`. Then loop on `tokio::select!` over
+    // `shutdown.cancelled()` (stop), a tick (`node.tick`) and a line (`None`: input ended, stop;
+    // `TooLong`: log it; `Text`: `protocol::decode` it, then `node.handle` or `node.reject`).
+    // Write every returned line with a newline, and flush after each batch.
+    todo!()
+}
+
+/// Reads newline-terminated lines of at most `max_line` bytes; a longer line is skipped to its
+/// end without being held, and reported by its length.
+async fn read_lines<R: AsyncBufRead + Unpin>(
+    mut input: R,
+    max_line: usize,
+    tx: mpsc::Sender<Line>,
+) {
+    let mut line = Vec::new();
+    let mut skipped = 0usize;
+    loop {
+        let chunk = match input.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (part, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        if skipped > 0 || line.len() + part.len() > max_line {
+            skipped += line.len() + part.len();
+            line.clear();
+        } else {
+            line.extend_from_slice(part);
+        }
+        let used = end.unwrap_or(chunk.len());
+        input.consume(used);
+        if end.is_some() {
+            let item = if skipped > 0 {
+                Line::TooLong(std::mem::take(&mut skipped))
+            } else {
+                Line::Text(String::from_utf8_lossy(&std::mem::take(&mut line)).into_owned())
+            };
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() {
+        let _ = tx
+            .send(Line::Text(String::from_utf8_lossy(&line).into_owned()))
+            .await;
+    }
+}

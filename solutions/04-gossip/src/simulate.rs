@@ -1,0 +1,406 @@
+//! The round simulator: N nodes, one rumor, synchronous rounds, seeded.
+//!
+//! Each node is one byte of state (`SUSCEPTIBLE`, `INFECTED`, `REMOVED`, `CRASHED`, plus
+//! `FRESH` for a node infected during the current round, which starts spreading next round),
+//! and the counter stop rules add one byte of counter. The random k-regular topology adds
+//! 4 bytes per neighbour. Nothing else grows with N, so a million nodes take one or two
+//! megabytes, and a push round is one pass over the array with one random number per sender.
+
+use serde::Serialize;
+
+use crate::rng::Rng;
+
+/// Never heard the rumor.
+const SUSCEPTIBLE: u8 = 0;
+/// Heard it before this round, spreads it.
+const INFECTED: u8 = 1;
+/// Heard it during this round; spreads from the next.
+const FRESH: u8 = 2;
+/// Heard it and lost interest (rumor mongering): answers pulls, pushes no more.
+const REMOVED: u8 = 3;
+/// Crashed from the start: never hears, never answers.
+const CRASHED: u8 = 4;
+
+/// Who talks to whom in a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Informed nodes call random peers and tell them.
+    Push,
+    /// Uninformed nodes call random peers and ask.
+    Pull,
+    /// Every node calls a random peer; the call informs whichever side did not know.
+    PushPull,
+}
+
+/// The graph peers are picked from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// Anyone may call anyone.
+    Complete,
+    /// Node i calls i - 1 or i + 1 (mod N).
+    Ring,
+    /// A random regular graph of `degree` (even): the union of degree/2 random permutations.
+    Regular,
+}
+
+/// When an informed node stops spreading (Demers et al. 1987).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stop {
+    /// Never: anti-entropy, every informed node spreads every round.
+    Never,
+    /// Feedback, coin: after a call that finds the peer informed, stop with probability 1/k.
+    FeedbackCoin,
+    /// Blind, coin: after every call, stop with probability 1/k.
+    BlindCoin,
+    /// Feedback, counter: stop after k calls that found the peer informed.
+    FeedbackCounter,
+    /// Blind, counter: stop after k calls.
+    BlindCounter,
+}
+
+/// One simulation's parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Push, pull or push-pull.
+    pub mode: Mode,
+    /// Calls per node per round.
+    pub fanout: usize,
+    /// The graph.
+    pub topology: Topology,
+    /// Degree of the regular topology.
+    pub degree: usize,
+    /// Probability that a call is lost.
+    pub loss: f64,
+    /// Fraction of nodes crashed from the start.
+    pub crashed: f64,
+    /// The stop rule.
+    pub stop: Stop,
+    /// The k of the stop rule.
+    pub k: u32,
+    /// Rounds after which a run gives up.
+    pub max_rounds: usize,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The run's seed.
+    pub seed: u64,
+    /// Rounds until every live node was informed, if that happened.
+    pub rounds: Option<usize>,
+    /// Rounds run (until all informed, no spreader left, or `max_rounds`).
+    pub rounds_run: usize,
+    /// Fraction of live nodes never informed at the end (rumor mongering's residue).
+    pub residue: f64,
+    /// Calls made in all.
+    pub messages: u64,
+    /// Wall-clock time of the run's rounds, in milliseconds (set up excluded).
+    pub elapsed_ms: f64,
+    /// Informed fraction of live nodes after each round, round 0 (the origin alone) first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<f64>,
+}
+
+/// A simulation in progress: the state array and the graph.
+pub struct Sim {
+    config: SimConfig,
+    rng: Rng,
+    state: Vec<u8>,
+    counters: Vec<u8>,
+    /// For the regular topology: `degree` neighbours per node, row by row.
+    neighbours: Vec<u32>,
+    live: usize,
+    informed: usize,
+    messages: u64,
+}
+
+impl Sim {
+    /// A simulation with node 0 informed and the crashed nodes chosen, seeded with `seed`.
+    pub fn new(config: SimConfig, seed: u64) -> Sim {
+        let n = config.nodes.max(2);
+        let mut rng = Rng::new(seed);
+        let mut state = vec![SUSCEPTIBLE; n];
+        let mut live = n;
+        if config.crashed > 0.0 {
+            for s in state.iter_mut().skip(1) {
+                if rng.chance(config.crashed) {
+                    *s = CRASHED;
+                    live -= 1;
+                }
+            }
+        }
+        state[0] = INFECTED;
+        let counters = match config.stop {
+            Stop::FeedbackCounter | Stop::BlindCounter => vec![0; n],
+            _ => Vec::new(),
+        };
+        let neighbours = match config.topology {
+            Topology::Regular => regular(n, config.degree.max(2), &mut rng),
+            _ => Vec::new(),
+        };
+        Sim {
+            config,
+            rng,
+            state,
+            counters,
+            neighbours,
+            live,
+            informed: 1,
+            messages: 0,
+        }
+    }
+
+    /// Informed fraction of the live nodes.
+    pub fn informed_fraction(&self) -> f64 {
+        self.informed as f64 / self.live as f64
+    }
+
+    /// Whether some node still spreads (always, without a stop rule, until all know).
+    fn spreading(&self) -> bool {
+        self.config.stop == Stop::Never || self.state.contains(&INFECTED)
+    }
+
+    /// A random peer of `i`.
+    fn peer(&mut self, i: usize) -> usize {
+        let n = self.state.len() as u64;
+        match self.config.topology {
+            Topology::Complete => self.rng.below_except(n, i as u64) as usize,
+            Topology::Ring => {
+                if self.rng.below(2) == 0 {
+                    (i + 1) % self.state.len()
+                } else {
+                    (i + self.state.len() - 1) % self.state.len()
+                }
+            }
+            Topology::Regular => {
+                let d = self.config.degree.max(2);
+                self.neighbours[i * d + self.rng.below(d as u64) as usize] as usize
+            }
+        }
+    }
+
+    /// Runs one synchronous round.
+    pub fn round(&mut self) {
+        let n = self.state.len();
+        let fanout = self.config.fanout.max(1);
+        for i in 0..n {
+            let me = self.state[i];
+            let calls = match self.config.mode {
+                Mode::Push => me == INFECTED,
+                Mode::Pull => me == SUSCEPTIBLE,
+                Mode::PushPull => me != CRASHED && me != FRESH,
+            };
+            if !calls {
+                continue;
+            }
+            for _ in 0..fanout {
+                let t = self.peer(i);
+                self.messages += 1;
+                if self.config.loss > 0.0 && self.rng.chance(self.config.loss) {
+                    continue;
+                }
+                let them = self.state[t];
+                let told = me == INFECTED && self.config.mode != Mode::Pull;
+                if told && them == SUSCEPTIBLE {
+                    self.state[t] = FRESH;
+                    self.informed += 1;
+                    self.after_call(i, false);
+                } else if told {
+                    self.after_call(i, them != CRASHED);
+                } else if me == SUSCEPTIBLE
+                    && self.config.mode != Mode::Push
+                    && (them == INFECTED || them == REMOVED)
+                {
+                    self.state[i] = FRESH;
+                    self.informed += 1;
+                    break;
+                }
+                if self.state[i] != me {
+                    break;
+                }
+            }
+        }
+        for s in &mut self.state {
+            if *s == FRESH {
+                *s = INFECTED;
+            }
+        }
+    }
+
+    /// The stop rule, after node `i` told a peer; `useless` when the peer already knew.
+    fn after_call(&mut self, i: usize, useless: bool) {
+        let k = self.config.k.max(1);
+        let stop = match self.config.stop {
+            Stop::Never => false,
+            Stop::FeedbackCoin => useless && self.rng.below(u64::from(k)) == 0,
+            Stop::BlindCoin => self.rng.below(u64::from(k)) == 0,
+            Stop::FeedbackCounter | Stop::BlindCounter => {
+                if useless || self.config.stop == Stop::BlindCounter {
+                    self.counters[i] = self.counters[i].saturating_add(1);
+                }
+                u32::from(self.counters[i]) >= k
+            }
+        };
+        if stop {
+            self.state[i] = REMOVED;
+        }
+    }
+
+    /// Runs rounds until every live node knows, nobody spreads, or `max_rounds`.
+    pub fn run(mut self, seed: u64) -> RunResult {
+        let started = std::time::Instant::now();
+        let mut curve = vec![self.informed_fraction()];
+        let mut rounds = None;
+        while curve.len() <= self.config.max_rounds {
+            if self.informed == self.live {
+                rounds = Some(curve.len() - 1);
+                break;
+            }
+            if !self.spreading() {
+                break;
+            }
+            self.round();
+            curve.push(self.informed_fraction());
+        }
+        if rounds.is_none() && self.informed == self.live {
+            rounds = Some(curve.len() - 1);
+        }
+        RunResult {
+            seed,
+            rounds,
+            rounds_run: curve.len() - 1,
+            residue: 1.0 - self.informed_fraction(),
+            messages: self.messages,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+            curve,
+        }
+    }
+}
+
+/// A random `degree`-regular multigraph on `n` nodes: for each of degree/2 random
+/// permutations p, node i is joined to p(i) and to p^-1(i).
+fn regular(n: usize, degree: usize, rng: &mut Rng) -> Vec<u32> {
+    let d = degree - degree % 2;
+    let mut out = vec![0u32; n * d];
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    for j in 0..d / 2 {
+        rng.shuffle(&mut perm);
+        for (i, &p) in perm.iter().enumerate() {
+            out[i * d + 2 * j] = p;
+            out[p as usize * d + 2 * j + 1] = i as u32;
+        }
+    }
+    out
+}
+
+/// Runs `runs` simulations with seeds `seed`, `seed + 1`, ...
+pub fn simulate(config: &SimConfig, runs: usize, seed: u64) -> Vec<RunResult> {
+    (0..runs as u64)
+        .map(|r| Sim::new(config.clone(), seed + r).run(seed + r))
+        .collect()
+}
+
+/// The JSON document `simulate --format json` prints: the configuration, the theory's
+/// predictions for it, a summary over the runs, and the runs (with their curves if `curves`).
+pub fn summary(config: &SimConfig, runs: &[RunResult], curves: bool) -> serde_json::Value {
+    use crate::theory;
+    let n = config.nodes as f64;
+    let done: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.rounds)
+        .map(|r| r as f64)
+        .collect();
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() {
+            None
+        } else {
+            Some(xs.iter().sum::<f64>() / xs.len() as f64)
+        }
+    };
+    let residues: Vec<f64> = runs.iter().map(|r| r.residue).collect();
+    let messages: Vec<f64> = runs.iter().map(|r| r.messages as f64).collect();
+    let rounds_run: usize = runs.iter().map(|r| r.rounds_run).sum();
+    let elapsed: f64 = runs.iter().map(|r| r.elapsed_ms).sum();
+    let longest = runs.iter().map(|r| r.curve.len()).max().unwrap_or(1);
+    let (lower, upper) = theory::doerr_kuennemann_bounds(n);
+    let mut th = serde_json::json!({
+        "pittel_rounds": theory::pittel_rounds(n),
+        "dk_lower": lower,
+        "dk_upper": upper,
+        "curve": theory::curve(config.mode, n, config.fanout, longest.saturating_sub(1)),
+    });
+    if config.stop == Stop::FeedbackCoin {
+        th["rumor_residue"] = serde_json::json!(theory::rumor_residue(config.k));
+    }
+    let runs_json: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if !curves && let Some(o) = v.as_object_mut() {
+                o.remove("curve");
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "config": config,
+        "theory": th,
+        "summary": {
+            "runs": runs.len(),
+            "completed": done.len(),
+            "mean_rounds": mean(&done),
+            "min_rounds": done.iter().copied().reduce(f64::min),
+            "max_rounds": done.iter().copied().reduce(f64::max),
+            "mean_residue": mean(&residues),
+            "mean_messages": mean(&messages),
+            "ms_per_round": if rounds_run == 0 { 0.0 } else { elapsed / rounds_run as f64 },
+        },
+        "runs": runs_json,
+    })
+}
+
+/// The CSV `simulate --format csv` prints: `run,seed,round,informed_fraction`, one row per
+/// round of every run.
+pub fn csv(runs: &[RunResult]) -> String {
+    let mut out = String::from("run,seed,round,informed_fraction\n");
+    for (i, r) in runs.iter().enumerate() {
+        for (round, f) in r.curve.iter().enumerate() {
+            out.push_str(&format!("{i},{},{round},{f}\n", r.seed));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: Mode) -> SimConfig {
+        SimConfig {
+            nodes: 1000,
+            mode,
+            fanout: 1,
+            topology: Topology::Complete,
+            degree: 4,
+            loss: 0.0,
+            crashed: 0.0,
+            stop: Stop::Never,
+            k: 1,
+            max_rounds: 1000,
+        }
+    }
+
+    #[test]
+    fn every_mode_informs_everyone() {
+        for mode in [Mode::Push, Mode::Pull, Mode::PushPull] {
+            let r = Sim::new(config(mode), 1).run(1);
+            assert!(r.rounds.is_some(), "{mode:?}");
+            assert_eq!(*r.curve.last().unwrap(), 1.0);
+        }
+    }
+}
