@@ -14,12 +14,14 @@
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
+//! - [`relay`]: a UDP relay between cluster members that partitions and drops, on purpose.
 
 pub mod binary;
 pub mod framed;
 pub mod nats;
 pub mod program;
 pub mod proxy;
+pub mod relay;
 pub mod resp;
 pub mod udp;
 pub mod wait;
@@ -27,5 +29,6 @@ pub mod wait;
 pub use binary::binary;
 pub use program::Program;
 pub use proxy::{Fault, FaultProxy};
+pub use relay::UdpRelay;
 pub use udp::UdpPeer;
 pub use wait::{bounded, poll_until};
