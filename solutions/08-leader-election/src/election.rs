@@ -207,14 +207,16 @@ impl Election {
         }
     }
 
-    fn become_follower(
+    /// Becomes a follower of `leader`; prints an event if anything changed or `term_changed`.
+    fn follow(
         &mut self,
         leader: Option<String>,
+        term_changed: bool,
         now: Instant,
         out: &mut Output,
         why: &str,
     ) {
-        let changed = self.role != Role::Follower || self.leader != leader;
+        let changed = term_changed || self.role != Role::Follower || self.leader != leader;
         if self.leader.is_some() && leader.is_none() {
             self.leaderless_since = now;
         }
@@ -227,12 +229,30 @@ impl Election {
         }
     }
 
+    fn become_follower(
+        &mut self,
+        leader: Option<String>,
+        now: Instant,
+        out: &mut Output,
+        why: &str,
+    ) {
+        self.follow(leader, false, now, out, why);
+    }
+
+    /// Raises the term to `term` if it is higher (forgetting the vote); returns whether it was.
+    fn raise_term(&mut self, term: u64, out: &mut Output) -> bool {
+        if term <= self.durable.term {
+            return false;
+        }
+        self.durable.term = term;
+        self.durable.voted_for = None;
+        out.save = true;
+        true
+    }
+
     fn adopt_term(&mut self, term: u64, now: Instant, out: &mut Output) {
-        if term > self.durable.term {
-            self.durable.term = term;
-            self.durable.voted_for = None;
-            out.save = true;
-            self.become_follower(None, now, out, "higher_term");
+        if self.raise_term(term, out) {
+            self.follow(None, true, now, out, "higher_term");
         }
     }
 
@@ -404,8 +424,8 @@ impl Election {
             tracing::error!(%from, term, "another leader in my own term");
             return;
         }
-        self.adopt_term(term, now, out);
-        self.become_follower(Some(from.clone()), now, out, "heartbeat");
+        let raised = self.raise_term(term, out);
+        self.follow(Some(from.clone()), raised, now, out, "heartbeat");
         self.promised_at = Some(now);
         // Only the best live node stands when the leader falls silent, so the jitter that keeps
         // Raft's candidates apart can be small here: failover stays close to one timeout.
