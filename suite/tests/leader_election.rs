@@ -1399,3 +1399,79 @@ mod stage7_churn {
         });
     }
 }
+
+mod stage8_simulator {
+    use super::*;
+
+    /// Runs `leader-election cluster ARGS` to its end and checks its exit code and that its
+    /// stdout holds every one of `wanted`.
+    fn simulate(args: &[&str], code: i32, wanted: &[&str]) {
+        let mut all = vec!["cluster", "--heartbeat", "50ms", "--timeout", "500ms"];
+        all.extend_from_slice(args);
+        let mut program = Program::start(&bin(), &all);
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            match program.next_line(Duration::from_millis(200)) {
+                Some(line) => out.push(line),
+                None if program.exited().is_some() => break,
+                None => {}
+            }
+        }
+        let status = program.wait_exit(PROMPT);
+        let missing: Vec<&&str> = wanted
+            .iter()
+            .filter(|w| !out.iter().any(|l| l.contains(**w)))
+            .collect();
+        if status.and_then(|s| s.code()) != Some(code) || !missing.is_empty() {
+            program.fail(format_args!(
+                "ran `cluster {}`: expected exit code {code} and stdout lines with {wanted:?}; \
+                 got {status:?}, missing {missing:?}, stdout:\n    {}",
+                all[1..].join(" "),
+                out.join("\n    ")
+            ));
+        }
+    }
+
+    #[test]
+    fn the_simulator_finds_the_bully_split_brain() {
+        bounded(LIMIT, || {
+            simulate(
+                &[
+                    "--nodes",
+                    "3",
+                    "--algorithm",
+                    "bully",
+                    "--duration",
+                    "3s",
+                    "--at",
+                    "1500ms partition n2|n0,n1",
+                ],
+                3,
+                &["safety: VIOLATED", "both acted as leader"],
+            );
+        });
+    }
+
+    #[test]
+    fn the_simulator_finds_the_safe_algorithm_safe_through_a_failover() {
+        bounded(LIMIT, || {
+            simulate(
+                &[
+                    "--nodes",
+                    "3",
+                    "--duration",
+                    "4s",
+                    "--at",
+                    "1500ms kill leader",
+                    "--at",
+                    "3s partition n0|n1,n2",
+                    "--loss",
+                    "0.02",
+                ],
+                0,
+                &["safety: ok", "failovers: 1"],
+            );
+        });
+    }
+}

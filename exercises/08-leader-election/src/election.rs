@@ -200,7 +200,8 @@ impl Election {
         // TODO: the timers, in this order:
         // - a leader whose lease has run out steps down (reason `lease`); one that sees a
         //   `successor` (preemption, rule 8) sends `Resign` and steps down (reason `preempt`);
-        // - a heartbeat is due: send it to `Dest::All` (a leader notes its send time in `sent`);
+        // - a heartbeat is due: send it to `Dest::All` (a leader notes its send time in `sent`),
+        //   and ask again the peers that have not granted the round in progress, if any;
         // - a non-leader past its `deadline`: a candidate whose round failed goes back to follower;
         //   then stand (send `Prevote` for term + 1) if no leader was heard for a timeout and this
         //   node is the best live one, or has been leaderless for three timeouts (rule 2). Either

@@ -20,6 +20,16 @@ impl Rng {
         Rng((h ^ clock) | 1)
     }
 
+    /// Seeded from `seed` alone: the same faults on every run.
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// True with probability `p` (0.0 to 1.0).
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.next_u64() % 1_000_000) < (p.clamp(0.0, 1.0) * 1_000_000.0) as u64
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;

@@ -561,6 +561,7 @@ impl Election {
         }
         if now >= self.next_heartbeat {
             self.heartbeat(now, &mut out);
+            self.resend_round(&mut out);
         }
         if self.role != Role::Leader && now >= self.deadline {
             if self.role == Role::Candidate {
@@ -579,6 +580,34 @@ impl Election {
             }
         }
         out
+    }
+
+    /// Asks again, once a heartbeat, the peers that have not granted the round in progress: a
+    /// lost request or reply then costs a heartbeat, not a whole new round. Granting is
+    /// idempotent (rule 4), so a duplicate does no harm.
+    fn resend_round(&mut self, out: &mut Output) {
+        let (message, granted) = match (&self.prevote, self.role) {
+            (Some((term, grants)), _) => (
+                Message::Prevote {
+                    from: self.cfg.id.clone(),
+                    term: *term,
+                    priority: self.cfg.priority,
+                },
+                grants,
+            ),
+            (None, Role::Candidate) => (
+                Message::Vote {
+                    from: self.cfg.id.clone(),
+                    term: self.durable.term,
+                    priority: self.cfg.priority,
+                },
+                &self.votes,
+            ),
+            _ => return,
+        };
+        for peer in self.cfg.peers.iter().filter(|p| !granted.contains(*p)) {
+            out.send.push((Dest::Peer(peer.clone()), message.clone()));
+        }
     }
 
     /// The live peer of higher priority that has been heard for the hold-down, if any.

@@ -17,12 +17,18 @@
 //! - [`server`]: a node: the socket, the membership check, the timers.
 //! - [`resource`]: the fencing-token store.
 //! - [`status`]: the status client.
+//! - [`relay`]: the simulator's UDP relay: drops, delays, duplicates, partitions.
+//! - [`cluster`]: the simulator: nodes behind the relay, a scenario, the safety check.
+//! - [`timeline`]: the simulator's timeline as an SVG.
 
 pub mod bully;
+pub mod cluster;
 pub mod election;
 pub mod persist;
 pub mod protocol;
+pub mod relay;
 pub mod resource;
 pub mod rng;
 pub mod server;
 pub mod status;
+pub mod timeline;

@@ -11,11 +11,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::UdpSocket;
 
 use leader_election_solution::protocol::validate_id;
+use leader_election_solution::relay::Faults;
 use leader_election_solution::resource::{self, DEFAULT_MAX_KEYS, DEFAULT_MAX_REQUEST};
 use leader_election_solution::server::{
     self, Algorithm, DEFAULT_MAX_MESSAGE, DEFAULT_STATUS_RATE, ServerConfig,
 };
-use leader_election_solution::status;
+use leader_election_solution::{cluster, status, timeline};
 
 /// Leader election via heartbeats and priority, safe under partitions.
 ///
@@ -36,6 +37,8 @@ enum Command {
     Resource(ResourceArgs),
     /// Show a running node's view: term, leader, peers.
     Status(StatusArgs),
+    /// Simulate: N nodes behind a faulty relay, a scenario, a timeline and the safety check.
+    Cluster(ClusterArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,6 +124,53 @@ struct StatusArgs {
     wait: Duration,
 }
 
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// How many nodes; node n<i> gets priority i + 1.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// The nodes' algorithm.
+    #[arg(long, value_enum, default_value = "safe")]
+    algorithm: AlgorithmArg,
+    /// The nodes' heartbeat interval.
+    #[arg(long, default_value = "100ms", value_parser = plumbing::parse::positive_duration)]
+    heartbeat: Duration,
+    /// The nodes' election timeout.
+    #[arg(long, default_value = "1s", value_parser = plumbing::parse::positive_duration)]
+    timeout: Duration,
+    /// A fault, as `AT ACTION`: `2s kill leader`, `4s restart n2`, `5s pause n0`,
+    /// `6s resume n0`, `7s partition n0,n1|n2`, `9s heal`; repeatable.
+    #[arg(long = "at", value_name = "STEP", value_parser = cluster::parse_step)]
+    steps: Vec<cluster::Step>,
+    /// A file of steps, one per line (`#` starts a comment).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// How long to run once every node is up.
+    #[arg(long, default_value = "10s", value_parser = plumbing::parse::positive_duration)]
+    duration: Duration,
+    /// The share of datagrams the relay drops (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// The share of datagrams the relay delivers twice (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// A delay the relay adds to every datagram.
+    #[arg(long, default_value = "0s", value_parser = plumbing::parse::duration)]
+    delay: Duration,
+    /// A random extra delay, up to this.
+    #[arg(long, default_value = "0s", value_parser = plumbing::parse::duration)]
+    jitter: Duration,
+    /// The seed of the relay's random faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Extra flags for every node, e.g. `--node-arg=--preempt=off`; repeatable.
+    #[arg(long = "node-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    node_args: Vec<String>,
+    /// Draw the timeline as an SVG here.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     plumbing::init_tracing();
@@ -129,6 +179,7 @@ fn main() -> ExitCode {
             Command::Node(args) => node(args).await?,
             Command::Resource(args) => resource(args).await?,
             Command::Status(args) => show_status(args).await?,
+            Command::Cluster(args) => return simulate(args).await,
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -205,4 +256,86 @@ async fn show_status(args: StatusArgs) -> Result<()> {
     let reply = status::fetch(node, args.wait, 3).await?;
     println!("{}", serde_json::to_string(&reply)?);
     Ok(())
+}
+
+async fn simulate(args: ClusterArgs) -> Result<ExitCode> {
+    let mut steps = args.steps;
+    if let Some(path) = &args.scenario {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if !line.is_empty() {
+                steps.push(
+                    cluster::parse_step(line)
+                        .map_err(|e| anyhow!("{}:{}: {e}", path.display(), n + 1))?,
+                );
+            }
+        }
+    }
+    let data = std::env::temp_dir().join(format!("leader-election-cluster-{}", std::process::id()));
+    let algorithm = match args.algorithm {
+        AlgorithmArg::Safe => "safe",
+        AlgorithmArg::Bully => "bully",
+    };
+    let mut node_args: Vec<String> = vec![
+        "--algorithm".into(),
+        algorithm.into(),
+        "--heartbeat".into(),
+        format!("{}ms", args.heartbeat.as_millis()),
+        "--timeout".into(),
+        format!("{}ms", args.timeout.as_millis()),
+    ];
+    node_args.extend(args.node_args);
+    let config = cluster::ClusterConfig {
+        nodes: args.nodes,
+        node_args,
+        faults: Faults {
+            loss: args.loss,
+            duplicate: args.duplicate,
+            delay: args.delay,
+            jitter: args.jitter,
+        },
+        steps,
+        duration: args.duration,
+        seed: args.seed,
+        data: data.clone(),
+    };
+    let report = cluster::run(config, plumbing::shutdown_on_signal()).await;
+    let _ = std::fs::remove_dir_all(&data);
+    let report = report?;
+    println!("---");
+    match report.first_leader_ms {
+        Some(ms) => println!("first leader: {ms} ms after start"),
+        None => println!("first leader: none"),
+    }
+    let mut times: Vec<u64> = report.failovers.iter().map(|f| f.0).collect();
+    let mut messages: Vec<u64> = report.failovers.iter().map(|f| f.1).collect();
+    if let (Some((t50, tmax)), Some((m50, mmax))) = (
+        cluster::median_max(&mut times),
+        cluster::median_max(&mut messages),
+    ) {
+        println!(
+            "failovers: {}; time to a new leader: median {t50} ms, max {tmax} ms; election \
+             messages: median {m50}, max {mmax}",
+            report.failovers.len()
+        );
+    } else {
+        println!("failovers: 0");
+    }
+    if let Some(path) = &args.svg {
+        let title = format!("{} nodes, {algorithm} algorithm", args.nodes);
+        timeline::draw(&report, args.nodes, path, &title).map_err(|e| anyhow!("drawing: {e}"))?;
+        println!("timeline: {}", path.display());
+    }
+    if report.violations.is_empty() {
+        println!("safety: ok (one leader per term, never two acting leaders at once)");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for v in &report.violations {
+            println!("safety: VIOLATED: {v}");
+        }
+        // Apart from 1, which is an error of the simulator itself.
+        Ok(ExitCode::from(3))
+    }
 }
