@@ -282,6 +282,25 @@ impl Cluster {
             .sum()
     }
 
+    /// Waits until every running member follows (or is) member `leader`.
+    #[track_caller]
+    fn all_follow(&mut self, leader: usize) {
+        let id = self.members[leader].id.clone();
+        let done = poll_until(PROMPT, Duration::from_millis(10), || {
+            self.pump();
+            self.members
+                .iter()
+                .filter(|m| m.program.is_some() && !m.paused)
+                .all(|m| m.last.as_ref().is_some_and(|e| e["leader"] == id.as_str()))
+                .then_some(())
+        });
+        if done.is_none() {
+            self.fail(format_args!(
+                "expected every running member to follow {id} within {PROMPT:?}"
+            ));
+        }
+    }
+
     /// Checks for `quiet` that no member prints anything but what it printed before.
     #[track_caller]
     fn stays_stable(&mut self, quiet: Duration) {
@@ -748,7 +767,8 @@ mod stage2_failover {
             }
             let leader = cluster.one_leader(PROMPT, "still");
             cluster.kill(leader);
-            cluster.one_leader(TIMEOUT + HEARTBEAT * 2 + MARGIN, "after the kill");
+            let next = cluster.one_leader(TIMEOUT + HEARTBEAT * 2 + MARGIN, "after the kill");
+            cluster.all_follow(next);
             let second = cluster.election_messages() - first;
             if second > 30 {
                 cluster.fail(format_args!(
@@ -903,6 +923,7 @@ mod stage3_priority {
             if joined.is_none() {
                 cluster.fail(format_args!("the restarted n1 should follow n{next}"));
             }
+            cluster.all_follow(next);
             cluster.stays_stable(Duration::from_millis(500) + TIMEOUT * 3);
         });
     }
@@ -1042,8 +1063,15 @@ mod stage5_partitions {
                         && e["time_ms"].as_u64().unwrap_or(0) >= cut_at
                 })
                 .cloned();
+            let old_id = cluster.members[old].id.clone();
             let elected = cluster
-                .leader_event_since(cut_at)
+                .events
+                .iter()
+                .find(|e| {
+                    e["event"] == "leader"
+                        && e["node"] != old_id.as_str()
+                        && e["time_ms"].as_u64().unwrap_or(0) >= cut_at
+                })
                 .cloned()
                 .unwrap_or_default();
             let ok = stepped
@@ -1085,7 +1113,6 @@ mod stage5_partitions {
                     "after the heal, n{old} should follow a leader"
                 ));
             }
-            let old_id = cluster.members[old].id.clone();
             let stood = cluster.events.iter().any(|e| {
                 e["node"] == old_id.as_str()
                     && e["event"] == "candidate"
