@@ -188,7 +188,8 @@ impl Election {
         //   (`sent`) in the peer's `acked` and renews its lease from the majority-th newest (rule 6).
         // - Prevote / Vote: decide with one `would_vote` helper (rule 3); a vote also needs
         //   `voted_for` empty or equal to the candidate, and sets `voted_for` (so `out.save = true`)
-        //   and `promised_at`. A refusal never changes the term (rule 4).
+        //   and `promised_at`. A refusal never changes the term; a repeat from the candidate we
+        //   voted for in this term is granted again (rule 4).
         // - PrevoteReply / VoteReply: count grants for the round in progress; a majority moves
         //   on (stand for election, or win). A higher term in a reply deposes us.
         // - Resign from our leader in our term: stop hearing it; if `to` is us, stand soon (rule 8).
@@ -199,7 +200,8 @@ impl Election {
     pub fn tick(&mut self, now: Instant) -> Output {
         // TODO: the timers, in this order:
         // - a leader whose lease has run out steps down (reason `lease`); one that sees a
-        //   `successor` (preemption, rule 8) sends `Resign` and steps down (reason `preempt`);
+        //   successor (with `cfg.preempt`: a live peer of higher `(priority, id)` whose
+        //   `alive_since` is a hold-down old, rule 8) sends `Resign` and steps down (`preempt`);
         // - a heartbeat is due: send it to `Dest::All` (a leader notes its send time in `sent`),
         //   and ask again the peers that have not granted the round in progress, if any;
         // - a non-leader past its `deadline`: a candidate whose round failed goes back to follower;
