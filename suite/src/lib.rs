@@ -20,6 +20,7 @@
 //! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
 //!   code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
+//! - [`relay`]: a UDP relay between cluster members that partitions and drops, on purpose.
 //! - [`seeded`]: seeded randomness, the same on every run.
 //! - [`server`]: a server under test, started the way every project's is, with its address.
 
@@ -31,6 +32,7 @@ pub mod maelstrom;
 pub mod nats;
 pub mod program;
 pub mod proxy;
+pub mod relay;
 pub mod resp;
 pub mod seeded;
 pub mod server;
@@ -41,6 +43,7 @@ pub mod wait;
 pub use binary::binary;
 pub use program::Program;
 pub use proxy::{Fault, FaultProxy};
+pub use relay::UdpRelay;
 pub use server::{LIMIT, PROMPT, Server, command};
 pub use udp::UdpPeer;
 pub use wait::{bounded, poll_until};

@@ -256,6 +256,13 @@ impl Program {
             .status();
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, `KILL`...), as `kill -NAME PID` would.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+    }
+
     /// Everything the program wrote to stderr so far.
     pub fn stderr(&self) -> String {
         let buf = self.stderr.lock().unwrap_or_else(|p| p.into_inner());

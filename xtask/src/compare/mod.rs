@@ -7,12 +7,14 @@
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
+//! - [`leader_election`]: the time to a new leader after a kill, against an etcd cluster.
 //! - here: the subcommands, starting and stopping the programs compared, and `--svg`: each
 //!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
 
 mod file_transfer;
 mod gossip;
 mod kv_store;
+mod leader_election;
 mod pubsub;
 
 use std::io::{BufRead, BufReader};
@@ -44,6 +46,10 @@ pub enum Comparison {
     /// The file-transfer against rsync: one fresh transfer of one file over loopback.
     #[command(name = "file-transfer", visible_alias = "10")]
     FileTransfer(file_transfer::Transfer),
+    /// Leader election against etcd: the leader of a 3- and a 5-member cluster killed N times,
+    /// the time to a new leader side by side.
+    #[command(name = "leader-election", visible_alias = "8")]
+    LeaderElection(leader_election::Failover),
 }
 
 /// Runs `comparison` against a release build of `tree`, and draws it into `svg` if given.
@@ -53,6 +59,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
+        Comparison::LeaderElection(_) => "leader-election",
     };
     let project = projects::find_existing(slug, root)?;
     let measured = match comparison {
@@ -65,6 +72,14 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload)?,
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,
+        Comparison::LeaderElection(failover) => {
+            if svg.is_some() {
+                bail!(
+                    "leader-election draws its timeline itself: `leader-election cluster --svg FILE`"
+                );
+            }
+            return leader_election::run(root, &project, tree, failover);
+        }
     };
     if let Some(path) = svg {
         let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
