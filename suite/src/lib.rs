@@ -13,6 +13,7 @@
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
+//! - [`relp`]: a RELP client for tests, independent of the code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 
 pub mod binary;
@@ -20,6 +21,7 @@ pub mod framed;
 pub mod nats;
 pub mod program;
 pub mod proxy;
+pub mod relp;
 pub mod resp;
 pub mod udp;
 pub mod wait;

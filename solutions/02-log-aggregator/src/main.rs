@@ -139,6 +139,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             keep,
             grace,
         } => {
+            // Before `listening on`: a SIGTERM right after it must find the handler installed.
+            let shutdown = plumbing::shutdown_on_signal();
             let addr = plumbing::resolve(&bind).await?;
             let syslog = TcpListener::bind(addr)
                 .await
@@ -174,7 +176,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 grace,
             };
             let listeners = Listeners { syslog, relp };
-            let written = server::run(listeners, config, plumbing::shutdown_on_signal()).await?;
+            let written = server::run(listeners, config, shutdown).await?;
             println!(
                 "{}",
                 serde_json::json!({"event": "stopped", "messages": written})

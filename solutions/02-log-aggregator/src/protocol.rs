@@ -433,6 +433,15 @@ fn is_3164_timestamp(t: &[u8]) -> bool {
         && digit(14)
 }
 
+/// `YYYY-MM-DDT`, the start of an RFC 3339 timestamp.
+fn is_rfc3339_start(t: &[u8]) -> bool {
+    t.len() > 11
+        && t[..4].iter().all(u8::is_ascii_digit)
+        && t[4] == b'-'
+        && t[7] == b'-'
+        && t[10] == b'T'
+}
+
 fn parse_3164(pri: u8, rest: &[u8]) -> Syslog<'_> {
     let mut parsed = Syslog {
         format: Format::Rfc3164,
@@ -445,11 +454,18 @@ fn parse_3164(pri: u8, rest: &[u8]) -> Syslog<'_> {
         structured_data: None,
         msg: rest,
     };
-    if rest.len() < 16 || !is_3164_timestamp(&rest[..15]) || rest[15] != b' ' {
+    let mut rest = if rest.len() > 15 && is_3164_timestamp(&rest[..15]) && rest[15] == b' ' {
+        parsed.timestamp = Some(&rest[..15]);
+        &rest[16..]
+    } else if let Some((stamp, after)) = token(rest)
+        && is_rfc3339_start(stamp)
+    {
+        // rsyslog's forwarding format: RFC 3164 with an RFC 3339 timestamp.
+        parsed.timestamp = Some(stamp);
+        after
+    } else {
         return parsed;
-    }
-    parsed.timestamp = Some(&rest[..15]);
-    let mut rest = &rest[16..];
+    };
     if let Some((host, after)) = token(rest)
         && !host.ends_with(b":")
     {
@@ -586,6 +602,15 @@ mod tests {
         assert_eq!(m.app_name, Some(&b"myapp"[..]));
         assert_eq!(m.procid, Some(&b"99"[..]));
         assert_eq!(m.msg, b"hello there");
+        let m = parse(b"<13>2026-12-01T10:00:00+00:00 h t: fwd");
+        assert_eq!(
+            (m.timestamp, m.app_name, m.msg),
+            (
+                Some(&b"2026-12-01T10:00:00+00:00"[..]),
+                Some(&b"t"[..]),
+                &b"fwd"[..]
+            )
+        );
         let m = parse(b"<13>no timestamp");
         assert_eq!((m.format, m.msg), (Format::Rfc3164, &b"no timestamp"[..]));
         let m = parse(b"<999>x");

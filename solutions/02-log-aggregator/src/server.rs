@@ -115,7 +115,11 @@ pub async fn run(
     shared.max_frame = config.max_frame;
     let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
-    let hangups = tokio::spawn(reopen_on_hangup(sink, shutdown.clone()));
+    let hangups = tokio::spawn(reopen_on_hangup(
+        plumbing::shutdown::hangups(),
+        sink,
+        shutdown.clone(),
+    ));
     let accept = plumbing::AcceptConfig::new(config.max_connections);
     let syslog = plumbing::accept_loop(
         &listeners.syslog,
@@ -154,8 +158,12 @@ pub async fn run(
 }
 
 /// SIGHUP reopens the output file, as logrotate expects.
-async fn reopen_on_hangup(sink: writer::Sink, shutdown: CancellationToken) {
-    let mut hangups = match plumbing::shutdown::hangups() {
+async fn reopen_on_hangup(
+    hangups: io::Result<tokio::signal::unix::Signal>,
+    sink: writer::Sink,
+    shutdown: CancellationToken,
+) {
+    let mut hangups = match hangups {
         Ok(hangups) => hangups,
         Err(e) => {
             warn!("cannot listen for SIGHUP: {e}");
