@@ -116,6 +116,13 @@ fn transport(relp: bool, octet_count: bool) -> Transport {
     }
 }
 
+async fn listen(bind: &str) -> Result<TcpListener> {
+    let addr = plumbing::resolve(bind).await?;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind {bind}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     plumbing::init_tracing();
@@ -141,17 +148,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         } => {
             // Before `listening on`: a SIGTERM right after it must find the handler installed.
             let shutdown = plumbing::shutdown_on_signal();
-            let addr = plumbing::resolve(&bind).await?;
-            let syslog = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind {bind}"))?;
+            let syslog = listen(&bind).await?;
             println!("listening on {}", syslog.local_addr()?);
             let relp = match relp_bind {
                 Some(relp_bind) => {
-                    let addr = plumbing::resolve(&relp_bind).await?;
-                    let relp = TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("cannot bind {relp_bind}"))?;
+                    let relp = listen(&relp_bind).await?;
                     let event = serde_json::json!({
                         "event": "listening",
                         "protocol": "relp",

@@ -148,6 +148,26 @@ pub async fn run(
         }
     };
     tokio::join!(syslog, relp);
+    // A sender whose connection the kernel completed but nobody accepted yet has written into
+    // it, believing it delivered: take those too, before the listeners close.
+    for (stream, peer) in backlog(&listeners.syslog).await {
+        tracker.spawn(connection::serve(
+            stream,
+            peer,
+            Arc::clone(&shared),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(relp) = &listeners.relp {
+        for (stream, peer) in backlog(relp).await {
+            tracker.spawn(session::serve(
+                stream,
+                peer,
+                Arc::clone(&shared),
+                shutdown.clone(),
+            ));
+        }
+    }
     plumbing::drain(&tracker, config.grace).await;
     let _ = hangups.await;
     let written = shared.messages.load(Ordering::Relaxed);
@@ -155,6 +175,16 @@ pub async fn run(
     writer.finish().await?;
     info!("shut down after writing {written} messages");
     Ok(written)
+}
+
+/// The connections waiting in `listener`'s backlog now, without waiting for more.
+async fn backlog(listener: &TcpListener) -> Vec<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    let mut waiting = Vec::new();
+    // A zero timeout still polls the accept once: it yields what is ready, and nothing else.
+    while let Ok(Ok(accepted)) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        waiting.push(accepted);
+    }
+    waiting
 }
 
 /// SIGHUP reopens the output file, as logrotate expects.
