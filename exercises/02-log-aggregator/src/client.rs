@@ -20,6 +20,9 @@ pub const RELP_WINDOW: usize = 128;
 /// How much a client writes at once.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// The PRI of `bench`'s messages (user.notice); the JSON output's `msg` is without it.
+const BENCH_PRI: &str = "<13>";
+
 /// How a client frames what it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -237,10 +240,10 @@ pub struct BenchReport {
     pub elapsed: Duration,
 }
 
-/// The message `seq` of connection `conn` in run `run`: `bench RUN cCONN mSEQ xxx...`, padded
-/// to `size` bytes.
+/// The message `seq` of connection `conn` in run `run`: `<13>bench RUN cCONN mSEQ xxx...`,
+/// padded to `size` bytes. The PRI makes it a syslog message, which octet counting needs.
 pub fn bench_message(run: u64, conn: usize, seq: u64, size: usize) -> Vec<u8> {
-    let mut message = format!("bench {run} c{conn} m{seq} ").into_bytes();
+    let mut message = format!("{BENCH_PRI}bench {run} c{conn} m{seq} ").into_bytes();
     if message.len() < size {
         message.resize(size, b'x');
     }
@@ -297,7 +300,9 @@ pub fn check(file: &Path, run: u64, load: Load) -> Result<(), String> {
                 .as_bytes()
                 .to_vec()
         } else {
-            line.to_vec()
+            line.strip_prefix(BENCH_PRI.as_bytes())
+                .unwrap_or(line)
+                .to_vec()
         };
         let Some(rest) = message.strip_prefix(prefix.as_bytes()) else {
             continue;
@@ -320,7 +325,7 @@ pub fn check(file: &Path, run: u64, load: Load) -> Result<(), String> {
                 next[conn]
             ));
         }
-        if message.len() != bench_message(run, conn, seq, load.size).len() {
+        if message.len() + BENCH_PRI.len() != bench_message(run, conn, seq, load.size).len() {
             return Err(format!("connection {conn}: message {seq} is torn"));
         }
         next[conn] += 1;

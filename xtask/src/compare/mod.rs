@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
+//! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
 //! - here: the subcommands, and starting and stopping the programs compared.
 
 mod file_transfer;
 mod kv_store;
+mod log_aggregator;
 mod pubsub;
 
 use std::io::{BufRead, BufReader};
@@ -26,6 +28,10 @@ use crate::tree::Tree;
 /// Which project to compare, with that comparison's own workload flags.
 #[derive(Debug, Subcommand)]
 pub enum Comparison {
+    /// The log aggregator against rsyslogd (imtcp to omfile), both loaded by `bench` and, where
+    /// found, syslog-ng's `loggen`.
+    #[command(name = "log-aggregator", visible_alias = "2")]
+    LogAggregator(log_aggregator::Load),
     /// The kv-store against redis-server, both loaded by redis-benchmark (SET and GET).
     #[command(name = "kv-store", visible_alias = "3")]
     KvStore(kv_store::Workload),
@@ -41,12 +47,14 @@ pub enum Comparison {
 /// Runs `comparison` against a release build of `tree`.
 pub fn run(root: &Path, comparison: &Comparison, tree: &Tree) -> Result<()> {
     let slug = match comparison {
+        Comparison::LogAggregator(_) => "log-aggregator",
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
     };
     let project = projects::find_existing(slug, root)?;
     match comparison {
+        Comparison::LogAggregator(load) => log_aggregator::run(root, &project, tree, load),
         Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload),
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load),
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer),
