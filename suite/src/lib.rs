@@ -19,6 +19,7 @@
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
 //!   code under test.
+//! - [`relp`]: a RELP client for tests, independent of the code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 //! - [`relay`]: a UDP relay between cluster members that partitions and drops, on purpose.
 //! - [`seeded`]: seeded randomness, the same on every run.
@@ -33,6 +34,7 @@ pub mod nats;
 pub mod program;
 pub mod proxy;
 pub mod relay;
+pub mod relp;
 pub mod resp;
 pub mod seeded;
 pub mod server;

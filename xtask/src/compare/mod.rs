@@ -5,6 +5,7 @@
 //! - [`gossip`]: the gossip simulator beside the theory, and `net` beside the Gossip Glomers
 //!   targets.
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
+//! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
 //! - [`leader_election`]: the time to a new leader after a kill, against an etcd cluster.
@@ -15,6 +16,7 @@ mod file_transfer;
 mod gossip;
 mod kv_store;
 mod leader_election;
+mod log_aggregator;
 mod pubsub;
 
 use std::io::{BufRead, BufReader};
@@ -32,6 +34,10 @@ use crate::{chart, projects};
 /// Which project to compare, with that comparison's own workload flags.
 #[derive(Debug, Subcommand)]
 pub enum Comparison {
+    /// The log aggregator against rsyslogd (imtcp to omfile), both loaded by `bench` and, where
+    /// found, syslog-ng's `loggen`.
+    #[command(name = "log-aggregator", visible_alias = "2")]
+    LogAggregator(log_aggregator::Load),
     /// The gossip simulator against the theory of epidemics, and gossip net against the Gossip
     /// Glomers 3d and 3e targets.
     #[command(name = "gossip", visible_alias = "4")]
@@ -55,6 +61,7 @@ pub enum Comparison {
 /// Runs `comparison` against a release build of `tree`, and draws it into `svg` if given.
 pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>) -> Result<()> {
     let slug = match comparison {
+        Comparison::LogAggregator(_) => "log-aggregator",
         Comparison::Gossip(_) => "gossip",
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
@@ -63,6 +70,12 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
     };
     let project = projects::find_existing(slug, root)?;
     let measured = match comparison {
+        Comparison::LogAggregator(load) => {
+            if svg.is_some() {
+                bail!("log-aggregator's comparison draws no chart yet");
+            }
+            return log_aggregator::run(root, &project, tree, load);
+        }
         Comparison::Gossip(runs) => {
             if svg.is_some() {
                 bail!("gossip draws its charts itself: `gossip simulate --svg FILE`");

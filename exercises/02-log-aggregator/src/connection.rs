@@ -1,0 +1,121 @@
+//! One syslog sender's TCP connection: read, split into messages, format, append, read again.
+//! Waiting for the append before reading more is the backpressure: when the disk is slow, TCP
+//! fills up and the sender slows down, and no memory grows here.
+//!
+//! Your task (stages 1, 3, 4 and 5): [`Reader::read`] and [`serve`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE, Decoder};
+use crate::record::{self, Origin, OutputFormat};
+use crate::writer::Sink;
+
+/// How much one read takes at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// After shutdown, how much a connection still reads of what its sender had already sent.
+const DRAIN_LIMIT: usize = 4 << 20;
+
+/// What every connection shares.
+pub struct Shared {
+    /// The output file.
+    pub sink: Sink,
+    /// How messages are written.
+    pub format: OutputFormat,
+    /// The longest message kept.
+    pub max_message: usize,
+    /// The largest octet count or RELP DATALEN accepted.
+    pub max_frame: usize,
+    /// Messages accepted so far.
+    pub messages: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state writing to `sink` with the default limits.
+    pub fn new(sink: Sink, format: OutputFormat) -> Shared {
+        Shared {
+            sink,
+            format,
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_frame: DEFAULT_MAX_FRAME,
+            messages: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends `lines` (holding `count` messages) and counts them once accepted.
+    ///
+    /// # Errors
+    /// When the writer fails.
+    pub async fn accept(&self, lines: Vec<u8>, count: u64) -> io::Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.sink.append(lines).await?;
+        self.messages.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Reads a connection until its end, or until shutdown; then takes what the sender had already
+/// sent (what the kernel holds), so that a message sent before the signal is not lost.
+pub struct Reader {
+    stream: TcpStream,
+    shutdown: CancellationToken,
+    draining: bool,
+    drained: usize,
+}
+
+impl Reader {
+    /// Reads `stream` until it ends or `shutdown` is cancelled.
+    pub fn new(stream: TcpStream, shutdown: CancellationToken) -> Reader {
+        Reader {
+            stream,
+            shutdown,
+            draining: false,
+            drained: 0,
+        }
+    }
+
+    /// Reads more into `buf`; `Ok(0)` at the end of the stream, or once shutdown has taken
+    /// everything that was waiting.
+    ///
+    /// # Errors
+    /// When the read fails.
+    pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        // TODO: (stages 1 and 5) Reserve `READ_CHUNK` in `buf`. Until shutdown, `tokio::select!` (biased)
+        // between `self.stream.read_buf(buf)` and `self.shutdown.cancelled()`. Once cancelled
+        // (`self.draining`), take only what is already there: `try_read_buf`, `Ok(0)` on
+        // `WouldBlock`, and at most `DRAIN_LIMIT` bytes in all.
+        todo!()
+    }
+
+    /// The stream, for writing answers.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+/// Serves one syslog sender until it closes, sends something the server cannot follow, or
+/// shutdown; every message it sent before then is appended, in order.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    // TODO: (stages 1, 3 and 4) Loop: `reader.read` into a `BytesMut`; take every whole frame off it
+    // with `decoder.decode` (`finish` once the stream has ended), `record::write` each into one
+    // `Vec` with one `Origin::now(peer, "tcp")`, then `shared.accept(lines, count).await` before
+    // reading again: that wait is the backpressure. A `ProtocolError`: append what came before
+    // it, `warn!` the reason, return (dropping the stream closes it).
+    todo!()
+}

@@ -1,0 +1,87 @@
+//! What one message becomes in the output file: one JSON object per line, or the message as
+//! received.
+//!
+//! Your task (stages 1, 3 and 4): [`write`].
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::protocol::{self, Frame, TRUNCATION_MARKER};
+
+/// How messages are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per line, with the parsed header fields.
+    Json,
+    /// The message as received, then LF.
+    Raw,
+}
+
+/// Where a batch of messages came from, and when: one read from one connection.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// When the bytes were read, in RFC 3339 with microseconds.
+    pub received: String,
+    /// The sender's address.
+    pub peer: String,
+    /// `tcp` or `relp`.
+    pub transport: &'static str,
+}
+
+impl Origin {
+    /// Bytes read from `peer` just now.
+    pub fn now(peer: SocketAddr, transport: &'static str) -> Origin {
+        Origin {
+            received: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            peer: peer.to_string(),
+            transport,
+        }
+    }
+}
+
+/// One line of JSON output. Fields a message does not have are left out.
+#[derive(Serialize)]
+struct Record<'a> {
+    received: &'a str,
+    peer: &'a str,
+    transport: &'static str,
+    format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    facility: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    procid: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msgid: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    structured_data: Option<Cow<'a, str>>,
+    msg: Cow<'a, str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+    /// The whole message as received, when it is not valid UTF-8: `msg` and the header fields
+    /// then hold U+FFFD for the bytes that are not, and this keeps every byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+}
+
+/// Appends `frame` to `out` as one line in `format`. A truncated message ends with
+/// [`TRUNCATION_MARKER`] in raw output, and has `"truncated":true` in JSON.
+pub fn write(out: &mut Vec<u8>, format: OutputFormat, origin: &Origin, frame: &Frame) {
+    // TODO: (stages 1, 3 and 4) Raw: the message, the marker if truncated, LF. JSON: fill a `Record`
+    // from `protocol::parse` (facility is `pri >> 3`, severity `pri & 7`; bytes become text with
+    // `String::from_utf8_lossy`), add `raw_base64` (`base64::engine::general_purpose::STANDARD`)
+    // only when the message is not valid UTF-8, then `serde_json::to_writer(&mut *out, &record)`
+    // and LF.
+    todo!()
+}
