@@ -12,11 +12,13 @@
 //! - [`wait`]: deadlines: polling with one, and an overall bound on a test.
 //! - [`udp`]: a UDP socket for tests: send JSON, receive JSON before a deadline.
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
+//! - [`metrics`]: the metrics collector's output file, an HTTP GET, and an agent-protocol client.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 
 pub mod binary;
 pub mod framed;
+pub mod metrics;
 pub mod nats;
 pub mod program;
 pub mod proxy;

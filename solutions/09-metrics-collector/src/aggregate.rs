@@ -236,10 +236,10 @@ impl Shard {
                 t.upper = t.upper.max(ms);
                 t.sum += ms;
             }
-            (State::Set(members), Value::Set(member)) => {
-                if members.len() < self.limits.max_set_size {
-                    members.insert(member);
-                }
+            (State::Set(members), Value::Set(member))
+                if members.len() < self.limits.max_set_size =>
+            {
+                members.insert(member);
             }
             (
                 State::Graphite {

@@ -311,7 +311,7 @@ pub fn parse_graphite(line: &str) -> Result<Sample, ProtocolError> {
         finite(value)?
     };
     let sent_ms = match ts.parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 && s < 1e13 => (s * 1000.0).round() as u64,
+        Ok(s) if (0.0..1e13).contains(&s) => (s * 1000.0).round() as u64,
         _ => return Err(ProtocolError::BadTimestamp),
     };
     Ok(Sample {

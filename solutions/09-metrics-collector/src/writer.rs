@@ -94,7 +94,13 @@ impl Writer {
         ticks.tick().await;
         let mut batch = 0;
         let mut last = Instant::now();
-        let mut before = self.totals();
+        // From zero, not from a first reading: readers may have counted before this task ran.
+        let mut before = Totals {
+            samples: 0,
+            overflow: 0,
+            duplicates: 0,
+            malformed: [0; Reason::ALL.len()],
+        };
         loop {
             let last_one = tokio::select! {
                 () = stop.cancelled() => true,
