@@ -106,6 +106,9 @@ impl Output {
 
     /// A short account for failure messages: the last few lines of each kind.
     pub fn describe(&self) -> String {
+        if self.stats.is_empty() && self.batches.is_empty() {
+            return "no closed batch at all".to_owned();
+        }
         let stats: Vec<String> = self
             .stats
             .iter()

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -113,17 +113,21 @@ impl Collector {
     /// Polls the output file until `done` holds of it.
     #[track_caller]
     fn wait_for(&mut self, what: &str, done: impl Fn(&Output) -> bool) -> Output {
-        let out = &self.out;
-        if let Some(output) = poll_until(PROMPT, Duration::from_millis(50), || {
-            let output = Output::read(out);
-            done(&output).then_some(output)
-        }) {
-            return output;
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let output = Output::read(&self.out);
+            if done(&output) {
+                return output;
+            }
+            // A collector that died will write nothing more: say so at once.
+            if Instant::now() >= deadline || self.program.exited().is_some() {
+                self.program.fail(format_args!(
+                    "waited for the output file to show {what}\n  it holds {}",
+                    output.describe()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let seen = self.output().describe();
-        self.program.fail(format_args!(
-            "waited {PROMPT:?} for the output file to show {what}\n  it holds {seen}"
-        ))
     }
 
     /// Sends StatsD `lines` over one TCP connection and closes it.
@@ -136,6 +140,50 @@ impl Collector {
         if let Err(e) = sent {
             self.program
                 .fail(format_args!("cannot send {lines:?} to {addr}: {e}"));
+        }
+    }
+
+    /// A TCP connection to `addr`, or a failure with the collector's diagnosis.
+    fn connect(&mut self, addr: SocketAddr) -> TcpStream {
+        match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => self
+                .program
+                .fail(format_args!("cannot connect to {addr}: {e}")),
+        }
+    }
+
+    /// An agent-protocol connection to `--agent-bind`.
+    fn agent_conn(&mut self) -> AgentConn {
+        match AgentConn::connect(self.agent) {
+            Ok(c) => c,
+            Err(e) => self.program.fail(format_args!(
+                "cannot connect to --agent-bind {}: {e}",
+                self.agent
+            )),
+        }
+    }
+
+    /// Sends `frame` on `conn` and expects the reply line `want`.
+    #[track_caller]
+    fn exchange(&mut self, conn: &mut AgentConn, frame: &str, want: Option<&str>) {
+        if let Err(e) = conn.send(frame.as_bytes()) {
+            self.program
+                .fail(format_args!("cannot send {frame:?}: {e}"));
+        }
+        let got = conn.reply(PROMPT);
+        if got.as_deref() != want {
+            self.program.fail(format_args!(
+                "sent {frame:?} and expected the reply {want:?}, got {got:?}"
+            ));
+        }
+    }
+
+    /// Fails with the collector's diagnosis unless `ok`.
+    #[track_caller]
+    fn check(&mut self, ok: bool, message: impl std::fmt::Display) {
+        if !ok {
+            self.program.fail(message);
         }
     }
 
@@ -161,10 +209,19 @@ mod stage1_ingest {
     use super::*;
 
     #[test]
-    fn prints_every_address_it_listens_on() {
+    fn answers_on_every_address_it_prints() {
         bounded(LIMIT, || {
             let mut c = Collector::start(&[]);
-            c.program.assert_running("listening");
+            c.wait_for("a first closed batch", |o| !o.batches.is_empty());
+            for addr in [c.tcp, c.graphite, c.agent] {
+                drop(c.connect(addr));
+            }
+            match http_get(c.http, "/metrics", PROMPT) {
+                Ok(r) if r.status == 200 => {}
+                other => c
+                    .program
+                    .fail(format_args!("GET /metrics: expected 200, got {other:?}")),
+            }
         });
     }
 
@@ -247,15 +304,15 @@ mod stage1_ingest {
         bounded(LIMIT, || {
             let mut c = Collector::start(&["--flush", "1h"]);
             c.send_tcp("late:7|c\n");
-            // The collector has read the line once its connection is gone from its side too;
-            // with a 1h flush, only the shutdown flush can write it.
-            let mut conn = TcpStream::connect(c.tcp).expect("connect");
-            conn.write_all(b"late:1|c\n").expect("send");
-            drop(conn);
+            let tcp = c.tcp;
+            c.send_to(tcp, "late:1|c\n");
+            // With a 1h flush only the shutdown flush can write them; /metrics tells when both
+            // lines have been read.
+            let (http, program) = (c.http, &mut c.program);
             poll_until(PROMPT, Duration::from_millis(20), || {
-                http_get(c.http, "/metrics", PROMPT)
-                    .ok()
-                    .filter(|r| r.body.contains("metrics_collector_samples_total 2"))
+                let read = http_get(http, "/metrics", PROMPT)
+                    .is_ok_and(|r| r.body.contains("metrics_collector_samples_total 2"));
+                (read || program.exited().is_some()).then_some(())
             });
             c.program.terminate();
             if c.program.wait_exit(PROMPT).is_none() {
@@ -263,12 +320,11 @@ mod stage1_ingest {
                     .fail("sent SIGTERM and expected the collector to exit within 10s");
             }
             let out = c.output();
-            assert_eq!(
-                out.sum("stats_counts.late"),
-                8.0,
+            let message = format!(
                 "sent late:7|c and late:1|c, then SIGTERM: the last batch must hold them\n  {}",
                 out.describe()
             );
+            c.check(out.sum("stats_counts.late") == 8.0, message);
         });
     }
 }
@@ -507,11 +563,11 @@ mod stage3_fan_in {
         bounded(LIMIT, || {
             let mut c = Collector::start(&["--flush", "1s"]);
             let tcp = c.tcp;
-            let mut conns: Vec<TcpStream> = (0..4)
-                .map(|_| TcpStream::connect(tcp).expect("connect"))
-                .collect();
+            let mut conns: Vec<TcpStream> = (0..4).map(|_| c.connect(tcp)).collect();
             for conn in &mut conns {
-                conn.write_all(b"shared:1|c\n").expect("send");
+                if let Err(e) = conn.write_all(b"shared:1|c\n") {
+                    c.program.fail(format_args!("cannot send shared:1|c: {e}"));
+                }
             }
             let out = c.wait_for("stats_counts.shared adding up to 4", |o| {
                 o.sum("stats_counts.shared") == 4.0
@@ -669,35 +725,18 @@ mod stage5_agent {
     fn the_collector_acks_each_batch_and_drops_a_resent_one() {
         bounded(LIMIT, || {
             let mut c = Collector::start(&[]);
-            let mut conn = AgentConn::connect(c.agent).expect("connect to --agent-bind");
-            conn.send(b"HELLO edge-7\n").expect("send");
-            let hello = conn.reply(PROMPT);
-            assert_eq!(
-                hello.as_deref(),
-                Some("OK 0"),
-                "sent HELLO edge-7 to a new collector"
-            );
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO edge-7\n", Some("OK 0"));
             let t = now_ms();
+            let batch = |seq: u64| format!("BATCH {seq} {t} 16\ndup:1|c\ndup:1|c\n");
             for seq in 1..=3 {
-                conn.batch(seq, t, "dup:1|c\ndup:1|c\n").expect("send");
-                let ack = conn.reply(PROMPT);
-                assert_eq!(ack, Some(format!("ACK {seq}")), "sent BATCH {seq}");
+                c.exchange(&mut conn, &batch(seq), Some(&format!("ACK {seq}")));
             }
-            // A reconnect that resends batch 2 and 3, then sends 4.
-            let mut again = AgentConn::connect(c.agent).expect("reconnect");
-            again.send(b"HELLO edge-7\n").expect("send");
-            assert_eq!(
-                again.reply(PROMPT).as_deref(),
-                Some("OK 3"),
-                "HELLO again after batches 1 to 3: OK names the highest taken"
-            );
+            // A reconnect that resends batches 2 and 3, then sends 4: OK names the highest taken.
+            let mut again = c.agent_conn();
+            c.exchange(&mut again, "HELLO edge-7\n", Some("OK 3"));
             for seq in 2..=4 {
-                again.batch(seq, t, "dup:1|c\ndup:1|c\n").expect("send");
-                assert_eq!(
-                    again.reply(PROMPT),
-                    Some(format!("ACK {seq}")),
-                    "resent {seq}"
-                );
+                c.exchange(&mut again, &batch(seq), Some(&format!("ACK {seq}")));
             }
             let out = c.wait_for("stats_counts.dup adding up to 8", |o| {
                 o.sum("stats_counts.dup") >= 8.0 && o.batch_total("duplicates") >= 2
@@ -715,11 +754,13 @@ mod stage5_agent {
     fn the_agents_receive_time_stamps_its_samples() {
         bounded(LIMIT, || {
             let mut c = Collector::start(&[]);
-            let mut conn = AgentConn::connect(c.agent).expect("connect");
-            conn.send(b"HELLO clocked\n").expect("send");
-            conn.reply(PROMPT);
-            conn.batch(1, 1_600_000_000_000, "old:1|c\n").expect("send");
-            conn.reply(PROMPT);
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO clocked\n", Some("OK 0"));
+            c.exchange(
+                &mut conn,
+                "BATCH 1 1600000000000 8\nold:1|c\n",
+                Some("ACK 1"),
+            );
             let out = c.wait_for("stats_counts.old", |o| o.last("stats_counts.old").is_some());
             let stat = out.last("stats_counts.old").expect("found above");
             assert_eq!(
@@ -862,9 +903,14 @@ mod stage6_prometheus {
     #[test]
     fn unknown_paths_are_404() {
         bounded(LIMIT, || {
-            let c = Collector::start(&[]);
-            let r = http_get(c.http, "/nope", PROMPT).expect("an HTTP answer");
-            assert_eq!(r.status, 404, "GET /nope");
+            let mut c = Collector::start(&[]);
+            c.wait_for("a first closed batch", |o| !o.batches.is_empty());
+            let r = http_get(c.http, "/nope", PROMPT);
+            let status = r.as_ref().map(|r| r.status).ok();
+            c.check(
+                status == Some(404),
+                format_args!("GET /nope: expected 404, got {r:?}"),
+            );
         });
     }
 }
@@ -977,21 +1023,27 @@ mod stage7_hostile {
     fn a_bad_agent_frame_gets_err_and_a_close() {
         bounded(LIMIT, || {
             let mut c = Collector::start(&["--max-frame", "1KiB"]);
-            let mut conn = AgentConn::connect(c.agent).expect("connect");
-            conn.send(b"HELLO big\nBATCH 1 0 5000\n").expect("send");
-            let _ok = conn.reply(PROMPT);
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO big\n", Some("OK 0"));
+            let _ = conn.send(b"BATCH 1 0 5000\n");
             let err = conn.reply(PROMPT);
-            assert!(
+            c.check(
                 err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
-                "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {err:?}"
+                format_args!(
+                    "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {err:?}"
+                ),
             );
-            assert_eq!(conn.reply(PROMPT), None, "after ERR the collector closes");
-            let mut conn = AgentConn::connect(c.agent).expect("connect");
-            conn.send(b"BATCH 1 0 2\nx\n").expect("send");
+            let closed = conn.reply(PROMPT);
+            c.check(
+                closed.is_none(),
+                format_args!("after ERR the collector closes; got {closed:?}"),
+            );
+            let mut conn = c.agent_conn();
+            let _ = conn.send(b"BATCH 1 0 2\nx\n");
             let err = conn.reply(PROMPT);
-            assert!(
+            c.check(
                 err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
-                "sent BATCH before HELLO and expected ERR ..., got {err:?}"
+                format_args!("sent BATCH before HELLO and expected ERR ..., got {err:?}"),
             );
             c.program.assert_running("after bad agent frames");
         });
@@ -1116,9 +1168,12 @@ mod stage8_real_clients {
             let conf_arg = conf.to_string_lossy().into_owned();
             // -f: stay in the foreground, so the Program owns it and kills it at the end.
             let mut collectd = Program::start(collectd, &["-f", "-C", &conf_arg]);
-            let out = c.out.clone();
+            let (out, program) = (c.out.clone(), &mut c.program);
             let found = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
                 let o = Output::read(&out);
+                if program.exited().is_some() {
+                    return Some(None);
+                }
                 o.stats
                     .iter()
                     .find(|s| {
@@ -1126,7 +1181,9 @@ mod stage8_real_clients {
                             && s.line["sent_ms"].is_u64()
                     })
                     .cloned()
-            });
+                    .map(Some)
+            })
+            .flatten();
             let Some(stat) = found else {
                 let seen = c.output().describe();
                 let why = collectd.diagnosis();
