@@ -27,6 +27,9 @@ use crate::protocol::{self, CollectorReply};
 pub const DEFAULT_BATCH: usize = 1000;
 /// How long the first line of a batch waits for the batch to fill.
 pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
+/// A batch is sealed once it holds this many bytes, whatever `--batch` says: one datagram adds at
+/// most 64 KiB, so a batch stays well under the collector's default `--max-frame` of 1 MiB.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The most bytes of unacknowledged batches kept; past it the oldest are dropped and counted.
 pub const DEFAULT_MAX_BUFFER: usize = 64 * 1024 * 1024;
 /// The longest wait between two reconnection attempts.
@@ -142,7 +145,7 @@ async fn receive_loop(
     // TODO: `select!` on shutdown, the batch deadline (`sleep_until`, or pending when no batch
     //   is open) and `recv_from`: append each non-empty line (with '\n') to the open batch; the first
     //   line sets the deadline (`batch_wait`) and the receive time. Seal (next `seq`) when `batch` lines
-    //   are in or the deadline passes; on shutdown seal what is open and return.
+    //   (or MAX_BATCH_BYTES) are in or the deadline passes; on shutdown seal what is open and return.
     todo!()
 }
 

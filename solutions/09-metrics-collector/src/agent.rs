@@ -23,6 +23,9 @@ use crate::protocol::{self, CollectorReply};
 pub const DEFAULT_BATCH: usize = 1000;
 /// How long the first line of a batch waits for the batch to fill.
 pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
+/// A batch is sealed once it holds this many bytes, whatever `--batch` says: one datagram adds at
+/// most 64 KiB, so a batch stays well under the collector's default `--max-frame` of 1 MiB.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The most bytes of unacknowledged batches kept; past it the oldest are dropped and counted.
 pub const DEFAULT_MAX_BUFFER: usize = 64 * 1024 * 1024;
 /// The longest wait between two reconnection attempts.
@@ -206,7 +209,7 @@ async fn receive_loop(
                     open.push(b'\n');
                     lines += 1;
                 }
-                lines >= config.batch
+                lines >= config.batch || open.len() >= MAX_BATCH_BYTES
             }
         };
         if full && lines > 0 {

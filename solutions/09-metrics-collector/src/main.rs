@@ -12,6 +12,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, UdpSocket};
 
 use metrics_collector_solution::agent::{self, AgentConfig};
+use metrics_collector_solution::connection::now_ms;
 use metrics_collector_solution::server::{self, Listeners, ServerConfig};
 
 /// A metrics collector that speaks StatsD, Graphite and Prometheus, and its edge agent.
@@ -83,7 +84,8 @@ enum Command {
         /// The collector's agent address.
         #[arg(long)]
         to: String,
-        /// This agent's unique name (default: from its process id and start time).
+        /// This agent's name; it says `HELLO NAME@START_MS`, so each run is its own sequence
+        /// (default: `agent-PID-START_MS`).
         #[arg(long)]
         id: Option<String>,
         /// Lines per batch.
@@ -210,7 +212,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 ..AgentConfig::default()
             };
             if let Some(id) = id {
-                config.id = id;
+                // One dedup session per run: a restarted agent starts again at sequence 1, and
+                // under its bare name the collector would take its batches for old ones.
+                config.id = format!("{id}@{}", now_ms());
             }
             agent::run(socket, config, plumbing::shutdown_on_signal()).await?;
         }
