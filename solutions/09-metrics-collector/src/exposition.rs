@@ -152,7 +152,10 @@ impl Exposition {
                 Kind::Set => (format!("{base}_unique"), Type::Gauge, "StatsD set size"),
                 Kind::Graphite => (base, Type::Gauge, "Graphite path"),
             };
-            if name.starts_with("metrics_collector_") {
+            // A new family only with room for its first series: an empty family would still be
+            // memory and a HELP line, past the limit.
+            let full = self.points >= self.max_points && !self.families.contains_key(&name);
+            if name.starts_with("metrics_collector_") || full {
                 self.dropped += 1;
                 continue;
             }
@@ -294,5 +297,23 @@ mod tests {
             "{a_b=\"x\\\"y\",env=\"prod\",tags=\"canary\"}"
         );
         assert_eq!(labels(&[]), "");
+    }
+
+    #[test]
+    fn past_the_limit_no_family_is_made() {
+        use crate::aggregate::{Report, ReportData, SeriesKey};
+        let report = |name: &str| Report {
+            key: SeriesKey {
+                kind: Kind::Gauge,
+                name: name.into(),
+                tags: Vec::new(),
+            },
+            first_ms: 0,
+            last_ms: 0,
+            data: ReportData::Gauge { value: 1.0 },
+        };
+        let mut e = Exposition::new(1);
+        e.update(&[report("a"), report("b"), report("c")], 3);
+        assert_eq!((e.families.len(), e.dropped), (1, 2));
     }
 }
