@@ -16,6 +16,7 @@
 //!   body as text or JSON (to be folded into [`http`]).
 //! - [`resp`]: a RESP2 (Redis protocol) client for tests, independent of the code under test.
 //! - [`maelstrom`]: a Maelstrom client: a node spoken to over stdin and stdout, JSON lines.
+//! - [`metrics`]: the metrics collector's output file, an HTTP GET, and an agent-protocol client.
 //! - [`nats`]: a NATS protocol client for tests, independent of the code under test.
 //! - [`transfer`]: the file-transfer protocol's encoders and a frame reader, independent of the
 //!   code under test.
@@ -30,6 +31,7 @@ pub mod framed;
 pub mod http;
 pub mod json_http;
 pub mod maelstrom;
+pub mod metrics;
 pub mod nats;
 pub mod program;
 pub mod proxy;

@@ -1,0 +1,320 @@
+//! The wire formats, pure and synchronous: StatsD lines (Etsy's daemon with DogStatsD tags),
+//! Graphite plaintext lines, and the agent's framed protocol.
+//!
+//! Your task: [`parse_statsd`] (stage 1 for counters, stage 2 for the other types and tags),
+//! [`parse_graphite`] (stage 2) and [`parse_agent_frame`] (stage 5). The errors, the reasons, the
+//! value types, the small helpers (`valid_name`, `finite`) and the agent's side ([`parse_reply`])
+//! are given: read `parse_reply`, it is the simplest parser here.
+//!
+//! A StatsD line is `NAME:VALUE|TYPE[|@RATE][|#TAG,TAG:VALUE]`, with `TYPE` one of `c` (counter),
+//! `g` (gauge; a leading `+` or `-` makes it a delta), `ms`, `h` or `d` (a timing), `s` (a set).
+//! A Graphite line is `PATH VALUE TIMESTAMP`, the timestamp in Unix seconds, the value a number
+//! or `nan`. The agent's frames are text headers, one a line:
+//!
+//! ```text
+//! agent -> collector   HELLO <agent-id>\n
+//! collector -> agent   OK <highest sequence taken from this agent, 0 if none>\n
+//! agent -> collector   BATCH <seq> <received-ms> <bytes>\n<bytes of StatsD lines>
+//! collector -> agent   ACK <seq>\n
+//! collector -> agent   ERR <reason>\n   (then it closes)
+//! ```
+
+use thiserror::Error;
+
+/// Why a line or frame was refused. Each variant is one `reason` in the collector's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    /// A StatsD line without `:` or without `|TYPE`.
+    #[error("expected NAME:VALUE|TYPE")]
+    Syntax,
+    /// An empty name, or one with a character that would break an output name.
+    #[error("bad metric name")]
+    BadName,
+    /// A value that is not a finite number (or, for Graphite, `nan`).
+    #[error("bad value")]
+    BadValue,
+    /// A type other than `c`, `g`, `ms`, `h`, `d`, `s`.
+    #[error("unknown metric type")]
+    BadType,
+    /// A sample rate outside `(0, 1]`, or a field after the type that is neither `@` nor `#`.
+    #[error("bad sample rate")]
+    BadRate,
+    /// An empty tag.
+    #[error("bad tags")]
+    BadTags,
+    /// A Graphite line without exactly three fields.
+    #[error("expected PATH VALUE TIMESTAMP")]
+    GraphiteSyntax,
+    /// A Graphite timestamp that is not a non-negative number of seconds.
+    #[error("bad timestamp")]
+    BadTimestamp,
+    /// A line longer than the limit.
+    #[error("line too long")]
+    LineTooLong,
+    /// A line that is not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// An agent frame header that is not `HELLO`, `BATCH` or well formed.
+    #[error("bad frame: {0}")]
+    BadFrame(String),
+    /// An agent batch larger than the limit.
+    #[error("frame of {0} bytes is larger than the limit")]
+    FrameTooLarge(usize),
+}
+
+impl ProtocolError {
+    /// The reason as counted and reported: `syntax`, `bad_value`, ...
+    pub fn reason(&self) -> Reason {
+        match self {
+            ProtocolError::Syntax => Reason::Syntax,
+            ProtocolError::BadName => Reason::BadName,
+            ProtocolError::BadValue => Reason::BadValue,
+            ProtocolError::BadType => Reason::BadType,
+            ProtocolError::BadRate => Reason::BadRate,
+            ProtocolError::BadTags => Reason::BadTags,
+            ProtocolError::GraphiteSyntax => Reason::GraphiteSyntax,
+            ProtocolError::BadTimestamp => Reason::BadTimestamp,
+            ProtocolError::LineTooLong => Reason::LineTooLong,
+            ProtocolError::NotUtf8 => Reason::NotUtf8,
+            ProtocolError::BadFrame(_) | ProtocolError::FrameTooLarge(_) => Reason::BadFrame,
+        }
+    }
+}
+
+/// The reasons a line is counted as malformed, in the order they are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// See [`ProtocolError::Syntax`].
+    Syntax,
+    /// See [`ProtocolError::BadName`].
+    BadName,
+    /// See [`ProtocolError::BadValue`].
+    BadValue,
+    /// See [`ProtocolError::BadType`].
+    BadType,
+    /// See [`ProtocolError::BadRate`].
+    BadRate,
+    /// See [`ProtocolError::BadTags`].
+    BadTags,
+    /// See [`ProtocolError::GraphiteSyntax`].
+    GraphiteSyntax,
+    /// See [`ProtocolError::BadTimestamp`].
+    BadTimestamp,
+    /// See [`ProtocolError::LineTooLong`].
+    LineTooLong,
+    /// See [`ProtocolError::NotUtf8`].
+    NotUtf8,
+    /// See [`ProtocolError::BadFrame`].
+    BadFrame,
+}
+
+impl Reason {
+    /// Every reason, in report order.
+    pub const ALL: [Reason; 11] = [
+        Reason::Syntax,
+        Reason::BadName,
+        Reason::BadValue,
+        Reason::BadType,
+        Reason::BadRate,
+        Reason::BadTags,
+        Reason::GraphiteSyntax,
+        Reason::BadTimestamp,
+        Reason::LineTooLong,
+        Reason::NotUtf8,
+        Reason::BadFrame,
+    ];
+
+    /// The name in the batch line's `malformed` object and the Prometheus `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Syntax => "syntax",
+            Reason::BadName => "bad_name",
+            Reason::BadValue => "bad_value",
+            Reason::BadType => "bad_type",
+            Reason::BadRate => "bad_rate",
+            Reason::BadTags => "bad_tags",
+            Reason::GraphiteSyntax => "graphite_syntax",
+            Reason::BadTimestamp => "bad_timestamp",
+            Reason::LineTooLong => "line_too_long",
+            Reason::NotUtf8 => "not_utf8",
+            Reason::BadFrame => "bad_frame",
+        }
+    }
+
+    /// Its index in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What one sample says, by metric type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `c`: add `value / rate` to the interval's count.
+    Counter {
+        /// The increment as sent (may be negative).
+        value: f64,
+        /// The sample rate, in `(0, 1]`.
+        rate: f64,
+    },
+    /// `g` without a sign: the gauge is now `value`.
+    Gauge(f64),
+    /// `g` with a leading `+` or `-`: the gauge moves by this much.
+    GaugeDelta(f64),
+    /// `ms`, `h`, `d`: one timing, in milliseconds, standing for `1 / rate` samples.
+    Timer {
+        /// The duration in milliseconds.
+        ms: f64,
+        /// The sample rate, in `(0, 1]`.
+        rate: f64,
+    },
+    /// `s`: one member of the set.
+    Set(String),
+    /// A Graphite data point: the value (`NaN` when sent as `nan`) at the sender's time.
+    Graphite {
+        /// The value; `NaN` for `nan`.
+        value: f64,
+        /// The sender's timestamp, in milliseconds since the Unix epoch.
+        sent_ms: u64,
+    },
+}
+
+/// The kind of series a sample belongs to: counter `x` and gauge `x` are two series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Counters.
+    Counter,
+    /// Gauges.
+    Gauge,
+    /// Timers and histograms.
+    Timer,
+    /// Sets.
+    Set,
+    /// Graphite paths.
+    Graphite,
+}
+
+impl Value {
+    /// The series kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Counter { .. } => Kind::Counter,
+            Value::Gauge(_) | Value::GaugeDelta(_) => Kind::Gauge,
+            Value::Timer { .. } => Kind::Timer,
+            Value::Set(_) => Kind::Set,
+            Value::Graphite { .. } => Kind::Graphite,
+        }
+    }
+}
+
+/// One parsed sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The metric name (bucket), as sent.
+    pub name: String,
+    /// DogStatsD tags, sorted and deduplicated, each `key:value` or `key`.
+    pub tags: Vec<String>,
+    /// What it says.
+    pub value: Value,
+}
+
+/// Whether `name` can be a series name: not empty, and free of the bytes that separate the
+/// fields of either protocol or of an output name.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b':' | b'|' | b'@' | b'#' | b'"' | b'\\'))
+}
+
+fn finite(text: &str) -> Result<f64, ProtocolError> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(ProtocolError::BadValue),
+    }
+}
+
+/// The longest timing accepted, in milliseconds: one hour. Longer ones are not timings a
+/// histogram of request latencies should hold, and the bound keeps each timer's histogram small.
+pub const MAX_TIMER_MS: f64 = 3_600_000.0;
+
+/// Parses one StatsD line (without its newline).
+///
+/// # Errors
+/// The [`ProtocolError`] naming what is wrong.
+pub fn parse_statsd(line: &str) -> Result<Sample, ProtocolError> {
+    // TODO: split once on ':' (name, rest), check the name with `valid_name` (BadName), then
+    //   split `rest` on '|': value, type, then optional fields `@RATE` (0 < rate <= 1, else BadRate) and
+    //   `#tag,tag` (BadTags on an empty tag); sort and dedup the tags. Match the type: `c`, `g` (a
+    //   leading '+' or '-' makes `GaugeDelta`), `ms`/`h`/`d` (0..=MAX_TIMER_MS), `s`; parse numbers
+    //   with `finite`.
+    todo!()
+}
+
+/// Parses one Graphite plaintext line (without its newline): `PATH VALUE TIMESTAMP`.
+///
+/// # Errors
+/// The [`ProtocolError`] naming what is wrong.
+pub fn parse_graphite(line: &str) -> Result<Sample, ProtocolError> {
+    // TODO: `split_ascii_whitespace` must give exactly three fields: PATH VALUE TIMESTAMP
+    //   (GraphiteSyntax). `nan` (any case) is `f64::NAN`, else `finite`; the timestamp is seconds (a
+    //   non-negative number below 1e13, else BadTimestamp), kept as `sent_ms`. No tags.
+    todo!()
+}
+
+/// A frame header from an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentFrame {
+    /// `HELLO <agent-id>`: who is sending.
+    Hello(String),
+    /// `BATCH <seq> <received-ms> <bytes>`: a batch of `bytes` bytes of StatsD lines follows.
+    Batch {
+        /// The batch's sequence number, from 1, per agent.
+        seq: u64,
+        /// When the agent received the batch's first line, by its own clock.
+        received_ms: u64,
+        /// The payload's length.
+        len: usize,
+    },
+}
+
+/// Parses an agent frame header from the front of `buf`: `Ok(None)` until a whole header line is
+/// there, then the frame and the bytes the header took (the payload follows them).
+///
+/// # Errors
+/// A malformed header, or a batch longer than `max_frame`.
+pub fn parse_agent_frame(
+    buf: &[u8],
+    max_frame: usize,
+) -> Result<Option<(AgentFrame, usize)>, ProtocolError> {
+    // TODO: find the '\n' within the first 512 bytes (none yet: `Ok(None)`, unless 512
+    //   bytes are already there: BadFrame). Split the header on ' ': `HELLO id` or
+    //   `BATCH seq received_ms len` (numbers that parse, len <= max_frame else FrameTooLarge).
+    //   Return the frame and the header's length including its '\n'; the payload is not consumed.
+    todo!()
+}
+
+/// A reply from the collector to an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectorReply {
+    /// `OK <seq>`: the highest sequence number the collector has taken from this agent.
+    Ok(u64),
+    /// `ACK <seq>`: batch `seq` is taken (or was, and this one was a duplicate).
+    Ack(u64),
+    /// `ERR <reason>`: the collector closes the connection after this.
+    Err(String),
+}
+
+/// Parses one reply line (without its newline).
+///
+/// # Errors
+/// When the line is none of the replies.
+pub fn parse_reply(line: &str) -> Result<CollectorReply, ProtocolError> {
+    let bad = || ProtocolError::BadFrame(format!("{line:?}"));
+    match line.split_once(' ') {
+        Some(("OK", n)) => n.parse().map(CollectorReply::Ok).map_err(|_| bad()),
+        Some(("ACK", n)) => n.parse().map(CollectorReply::Ack).map_err(|_| bad()),
+        Some(("ERR", reason)) => Ok(CollectorReply::Err(reason.to_owned())),
+        _ => Err(bad()),
+    }
+}

@@ -1,0 +1,1246 @@
+//! Project 9, the fan-out metrics collector, graded from the outside.
+//!
+//! Every test starts the real `metrics-collector` binary (the one `WORKBOOK_BIN_METRICS_COLLECTOR`
+//! names, or the reference solution) and speaks its real protocols: StatsD over TCP and UDP,
+//! Graphite plaintext, the agent protocol, HTTP for `/metrics`; it reads the JSON-lines batches
+//! the collector appends to its `--out` file. The modules are the stages, in the order the grader
+//! reports them; the book's page "The contract" is what they check.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tempfile::TempDir;
+use workbook_suite::metrics::{AgentConn, Output, http_get};
+use workbook_suite::{Program, binary, bounded, poll_until};
+
+/// Every test's overall bound.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a test waits for something that should come within a few flushes.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// The flush interval the tests run the collector with.
+const FLUSH: &str = "200ms";
+
+fn bin() -> PathBuf {
+    binary("metrics-collector")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn addr_of(event: &Value, field: &str) -> Option<SocketAddr> {
+    event[field].as_str().and_then(|s| s.parse().ok())
+}
+
+/// A collector under test, with every listener bound on port 0.
+struct Collector {
+    program: Program,
+    dir: TempDir,
+    out: PathBuf,
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    graphite: SocketAddr,
+    agent: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Collector {
+    fn start(extra: &[&str]) -> Collector {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = dir.path().join("metrics.jsonl");
+        Collector::start_at(dir, out, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `collector` appending to `out`, its agent listener on `agent_bind`.
+    fn start_at(dir: TempDir, out: PathBuf, agent_bind: &str, extra: &[&str]) -> Collector {
+        let out_arg = out.to_string_lossy().into_owned();
+        let mut args = vec![
+            "collector",
+            "--bind",
+            "127.0.0.1:0",
+            "--udp-bind",
+            "127.0.0.1:0",
+            "--graphite-bind",
+            "127.0.0.1:0",
+            "--agent-bind",
+            agent_bind,
+            "--http-bind",
+            "127.0.0.1:0",
+            "--out",
+            &out_arg,
+        ];
+        if !extra.contains(&"--flush") {
+            args.extend_from_slice(&["--flush", FLUSH]);
+        }
+        args.extend_from_slice(extra);
+        let mut program = Program::start(&bin(), &args);
+        let tcp = program.listening();
+        let event = program.expect_json(
+            "{\"event\":\"listening\",\"statsd\":..,\"udp\":..,\"graphite\":..,\"agent\":..,\"http\":..}",
+            PROMPT,
+            |v| v["event"] == "listening",
+        );
+        let mut get = |field: &str| match addr_of(&event, field) {
+            Some(addr) => addr,
+            None => program.fail(format_args!(
+                "the listening event {event} has no address in {field:?}"
+            )),
+        };
+        let (udp, graphite, agent, http) = (get("udp"), get("graphite"), get("agent"), get("http"));
+        Collector {
+            program,
+            dir,
+            out,
+            tcp,
+            udp,
+            graphite,
+            agent,
+            http,
+        }
+    }
+
+    fn output(&self) -> Output {
+        Output::read(&self.out)
+    }
+
+    /// Polls the output file until `done` holds of it.
+    #[track_caller]
+    fn wait_for(&mut self, what: &str, done: impl Fn(&Output) -> bool) -> Output {
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let output = Output::read(&self.out);
+            if done(&output) {
+                return output;
+            }
+            // A collector that died will write nothing more: say so at once.
+            if Instant::now() >= deadline || self.program.exited().is_some() {
+                self.program.fail(format_args!(
+                    "waited for the output file to show {what}\n  it holds {}",
+                    output.describe()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends StatsD `lines` over one TCP connection and closes it.
+    fn send_tcp(&mut self, lines: &str) {
+        self.send_to(self.tcp, lines);
+    }
+
+    fn send_to(&mut self, addr: SocketAddr, lines: &str) {
+        let sent = TcpStream::connect(addr).and_then(|mut s| s.write_all(lines.as_bytes()));
+        if let Err(e) = sent {
+            self.program
+                .fail(format_args!("cannot send {lines:?} to {addr}: {e}"));
+        }
+    }
+
+    /// A TCP connection to `addr`, or a failure with the collector's diagnosis.
+    fn connect(&mut self, addr: SocketAddr) -> TcpStream {
+        match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => self
+                .program
+                .fail(format_args!("cannot connect to {addr}: {e}")),
+        }
+    }
+
+    /// An agent-protocol connection to `--agent-bind`.
+    fn agent_conn(&mut self) -> AgentConn {
+        match AgentConn::connect(self.agent) {
+            Ok(c) => c,
+            Err(e) => self.program.fail(format_args!(
+                "cannot connect to --agent-bind {}: {e}",
+                self.agent
+            )),
+        }
+    }
+
+    /// Sends `frame` on `conn` and expects the reply line `want`.
+    #[track_caller]
+    fn exchange(&mut self, conn: &mut AgentConn, frame: &str, want: Option<&str>) {
+        if let Err(e) = conn.send(frame.as_bytes()) {
+            self.program
+                .fail(format_args!("cannot send {frame:?}: {e}"));
+        }
+        let got = conn.reply(PROMPT);
+        if got.as_deref() != want {
+            self.program.fail(format_args!(
+                "sent {frame:?} and expected the reply {want:?}, got {got:?}"
+            ));
+        }
+    }
+
+    /// Fails with the collector's diagnosis unless `ok`.
+    #[track_caller]
+    fn check(&mut self, ok: bool, message: impl std::fmt::Display) {
+        if !ok {
+            self.program.fail(message);
+        }
+    }
+
+    fn send_udp(&mut self, datagram: &str) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        socket
+            .send_to(datagram.as_bytes(), self.udp)
+            .expect("send a datagram");
+    }
+}
+
+#[track_caller]
+fn assert_near(what: &str, got: Option<f64>, want: f64, tolerance: f64, output: &Output) {
+    let ok = got.is_some_and(|g| (g - want).abs() <= tolerance);
+    assert!(
+        ok,
+        "{what}: expected {want} (within {tolerance}), got {got:?}\n  the output holds {}",
+        output.describe()
+    );
+}
+
+mod stage1_ingest {
+    use super::*;
+
+    #[test]
+    fn answers_on_every_address_it_prints() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.wait_for("a first closed batch", |o| !o.batches.is_empty());
+            for addr in [c.tcp, c.graphite, c.agent] {
+                drop(c.connect(addr));
+            }
+            match http_get(c.http, "/metrics", PROMPT) {
+                Ok(r) if r.status == 200 => {}
+                other => c
+                    .program
+                    .fail(format_args!("GET /metrics: expected 200, got {other:?}")),
+            }
+        });
+    }
+
+    #[test]
+    fn a_counter_over_tcp_is_written_with_a_timestamped_batch() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let before = now_ms();
+            c.send_tcp("hits:1|c\nhits:2|c\n");
+            let out = c.wait_for("stats_counts.hits adding up to 3", |o| {
+                o.sum("stats_counts.hits") == 3.0
+            });
+            let after = now_ms();
+            let stat = out.last("stats_counts.hits").expect("found above").clone();
+            for field in ["flush_ms", "first_ms", "last_ms"] {
+                let at = stat.line[field].as_u64();
+                assert!(
+                    at.is_some_and(|t| t >= before && t <= after + 1000),
+                    "sent hits:1|c at {before} ms; expected {field} between it and {after} ms, \
+                     got {stat:?}",
+                    stat = stat.line
+                );
+            }
+            let closing = out
+                .batches
+                .iter()
+                .find(|b| b["batch"].as_u64() == Some(stat.batch))
+                .expect("a stat line is only read once its batch is closed");
+            assert_eq!(
+                closing["flush_ms"], stat.line["flush_ms"],
+                "a batch's closing line and its stat lines share flush_ms: {closing}"
+            );
+        });
+    }
+
+    #[test]
+    fn every_flush_closes_a_batch_even_when_empty() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let out = c.wait_for("three closed batches", |o| o.batches.len() >= 3);
+            let numbers: Vec<u64> = out
+                .batches
+                .iter()
+                .filter_map(|b| b["batch"].as_u64())
+                .collect();
+            assert_eq!(
+                numbers[..3],
+                [1, 2, 3],
+                "batches are numbered from 1: {}",
+                out.describe()
+            );
+            assert_eq!(out.batches[0]["series"], 0, "{}", out.describe());
+        });
+    }
+
+    #[test]
+    fn a_counter_is_the_intervals_count_not_a_running_total() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("once:5|c\n");
+            c.wait_for("stats_counts.once", |o| o.sum("stats_counts.once") == 5.0);
+            c.send_tcp("once:1|c\n");
+            let out = c.wait_for("stats_counts.once adding up to 6", |o| {
+                o.sum("stats_counts.once") == 6.0
+            });
+            let values: Vec<Option<f64>> = out
+                .named("stats_counts.once", &[])
+                .map(|s| s.value)
+                .collect();
+            assert_eq!(
+                values,
+                [Some(5.0), Some(1.0)],
+                "sent 5 then, in a later interval, 1: each interval reports its own count"
+            );
+        });
+    }
+
+    #[test]
+    fn sigterm_writes_what_was_received_before_exiting() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--flush", "1h"]);
+            c.send_tcp("late:7|c\n");
+            let tcp = c.tcp;
+            c.send_to(tcp, "late:1|c\n");
+            // With a 1h flush only the shutdown flush can write them; /metrics tells when both
+            // lines have been read.
+            let (http, program) = (c.http, &mut c.program);
+            poll_until(PROMPT, Duration::from_millis(20), || {
+                let read = http_get(http, "/metrics", PROMPT)
+                    .is_ok_and(|r| r.body.contains("metrics_collector_samples_total 2"));
+                (read || program.exited().is_some()).then_some(())
+            });
+            c.program.terminate();
+            if c.program.wait_exit(PROMPT).is_none() {
+                c.program
+                    .fail("sent SIGTERM and expected the collector to exit within 10s");
+            }
+            let out = c.output();
+            let message = format!(
+                "sent late:7|c and late:1|c, then SIGTERM: the last batch must hold them\n  {}",
+                out.describe()
+            );
+            c.check(out.sum("stats_counts.late") == 8.0, message);
+        });
+    }
+}
+
+mod stage2_statsd {
+    use super::*;
+
+    #[test]
+    fn sample_rates_scale_counters() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("sampled:1|c|@0.1\nsampled:2|c|@0.5\n");
+            let out = c.wait_for("stats_counts.sampled", |o| {
+                o.last("stats_counts.sampled").is_some()
+            });
+            assert_near(
+                "sampled:1|c|@0.1 and sampled:2|c|@0.5 count as 1/0.1 + 2/0.5",
+                Some(out.sum("stats_counts.sampled")),
+                14.0,
+                1e-9,
+                &out,
+            );
+            let batch = out.last("stats_counts.sampled").expect("found above").batch;
+            let closing = out
+                .batches
+                .iter()
+                .find(|b| b["batch"].as_u64() == Some(batch));
+            let interval = closing
+                .and_then(|b| b["interval_ms"].as_f64())
+                .unwrap_or(0.0);
+            let rate = out
+                .named("stats.sampled", &[])
+                .find(|s| s.batch == batch)
+                .and_then(|s| s.value);
+            assert_near(
+                "stats.sampled is the count per second of the batch's interval_ms",
+                rate,
+                14.0 / (interval / 1000.0),
+                0.01 * 14.0 / (interval / 1000.0).max(0.001),
+                &out,
+            );
+        });
+    }
+
+    #[test]
+    fn gauges_take_values_and_deltas_and_keep_them() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("fuel:10|g\nfuel:-3|g\nfuel:+1|g\n");
+            let out = c.wait_for("stats.gauges.fuel", |o| {
+                o.last("stats.gauges.fuel").is_some()
+            });
+            assert_near(
+                "fuel:10|g, fuel:-3|g, fuel:+1|g",
+                out.last("stats.gauges.fuel").and_then(|s| s.value),
+                8.0,
+                1e-9,
+                &out,
+            );
+            c.send_tcp("fuel:+2|g\n");
+            let out = c.wait_for("stats.gauges.fuel at 10", |o| {
+                o.last("stats.gauges.fuel").and_then(|s| s.value) == Some(10.0)
+            });
+            assert!(out.last("stats.gauges.fuel").is_some());
+        });
+    }
+
+    #[test]
+    fn sets_count_distinct_members() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("users:ann|s\nusers:bob|s\nusers:ann|s\nusers:cy|s\n");
+            let out = c.wait_for("stats.sets.users.count", |o| {
+                o.last("stats.sets.users.count").is_some()
+            });
+            assert_near(
+                "members ann, bob, ann, cy",
+                out.last("stats.sets.users.count").and_then(|s| s.value),
+                3.0,
+                0.0,
+                &out,
+            );
+        });
+    }
+
+    #[test]
+    fn timers_report_count_lower_upper_mean_and_sum() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("glork:320|ms\nglork:100|ms\nglork:30|h\nglork:50|ms|@0.5\n");
+            let out = c.wait_for("stats.timers.glork.count", |o| {
+                o.last("stats.timers.glork.count").is_some()
+            });
+            let get = |f: &str| {
+                out.last(&format!("stats.timers.glork.{f}"))
+                    .and_then(|s| s.value)
+            };
+            assert_near(
+                "count (50|ms|@0.5 counts twice)",
+                get("count"),
+                5.0,
+                1e-9,
+                &out,
+            );
+            assert_near("lower", get("lower"), 30.0, 1e-9, &out);
+            assert_near("upper", get("upper"), 320.0, 1e-9, &out);
+            assert_near("sum", get("sum"), 500.0, 1e-9, &out);
+            assert_near("mean", get("mean"), 125.0, 1e-9, &out);
+        });
+    }
+
+    #[test]
+    fn a_datagram_carries_several_metrics() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_udp("u.a:1|c\nu.b:2|c\nu.g:4|g");
+            let out = c.wait_for("u.a, u.b and u.g", |o| {
+                o.last("stats_counts.u.a").is_some()
+                    && o.last("stats_counts.u.b").is_some()
+                    && o.last("stats.gauges.u.g").is_some()
+            });
+            assert_eq!(out.sum("stats_counts.u.b"), 2.0, "{}", out.describe());
+        });
+    }
+
+    #[test]
+    fn dogstatsd_tags_make_separate_series() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("req:1|c|#region:eu,canary\nreq:1|c|#canary,region:eu\nreq:5|c|#region:us\nreq:1|c\n");
+            let out = c.wait_for("three req series", |o| {
+                o.named("stats_counts.req", &[]).count() > 0
+                    && o.named("stats_counts.req", &["canary", "region:eu"])
+                        .count()
+                        > 0
+                    && o.named("stats_counts.req", &["region:us"]).count() > 0
+            });
+            let total = |tags: &[&str]| -> f64 {
+                out.named("stats_counts.req", tags)
+                    .filter_map(|s| s.value)
+                    .sum()
+            };
+            assert_eq!(
+                (
+                    total(&["canary", "region:eu"]),
+                    total(&["region:us"]),
+                    total(&[])
+                ),
+                (2.0, 5.0, 1.0),
+                "tags are a set (order does not matter) and listed sorted\n  {}",
+                out.describe()
+            );
+        });
+    }
+
+    #[test]
+    fn graphite_points_keep_the_senders_timestamp_and_nan() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let graphite = c.graphite;
+            c.send_to(
+                graphite,
+                "servers.a.load 1.5 1700000000\nservers.a.load 2.5 1700000010\ncpu.idle nan 1700000005\n",
+            );
+            let out = c.wait_for("servers.a.load and cpu.idle", |o| {
+                o.last("servers.a.load").is_some() && o.last("cpu.idle").is_some()
+            });
+            let load = out.last("servers.a.load").expect("found above");
+            assert_eq!(
+                (load.value, load.line["sent_ms"].as_u64()),
+                (Some(2.5), Some(1_700_000_010_000)),
+                "the latest point by the sender's clock, its timestamp in ms: {}",
+                load.line
+            );
+            let idle = out.last("cpu.idle").expect("found above");
+            assert!(
+                idle.line["value"].is_null(),
+                "a nan value is written as null: {}",
+                idle.line
+            );
+        });
+    }
+}
+
+mod stage3_fan_in {
+    use super::*;
+
+    #[test]
+    fn many_connections_at_once_count_exactly() {
+        bounded(LIMIT, || {
+            const CONNS: usize = 32;
+            const EACH: usize = 2_000;
+            let mut c = Collector::start(&[]);
+            let tcp = c.tcp;
+            let senders: Vec<_> = (0..CONNS)
+                .map(|i| {
+                    std::thread::spawn(move || -> std::io::Result<()> {
+                        let mut s = TcpStream::connect(tcp)?;
+                        let mut text = String::new();
+                        for n in 0..EACH {
+                            text.push_str("edge.total:1|c\n");
+                            text.push_str(&format!("edge.node{}:1|c\n", i % 8));
+                            if n % 500 == 499 {
+                                s.write_all(text.as_bytes())?;
+                                text.clear();
+                            }
+                        }
+                        s.write_all(text.as_bytes())
+                    })
+                })
+                .collect();
+            for s in senders {
+                if let Ok(Err(e)) = s.join() {
+                    c.program.fail(format_args!("a sender failed: {e}"));
+                }
+            }
+            let want = (CONNS * EACH) as f64;
+            let out = c.wait_for("stats_counts.edge.total adding up to 64000", |o| {
+                o.sum("stats_counts.edge.total") >= want
+            });
+            assert_eq!(
+                out.sum("stats_counts.edge.total"),
+                want,
+                "{}",
+                out.describe()
+            );
+            for node in 0..8 {
+                let name = format!("stats_counts.edge.node{node}");
+                assert_eq!(out.sum(&name), want / 8.0, "{name}: {}", out.describe());
+            }
+        });
+    }
+
+    #[test]
+    fn a_series_split_across_connections_is_one_line_per_batch() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--flush", "1s"]);
+            let tcp = c.tcp;
+            let mut conns: Vec<TcpStream> = (0..4).map(|_| c.connect(tcp)).collect();
+            for conn in &mut conns {
+                if let Err(e) = conn.write_all(b"shared:1|c\n") {
+                    c.program.fail(format_args!("cannot send shared:1|c: {e}"));
+                }
+            }
+            let out = c.wait_for("stats_counts.shared adding up to 4", |o| {
+                o.sum("stats_counts.shared") == 4.0
+            });
+            let mut batches: Vec<u64> = out
+                .named("stats_counts.shared", &[])
+                .map(|s| s.batch)
+                .collect();
+            let lines = batches.len();
+            batches.dedup();
+            assert_eq!(
+                lines,
+                batches.len(),
+                "one series has at most one line per batch, however many connections fed it\n  {}",
+                out.describe()
+            );
+        });
+    }
+}
+
+mod stage4_percentiles {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_a_known_distribution_are_within_one_percent() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--flush", "2s"]);
+            // 1..=2000 ms, shuffled with a fixed seed: the order must not matter.
+            let mut values: Vec<u32> = (1..=2000).collect();
+            let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+            for i in (1..values.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                values.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let text: String = values.iter().map(|v| format!("lat:{v}|ms\n")).collect();
+            c.send_tcp(&text);
+            let out = c.wait_for("stats.timers.lat.count of 2000", |o| {
+                o.sum("stats.timers.lat.count") >= 2000.0
+            });
+            let batches: Vec<u64> = out
+                .named("stats.timers.lat.count", &[])
+                .map(|s| s.batch)
+                .collect();
+            assert_eq!(
+                batches.len(),
+                1,
+                "sent 2000 timings at once with --flush 2s and expected them in one batch\n  {}",
+                out.describe()
+            );
+            let get = |f: &str| {
+                out.last(&format!("stats.timers.lat.{f}"))
+                    .and_then(|s| s.value)
+            };
+            for (field, want) in [
+                ("median", 1000.0),
+                ("upper_90", 1800.0),
+                ("upper_99", 1980.0),
+            ] {
+                assert_near(
+                    &format!("{field} of 1..=2000 ms"),
+                    get(field),
+                    want,
+                    want * 0.01 + 1.0,
+                    &out,
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn percentiles_are_per_interval_and_per_series() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let fast: String = (0..100).map(|_| "svc:2|ms|#path:/fast\n").collect();
+            let slow: String = (0..100).map(|_| "svc:900|ms|#path:/slow\n").collect();
+            c.send_tcp(&format!("{fast}{slow}"));
+            let out = c.wait_for("both svc series", |o| {
+                o.named("stats.timers.svc.upper_99", &["path:/fast"])
+                    .count()
+                    > 0
+                    && o.named("stats.timers.svc.upper_99", &["path:/slow"])
+                        .count()
+                        > 0
+            });
+            let p99 = |tags: &[&str]| {
+                out.named("stats.timers.svc.upper_99", tags)
+                    .last()
+                    .and_then(|s| s.value)
+            };
+            assert_near("p99 of /fast", p99(&["path:/fast"]), 2.0, 0.03, &out);
+            assert_near("p99 of /slow", p99(&["path:/slow"]), 900.0, 9.0, &out);
+        });
+    }
+}
+
+/// Starts `agent --listen 127.0.0.1:0 --to TO` with `extra` flags; returns it and its UDP address.
+fn start_agent(to: SocketAddr, extra: &[&str]) -> (Program, SocketAddr) {
+    let to = to.to_string();
+    let mut args = vec![
+        "agent",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &to,
+        "--batch-wait",
+        "50ms",
+        "--max-backoff",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    let mut program = Program::start(&bin(), &args);
+    let addr = program.listening();
+    (program, addr)
+}
+
+/// Sends `count` StatsD lines `name:1|c` to `addr` in datagrams of 50 lines.
+fn udp_counts(addr: SocketAddr, name: &str, count: usize) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+    let line = format!("{name}:1|c\n");
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(50);
+        socket
+            .send_to(line.repeat(n).as_bytes(), addr)
+            .expect("send a datagram");
+        left -= n;
+    }
+}
+
+mod stage5_agent {
+    use super::*;
+    use workbook_suite::{Fault, FaultProxy};
+
+    #[test]
+    fn the_agent_forwards_batches_to_the_collector() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let (_agent, local) = start_agent(c.agent, &["--batch", "100"]);
+            udp_counts(local, "via.agent", 1000);
+            let out = c.wait_for("stats_counts.via.agent adding up to 1000", |o| {
+                o.sum("stats_counts.via.agent") >= 1000.0
+            });
+            assert_eq!(
+                out.sum("stats_counts.via.agent"),
+                1000.0,
+                "{}",
+                out.describe()
+            );
+        });
+    }
+
+    #[test]
+    fn the_collector_acks_each_batch_and_drops_a_resent_one() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO edge-7\n", Some("OK 0"));
+            let t = now_ms();
+            let batch = |seq: u64| format!("BATCH {seq} {t} 16\ndup:1|c\ndup:1|c\n");
+            for seq in 1..=3 {
+                c.exchange(&mut conn, &batch(seq), Some(&format!("ACK {seq}")));
+            }
+            // A reconnect that resends batches 2 and 3, then sends 4: OK names the highest taken.
+            let mut again = c.agent_conn();
+            c.exchange(&mut again, "HELLO edge-7\n", Some("OK 3"));
+            for seq in 2..=4 {
+                c.exchange(&mut again, &batch(seq), Some(&format!("ACK {seq}")));
+            }
+            let out = c.wait_for("stats_counts.dup adding up to 8", |o| {
+                o.sum("stats_counts.dup") >= 8.0 && o.batch_total("duplicates") >= 2
+            });
+            assert_eq!(
+                (out.sum("stats_counts.dup"), out.batch_total("duplicates")),
+                (8.0, 2),
+                "four distinct batches of 2, two resent: 8 counted, 2 duplicates\n  {}",
+                out.describe()
+            );
+        });
+    }
+
+    #[test]
+    fn the_agents_receive_time_stamps_its_samples() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO clocked\n", Some("OK 0"));
+            c.exchange(
+                &mut conn,
+                "BATCH 1 1600000000000 8\nold:1|c\n",
+                Some("ACK 1"),
+            );
+            let out = c.wait_for("stats_counts.old", |o| o.last("stats_counts.old").is_some());
+            let stat = out.last("stats_counts.old").expect("found above");
+            assert_eq!(
+                stat.line["first_ms"].as_u64(),
+                Some(1_600_000_000_000),
+                "a batch received by the agent at 1600000000000 ms keeps that time: {}",
+                stat.line
+            );
+        });
+    }
+
+    #[test]
+    fn a_cut_connection_loses_and_doubles_nothing() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            // The first connection is cut after 3000 bytes, mid-batch; the agent reconnects.
+            let proxy = FaultProxy::start(c.agent, Fault::CutAfter(3000)).expect("a proxy");
+            let (mut agent, local) = start_agent(proxy.addr(), &["--batch", "50"]);
+            udp_counts(local, "cut", 2000);
+            agent.expect_json("a reconnection", PROMPT * 2, |v| {
+                v["event"] == "connected" && v["taken"].as_u64().is_some_and(|t| t > 0)
+            });
+            let out = c.wait_for("stats_counts.cut adding up to 2000", |o| {
+                o.sum("stats_counts.cut") >= 2000.0
+            });
+            assert_eq!(out.sum("stats_counts.cut"), 2000.0, "{}", out.describe());
+        });
+    }
+
+    #[test]
+    fn a_collector_restart_loses_nothing_the_agent_holds() {
+        bounded(LIMIT, || {
+            let mut first = Collector::start(&[]);
+            let agent_addr = first.agent.to_string();
+            let (mut agent, local) = start_agent(first.agent, &["--batch", "100"]);
+            udp_counts(local, "restart", 500);
+            first.wait_for("the first 500", |o| o.sum("stats_counts.restart") >= 500.0);
+            first.program.terminate();
+            if first.program.wait_exit(PROMPT).is_none() {
+                first
+                    .program
+                    .fail("sent SIGTERM; the collector did not exit");
+            }
+            agent.expect_json("a disconnection", PROMPT, |v| v["event"] == "disconnected");
+            // While the collector is away the agent keeps what it receives.
+            udp_counts(local, "restart", 500);
+            let Collector { dir, out, .. } = first;
+            let mut second = Collector::start_at(dir, out, &agent_addr, &[]);
+            let out = second.wait_for("1000 in all, across both collectors' batches", |o| {
+                o.sum("stats_counts.restart") >= 1000.0
+            });
+            assert_eq!(
+                out.sum("stats_counts.restart"),
+                1000.0,
+                "{}",
+                out.describe()
+            );
+        });
+    }
+}
+
+/// One sample line of an exposition: `name{labels} value`.
+fn exposed(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+mod stage6_prometheus {
+    use super::*;
+
+    fn scrape(c: &mut Collector) -> String {
+        match http_get(c.http, "/metrics", PROMPT) {
+            Ok(r) if r.status == 200 => {
+                let ct = r.headers.get("content-type").cloned().unwrap_or_default();
+                assert!(
+                    ct.starts_with("text/plain") && ct.contains("version=0.0.4"),
+                    "GET /metrics must answer Content-Type text/plain; version=0.0.4, got {ct:?}"
+                );
+                r.body
+            }
+            Ok(r) => c.program.fail(format_args!(
+                "GET /metrics answered {} {:?}",
+                r.status, r.body
+            )),
+            Err(e) => c.program.fail(format_args!("GET /metrics failed: {e}")),
+        }
+    }
+
+    #[test]
+    fn metrics_are_exposed_with_help_and_type() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("api.hits:3|c|#code:200\napi.temp:21.5|g\napi.lat:100|ms\n");
+            c.wait_for("api.hits", |o| o.last("stats.gauges.api.temp").is_some());
+            let body = scrape(&mut c);
+            for (family, kind) in [
+                ("api_hits_total", "counter"),
+                ("api_temp", "gauge"),
+                ("api_lat_seconds", "summary"),
+            ] {
+                assert!(
+                    body.contains(&format!("# TYPE {family} {kind}\n"))
+                        && body.contains(&format!("# HELP {family} ")),
+                    "expected # HELP and # TYPE {family} {kind} in:\n{body}"
+                );
+            }
+            assert_eq!(
+                exposed(&body, "api_hits_total{code=\"200\"}"),
+                Some(3.0),
+                "{body}"
+            );
+            assert_eq!(exposed(&body, "api_temp"), Some(21.5), "{body}");
+            assert_eq!(exposed(&body, "api_lat_seconds_count"), Some(1.0), "{body}");
+            assert_eq!(exposed(&body, "api_lat_seconds_sum"), Some(0.1), "{body}");
+        });
+    }
+
+    #[test]
+    fn exposed_counters_are_running_totals() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp("runs:2|c\n");
+            c.wait_for("runs", |o| o.sum("stats_counts.runs") == 2.0);
+            c.send_tcp("runs:3|c\n");
+            c.wait_for("runs again", |o| o.sum("stats_counts.runs") == 5.0);
+            let body = scrape(&mut c);
+            assert_eq!(
+                exposed(&body, "runs_total"),
+                Some(5.0),
+                "2 then 3 in two intervals: a Prometheus counter never resets\n{body}"
+            );
+        });
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.wait_for("a first closed batch", |o| !o.batches.is_empty());
+            let r = http_get(c.http, "/nope", PROMPT);
+            let status = r.as_ref().map(|r| r.status).ok();
+            c.check(
+                status == Some(404),
+                format_args!("GET /nope: expected 404, got {r:?}"),
+            );
+        });
+    }
+}
+
+mod stage7_hostile {
+    use super::*;
+
+    #[test]
+    fn malformed_lines_are_counted_by_reason_and_spare_the_rest() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            c.send_tcp(
+                "good:1|c\nnocolon\ngood:x|c\ngood:1|zz\ngood:1|c|@7\n:1|c\ngood:1|c|#\ngood:1|c\n",
+            );
+            let graphite = c.graphite;
+            c.send_to(graphite, "only.two 1\nbad.ts 1 yesterday\n");
+            let out = c.wait_for("the malformed counts", |o| {
+                o.sum("stats_counts.good") == 2.0 && o.malformed("bad_timestamp") == 1
+            });
+            for (reason, n) in [
+                ("syntax", 1),
+                ("bad_value", 1),
+                ("bad_type", 1),
+                ("bad_rate", 1),
+                ("bad_name", 1),
+                ("bad_tags", 1),
+                ("graphite_syntax", 1),
+                ("bad_timestamp", 1),
+            ] {
+                assert_eq!(
+                    out.malformed(reason),
+                    n,
+                    "malformed.{reason}\n  {}",
+                    out.describe()
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_skipped_to_its_newline() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--max-line", "1KiB"]);
+            let long = format!("huge:{}|c\n", "9".repeat(100_000));
+            c.send_tcp(&format!("before:1|c\n{long}after:1|c\n"));
+            let out = c.wait_for("before and after", |o| {
+                o.sum("stats_counts.before") == 1.0 && o.sum("stats_counts.after") == 1.0
+            });
+            assert_eq!(out.malformed("line_too_long"), 1, "{}", out.describe());
+            c.program.assert_running("after a 100 kB line");
+        });
+    }
+
+    #[test]
+    fn series_past_max_series_are_counted_as_overflow() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--max-series", "10", "--flush", "1s"]);
+            let text: String = (0..25).map(|i| format!("card.s{i}:1|c\n")).collect();
+            c.send_tcp(&text);
+            let out = c.wait_for("a batch with the overflow", |o| {
+                o.batch_total("overflow") > 0
+            });
+            let counted = out
+                .stats
+                .iter()
+                .filter(|s| s.name.starts_with("stats_counts.card."))
+                .count();
+            assert_eq!(
+                (counted, out.batch_total("overflow")),
+                (10, 15),
+                "25 series with --max-series 10: 10 kept, 15 samples overflow\n  {}",
+                out.describe()
+            );
+            // Next interval, the slots are free again.
+            c.send_tcp("card.late:1|c\n");
+            c.wait_for("card.late", |o| o.sum("stats_counts.card.late") == 1.0);
+        });
+    }
+
+    #[test]
+    fn random_bytes_never_stop_the_collector() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let mut state: u64 = 42;
+            let mut garbage = Vec::with_capacity(200_000);
+            for _ in 0..200_000 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                garbage.push((state >> 56) as u8);
+            }
+            for addr in [c.tcp, c.graphite, c.agent] {
+                if let Ok(mut s) = TcpStream::connect(addr) {
+                    let _ = s.write_all(&garbage);
+                }
+            }
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+            for chunk in garbage.chunks(1400).take(20) {
+                let _ = socket.send_to(chunk, c.udp);
+            }
+            c.send_tcp("alive:1|c\n");
+            c.wait_for("alive after the garbage", |o| {
+                o.sum("stats_counts.alive") == 1.0
+            });
+            c.program.assert_running("after random bytes on every port");
+        });
+    }
+
+    #[test]
+    fn a_bad_agent_frame_gets_err_and_a_close() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--max-frame", "1KiB"]);
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO big\n", Some("OK 0"));
+            let _ = conn.send(b"BATCH 1 0 5000\n");
+            let err = conn.reply(PROMPT);
+            c.check(
+                err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
+                format_args!(
+                    "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {err:?}"
+                ),
+            );
+            let closed = conn.reply(PROMPT);
+            c.check(
+                closed.is_none(),
+                format_args!("after ERR the collector closes; got {closed:?}"),
+            );
+            let mut conn = c.agent_conn();
+            let _ = conn.send(b"BATCH 1 0 2\nx\n");
+            let err = conn.reply(PROMPT);
+            c.check(
+                err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
+                format_args!("sent BATCH before HELLO and expected ERR ..., got {err:?}"),
+            );
+            c.program.assert_running("after bad agent frames");
+        });
+    }
+}
+
+/// `/usr/bin/python3` (Debian's, where `python3-statsd` is installed), if it has the module.
+fn python_statsd() -> Option<PathBuf> {
+    let python = Path::new("/usr/bin/python3");
+    let ok = std::process::Command::new(python)
+        .args(["-c", "import statsd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(|| python.to_owned())
+}
+
+mod stage8_real_clients {
+    use super::*;
+
+    fn run_python(c: &mut Collector, python: &Path, script: &str) {
+        let out = std::process::Command::new(python)
+            .args(["-c", script])
+            .output()
+            .expect("run python3");
+        if !out.status.success() {
+            c.program.fail(format_args!(
+                "the python statsd client failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+
+    #[test]
+    fn python_statsd_over_udp() {
+        bounded(LIMIT, || {
+            let Some(python) = python_statsd() else {
+                eprintln!("skipping: python3-statsd not installed");
+                return;
+            };
+            let mut c = Collector::start(&[]);
+            let script = format!(
+                "import statsd\n\
+                 c = statsd.StatsClient('127.0.0.1', {port}, prefix='py')\n\
+                 for _ in range(10): c.incr('hits')\n\
+                 c.incr('sampled', 5, rate=1)\n\
+                 c.gauge('level', 40); c.gauge('level', -5, delta=True)\n\
+                 c.timing('work', 12.5)\n\
+                 c.set('users', 'ann'); c.set('users', 'bob')\n\
+                 with c.pipeline() as p:\n    p.incr('piped'); p.incr('piped')\n",
+                port = c.udp.port()
+            );
+            run_python(&mut c, &python, &script);
+            let out = c.wait_for("the python client's metrics", |o| {
+                o.sum("stats_counts.py.hits") == 10.0
+                    && o.sum("stats_counts.py.piped") == 2.0
+                    && o.last("stats.sets.py.users.count").is_some()
+            });
+            assert_eq!(
+                out.last("stats.gauges.py.level").and_then(|s| s.value),
+                Some(35.0),
+                "{}",
+                out.describe()
+            );
+            assert_eq!(
+                out.last("stats.timers.py.work.upper").and_then(|s| s.value),
+                Some(12.5),
+                "{}",
+                out.describe()
+            );
+        });
+    }
+
+    #[test]
+    fn python_statsd_over_tcp() {
+        bounded(LIMIT, || {
+            let Some(python) = python_statsd() else {
+                eprintln!("skipping: python3-statsd not installed");
+                return;
+            };
+            let mut c = Collector::start(&[]);
+            let script = format!(
+                "import statsd\n\
+                 c = statsd.TCPStatsClient('127.0.0.1', {port}, prefix='tcp')\n\
+                 for _ in range(500): c.incr('hits')\n\
+                 c.timing('work', 7)\n\
+                 c.close()\n",
+                port = c.tcp.port()
+            );
+            run_python(&mut c, &python, &script);
+            let out = c.wait_for("500 tcp.hits", |o| o.sum("stats_counts.tcp.hits") >= 500.0);
+            assert_eq!(
+                out.sum("stats_counts.tcp.hits"),
+                500.0,
+                "{}",
+                out.describe()
+            );
+        });
+    }
+
+    #[test]
+    fn collectd_write_graphite_feeds_the_collector() {
+        bounded(LIMIT, || {
+            let collectd = Path::new("/usr/sbin/collectd");
+            let plugins = Path::new("/usr/lib/collectd");
+            if !collectd.is_file() || !plugins.join("write_graphite.so").is_file() {
+                eprintln!("skipping: collectd (collectd-core) not installed");
+                return;
+            }
+            let mut c = Collector::start(&[]);
+            let dir = c.dir.path().to_owned();
+            let conf = dir.join("collectd.conf");
+            let config = format!(
+                "Hostname \"edge1\"\nFQDNLookup false\nInterval 1\nBaseDir \"{base}\"\n\
+                 PIDFile \"{base}/collectd.pid\"\nPluginDir \"{plugins}\"\nTypesDB \"/usr/share/collectd/types.db\"\n\
+                 LoadPlugin load\nLoadPlugin memory\nLoadPlugin write_graphite\n\
+                 <Plugin write_graphite>\n  <Node \"collector\">\n    Host \"127.0.0.1\"\n    Port \"{port}\"\n    Protocol \"tcp\"\n    Prefix \"collectd.\"\n  </Node>\n</Plugin>\n",
+                base = dir.display(),
+                plugins = plugins.display(),
+                port = c.graphite.port()
+            );
+            std::fs::write(&conf, config).expect("write collectd.conf");
+            let conf_arg = conf.to_string_lossy().into_owned();
+            // -f: stay in the foreground, so the Program owns it and kills it at the end.
+            let mut collectd = Program::start(collectd, &["-f", "-C", &conf_arg]);
+            let (out, program) = (c.out.clone(), &mut c.program);
+            let found = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+                let o = Output::read(&out);
+                if program.exited().is_some() {
+                    return Some(None);
+                }
+                o.stats
+                    .iter()
+                    .find(|s| {
+                        s.name.starts_with("collectd.edge1.load.load.")
+                            && s.line["sent_ms"].is_u64()
+                    })
+                    .cloned()
+                    .map(Some)
+            })
+            .flatten();
+            let Some(stat) = found else {
+                let seen = c.output().describe();
+                let why = collectd.diagnosis();
+                c.program.fail(format_args!(
+                    "collectd's write_graphite sent no collectd.edge1.load.* within 20s\n  output: {seen}\n  collectd: {why}"
+                ));
+            };
+            let sent = stat.line["sent_ms"].as_u64().unwrap_or(0);
+            assert!(
+                sent % 1000 == 0 && sent.abs_diff(now_ms()) < 60_000,
+                "Graphite timestamps are seconds: sent_ms {sent} should be a recent whole second"
+            );
+        });
+    }
+
+    #[test]
+    fn promtool_accepts_the_exposition() {
+        bounded(LIMIT, || {
+            let promtool = Path::new("/usr/bin/promtool");
+            if !promtool.is_file() {
+                eprintln!("skipping: promtool (prometheus) not installed");
+                return;
+            }
+            let mut c = Collector::start(&[]);
+            c.send_tcp(
+                "web.requests:3|c|#code:200,method:get\nweb.requests:1|c|#code:500\n\
+                 web.inflight:4|g\nweb.latency:12|ms|#route:/a\nweb.visitors:x|s\n",
+            );
+            let graphite = c.graphite;
+            c.send_to(graphite, "host.cpu.idle nan 1700000000\n");
+            c.wait_for("the web metrics", |o| {
+                o.last("stats.gauges.web.inflight").is_some() && o.last("host.cpu.idle").is_some()
+            });
+            let body = http_get(c.http, "/metrics", PROMPT)
+                .expect("GET /metrics")
+                .body;
+            let mut child = std::process::Command::new(promtool)
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run promtool");
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(body.as_bytes())
+                .expect("write to promtool");
+            let result = child.wait_with_output().expect("promtool finished");
+            assert!(
+                result.status.success(),
+                "promtool check metrics exited {:?}: {}{}\n  on:\n{body}",
+                result.status.code(),
+                String::from_utf8_lossy(&result.stdout),
+                String::from_utf8_lossy(&result.stderr)
+            );
+        });
+    }
+}
