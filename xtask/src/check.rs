@@ -101,9 +101,23 @@ pub fn run_suite_on(
     binary: &Path,
     label: &str,
 ) -> Result<Vec<TestOutcome>> {
+    run_suite_with(root, project, binary, label, None, &[])
+}
+
+/// Runs the tests of the project's suite whose names contain `filter` (all when `None`) against
+/// `binary`, with `envs` set for the tests and the programs they start.
+pub fn run_suite_with(
+    root: &Path,
+    project: &Project,
+    binary: &Path,
+    label: &str,
+    filter: Option<&str>,
+    envs: &[(&str, &str)],
+) -> Result<Vec<TestOutcome>> {
     build_suite(root, project)?;
     eprintln!("running the {} suite against {label}...", project.slug);
-    let output = cargo()
+    let mut command = cargo();
+    command
         .current_dir(root)
         .args([
             "test",
@@ -114,6 +128,9 @@ pub fn run_suite_on(
             project.slug,
         ])
         .args(["--", "--test-threads=2", "--format", "pretty"])
+        .args(filter)
+        .envs(envs.iter().copied());
+    let output = command
         .env(project.bin_env_var(), binary)
         .env(grading::TREE_VAR, label)
         // The messages that matter are the tests' own; backtraces would bury them.

@@ -10,6 +10,7 @@
 //! - [`compare`]: a project's program against the real thing, under the same load;
 //!   [`chart`] draws such a comparison as SVG for the book.
 //! - [`mutants`]: `mutants`, the share of a solution's mutants that the suite catches.
+//! - [`ladder`]: `ladder`, each stage passed with only the functions it and earlier ones assign.
 //! - [`grade`]: `grade-pr`, a pull request's exercises graded with this checkout's suite.
 //! - [`verify`]: `verify`, the repository's test command; [`api`] compares public APIs for it,
 //!   [`limits`] the defaults and limits each contract states.
@@ -26,6 +27,7 @@ mod compare;
 mod given;
 mod grade;
 mod hints;
+mod ladder;
 mod libtest;
 mod limits;
 mod list;
@@ -180,7 +182,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = mutants::MutantsFormat::Text)]
         format: mutants::MutantsFormat,
     },
-    /// Check the workbook itself: fmt, clippy, APIs, solutions pass, stubs fail, book builds.
+    /// Check that each stage of a project passes with only the functions that stages.md assigns
+    /// to it and to the stages before (the solution's bodies for those, `todo!()` for the rest),
+    /// as verify does.
+    Ladder {
+        /// The project: its name or number.
+        project: String,
+        /// Only list each stubbed function with the stage that assigns it.
+        #[arg(long)]
+        show: bool,
+    },
+    /// Check the workbook itself: fmt, clippy, APIs, solutions pass, stubs fail, stages stand
+    /// alone, book builds.
     Verify,
 }
 
@@ -290,6 +303,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             seed,
             format,
         } => mutants::run(&root, &project, sample, seed, format).map(|()| ExitCode::SUCCESS),
+        Command::Ladder { project, show } => {
+            let project = projects::find_existing(&project, &root)?;
+            ladder::run(&root, &project, show).map(|()| ExitCode::SUCCESS)
+        }
         Command::Verify => verify::run(&root).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -104,10 +104,10 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
     copy_tree(&source, &workspace.join(project.dir_name()))?;
     // The shared plumbing is the workbook's, not the learner's: graded as the repository has it.
     copy_tree(&root.join(PLUMBING), &workspace.join(PLUMBING))?;
-    let manifest =
-        std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
-    let manifest = with_members(&manifest, &project.dir_name())?;
-    std::fs::write(workspace.join("Cargo.toml"), manifest)?;
+    std::fs::write(
+        workspace.join("Cargo.toml"),
+        root_manifest_with_members(root, &project.dir_name())?,
+    )?;
     std::fs::copy(root.join("Cargo.lock"), workspace.join("Cargo.lock"))
         .context("copying Cargo.lock")?;
     Ok(workspace.join("Cargo.toml"))
@@ -116,6 +116,13 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
 /// The crate of plumbing every project shares (`plumbing/`), at the root of the repository and of
 /// every staged copy, where the root manifest's `[workspace.dependencies]` finds it.
 pub const PLUMBING: &str = "plumbing";
+
+/// The repository's root manifest, for a staged workspace whose one member is `member`.
+pub fn root_manifest_with_members(root: &Path, member: &str) -> Result<String> {
+    let manifest =
+        std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
+    with_members(&manifest, member)
+}
 
 /// The root manifest with its `members` line replaced by the one crate being graded and the
 /// shared plumbing.
