@@ -127,7 +127,9 @@ pub fn run_suite_with(
             "--test",
             project.slug,
         ])
-        .args(["--", "--test-threads=2", "--format", "pretty"])
+        // `--show-output` prints what passing tests said too, so that a test that skipped a part
+        // (a real tool not installed) can be reported as such.
+        .args(["--", "--test-threads=2", "--format", "pretty", "--show-output"])
         .args(filter)
         .envs(envs.iter().copied());
     let output = command
@@ -269,6 +271,7 @@ mod tests {
             name: name.into(),
             passed: true,
             message: None,
+            skipped: None,
         };
         let stages = hints::parse("## Stage 2: Track\nUse a map.\n");
         let grouped = by_stage(
@@ -291,6 +294,7 @@ mod tests {
             name: name.into(),
             passed: false,
             message: None,
+            skipped: None,
         };
         let suite = "mod stage1_a {\n    fn zebra() {}\n    fn apple() {}\n}\nmod stage1_b {\n    fn apple() {}\n}\n";
         let grouped = by_stage(

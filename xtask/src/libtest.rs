@@ -11,6 +11,10 @@ pub struct TestOutcome {
     pub passed: bool,
     /// What a failing test printed (its panic message), cleaned of libtest's own notes.
     pub message: Option<String>,
+    /// For a passing test that could not run all of itself (a real tool is not installed), the
+    /// line it printed saying so: `skipping: redis-cli is not installed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// Parses the stdout of a libtest run into one outcome per test, in the order they finished.
@@ -30,18 +34,29 @@ pub fn parse(stdout: &str) -> Vec<TestOutcome> {
                 name: name.trim().to_owned(),
                 passed,
                 message: None,
+                skipped: None,
             })
         })
         .collect();
     for (name, message) in failure_blocks(stdout) {
         if let Some(outcome) = outcomes.iter_mut().find(|o| o.name == name) {
-            outcome.message = Some(message);
+            if outcome.passed {
+                // A passing test's output is shown only with `--show-output`, and only its
+                // note that it skipped a part matters here.
+                outcome.skipped = message
+                    .lines()
+                    .find(|line| line.trim_start().starts_with("skipping"))
+                    .map(|line| line.trim().to_owned());
+            } else {
+                outcome.message = Some(message);
+            }
         }
     }
     outcomes
 }
 
-/// The `---- NAME stdout ----` blocks libtest prints after `failures:`.
+/// The `---- NAME stdout ----` blocks libtest prints after `successes:` (with `--show-output`)
+/// and `failures:`.
 fn failure_blocks(stdout: &str) -> Vec<(String, String)> {
     let mut blocks = Vec::new();
     let mut current: Option<(String, Vec<&str>)> = None;
@@ -49,7 +64,7 @@ fn failure_blocks(stdout: &str) -> Vec<(String, String)> {
         let header = line
             .strip_prefix("---- ")
             .and_then(|l| l.strip_suffix(" stdout ----"));
-        if (header.is_some() || line == "failures:")
+        if (header.is_some() || line == "failures:" || line == "successes:")
             && let Some((name, body)) = current.take()
         {
             blocks.push((name, clean(&body)));
@@ -106,6 +121,20 @@ failures:
 
 test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.5s
 ";
+
+    #[test]
+    fn a_passing_test_that_skipped_a_part_says_so() {
+        let run = "test stage7_real::redis_cli ... ok\ntest stage7_real::other ... ok\n\n\
+                   successes:\n\n---- stage7_real::redis_cli stdout ----\n\
+                   skipping: redis-cli is not installed\n\n\
+                   successes:\n    stage7_real::redis_cli\n    stage7_real::other\n";
+        let outcomes = parse(run);
+        assert_eq!(
+            outcomes[0].skipped.as_deref(),
+            Some("skipping: redis-cli is not installed")
+        );
+        assert!(outcomes[0].message.is_none() && outcomes[1].skipped.is_none());
+    }
 
     #[test]
     fn reads_outcomes_and_messages() {

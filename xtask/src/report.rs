@@ -143,12 +143,18 @@ pub fn text_with(reports: &[ProjectReport], style: Style, verbose: bool) -> Stri
             let passed = s.tests.iter().filter(|t| t.passed).count();
             let _ = writeln!(
                 out,
-                "  {} Stage {}: {} ({passed}/{})",
+                "  {} Stage {}: {} ({passed}/{}{})",
                 style.tick(s.passed()),
                 s.number,
                 s.title,
-                s.tests.len()
+                s.tests.len(),
+                skipped_note(s)
             );
+            for test in s.tests.iter().filter(|t| t.passed) {
+                if let Some(skipped) = &test.skipped {
+                    let _ = writeln!(out, "      {}: {skipped}", test.name);
+                }
+            }
             let failing: Vec<&TestOutcome> = s.tests.iter().filter(|t| !t.passed).collect();
             let shown = if verbose { failing.len() } else { 1 };
             hidden += failing.len().saturating_sub(shown);
@@ -206,6 +212,14 @@ fn table_text(reports: &[ProjectReport], style: Style) -> String {
     out
 }
 
+/// `, 1 skipped in part` after a stage's counts when a passing test could not run all of itself.
+fn skipped_note(stage: &StageReport) -> String {
+    match stage.tests.iter().filter(|t| t.skipped.is_some()).count() {
+        0 => String::new(),
+        n => format!(", {n} skipped in part"),
+    }
+}
+
 /// The report as GitHub-flavoured markdown.
 pub fn markdown(reports: &[ProjectReport]) -> String {
     let mut out = String::from(
@@ -248,10 +262,11 @@ pub fn markdown(reports: &[ProjectReport]) -> String {
             let mark = if s.passed() { "✅" } else { "❌" };
             let _ = writeln!(
                 out,
-                "- {mark} Stage {}: {} ({passed}/{})",
+                "- {mark} Stage {}: {} ({passed}/{}{})",
                 s.number,
                 s.title,
-                s.tests.len()
+                s.tests.len(),
+                skipped_note(s)
             );
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -291,6 +306,7 @@ mod tests {
             name: name.into(),
             passed,
             message: (!passed).then(|| "expected x\ngot y".to_owned()),
+            skipped: None,
         };
         ProjectReport {
             number: 1,

@@ -11,7 +11,7 @@ use crate::check;
 use crate::projects::{PROJECTS, Project};
 use crate::report::{self, Style};
 use crate::tree::{Tree, cargo};
-use crate::{api, book, given, limits, width};
+use crate::{api, book, given, ladder, limits, width};
 
 /// What every failing graded test must say against an untouched stub.
 pub const STUB_DIAGNOSIS: &str = "not yet implemented";
@@ -84,6 +84,13 @@ pub fn run(root: &Path) -> Result<()> {
         step(
             &format!("{}: every test fails against the stubs", project.slug),
             || stubs_fail(root, project),
+        )?;
+        step(
+            &format!(
+                "{}: each stage passes with only the functions it and earlier stages assign",
+                project.slug
+            ),
+            || ladder::check(root, project),
         )?;
     }
     for project in PROJECTS.iter().filter(|p| p.in_development(root)) {
