@@ -89,7 +89,13 @@ pub fn grade(root: &Path, project: &Project, tree: &Tree) -> ProjectReport {
 
 /// Builds the tree's binary and runs the project's suite against it.
 pub fn run_suite(root: &Path, project: &Project, tree: &Tree) -> Result<Vec<TestOutcome>> {
-    eprintln!("building {} from {}...", project.slug, tree.label());
+    let from = match tree {
+        Tree::Exercises => root.join("exercises").join(project.dir_name()),
+        Tree::Solutions => root.join("solutions").join(project.dir_name()),
+        Tree::Dir(dir) => dir.join(project.dir_name()),
+    };
+    // The full path: a learner with two checkouts sees at once which one is graded.
+    eprintln!("building {} from {}...", project.slug, from.display());
     let binary = tree.build(root, project, false)?;
     run_suite_on(root, project, &binary, &tree.label())
 }
