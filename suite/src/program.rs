@@ -331,15 +331,32 @@ impl Drop for Program {
 /// `MESSAGE at FILE:LINE:COL` from Rust's panic report (`thread 'main' panicked at
 /// FILE:LINE:COL:` then MESSAGE on the next line), if stderr holds one.
 pub fn panic_summary(stderr: &str) -> Option<String> {
+    // Every distinct place, in order: the first panic is not always the one that broke the test
+    // (a harmless background task may panic first), so the learner sees them all.
+    let mut panics: Vec<String> = Vec::new();
     let mut lines = stderr.lines();
     while let Some(line) = lines.next() {
         if let Some(at) = line.split(" panicked at ").nth(1) {
             let place = at.trim_end_matches(':');
             let message = lines.next().unwrap_or("").trim();
-            return Some(format!("{message} at {place}"));
+            let panic = format!("{message} at {place}");
+            if !panics.contains(&panic) {
+                panics.push(panic);
+            }
         }
     }
-    None
+    const SHOWN: usize = 4;
+    match panics.len() {
+        0 => None,
+        1 => panics.pop(),
+        n => {
+            let mut out = panics[..n.min(SHOWN)].join("; and ");
+            if n > SHOWN {
+                out.push_str(&format!("; and {} more", n - SHOWN));
+            }
+            Some(out)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -354,5 +371,12 @@ mod tests {
             "not yet implemented at exercises/01-heartbeat/src/server.rs:80:5"
         );
         assert_eq!(panic_summary("all fine\n"), None);
+        let two = "thread 'a' panicked at src/tus.rs:1:1:\nnot yet implemented\n\
+                   thread 'b' panicked at src/patch.rs:2:2:\nnot yet implemented\n\
+                   thread 'c' panicked at src/patch.rs:2:2:\nnot yet implemented\n";
+        assert_eq!(
+            panic_summary(two).unwrap(),
+            "not yet implemented at src/tus.rs:1:1; and not yet implemented at src/patch.rs:2:2"
+        );
     }
 }

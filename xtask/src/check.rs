@@ -135,7 +135,13 @@ pub fn run_suite_with(
         ])
         // `--show-output` prints what passing tests said too, so that a test that skipped a part
         // (a real tool not installed) can be reported as such.
-        .args(["--", "--test-threads=2", "--format", "pretty", "--show-output"])
+        .args([
+            "--",
+            "--test-threads=2",
+            "--format",
+            "pretty",
+            "--show-output",
+        ])
         .args(filter)
         .envs(envs.iter().copied());
     let output = command

@@ -79,10 +79,7 @@ pub fn stubs(src: &Path) -> Result<Vec<Stub>> {
 }
 
 fn relative(src: &Path, file: &Path) -> String {
-    file.strip_prefix(src)
-        .unwrap_or(file)
-        .display()
-        .to_string()
+    file.strip_prefix(src).unwrap_or(file).display().to_string()
 }
 
 /// Calls `f(owner, name, body)` for every free function and method in `items`, nested modules
@@ -118,7 +115,11 @@ fn visit_mut(items: &mut [Item], f: &mut dyn FnMut(Option<&str>, &str, &mut Bloc
                 let owner = type_name(&imp.self_ty);
                 for item in &mut imp.items {
                     if let ImplItem::Fn(func) = item {
-                        f(owner.as_deref(), &func.sig.ident.to_string(), &mut func.block);
+                        f(
+                            owner.as_deref(),
+                            &func.sig.ident.to_string(),
+                            &mut func.block,
+                        );
                     }
                 }
             }
@@ -214,8 +215,7 @@ fn refers(name: &str, stub: &Stub) -> Option<Specificity> {
     match name.rsplit_once("::") {
         Some((prefix, last)) if last == stub.name => {
             let prefix = prefix.rsplit("::").next().unwrap_or(prefix);
-            let owner_or_module =
-                stub.owner.as_deref() == Some(prefix) || stub.module() == prefix;
+            let owner_or_module = stub.owner.as_deref() == Some(prefix) || stub.module() == prefix;
             owner_or_module.then_some(Specificity::Function)
         }
         Some(_) => None,
@@ -326,9 +326,7 @@ fn merged_tree(root: &Path, project: &Project, assigned: &[(Stub, u32)]) -> Resu
     for (file, entries) in by_file {
         let path = src.join(file);
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "the exercise stubs functions in {file}, which the solution does not have"
-            )
+            format!("the exercise stubs functions in {file}, which the solution does not have")
         })?;
         let mut syntax =
             syn::parse_file(&text).with_context(|| format!("parsing {}", path.display()))?;
@@ -394,7 +392,10 @@ pub fn check(root: &Path, project: &Project) -> Result<()> {
         .output()
         .context("running cargo build")?;
     if !output.status.success() {
-        bail!("the ladder tree of {} does not compile: the errors are above", project.slug);
+        bail!(
+            "the ladder tree of {} does not compile: the errors are above",
+            project.slug
+        );
     }
     let binary = grading::executable(&output.stdout, &package)
         .context("cargo built the ladder tree but reported no executable")?;
@@ -423,7 +424,7 @@ pub fn check(root: &Path, project: &Project) -> Result<()> {
             let message = outcome.message.as_deref().unwrap_or("").trim();
             let mut reached: Vec<&str> = message
                 .lines()
-                .filter_map(|line| line.split("not yet implemented: ").nth(1))
+                .flat_map(|line| line.split("not yet implemented: ").skip(1))
                 .map(|stub| stub.split(" at ").next().unwrap_or(stub).trim())
                 .collect();
             reached.sort_unstable();
