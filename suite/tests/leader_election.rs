@@ -622,6 +622,42 @@ mod stage1_heartbeats {
         });
     }
 
+    #[test]
+    fn the_status_command_prints_the_reply_as_one_json_line() {
+        bounded(LIMIT, || {
+            let mut lone = Lone::start(&[]);
+            let node = lone.addr.to_string();
+            let out = std::process::Command::new(bin())
+                .args(["status", "--node", &node, "--wait", "500ms"])
+                .env("RUST_BACKTRACE", "0")
+                .output();
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => lone
+                    .program
+                    .fail(format_args!("cannot run `leader-election status`: {e}")),
+            };
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let lines: Vec<&str> = stdout.lines().collect();
+            let reply = match lines.as_slice() {
+                [line] => serde_json::from_str::<Value>(line).ok(),
+                _ => None,
+            };
+            let ok = out.status.success()
+                && reply
+                    .as_ref()
+                    .is_some_and(|v| v["type"] == "status_reply" && v["id"] == "a");
+            if !ok {
+                lone.program.fail(format_args!(
+                    "ran `leader-election status --node {node} --wait 500ms` against node a: \
+                     expected exit 0 and one JSON line {{\"type\":\"status_reply\",\"id\":\"a\",\
+                     ...}}, got {} with stdout {stdout:?} and stderr {:?}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        });
+    }
     /// The address a cluster member listens on, from its first stdout line.
     fn status_addr(program: &Program) -> SocketAddr {
         program.seen()[0]
@@ -843,6 +879,34 @@ mod stage2_failover {
                 "dropped messages must change nothing: {status}"
             );
             lone.program.assert_running("receiving hostile datagrams");
+        });
+    }
+
+    #[test]
+    fn status_replies_are_capped_by_status_rate() {
+        bounded(LIMIT, || {
+            let mut lone = Lone::start(&["--status-rate", "2"]);
+            // One reply first, so that the node is surely up.
+            lone.status();
+            let peer = UdpPeer::bind();
+            for _ in 0..20 {
+                peer.send_json(lone.addr, &json!({ "type": "status" }));
+            }
+            let mut replies = 0;
+            while let Some((bytes, _)) = peer.recv(Duration::from_millis(500)) {
+                if serde_json::from_slice::<Value>(&bytes)
+                    .is_ok_and(|v| v["type"] == "status_reply")
+                {
+                    replies += 1;
+                }
+            }
+            // The 20 requests fall within at most two one-second windows: 2 replies each.
+            if replies > 4 {
+                lone.program.fail(format_args!(
+                    "with --status-rate 2, sent 20 {{\"type\":\"status\"}} at once and expected \
+                     at most 4 replies (2 a second), got {replies}"
+                ));
+            }
         });
     }
 }
@@ -1081,8 +1145,12 @@ mod stage5_partitions {
                 .as_ref()
                 .is_some_and(|s| s["time_ms"].as_u64() <= elected["time_ms"].as_u64());
             if !ok {
+                let stepped = stepped.map_or_else(
+                    || "never stepped down".to_owned(),
+                    |e| format!("stepped down at {e}"),
+                );
                 cluster.fail(format_args!(
-                    "n{old} was cut off from the majority; it stepped down at {stepped:?}, and n{new} \
+                    "n{old} was cut off from the majority; it {stepped}, and n{new} \
                      was elected at {elected}: the old leader must step down first (lease 500ms, \
                      timeout 1s)"
                 ));
@@ -1328,6 +1396,36 @@ mod stage6_fencing {
                 }
             }
             cluster.check_one_leader_per_term();
+        });
+    }
+
+    #[test]
+    fn a_new_key_past_max_keys_is_refused() {
+        bounded(LIMIT, || {
+            let mut program = Program::start(
+                &bin(),
+                &["resource", "--bind", "127.0.0.1:0", "--max-keys", "2"],
+            );
+            let addr = program.listening();
+            let peer = UdpPeer::bind();
+            let write = |key: &str| json!({ "op": "write", "token": 1, "key": key, "value": "v" });
+            for key in ["k1", "k2"] {
+                let r = call(&mut program, addr, &peer, write(key));
+                assert_eq!(r["ok"], true, "sent {} and got {r}", write(key));
+            }
+            let r = call(&mut program, addr, &peer, write("k3"));
+            if !(r["ok"] == false && r["error"] == "too many keys") {
+                program.fail(format_args!(
+                    "with --max-keys 2 and two keys written, sent {} and expected \
+                     {{\"ok\":false,\"highest\":1,\"error\":\"too many keys\"}}, got {r}",
+                    write("k3")
+                ));
+            }
+            let r = call(&mut program, addr, &peer, write("k1"));
+            assert_eq!(
+                r["ok"], true,
+                "a key already held may be written again: {r}"
+            );
         });
     }
 }

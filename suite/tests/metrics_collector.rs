@@ -964,6 +964,56 @@ mod stage7_hostile {
         });
     }
 
+    /// A line that never ends must not be held whole: past `--max-line` the collector drops
+    /// what it read of it and skips to the next newline (or cuts the connection), so a sender
+    /// cannot grow its memory without bound.
+    #[test]
+    fn a_huge_line_without_a_newline_keeps_memory_bounded() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--max-line", "1KiB"]);
+            c.send_tcp("warm:1|c\n");
+            c.wait_for("warm", |o| o.sum("stats_counts.warm") == 1.0);
+            let pid = c.program.id();
+            let peak = |pid: u32| -> Option<u64> {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            };
+            let Some(before) = peak(pid) else {
+                eprintln!("skipping: /proc/{pid}/status has no VmHWM (not Linux?)");
+                return;
+            };
+            let tcp = c.tcp;
+            let mut stream = c.connect(tcp);
+            let _ = stream.set_write_timeout(Some(PROMPT));
+            let chunk = vec![b'9'; 1 << 20];
+            let mut sent = 0;
+            while sent < 64 && stream.write_all(&chunk).is_ok() {
+                sent += 1;
+            }
+            // Still open: end the line and send one more on it; cut: send it on a new one.
+            if sent < 64 || stream.write_all(b"\nafter:1|c\n").is_err() {
+                c.send_tcp("after:1|c\n");
+            }
+            drop(stream);
+            let out = c.wait_for("after, once the huge line was read", |o| {
+                o.sum("stats_counts.after") == 1.0
+            });
+            let grown = peak(pid).unwrap_or(before).saturating_sub(before);
+            c.check(
+                grown < 32 * 1024,
+                format_args!(
+                    "sent {sent} MiB of one line with no newline (--max-line 1KiB): the \
+                     collector's peak memory (VmHWM) grew by {grown} KiB; it must drop what it \
+                     read of a line past --max-line\n  {}",
+                    out.describe()
+                ),
+            );
+            c.program
+                .assert_running("after a 64 MiB line with no newline");
+        });
+    }
+
     #[test]
     fn series_past_max_series_are_counted_as_overflow() {
         bounded(LIMIT, || {

@@ -294,6 +294,28 @@ mod stage1_register {
             assert_eq!(services, json!({}), "after `deregister web-1`");
         });
     }
+
+    /// Consul's `?tag=` filter compares tags ignoring ASCII case.
+    #[test]
+    fn a_tag_filter_ignores_ascii_case() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            a.register(&service("web", "web-1", 8080, &["Primary"]));
+            a.register(&service("web", "web-2", 8081, &["v1"]));
+            for path in [
+                "/v1/catalog/service/web?tag=primary",
+                "/v1/catalog/service/web?tag=PRIMARY",
+            ] {
+                let (rows, _) = a.read(path);
+                if ids(&rows) != ["web-1"] {
+                    a.program.fail(format_args!(
+                        "registered web-1 with tag \"Primary\"; GET {path} expected [web-1] \
+                         (tags compare ignoring ASCII case), got {rows}"
+                    ));
+                }
+            }
+        });
+    }
 }
 
 mod stage2_ttl {
@@ -429,6 +451,32 @@ mod stage2_ttl {
             );
         });
     }
+
+    /// Re-registering a service (as agents do on a timer) keeps the state and output of a
+    /// check whose ID already existed, so that it does not flap back to critical.
+    #[test]
+    fn re_registering_keeps_a_checks_state_and_output() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            let body = with_ttl(service("web", "web-1", 80, &[]), "30s");
+            a.register(&body);
+            a.expect(
+                "PUT",
+                "/v1/agent/check/pass/service:web-1?note=fine",
+                "",
+                200,
+            );
+            a.register(&body);
+            let (checks, _) = a.read("/v1/health/checks/web");
+            let check = &checks[0];
+            if check["Status"] != "passing" || check["Output"] != "fine" {
+                a.program.fail(format_args!(
+                    "registered web-1 with a TTL check, passed it with note \"fine\", registered \
+                     it again: expected the check still passing with Output \"fine\", got {checks}"
+                ));
+            }
+        });
+    }
 }
 
 mod stage3_health {
@@ -491,6 +539,23 @@ mod stage3_health {
             });
             assert_eq!(ours, 3, "health/state/any lists every check of web: {any}");
             a.expect("GET", "/v1/health/state/sleepy", "", 400);
+        });
+    }
+
+    #[test]
+    fn the_health_tag_filter_ignores_ascii_case() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            a.register(&service("web", "web-1", 8080, &["Primary"]));
+            a.register(&service("web", "web-2", 8081, &["v1"]));
+            let path = "/v1/health/service/web?tag=PRIMARY";
+            let (rows, _) = a.read(path);
+            if ids(&rows) != ["web-1"] {
+                a.program.fail(format_args!(
+                    "registered web-1 with tag \"Primary\"; GET {path} expected [web-1] (tags \
+                     compare ignoring ASCII case), got {rows}"
+                ));
+            }
         });
     }
 }
@@ -641,6 +706,35 @@ mod stage4_blocking {
             });
         });
     }
+
+    /// A name nobody registered has index 1, and other names' changes do not wake its query:
+    /// the query must check its own index again after each wake-up, not answer on the first.
+    #[test]
+    fn a_query_on_a_never_registered_name_waits_through_other_changes() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            a.register(&service("db", "db-0", 5432, &[]));
+            let path = "/v1/health/service/ghost?index=1&wait=2s".to_owned();
+            let query = blocking(a.addr, path.clone());
+            // Change another name until the query answers: a query that answers on the first
+            // wake-up comes back long before its 2 s.
+            let mut n = 0;
+            poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+                n += 1;
+                a.register(&service("db", &format!("db-{n}"), 5432, &[]));
+                query.is_finished().then_some(())
+            });
+            let (answer, took) = join(&mut a, &path, query);
+            let after = a.index_of(&path, &answer);
+            if after != 1 || took < Duration::from_millis(1900) {
+                a.program.fail(format_args!(
+                    "GET {path} while {n} instances of db were registered: expected the answer \
+                     after the 2s wait with index 1 (ghost never changed), got index {after} \
+                     after {took:?}"
+                ));
+            }
+        });
+    }
 }
 
 mod stage5_persistence {
@@ -710,6 +804,43 @@ mod stage5_persistence {
                 services.get("web-1").is_some(),
                 "after a crash that left a half-written record, web-1 is gone: {services}"
             );
+        });
+    }
+
+    /// A name's index never goes backwards, even once its last instance is gone and the
+    /// journal was compacted (the agent compacts it at start): the snapshot keeps each name's
+    /// index.
+    #[test]
+    fn a_names_index_survives_restarts_after_its_last_instance_is_gone() {
+        bounded(LIMIT, || {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let data = dir.path().to_str().expect("a UTF-8 path").to_owned();
+            let mut a = Agent::start(&["--data", &data]);
+            for n in 0..5 {
+                a.register(&service("web", &format!("web-{n}"), 80, &[]));
+            }
+            for n in 0..5 {
+                a.expect(
+                    "PUT",
+                    &format!("/v1/agent/service/deregister/web-{n}"),
+                    "",
+                    200,
+                );
+            }
+            let (_, index) = a.read("/v1/health/service/web");
+            drop(a);
+            // The first restart compacts; the second reads the compacted journal.
+            let b = Agent::start(&["--data", &data]);
+            drop(b);
+            let mut c = Agent::start(&["--data", &data]);
+            let (_, after) = c.read("/v1/health/service/web");
+            if after < index {
+                c.program.fail(format_args!(
+                    "web's index was {index} after its five instances were deregistered; after \
+                     two restarts GET /v1/health/service/web answered index {after}: a name's \
+                     index must never go backwards"
+                ));
+            }
         });
     }
 }
@@ -832,6 +963,102 @@ mod stage6_dns {
                 ResponseCode::NXDomain,
                 "no passing instance left: {reply:?}"
             );
+        });
+    }
+
+    /// Asks over DNS-over-TCP (a two-byte length prefix).
+    fn ask_tcp(a: &mut Agent, name: &str, kind: RecordType) -> Message {
+        use std::io::{Read, Write};
+        let dns = a.dns.expect("started with DNS");
+        let mut query = Message::new();
+        query.set_id(4343);
+        query.add_query(Query::query(Name::from_ascii(name).expect("a name"), kind));
+        let bytes = query.to_vec().expect("encodes");
+        let got = (|| -> std::io::Result<Vec<u8>> {
+            let mut stream = TcpStream::connect(dns)?;
+            stream.set_read_timeout(Some(PROMPT))?;
+            let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+            stream.write_all(&len.to_be_bytes())?;
+            stream.write_all(&bytes)?;
+            let mut head = [0u8; 2];
+            stream.read_exact(&mut head)?;
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(head))];
+            stream.read_exact(&mut body)?;
+            Ok(body)
+        })();
+        match got.map(|b| Message::from_bytes(&b)) {
+            Ok(Ok(reply)) if reply.id() == 4343 => reply,
+            other => a.program.fail(format_args!(
+                "asked {name} {kind} over TCP on {dns}, got {other:?}"
+            )),
+        }
+    }
+
+    /// Consul answers a name with nothing to give NXDOMAIN with the zone's SOA in the
+    /// authority section (resolvers cache the negative answer by it); another type of a
+    /// passing name is NOERROR with no answer, and the SOA too.
+    #[test]
+    fn nxdomain_and_empty_answers_carry_an_soa() {
+        bounded(LIMIT, || {
+            let mut a = setup();
+            let has_soa = |m: &Message| {
+                m.name_servers()
+                    .iter()
+                    .any(|r| matches!(r.data(), RData::SOA(_)))
+            };
+            let reply = ask(&mut a, "nope.service.consul.", RecordType::A);
+            if reply.response_code() != ResponseCode::NXDomain || !has_soa(&reply) {
+                a.program.fail(format_args!(
+                    "asked nope.service.consul. A: expected NXDOMAIN with an SOA in the \
+                     authority section, got {reply:?}"
+                ));
+            }
+            let reply = ask(&mut a, "web.service.consul.", RecordType::AAAA);
+            if reply.response_code() != ResponseCode::NoError
+                || !reply.answers().is_empty()
+                || !has_soa(&reply)
+            {
+                a.program.fail(format_args!(
+                    "asked web.service.consul. AAAA (web has passing IPv4 instances): expected \
+                     NOERROR, no answer and an SOA in the authority section, got {reply:?}"
+                ));
+            }
+        });
+    }
+
+    /// Consul's `udp_answer_limit`: a UDP answer holds at most 3 records; TCP holds them all.
+    #[test]
+    fn udp_answers_hold_three_records_and_tcp_answers_all() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start_dns(&[]);
+            for n in 1..=5u16 {
+                let id = format!("api-{n}");
+                let mut body = with_ttl(service("api", &id, 9000 + n, &[]), "30s");
+                body["Address"] = json!(format!("10.0.1.{n}"));
+                a.register(&body);
+                a.expect(
+                    "PUT",
+                    &format!("/v1/agent/check/pass/service:{id}"),
+                    "",
+                    200,
+                );
+            }
+            let reply = ask(&mut a, "api.service.consul.", RecordType::A);
+            let udp = addresses(&reply);
+            if udp.len() != 3 {
+                a.program.fail(format_args!(
+                    "5 passing instances of api; asked api.service.consul. A over UDP: expected \
+                     3 A records (the UDP answer limit), got {udp:?} in {reply:?}"
+                ));
+            }
+            let reply = ask_tcp(&mut a, "api.service.consul.", RecordType::A);
+            let tcp = addresses(&reply);
+            if tcp.len() != 5 {
+                a.program.fail(format_args!(
+                    "5 passing instances of api; asked api.service.consul. A over TCP: expected \
+                     all 5 A records, got {tcp:?} in {reply:?}"
+                ));
+            }
         });
     }
 }
@@ -969,6 +1196,86 @@ mod stage7_limits {
             assert!(
                 services.get("web-1").is_some(),
                 "web-1 survived: {services}"
+            );
+        });
+    }
+
+    #[test]
+    fn registrations_past_max_services_are_429() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&["--max-services", "2"]);
+            a.register(&service("web", "web-1", 80, &[]));
+            a.register(&service("web", "web-2", 81, &[]));
+            let body = service("web", "web-3", 82, &[]).to_string();
+            let answer = a.expect("PUT", "/v1/agent/service/register", &body, 429);
+            if !answer.text().starts_with("Too many services registered") {
+                a.program.fail(format_args!(
+                    "with --max-services 2, sent a third registration {body}: expected 429 \
+                     `Too many services registered (limit: 2)`, got {answer}"
+                ));
+            }
+            // Replacing a registered instance is not a new one.
+            a.register(&service("web", "web-2", 8081, &[]));
+            let (services, _) = a.read("/v1/agent/services");
+            let count = services.as_object().map_or(0, serde_json::Map::len);
+            assert_eq!(count, 2, "with --max-services 2: {services}");
+        });
+    }
+
+    #[test]
+    fn bad_service_meta_is_400() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            let many: serde_json::Map<String, Value> =
+                (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+            for meta in [
+                json!({"bad key": "v"}),
+                json!({"consul-version": "1"}),
+                json!({"k".repeat(129): "v"}),
+                json!({"k": "v".repeat(513)}),
+                Value::Object(many),
+            ] {
+                let body = json!({"Name": "web", "Meta": meta}).to_string();
+                let answer = a.expect("PUT", "/v1/agent/service/register", &body, 400);
+                if !answer.text().starts_with("Invalid Service Meta:") {
+                    a.program.fail(format_args!(
+                        "sent {body}: expected 400 `Invalid Service Meta: ...`, got {answer}"
+                    ));
+                }
+            }
+            let (services, _) = a.read("/v1/agent/services");
+            assert_eq!(
+                services,
+                json!({}),
+                "nothing with bad metadata was registered"
+            );
+        });
+    }
+
+    #[test]
+    fn a_check_id_of_another_service_is_refused() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            let mut body = service("web", "web-1", 80, &[]);
+            body["Check"] = json!({"CheckID": "shared", "TTL": "30s"});
+            a.register(&body);
+            let mut other = service("db", "db-1", 5432, &[]);
+            other["Check"] = json!({"CheckID": "shared", "TTL": "30s"});
+            let text = other.to_string();
+            let answer = a.expect("PUT", "/v1/agent/service/register", &text, 400);
+            if !answer
+                .text()
+                .starts_with("Check ID \"shared\" belongs to another service")
+            {
+                a.program.fail(format_args!(
+                    "web-1 owns check \"shared\"; sent {text}: expected 400 `Check ID \
+                     \"shared\" belongs to another service`, got {answer}"
+                ));
+            }
+            let (services, _) = a.read("/v1/agent/services");
+            assert!(
+                services.get("db-1").is_none(),
+                "db-1 was registered: {services}"
             );
         });
     }

@@ -286,6 +286,9 @@ pub fn check(file: &Path, run: u64, load: Load) -> Result<(), String> {
     let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let prefix = format!("bench {run} c");
     let mut next = vec![0u64; load.connections];
+    // Bench messages found with their `<PRI>` still in front: a server that did not parse it.
+    let mut with_pri = 0u64;
+    let pri_prefix = format!("{BENCH_PRI}{prefix}");
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let message = if line.starts_with(b"{") {
             let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
@@ -305,6 +308,7 @@ pub fn check(file: &Path, run: u64, load: Load) -> Result<(), String> {
                 .to_vec()
         };
         let Some(rest) = message.strip_prefix(prefix.as_bytes()) else {
+            with_pri += u64::from(message.starts_with(pri_prefix.as_bytes()));
             continue;
         };
         let rest = String::from_utf8_lossy(rest);
@@ -331,6 +335,11 @@ pub fn check(file: &Path, run: u64, load: Load) -> Result<(), String> {
         next[conn] += 1;
     }
     match next.iter().position(|&n| n != load.messages) {
+        Some(conn) if with_pri > 0 => Err(format!(
+            "connection {conn}: {} of {} messages found; {with_pri} lines hold a bench message \
+             with its {BENCH_PRI} still in front of msg: the server did not split off the PRI",
+            next[conn], load.messages
+        )),
         Some(conn) => Err(format!(
             "connection {conn}: {} of {} messages in the file",
             next[conn], load.messages

@@ -140,7 +140,9 @@ struct Lookup {
 }
 
 /// Reads `[TAG.]NAME.service[.DC].consul.` or `_NAME._TAG.service[.DC].consul.`; `None` for
-/// any other name under `.consul`.
+/// any other name under `.consul`. `labels` are the query name's labels left to right
+/// (`["v1", "web", "service", "consul"]`), lower-cased, without the root's empty label;
+/// `datacenter` is lower-cased too.
 fn parse_name(labels: &[String], datacenter: &str) -> Option<Lookup> {
     // TODO: drop `consul`, then the datacenter label if present, then expect `service`; one label
     // left is the name, two are TAG.NAME or RFC 2782's `_NAME._TAG` (where `_tcp`/`_udp` means no tag).
@@ -155,6 +157,7 @@ pub fn answer(query: &[u8], registry: &Registry, limit: Option<usize>) -> Option
     // (`parse_name`, `passing_instances`); none is NXDOMAIN (with an SOA in the authority section).
     // Shuffle (`rand::seq::SliceRandom`), cap at `limit`; A queries get `RData::A`, SRV queries
     // `SRV::new(1, 1, port, target)` with target `<hex ip>.addr.<dc>.consul.` and that target's A
-    // record in the additional section. `reply.to_vec()`.
+    // record in the additional section; another type (AAAA...) of a name that has passing
+    // instances is NOERROR with no answer and the SOA in the authority section. `reply.to_vec()`.
     todo!()
 }

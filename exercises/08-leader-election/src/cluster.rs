@@ -139,6 +139,8 @@ pub struct Report {
     pub failovers: Vec<(u64, u64)>,
     /// The time to the first leader, from the start (ms).
     pub first_leader_ms: Option<u64>,
+    /// Nodes that ended on their own (a panic, an error), not by a step: one line each.
+    pub exits: Vec<String>,
 }
 
 struct Member {
@@ -170,7 +172,8 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<R
     }
     let exe = std::env::current_exe().context("finding this program to run its nodes")?;
     let relay = Relay::start(n, config.faults, config.seed, shutdown.clone()).await?;
-    let (tx, mut rx) = mpsc::channel::<(usize, String)>(10_000);
+    // Each node's stdout lines, tagged with its process id; `None` when the stdout closed.
+    let (tx, mut rx) = mpsc::channel::<(usize, Option<u32>, Option<String>)>(10_000);
     let mut members: Vec<Member> = (0..n)
         .map(|i| Member {
             id: format!("n{i}"),
@@ -210,7 +213,31 @@ pub async fn run(config: ClusterConfig, shutdown: CancellationToken) -> Result<R
                 }
                 report.faults.push((at, what));
             }
-            Some((i, line)) = rx.recv() => {
+            Some((i, pid, line)) = rx.recv() => {
+                let Some(line) = line else {
+                    // A node that closed its stdout while still ours (not killed by a step, not
+                    // a replaced one) ended on its own.
+                    let ours = members[i].child.as_ref().and_then(Child::id);
+                    if shutdown.is_cancelled() || pid.is_none() || ours != pid {
+                        continue;
+                    }
+                    let leader = current_leader(&members);
+                    let Some(mut child) = members[i].child.take() else { continue };
+                    let waited = tokio::time::timeout(Duration::from_secs(2), child.wait());
+                    let status = match waited.await {
+                        Ok(Ok(status)) => status.to_string(),
+                        _ => "no exit status".to_owned(),
+                    };
+                    let at = now_ms();
+                    let what = format!("exit n{i} (on its own, {status})");
+                    println!("+{:>6}ms ! {what}", at - report.start_ms);
+                    if lost.is_none() && leader == Some(i) {
+                        lost = Some((at, election_messages(&relay)));
+                    }
+                    report.exits.push(what.clone());
+                    report.faults.push((at, what));
+                    continue;
+                };
                 let Ok(event) = serde_json::from_str::<Event>(&line) else { continue };
                 println!(
                     "+{:>6}ms {} {} term {} leader {} ({})",
@@ -261,7 +288,7 @@ fn record_down(down: &mut BTreeMap<String, Vec<(u64, u64)>>, at: u64, what: &str
     };
     let spans = down.entry(node.to_owned()).or_default();
     match verb {
-        "kill" | "pause" => spans.push((at, u64::MAX)),
+        "kill" | "pause" | "exit" => spans.push((at, u64::MAX)),
         "restart" | "resume" => {
             if let Some(open) = spans.iter_mut().rev().find(|s| s.1 == u64::MAX) {
                 open.1 = at;
@@ -283,7 +310,7 @@ async fn start_node(
     exe: &PathBuf,
     relay: &Relay,
     members: &mut [Member],
-    tx: &mpsc::Sender<(usize, String)>,
+    tx: &mpsc::Sender<(usize, Option<u32>, Option<String>)>,
 ) -> Result<()> {
     let id = members[i].id.clone();
     let mut command = Command::new(exe);
@@ -315,12 +342,14 @@ async fn start_node(
         .ok_or_else(|| anyhow!("node {id} printed {first:?}, not `listening on ADDR`"))?;
     relay.set_member(i, addr);
     let tx = tx.clone();
+    let pid = child.id();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send((i, line)).await.is_err() {
-                break;
+            if tx.send((i, pid, Some(line))).await.is_err() {
+                return;
             }
         }
+        let _ = tx.send((i, pid, None)).await;
     });
     let m = &mut members[i];
     m.child = Some(child);
@@ -345,7 +374,7 @@ async fn apply(
     exe: &PathBuf,
     relay: &Relay,
     members: &mut [Member],
-    tx: &mpsc::Sender<(usize, String)>,
+    tx: &mpsc::Sender<(usize, Option<u32>, Option<String>)>,
 ) -> Result<String> {
     let pick = |t: &Target| match t {
         Target::Node(i) => Some(*i).filter(|i| *i < members.len()),

@@ -140,7 +140,8 @@ impl Election {
     /// Whether this node leads with a lease still running at `now`: what a leader checks
     /// before acting on its authority.
     pub fn leads(&self, now: Instant) -> bool {
-        // TODO: a leader acts only while its lease runs: `role == Leader && now < lease_until`.
+        // TODO: a leader acts only while its lease runs: `role == Leader && now < lease_until`
+        // (stage 5; until the lease is renewed, stage 1 passes with `role == Leader`).
         todo!()
     }
 
@@ -151,8 +152,8 @@ impl Election {
 
     /// When the caller should call [`tick`](Self::tick) next, at the latest.
     pub fn next_wakeup(&self) -> Instant {
-        // TODO: the earliest of the next heartbeat and, for a leader, the end of its lease,
-        // for anyone else the election `deadline`. The server sleeps until then.
+        // TODO: the earliest of the next heartbeat and, for a leader, the end of its lease
+        // (stage 5), for anyone else the election `deadline`. The server sleeps until then.
         todo!()
     }
 
@@ -184,8 +185,9 @@ impl Election {
         // - Heartbeat: record the priority; if `leader` names the sender it is the leader's
         //   (rule 1): a lower term gets an `Ack` with our term; otherwise raise the term, follow
         //   the sender, set `promised_at = now`, push the deadline a timeout away, `Ack` the seq.
-        // - Ack: a higher term deposes us (rule 7); a leader notes the send time of the acked seq
-        //   (`sent`) in the peer's `acked` and renews its lease from the majority-th newest (rule 6).
+        // - Ack: a higher term deposes us (rule 7); (stage 5) a leader notes the send time of the
+        //   acked seq (`sent`) in the peer's `acked` and renews its lease from the majority-th
+        //   newest (rule 6).
         // - Prevote / Vote: decide with one `would_vote` helper (rule 3); a vote also needs
         //   `voted_for` empty or equal to the candidate, and sets `voted_for` (so `out.save = true`)
         //   and `promised_at`. A refusal never changes the term; a repeat from the candidate we
@@ -199,9 +201,10 @@ impl Election {
     /// Runs the timers: heartbeats, the lease, hand-over, and standing for election.
     pub fn tick(&mut self, now: Instant) -> Output {
         // TODO: the timers, in this order:
-        // - a leader whose lease has run out steps down (reason `lease`); one that sees a
-        //   successor (with `cfg.preempt`: a live peer of higher `(priority, id)` whose
-        //   `alive_since` is a hold-down old, rule 8) sends `Resign` and steps down (`preempt`);
+        // - (stage 5) a leader whose lease has run out steps down (reason `lease`); (stage 3) one
+        //   that sees a successor (with `cfg.preempt`: a live peer of higher `(priority, id)`
+        //   whose `alive_since` is a hold-down old, rule 8) sends `Resign` and steps down
+        //   (`preempt`);
         // - a heartbeat is due: send it to `Dest::All` (a leader notes its send time in `sent`),
         //   and ask again the peers that have not granted the round in progress, if any;
         // - a non-leader past its `deadline`: a candidate whose round failed goes back to follower;

@@ -328,7 +328,14 @@ async fn simulate(args: ClusterArgs) -> Result<ExitCode> {
         timeline::draw(&report, args.nodes, path, &title).map_err(|e| anyhow!("drawing: {e}"))?;
         println!("timeline: {}", path.display());
     }
-    if report.violations.is_empty() {
+    if !report.exits.is_empty() {
+        // Nodes that died on their own ran nothing worth judging: say so, not "safety: ok".
+        for e in &report.exits {
+            println!("failed: {e}");
+        }
+        println!("safety: not judged: a node ended on its own (see its stderr above)");
+        Ok(ExitCode::FAILURE)
+    } else if report.violations.is_empty() {
         println!("safety: ok (one leader per term, never two acting leaders at once)");
         Ok(ExitCode::SUCCESS)
     } else {

@@ -196,7 +196,7 @@ pub struct Event {
     /// The leader it follows (itself if it leads), or `null`.
     pub leader: Option<String>,
     /// Why: `start`, `heartbeat`, `elected`, `election`, `lease`, `higher_term`, `resign`,
-    /// `preempt`, `fenced`, `bully`.
+    /// `preempt`, `bully` (the contract's table says when each is used).
     pub reason: String,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub time_ms: u64,

@@ -257,8 +257,9 @@ pub fn parse_statsd(line: &str) -> Result<Sample, ProtocolError> {
 /// The [`ProtocolError`] naming what is wrong.
 pub fn parse_graphite(line: &str) -> Result<Sample, ProtocolError> {
     // TODO: `split_ascii_whitespace` must give exactly three fields: PATH VALUE TIMESTAMP
-    //   (GraphiteSyntax). `nan` (any case) is `f64::NAN`, else `finite`; the timestamp is seconds (a
-    //   non-negative number below 1e13, else BadTimestamp), kept as `sent_ms`. No tags.
+    //   (GraphiteSyntax); PATH passes `valid_name` like a StatsD name (BadName). `nan` (any case) is
+    //   `f64::NAN`, else `finite`; the timestamp is seconds (a non-negative number below 1e13, else
+    //   BadTimestamp), kept as `sent_ms`. No tags.
     todo!()
 }
 

@@ -1,6 +1,6 @@
 //! A concurrent TCP log aggregator that speaks syslog and RELP: project 2 of the workbook.
 //!
-//! Any number of senders connect (with `logger`, rsyslog's `omfwd` or `omrelp`, `nc`, or this
+//! Any number of senders connect (with `logger --tcp`, rsyslog's `omfwd` or `omrelp`, or this
 //! crate's own `send`) and every message they send lands in one file, whole, exactly once, in
 //! each sender's order, never interleaved with another's. Messages are framed per RFC 6587
 //! (octet counting or LF, told apart per message), parsed as RFC 5424, RFC 3164 or plain text,

@@ -140,7 +140,9 @@ struct Lookup {
 }
 
 /// Reads `[TAG.]NAME.service[.DC].consul.` or `_NAME._TAG.service[.DC].consul.`; `None` for
-/// any other name under `.consul`.
+/// any other name under `.consul`. `labels` are the query name's labels left to right
+/// (`["v1", "web", "service", "consul"]`), lower-cased, without the root's empty label;
+/// `datacenter` is lower-cased too.
 fn parse_name(labels: &[String], datacenter: &str) -> Option<Lookup> {
     let mut labels: Vec<&str> = labels.iter().map(String::as_str).collect();
     if labels.last() != Some(&"consul") {

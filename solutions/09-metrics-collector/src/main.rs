@@ -17,7 +17,7 @@ use metrics_collector_solution::server::{self, Listeners, ServerConfig};
 
 /// A metrics collector that speaks StatsD, Graphite and Prometheus, and its edge agent.
 ///
-/// Start a collector, then send it StatsD: `echo 'hits:1|c' | nc -u -q0 127.0.0.1 8125`.
+/// Start a collector, then send it StatsD: `echo 'hits:1|c' >/dev/udp/127.0.0.1/8125` (bash).
 #[derive(Debug, Parser)]
 #[command(name = "metrics-collector", version)]
 struct Cli {
