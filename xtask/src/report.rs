@@ -186,7 +186,8 @@ pub fn text_with(reports: &[ProjectReport], style: Style, verbose: bool) -> Stri
         if hidden > 0 {
             let _ = writeln!(
                 out,
-                "({hidden} more failing tests: --verbose shows them all, --format json holds them all)"
+                "({hidden} more failing {}: --verbose shows them all, --format json holds them all)",
+                if hidden == 1 { "test" } else { "tests" }
             );
         }
     }
@@ -357,7 +358,7 @@ mod tests {
         assert!(out.contains("first failure: stage1_a::x"), "{out}");
         assert!(out.contains("first failure: stage2_b::y"), "{out}");
         assert!(!out.contains("stage2_b::z"), "{out}");
-        assert!(out.contains("1 more failing tests: --verbose"), "{out}");
+        assert!(out.contains("1 more failing test: --verbose"), "{out}");
         let all = text_with(&[r], Style { color: false }, true);
         assert!(all.contains("failure: stage2_b::z"), "{all}");
         assert!(all.contains("hint: For `z`: check z."), "{all}");
