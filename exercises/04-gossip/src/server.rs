@@ -1,14 +1,19 @@
-//! The node's I/O: Maelstrom's stdin and stdout, a round timer, and the [`Node`] between them.
+//! The node's I/O: Maelstrom's stdin and stdout, a round timer, and the [`Node`] between them;
+//! or, with [`run_udp`], the same node over real UDP sockets, one message per datagram.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
-use crate::protocol;
+use crate::protocol::{self, Incoming, Payload, ProtocolError};
 
 /// Time between gossip rounds.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(40);
@@ -26,6 +31,14 @@ pub const DEFAULT_MAX_BATCH: usize = 4096;
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// Lines read ahead of the node, at most (a bound on memory, with `max_line`).
 const READ_AHEAD: usize = 64;
+/// The address a UDP node listens on unless `--bind` says otherwise.
+pub const DEFAULT_UDP_BIND: &str = "127.0.0.1:7000";
+/// Most values in one message over UDP: 2048 values of at most 21 characters keep a datagram
+/// under 64 KiB, the most one can carry.
+pub const UDP_MAX_BATCH: usize = 2048;
+/// Clients (senders that are not peers) whose address a UDP node remembers to answer them;
+/// the map is emptied when it is full.
+pub const UDP_MAX_CLIENTS: usize = 1024;
 
 /// Whom a node gossips with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,4 +160,40 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
             .send(Line::Text(String::from_utf8_lossy(&line).into_owned()))
             .await;
     }
+}
+
+/// Runs a node over UDP on `socket` until `shutdown` fires: its id is its own address, its
+/// `node_ids` are that and `peers` (sorted, so that every node sees the same list), and it is
+/// initialised by itself, without an `init` message. Every datagram holds one message, in
+/// Maelstrom's JSON. A sender that is not a peer is a client: it is answered at the address its
+/// datagram came from. A client may also ask `{"type":"stats"}`, answered with `stats_ok` and
+/// the node-to-node datagrams `sent` and `received` so far.
+pub async fn run_udp(
+    socket: UdpSocket,
+    peers: Vec<SocketAddr>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // TODO: Build the node's ids (`peers` and the socket's own address, as strings, sorted and
+    // deduplicated), cap `config.max_batch` at `UDP_MAX_BATCH`, and `node.handle` an `init` you
+    // make yourself (`Payload::Init`). Then loop as `run` does, with `socket.recv_from` in place
+    // of a line: count datagrams from peers (`received`), `remember` a client's address, answer
+    // `stats` (it decodes as `UnknownType("stats")`) with `stats_ok`, and send each line the
+    // node returns to its `destination`: a peer's id is its address (count it in `sent`), a
+    // client's is in `clients`.
+    todo!()
+}
+
+/// Keeps `src`'s address for the answers to it, in a bounded map.
+fn remember(clients: &mut HashMap<String, SocketAddr>, src: &str, from: SocketAddr) {
+    if clients.len() >= UDP_MAX_CLIENTS && !clients.contains_key(src) {
+        clients.clear();
+    }
+    clients.insert(src.to_owned(), from);
+}
+
+/// The `dest` of a line the node wrote.
+fn destination(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value.get("dest")?.as_str().map(str::to_owned)
 }

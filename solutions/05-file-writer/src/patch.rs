@@ -245,6 +245,10 @@ pub async fn apply(
     };
     if counted > 0 || length_changed {
         info.offset += counted;
+        if counted > 0 {
+            // Activity: the lifetime starts again (see `App::expiry_from_now`).
+            info.expires = app.expiry_from_now().or(info.expires);
+        }
         let dir = app.store.dir().to_owned();
         let record = info.clone();
         let durable = tokio::task::spawn_blocking(move || {
@@ -288,7 +292,7 @@ pub async fn apply(
         }
     };
     set(&mut response, "upload-offset", info.offset);
-    set_expires(&mut response, &info);
+    set_expires(&mut response, &tus::with_group_expiry(app, &info));
     response
 }
 

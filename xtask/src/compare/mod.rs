@@ -8,11 +8,14 @@
 //! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
+//! - [`file_writer`]: one upload into the file-writer and into `@tus/server`, beside the
+//!   loopback copy rate.
 //! - [`leader_election`]: the time to a new leader after a kill, against an etcd cluster.
 //! - here: the subcommands, starting and stopping the programs compared, and `--svg`: each
 //!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
 
 mod file_transfer;
+mod file_writer;
 mod gossip;
 mod kv_store;
 mod leader_election;
@@ -52,6 +55,11 @@ pub enum Comparison {
     /// The file-transfer against rsync: one fresh transfer of one file over loopback.
     #[command(name = "file-transfer", visible_alias = "10")]
     FileTransfer(file_transfer::Transfer),
+    /// The file-writer against tus's reference Node server (@tus/server with @tus/file-store):
+    /// one upload over loopback, one stream into each and parallel parts into ours, beside the
+    /// loopback copy rate.
+    #[command(name = "file-writer", visible_alias = "5")]
+    FileWriter(file_writer::Upload),
     /// Leader election against etcd: the leader of a 3- and a 5-member cluster killed N times,
     /// the time to a new leader side by side.
     #[command(name = "leader-election", visible_alias = "8")]
@@ -66,6 +74,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
+        Comparison::FileWriter(_) => "file-writer",
         Comparison::LeaderElection(_) => "leader-election",
     };
     let project = projects::find_existing(slug, root)?;
@@ -85,6 +94,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload)?,
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,
+        Comparison::FileWriter(upload) => file_writer::run(root, &project, tree, upload)?,
         Comparison::LeaderElection(failover) => {
             if svg.is_some() {
                 bail!(
