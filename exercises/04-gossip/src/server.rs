@@ -90,6 +90,22 @@ impl Default for ServerConfig {
     }
 }
 
+/// The timer of the gossip rounds, its first tick at a random moment within the first
+/// `interval`: nodes started together would otherwise tick in step, and a value received just
+/// after a round would wait a whole interval at every hop. With random phases it waits half of
+/// one on average (memberlist staggers its gossip timers the same way).
+pub fn round_timer(interval: Duration) -> tokio::time::Interval {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(32);
+    let phase = crate::rng::Rng::new(seed).below(interval.as_nanos().max(1) as u64);
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + Duration::from_nanos(phase), interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
 /// One input line, or what took its place.
 #[derive(Debug)]
 enum Line {
@@ -110,8 +126,8 @@ where
     W: AsyncWrite + Unpin,
 {
     // TODO: Spawn `read_lines(input, config.max_line, tx)` on a bounded `mpsc::channel`
-    // (`READ_AHEAD`), wrap `output` in a `BufWriter`, make a `tokio::time::interval` of
-    // `config.interval`, and build the `Node`. Then loop on `tokio::select!` over
+    // (`READ_AHEAD`), wrap `output` in a `BufWriter`, make the timer with
+    // `round_timer(config.interval)`, and build the `Node`. Then loop on `tokio::select!` over
     // `shutdown.cancelled()` (stop), a tick (`node.tick`) and a line (`None`: input ended, stop;
     // `TooLong`: log it; `Text`: `protocol::decode` it, then `node.handle` or `node.reject`).
     // Write every returned line with a newline, and flush after each batch.

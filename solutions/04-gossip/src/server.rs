@@ -90,6 +90,22 @@ impl Default for ServerConfig {
     }
 }
 
+/// The timer of the gossip rounds, its first tick at a random moment within the first
+/// `interval`: nodes started together would otherwise tick in step, and a value received just
+/// after a round would wait a whole interval at every hop. With random phases it waits half of
+/// one on average (memberlist staggers its gossip timers the same way).
+pub fn round_timer(interval: Duration) -> tokio::time::Interval {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(32);
+    let phase = crate::rng::Rng::new(seed).below(interval.as_nanos().max(1) as u64);
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + Duration::from_nanos(phase), interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
 /// One input line, or what took its place.
 #[derive(Debug)]
 enum Line {
@@ -114,8 +130,7 @@ where
     // A task of its own, so that a half-read line is never lost to the select below.
     let reader = tokio::spawn(read_lines(input, max_line, tx));
     let mut out = BufWriter::new(output);
-    let mut ticks = tokio::time::interval(config.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = round_timer(config.interval);
     let mut node = Node::new(config);
     loop {
         let written = tokio::select! {
@@ -210,8 +225,7 @@ pub async fn run_udp(
     let mut config = config;
     config.max_batch = config.max_batch.clamp(1, UDP_MAX_BATCH);
     let max_datagram = config.max_line.min(65_535);
-    let mut ticks = tokio::time::interval(config.interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = round_timer(config.interval);
     let mut node = Node::new(config);
     let init = Incoming {
         src: me.clone(),

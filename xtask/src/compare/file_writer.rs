@@ -83,12 +83,12 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
     server
         .args(["server", "--bind", "127.0.0.1:0", "--dir"])
         .arg(&ours_dir);
-    let (_ours, ours_addr) = start_ours(server)?;
+    let (ours, ours_addr) = start_ours(server)?;
     let script = npm.join("xtask-tus-server.mjs");
     std::fs::write(&script, TUS_NODE_SCRIPT)?;
     let mut node = Command::new("node");
     node.current_dir(&npm).arg(&script).arg(&theirs_dir);
-    let (_theirs, theirs_addr) = start_ours(node)?;
+    let (theirs, theirs_addr) = start_ours(node)?;
 
     eprintln!(
         "uploading {} MiB over loopback, {} times into each: @tus/server, and {} `server` with \
@@ -98,16 +98,32 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
         tree.label(),
         upload.parallel
     );
+    let (ours_pid, theirs_pid) = (ours.0.id(), theirs.0.id());
     let targets = [
-        ("@tus/server, 1 stream", theirs_addr, 1, &theirs_dir),
-        ("ours, 1 stream", ours_addr, 1, &ours_dir),
-        ("ours, parallel", ours_addr, upload.parallel, &ours_dir),
+        (
+            "@tus/server, 1 stream",
+            theirs_addr,
+            1,
+            &theirs_dir,
+            theirs_pid,
+        ),
+        ("ours, 1 stream", ours_addr, 1, &ours_dir, ours_pid),
+        (
+            "ours, parallel",
+            ours_addr,
+            upload.parallel,
+            &ours_dir,
+            ours_pid,
+        ),
     ];
     let mut times = vec![Vec::new(); targets.len()];
+    let mut cpu = vec![Vec::new(); targets.len()];
     let mut copy = Vec::new();
     for _ in 0..upload.rounds.max(1) {
         copy.push(loopback_copy(size)?);
-        for ((_, addr, parallel, dir), times) in targets.iter().zip(&mut times) {
+        for (((_, addr, parallel, dir, pid), times), cpu) in
+            targets.iter().zip(&mut times).zip(&mut cpu)
+        {
             let mut command = Command::new(&binary);
             command
                 .args(["upload", "--to", &format!("http://{addr}/files/")])
@@ -116,7 +132,9 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
                 .arg("--state")
                 .arg(work.0.join("upload.state"))
                 .arg(&file);
+            let ticks = cpu_ticks(*pid)?;
             times.push(timed(command, size)?);
+            cpu.push(cpu_ticks(*pid)? - ticks);
             empty_dir(dir)?;
         }
     }
@@ -124,9 +142,16 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
     let best = |t: &[Duration]| t.iter().copied().min().unwrap_or_default();
     let copy_rate = rate(best(&copy));
     let tus_node = rate(best(&times[0]));
+    // CPU seconds per GiB of the server, the least of the rounds: unlike the time, it hardly
+    // depends on what else the machine runs.
+    let cpu_per_gib = |ticks: &[u64]| {
+        let least = ticks.iter().copied().min().unwrap_or(0);
+        least as f64 / CLOCK_TICKS * f64::from(1u32 << 30) / size as f64
+    };
+    let tus_cpu = cpu_per_gib(&cpu[0]);
     println!(
-        "{:<24} {:>10} {:>10} {:>14} {:>16}",
-        "into", "best time", "MiB/s", "x @tus/server", "of loopback copy"
+        "{:<24} {:>10} {:>10} {:>14} {:>16} {:>16}",
+        "into", "best time", "MiB/s", "x @tus/server", "of loopback copy", "server CPU s/GiB"
     );
     println!(
         "{:<24} {:>9.3}s {:>10.0} {:>14} {:>16}",
@@ -137,14 +162,16 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
         "100%"
     );
     let mut rows = Vec::new();
-    for ((label, _, parallel, _), times) in targets.iter().zip(&times) {
+    for (((label, _, parallel, _, _), times), cpu) in targets.iter().zip(&times).zip(&cpu) {
         let label = label.replace("parallel", &format!("{parallel} parts"));
         let mib = rate(best(times));
+        let cpu = cpu_per_gib(cpu);
         println!(
-            "{label:<24} {:>9.3}s {mib:>10.0} {:>13.2}x {:>15.0}%",
+            "{label:<24} {:>9.3}s {mib:>10.0} {:>13.2}x {:>15.0}% {cpu:>9.2} ({:.2}x)",
             best(times).as_secs_f64(),
             mib / tus_node,
-            100.0 * mib / copy_rate
+            100.0 * mib / copy_rate,
+            tus_cpu / cpu.max(1e-9)
         );
         if !label.starts_with('@') {
             rows.push(Row {
@@ -154,11 +181,6 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
             });
         }
     }
-    rows.push(Row {
-        label: "loopback copy beside @tus/server".into(),
-        ours: copy_rate,
-        theirs: tus_node,
-    });
     println!(
         "every rate is the best of {} (load average now: {})",
         upload.rounds,
@@ -166,7 +188,8 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
     );
     Ok(Comparison {
         title: format!(
-            "{} against @tus/server: one {} MiB upload over loopback, best of {}",
+            "{} against @tus/server: one {} MiB upload over loopback, best of {} \
+             (loopback copy: {copy_rate:.0} MiB/s)",
             project.slug, upload.size_mib, upload.rounds
         ),
         unit: "MiB per second".into(),
@@ -287,6 +310,26 @@ fn timed(mut command: Command, size: u64) -> Result<Duration> {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ),
+    }
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// The CPU time process `pid` has used so far, user and system, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of the line: 11 and 12, counted from 0, after it.
+    match (field(11), field(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => bail!("cannot read the CPU times in /proc/{pid}/stat"),
     }
 }
 

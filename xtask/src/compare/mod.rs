@@ -2,8 +2,8 @@
 //! by the same load in one run, side by side. Each project has its own subcommand and flags.
 //!
 //! # Layout
-//! - [`gossip`]: the gossip simulator beside the theory, and `net` beside the Gossip Glomers
-//!   targets.
+//! - [`gossip`]: the gossip simulator beside the theory, `net` beside the Gossip Glomers
+//!   targets, and UDP nodes beside serf ([`serf`]).
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
 //! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
@@ -21,6 +21,7 @@ mod kv_store;
 mod leader_election;
 mod log_aggregator;
 mod pubsub;
+mod serf;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -41,8 +42,8 @@ pub enum Comparison {
     /// found, syslog-ng's `loggen`.
     #[command(name = "log-aggregator", visible_alias = "2")]
     LogAggregator(log_aggregator::Load),
-    /// The gossip simulator against the theory of epidemics, and gossip net against the Gossip
-    /// Glomers 3d and 3e targets.
+    /// The gossip simulator against the theory of epidemics, gossip net against the Gossip
+    /// Glomers 3d and 3e targets, and UDP nodes against HashiCorp serf.
     #[command(name = "gossip", visible_alias = "4")]
     Gossip(gossip::Runs),
     /// The kv-store against redis-server, both loaded by redis-benchmark (SET and GET).
