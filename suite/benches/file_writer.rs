@@ -226,6 +226,8 @@ fn patches(server: &Served, chunk: &[u8], count: u64) -> Duration {
     let location = created.header("location").expect("a Location").to_owned();
     let path = location[location.find("/files/").expect("a /files/ URL")..].to_owned();
     let mut conn = TcpStream::connect(server.addr).expect("connect");
+    // Each request leaves in one write, and at once: no 40 ms wait for an acknowledgement.
+    conn.set_nodelay(true).expect("TCP_NODELAY");
     let start = Instant::now();
     for i in 0..count {
         let offset = i * chunk.len() as u64;
@@ -237,9 +239,9 @@ fn patches(server: &Served, chunk: &[u8], count: u64) -> Duration {
             server.addr,
             chunk.len()
         );
-        conn.write_all(head.as_bytes())
-            .expect("send a PATCH's head");
-        conn.write_all(chunk).expect("send a PATCH's body");
+        let mut request = head.into_bytes();
+        request.extend_from_slice(chunk);
+        conn.write_all(&request).expect("send a PATCH");
         let reply = http::read_reply(&mut conn, false, Duration::from_secs(30)).expect("a reply");
         assert_eq!(
             reply.status,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{Guard, free_port, start_ours};
+use super::{Guard, free_port, start_ours, wait_for_port};
 
 /// The window in which messages are counted, after the event and with none.
 const WINDOW: Duration = Duration::from_secs(3);
@@ -74,7 +74,10 @@ pub fn serf(n: usize, events: u32) -> Result<Spread> {
             .arg(format!("-rpc-addr=127.0.0.1:{rpc_port}"))
             .arg(format!("-config-file={}", config.display()));
         if i > 0 {
-            command.arg(format!("-join=127.0.0.1:{first_bind}"));
+            // Retried: on a busy machine the first agent may not listen yet.
+            command
+                .arg(format!("-retry-join=127.0.0.1:{first_bind}"))
+                .arg("-retry-interval=1s");
         }
         let mut child = command
             .stdout(Stdio::piped())
@@ -83,6 +86,9 @@ pub fn serf(n: usize, events: u32) -> Result<Spread> {
             .context("starting serf agent")?;
         let stdout = child.stdout.take().context("serf's stdout")?;
         agents.push(Guard(child));
+        if i == 0 {
+            wait_for_port(first_bind)?;
+        }
         rpc.push(format!("127.0.0.1:{rpc_port}"));
         let tx = seen_tx.clone();
         std::thread::spawn(move || {
@@ -145,9 +151,9 @@ pub fn serf(n: usize, events: u32) -> Result<Spread> {
     Ok(spread)
 }
 
-/// Waits up to 20 s until `serf members` lists `n` alive members.
+/// Waits up to 60 s until `serf members` lists `n` alive members.
 fn wait_members(rpc: &str, n: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut alive = 0;
     while Instant::now() < deadline {
         let output = Command::new("serf")
@@ -161,7 +167,7 @@ fn wait_members(rpc: &str, n: usize) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    bail!("serf: only {alive} of {n} agents alive after 20s")
+    bail!("serf: only {alive} of {n} agents alive after 60s")
 }
 
 /// Runs `events` broadcasts across `n` UDP nodes of `binary` with `flags`.
