@@ -768,6 +768,52 @@ mod stage4_termination_expiration {
         });
     }
 
+    #[test]
+    fn the_lifetime_counts_from_the_last_patch() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--expire", "2s"]);
+            let reply = s.tus("POST", "/files/", &[("Upload-Length", "100000")], b"");
+            s.expect(&reply, 201, "POST with --expire 2s");
+            let created = reply.header("Upload-Expires").unwrap_or("").to_owned();
+            let path = s.path_of(&reply, "POST");
+            // A slow client: 10 bytes every 250 ms for 5 s, more than twice the lifetime. The
+            // pause paces the client; nothing waits on the server.
+            let started = std::time::Instant::now();
+            let mut offset = 0u64;
+            let mut latest = created.clone();
+            while started.elapsed() < Duration::from_secs(5) {
+                let reply = s.patch(&path, offset, b"0123456789", &[]);
+                let sent = format!(
+                    "with --expire 2s, PATCH {path} at offset {offset} {:.1}s after the POST \
+                     (a PATCH every 250 ms, so the upload was never idle for 2s)",
+                    started.elapsed().as_secs_f64()
+                );
+                s.expect(&reply, 204, &sent);
+                offset += 10;
+                latest = reply.header("Upload-Expires").unwrap_or("").to_owned();
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            if latest.is_empty() || latest == created {
+                s.program.fail(format_args!(
+                    "with --expire 2s, the POST announced Upload-Expires {created:?}, and the \
+                     PATCHes 5s later still announce {latest:?}: the lifetime must count from \
+                     the last PATCH"
+                ));
+            }
+            let addr = s.addr;
+            let gone = poll_until(Duration::from_secs(12), Duration::from_millis(100), || {
+                let reply = http::request(addr, "HEAD", &path, &[TUS], b"", PROMPT).ok()?;
+                matches!(reply.status, 404 | 410).then_some(())
+            });
+            if gone.is_none() {
+                s.program.fail(
+                    "with --expire 2s, an unfinished upload left idle still answers HEAD 12s \
+                     after its last PATCH",
+                );
+            }
+        });
+    }
+
     fn parse_http_date(s: &str) -> Option<()> {
         let parts: Vec<&str> = s.split(' ').collect();
         (parts.len() == 6 && parts[0].ends_with(',') && parts[5] == "GMT").then_some(())

@@ -465,6 +465,139 @@ mod stage3_many_nodes {
         });
     }
 
+    /// Addresses on 127.0.0.1 that were free a moment ago (each from port 0), for UDP nodes
+    /// that must know each other's addresses before they start.
+    fn free_udp_addrs(n: usize) -> Vec<std::net::SocketAddr> {
+        let sockets: Vec<std::net::UdpSocket> = (0..n)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("a free UDP port"))
+            .collect();
+        sockets
+            .iter()
+            .map(|s| s.local_addr().expect("a bound address"))
+            .collect()
+    }
+
+    /// Asks `node` over UDP with `body` (from client `c1`) and returns the reply's body.
+    fn ask_udp(
+        client: &workbook_suite::udp::UdpPeer,
+        node: std::net::SocketAddr,
+        msg_id: u64,
+        body: Value,
+    ) -> Option<Value> {
+        let mut body = body;
+        body["msg_id"] = json!(msg_id);
+        let dest = node.to_string();
+        client.send_json(node, &json!({ "src": CLIENT, "dest": dest, "body": body }));
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while let Some((bytes, _)) = client.recv(deadline.saturating_duration_since(Instant::now()))
+        {
+            let Ok(reply) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            if reply["body"]["in_reply_to"].as_u64() == Some(msg_id) {
+                return Some(reply["body"].clone());
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn three_nodes_over_udp_spread_a_broadcast() {
+        bounded(LIMIT, || {
+            let addrs = free_udp_addrs(3);
+            let mut programs: Vec<Program> = Vec::new();
+            for (i, addr) in addrs.iter().enumerate() {
+                let bind = addr.to_string();
+                let peers: Vec<String> = addrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| a.to_string())
+                    .collect();
+                let peers = peers.join(",");
+                let args = [
+                    "node",
+                    "--udp",
+                    "--bind",
+                    &bind,
+                    "--peers",
+                    &peers,
+                    "--overlay",
+                    "random",
+                    "--interval",
+                    "50ms",
+                ];
+                let mut program = Program::start(&bin(), &args);
+                let said = program.listening();
+                if said != *addr {
+                    program.fail(format_args!(
+                        "started `gossip {}`; expected `listening on {addr}`, got {said}",
+                        args.join(" ")
+                    ));
+                }
+                programs.push(program);
+            }
+            let client = workbook_suite::udp::UdpPeer::bind();
+            let sent = json!({ "type": "broadcast", "message": 77 });
+            let ok = workbook_suite::poll_until(
+                Duration::from_secs(5),
+                Duration::from_millis(50),
+                || ask_udp(&client, addrs[0], 1, sent.clone()),
+            );
+            if ok.as_ref().map(|b| b["type"].clone()) != Some(json!("broadcast_ok")) {
+                programs[0].fail(format_args!(
+                    "sent the datagram {{\"src\":\"c1\",\"dest\":\"{}\",\"body\":{sent}}} to \
+                     the first UDP node; expected a broadcast_ok datagram back, got {ok:?}",
+                    addrs[0]
+                ));
+            }
+            let mut msg_id = 10;
+            for (i, addr) in addrs.iter().enumerate().skip(1) {
+                let read = workbook_suite::poll_until(
+                    Duration::from_secs(10),
+                    Duration::from_millis(50),
+                    || {
+                        msg_id += 1;
+                        let body = ask_udp(&client, *addr, msg_id, json!({ "type": "read" }))?;
+                        (body["messages"] == json!([77])).then_some(body)
+                    },
+                );
+                if read.is_none() {
+                    programs[i].fail(format_args!(
+                        "broadcast 77 to the UDP node {}; expected `read` of the UDP node {addr} \
+                         to return [77] within 10s",
+                        addrs[0]
+                    ));
+                }
+            }
+            client.send(addrs[1], b"{ not json");
+            client.send(addrs[1], &[0xff; 100]);
+            let stats = ask_udp(&client, addrs[0], 99, json!({ "type": "stats" }));
+            let peers_sent = stats.as_ref().and_then(|b| b["sent"].as_u64()).unwrap_or(0);
+            if peers_sent == 0 {
+                programs[0].fail(format_args!(
+                    "after its broadcast spread, expected `stats` of the UDP node {} to answer \
+                     stats_ok with sent > 0, got {stats:?}",
+                    addrs[0]
+                ));
+            }
+            msg_id += 1;
+            let echo = ask_udp(
+                &client,
+                addrs[1],
+                msg_id,
+                json!({ "type": "echo", "echo": 5 }),
+            );
+            if echo.as_ref().map(|b| b["echo"].clone()) != Some(json!(5)) {
+                programs[1].fail(format_args!(
+                    "sent two garbage datagrams to the UDP node {}, then an echo; expected \
+                     echo_ok with echo 5, got {echo:?}",
+                    addrs[1]
+                ));
+            }
+        });
+    }
+
     #[test]
     fn five_nodes_under_net_without_faults() {
         bounded(LIMIT, || {
@@ -1013,6 +1146,54 @@ mod stage6_simulator {
                 rounds(&crashed).len(),
                 5,
                 "crashed nodes do not stop the live ones: {crashed}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_small_world_is_between_the_ring_and_the_random_graph() {
+        bounded(SIM_LIMIT, || {
+            let world = |rewire: &str, max: &str| {
+                sim(
+                    &[
+                        "--nodes",
+                        "2000",
+                        "--topology",
+                        "small-world",
+                        "--degree",
+                        "4",
+                        "--rewire",
+                        rewire,
+                        "--runs",
+                        "5",
+                        "--seed",
+                        "91",
+                        "--max-rounds",
+                        max,
+                    ],
+                    false,
+                )
+            };
+            let lattice = world("0", "100000");
+            let small = world("0.2", "1000");
+            let lattice_rounds = rounds(&lattice);
+            let small_rounds = rounds(&small);
+            assert_eq!(
+                small_rounds.len(),
+                5,
+                "--topology small-world --rewire 0.2 over 2000 nodes: every run completes: {small}"
+            );
+            // The lattice (no rewiring) spreads like a ring, about N / degree rounds at best;
+            // a fifth of the edges rewired makes the diameter logarithmic.
+            assert!(
+                lattice_rounds.len() == 5 && mean(&lattice_rounds) > 200.0,
+                "--rewire 0: the ring lattice of degree 4 must crawl (hundreds of rounds over \
+                 2000 nodes): {lattice_rounds:?}"
+            );
+            assert!(
+                mean(&small_rounds) < 80.0,
+                "--rewire 0.2: a small world spreads in tens of rounds over 2000 nodes, got \
+                 {small_rounds:?} (the lattice took {lattice_rounds:?})"
             );
         });
     }

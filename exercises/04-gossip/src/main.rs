@@ -1,5 +1,6 @@
 //! The `gossip` command line: argument parsing and plumbing. The work is in the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -35,16 +36,29 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct NodeArgs {
     /// Time between gossip rounds.
-    #[arg(long, default_value = "40ms", value_parser = plumbing::parse::positive_duration)]
+    #[arg(
+        long,
+        default_value = plumbing::parse::duration_text(server::DEFAULT_INTERVAL),
+        value_parser = plumbing::parse::positive_duration
+    )]
     interval: Duration,
     /// How long a gossip may go unacknowledged before its values are sent again.
-    #[arg(long, default_value = "400ms", value_parser = plumbing::parse::positive_duration)]
+    #[arg(
+        long,
+        default_value = plumbing::parse::duration_text(server::DEFAULT_RETRY),
+        value_parser = plumbing::parse::positive_duration
+    )]
     retry: Duration,
     /// Time between anti-entropy digests to a random node (0s: none).
-    #[arg(long, default_value = "1s", value_parser = plumbing::parse::duration)]
+    #[arg(
+        long,
+        default_value = plumbing::parse::duration_text(server::DEFAULT_ANTI_ENTROPY),
+        value_parser = plumbing::parse::duration
+    )]
     anti_entropy: Duration,
-    /// Whom to gossip with.
-    #[arg(long, value_enum, default_value_t = Overlay::Tree)]
+    /// Whom to gossip with: tree (a tree over node_ids), topology (the neighbours Maelstrom
+    /// gives), random (--fanout peers a round).
+    #[arg(long, value_enum, default_value_t = Overlay::Tree, hide_possible_values = true)]
     overlay: Overlay,
     /// Peers per round with --overlay random.
     #[arg(long, default_value_t = server::DEFAULT_FANOUT)]
@@ -55,12 +69,22 @@ struct NodeArgs {
     /// Most values in one message.
     #[arg(long, default_value_t = server::DEFAULT_MAX_BATCH)]
     max_batch: usize,
-    /// Longest input line; longer ones are discarded.
-    #[arg(long, default_value = "1MiB", value_parser = plumbing::parse::positive_size)]
+    /// Longest input line (with --udp: datagram), in bytes; longer ones are discarded.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_LINE, value_parser = plumbing::parse::positive_size)]
     max_line: usize,
     /// Seed of the random peer choices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Speak over UDP, one message per datagram, instead of stdin and stdout: the node's id is
+    /// its --bind address, its peers are --peers, and it needs no init.
+    #[arg(long)]
+    udp: bool,
+    /// With --udp: the address to listen on (port 0 picks one; printed as `listening on ADDR`).
+    #[arg(long, default_value = server::DEFAULT_UDP_BIND)]
+    bind: SocketAddr,
+    /// With --udp: the other nodes' addresses, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "udp")]
+    peers: Vec<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,26 +135,31 @@ struct SimArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 1_000_000)]
     nodes: usize,
-    /// Who calls whom.
-    #[arg(long, value_enum, default_value_t = Mode::Push)]
+    /// Who calls whom: push, pull or push-pull.
+    #[arg(long, value_enum, default_value_t = Mode::Push, hide_possible_values = true)]
     mode: Mode,
     /// Calls per node per round.
     #[arg(long, default_value_t = 1)]
     fanout: usize,
-    /// The graph peers are picked from.
-    #[arg(long, value_enum, default_value_t = Topology::Complete)]
+    /// The graph peers are picked from: complete, ring, regular (random, --degree) or
+    /// small-world (Watts-Strogatz: --degree and --rewire).
+    #[arg(long, value_enum, default_value_t = Topology::Complete, hide_possible_values = true)]
     topology: Topology,
-    /// Degree of --topology regular (even).
+    /// Degree of --topology regular and small-world (even).
     #[arg(long, default_value_t = 4)]
     degree: usize,
+    /// Probability that an edge of --topology small-world is rewired.
+    #[arg(long, default_value_t = 0.1)]
+    rewire: f64,
     /// Probability that a call is lost.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
     /// Fraction of nodes crashed from the start.
     #[arg(long, default_value_t = 0.0)]
     crashed: f64,
-    /// When an informed node stops spreading (rumor mongering), or never (anti-entropy).
-    #[arg(long, value_enum, default_value_t = Stop::Never)]
+    /// When an informed node stops spreading (rumor mongering: feedback-coin, blind-coin,
+    /// feedback-counter, blind-counter), or never (anti-entropy).
+    #[arg(long, value_enum, default_value_t = Stop::Never, hide_possible_values = true)]
     stop: Stop,
     /// The k of the stop rule.
     #[arg(long, default_value_t = 1)]
@@ -198,6 +227,16 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
         seed: args.seed,
     };
     let shutdown = plumbing::shutdown_on_signal();
+    if args.udp {
+        let socket = tokio::net::UdpSocket::bind(args.bind)
+            .await
+            .with_context(|| format!("cannot bind {}", args.bind))?;
+        println!("listening on {}", socket.local_addr()?);
+        server::run_udp(socket, args.peers, config, shutdown)
+            .await
+            .context("node UDP I/O")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let stdin = BufReader::new(tokio::io::stdin());
     server::run(stdin, tokio::io::stdout(), config, shutdown)
         .await
@@ -270,8 +309,15 @@ fn simulate(args: SimArgs) -> Result<ExitCode> {
     if args.stop != Stop::Never && args.mode != Mode::Push {
         bail!("the rumor-mongering stop rules apply to --mode push");
     }
-    if args.topology == Topology::Regular && (args.degree < 2 || args.degree % 2 == 1) {
+    let lattice = matches!(args.topology, Topology::Regular | Topology::SmallWorld);
+    if lattice && (args.degree < 2 || args.degree % 2 == 1) {
         bail!("--degree must be even and at least 2");
+    }
+    if args.topology == Topology::SmallWorld && args.degree >= args.nodes {
+        bail!("--degree must be less than --nodes");
+    }
+    if !(0.0..=1.0).contains(&args.rewire) {
+        bail!("--rewire must be between 0 and 1");
     }
     let config = SimConfig {
         nodes: args.nodes,
@@ -279,6 +325,7 @@ fn simulate(args: SimArgs) -> Result<ExitCode> {
         fanout: args.fanout.max(1),
         topology: args.topology,
         degree: args.degree,
+        rewire: args.rewire,
         loss: args.loss,
         crashed: args.crashed,
         stop: args.stop,

@@ -1,14 +1,19 @@
-//! The node's I/O: Maelstrom's stdin and stdout, a round timer, and the [`Node`] between them.
+//! The node's I/O: Maelstrom's stdin and stdout, a round timer, and the [`Node`] between them;
+//! or, with [`run_udp`], the same node over real UDP sockets, one message per datagram.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
-use crate::protocol;
+use crate::protocol::{self, Incoming, Payload, ProtocolError};
 
 /// Time between gossip rounds.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(40);
@@ -26,6 +31,14 @@ pub const DEFAULT_MAX_BATCH: usize = 4096;
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// Lines read ahead of the node, at most (a bound on memory, with `max_line`).
 const READ_AHEAD: usize = 64;
+/// The address a UDP node listens on unless `--bind` says otherwise.
+pub const DEFAULT_UDP_BIND: &str = "127.0.0.1:7000";
+/// Most values in one message over UDP: 2048 values of at most 21 characters keep a datagram
+/// under 64 KiB, the most one can carry.
+pub const UDP_MAX_BATCH: usize = 2048;
+/// Clients (senders that are not peers) whose address a UDP node remembers to answer them;
+/// the map is emptied when it is full.
+pub const UDP_MAX_CLIENTS: usize = 1024;
 
 /// Whom a node gossips with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,6 +90,22 @@ impl Default for ServerConfig {
     }
 }
 
+/// The timer of the gossip rounds, its first tick at a random moment within the first
+/// `interval`: nodes started together would otherwise tick in step, and a value received just
+/// after a round would wait a whole interval at every hop. With random phases it waits half of
+/// one on average (memberlist staggers its gossip timers the same way).
+pub fn round_timer(interval: Duration) -> tokio::time::Interval {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(32);
+    let phase = crate::rng::Rng::new(seed).below(interval.as_nanos().max(1) as u64);
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + Duration::from_nanos(phase), interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
 /// One input line, or what took its place.
 #[derive(Debug)]
 enum Line {
@@ -97,8 +126,8 @@ where
     W: AsyncWrite + Unpin,
 {
     // TODO: Spawn `read_lines(input, config.max_line, tx)` on a bounded `mpsc::channel`
-    // (`READ_AHEAD`), wrap `output` in a `BufWriter`, make a `tokio::time::interval` of
-    // `config.interval`, and build the `Node`. Then loop on `tokio::select!` over
+    // (`READ_AHEAD`), wrap `output` in a `BufWriter`, make the timer with
+    // `round_timer(config.interval)`, and build the `Node`. Then loop on `tokio::select!` over
     // `shutdown.cancelled()` (stop), a tick (`node.tick`) and a line (`None`: input ended, stop;
     // `TooLong`: log it; `Text`: `protocol::decode` it, then `node.handle` or `node.reject`).
     // Write every returned line with a newline, and flush after each batch.
@@ -147,4 +176,40 @@ async fn read_lines<R: AsyncBufRead + Unpin>(
             .send(Line::Text(String::from_utf8_lossy(&line).into_owned()))
             .await;
     }
+}
+
+/// Runs a node over UDP on `socket` until `shutdown` fires: its id is its own address, its
+/// `node_ids` are that and `peers` (sorted, so that every node sees the same list), and it is
+/// initialised by itself, without an `init` message. Every datagram holds one message, in
+/// Maelstrom's JSON. A sender that is not a peer is a client: it is answered at the address its
+/// datagram came from. A client may also ask `{"type":"stats"}`, answered with `stats_ok` and
+/// the node-to-node datagrams `sent` and `received` so far.
+pub async fn run_udp(
+    socket: UdpSocket,
+    peers: Vec<SocketAddr>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // TODO: Build the node's ids (`peers` and the socket's own address, as strings, sorted and
+    // deduplicated), cap `config.max_batch` at `UDP_MAX_BATCH`, and `node.handle` an `init` you
+    // make yourself (`Payload::Init`). Then loop as `run` does, with `socket.recv_from` in place
+    // of a line: count datagrams from peers (`received`), `remember` a client's address, answer
+    // `stats` (it decodes as `UnknownType("stats")`) with `stats_ok`, and send each line the
+    // node returns to its `destination`: a peer's id is its address (count it in `sent`), a
+    // client's is in `clients`.
+    todo!()
+}
+
+/// Keeps `src`'s address for the answers to it, in a bounded map.
+fn remember(clients: &mut HashMap<String, SocketAddr>, src: &str, from: SocketAddr) {
+    if clients.len() >= UDP_MAX_CLIENTS && !clients.contains_key(src) {
+        clients.clear();
+    }
+    clients.insert(src.to_owned(), from);
+}
+
+/// The `dest` of a line the node wrote.
+fn destination(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value.get("dest")?.as_str().map(str::to_owned)
 }

@@ -43,6 +43,9 @@ pub enum Topology {
     Ring,
     /// A random regular graph of `degree` (even): the union of degree/2 random permutations.
     Regular,
+    /// Watts-Strogatz small world: the ring lattice of `degree` (even) neighbours, degree/2 on
+    /// each side, each edge's far end rewired to a random node with probability `rewire`.
+    SmallWorld,
 }
 
 /// When an informed node stops spreading (Demers et al. 1987).
@@ -72,8 +75,10 @@ pub struct SimConfig {
     pub fanout: usize,
     /// The graph.
     pub topology: Topology,
-    /// Degree of the regular topology.
+    /// Degree of the regular and small-world topologies.
     pub degree: usize,
+    /// Probability that a small-world edge is rewired (0: the ring lattice; 1: a random graph).
+    pub rewire: f64,
     /// Probability that a call is lost.
     pub loss: f64,
     /// Fraction of nodes crashed from the start.
@@ -112,8 +117,10 @@ pub struct Sim {
     rng: Rng,
     state: Vec<u8>,
     counters: Vec<u8>,
-    /// For the regular topology: `degree` neighbours per node, row by row.
+    /// For the regular topology: `degree` neighbours per node, row by row; for the small
+    /// world, node i's neighbours are `neighbours[offsets[i]..offsets[i + 1]]`.
     neighbours: Vec<u32>,
+    offsets: Vec<u32>,
     live: usize,
     informed: usize,
     messages: u64,
@@ -125,7 +132,9 @@ impl Sim {
         // TODO: `n = config.nodes.max(2)` bytes of `SUSCEPTIBLE`; with `crashed > 0`, each
         // node but 0 is `CRASHED` with that probability (`rng.chance`), and `live` counts the rest.
         // Node 0 is `INFECTED` (`informed = 1`). Counters (one byte a node) only for the counter stop
-        // rules; `neighbours` from `regular(n, degree, &mut rng)` only for the regular topology.
+        // rules; `neighbours` from `regular(n, degree, &mut rng)` only for the regular topology,
+        // and `(neighbours, offsets)` from `small_world(n, degree, rewire, &mut rng)` only for
+        // the small world.
         todo!()
     }
 
@@ -142,7 +151,8 @@ impl Sim {
     /// A random peer of `i`.
     fn peer(&mut self, i: usize) -> usize {
         // TODO: Complete: `rng.below_except(n, i)`. Ring: i + 1 or i - 1 (mod n), by a coin.
-        // Regular: one of the `degree` entries of row i of `neighbours`.
+        // Regular: one of the `degree` entries of row i of `neighbours`. Small world: one of
+        // `neighbours[offsets[i]..offsets[i + 1]]`.
         todo!()
     }
 
@@ -193,6 +203,42 @@ fn regular(n: usize, degree: usize, rng: &mut Rng) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The Watts-Strogatz small world on `n` nodes as (neighbours, offsets): node i is joined to
+/// i + 1 ... i + degree/2 (mod n), and each of those edges has its far end moved to a random
+/// node other than i with probability `rewire` (Watts and Strogatz 1998). Edges are undirected:
+/// each is in both ends' lists, so degrees vary around `degree` once edges are rewired.
+fn small_world(n: usize, degree: usize, rewire: f64, rng: &mut Rng) -> (Vec<u32>, Vec<u32>) {
+    let k = (degree / 2).max(1);
+    let mut edges = Vec::with_capacity(n * k);
+    for i in 0..n {
+        for j in 1..=k {
+            let far = if rewire > 0.0 && rng.chance(rewire) {
+                rng.below_except(n as u64, i as u64) as usize
+            } else {
+                (i + j) % n
+            };
+            edges.push((i as u32, far as u32));
+        }
+    }
+    let mut offsets = vec![0u32; n + 1];
+    for &(a, b) in &edges {
+        offsets[a as usize + 1] += 1;
+        offsets[b as usize + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut neighbours = vec![0u32; edges.len() * 2];
+    for (a, b) in edges {
+        neighbours[next[a as usize] as usize] = b;
+        next[a as usize] += 1;
+        neighbours[next[b as usize] as usize] = a;
+        next[b as usize] += 1;
+    }
+    (neighbours, offsets)
 }
 
 /// Runs `runs` simulations with seeds `seed`, `seed + 1`, ...

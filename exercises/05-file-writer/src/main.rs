@@ -39,8 +39,12 @@ enum Command {
         /// The largest upload, e.g. `10GiB` (announced as Tus-Max-Size; larger is 413).
         #[arg(long, default_value_t = server::DEFAULT_MAX_SIZE, value_parser = plumbing::parse::size)]
         max_size: u64,
-        /// How long an unfinished upload lives after its creation (`0s`: for ever).
-        #[arg(long, default_value = "24h", value_parser = plumbing::parse::duration)]
+        /// How long an unfinished upload lives after its last activity (`0s`: for ever).
+        #[arg(
+            long,
+            default_value = plumbing::parse::duration_text(server::DEFAULT_EXPIRE),
+            value_parser = plumbing::parse::duration
+        )]
         expire: Duration,
         /// The most connections at once; one more is answered 503.
         #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
@@ -49,13 +53,25 @@ enum Command {
         #[arg(long, default_value_t = server::DEFAULT_MAX_UPLOADS)]
         max_uploads: usize,
         /// The most bytes of headers in one request (more is 431).
-        #[arg(long, default_value = "16KiB", value_parser = plumbing::parse::positive_size)]
+        #[arg(
+            long,
+            default_value_t = server::DEFAULT_MAX_HEADER_BYTES,
+            value_parser = plumbing::parse::positive_size
+        )]
         max_header_bytes: usize,
         /// The longest a client may stay silent within a request.
-        #[arg(long, default_value = "30s", value_parser = plumbing::parse::positive_duration)]
+        #[arg(
+            long,
+            default_value = plumbing::parse::duration_text(server::DEFAULT_IDLE_TIMEOUT),
+            value_parser = plumbing::parse::positive_duration
+        )]
         idle_timeout: Duration,
         /// How long a PATCH waits for another PATCH of the same upload before 423 Locked.
-        #[arg(long, default_value = "3s", value_parser = plumbing::parse::duration)]
+        #[arg(
+            long,
+            default_value = plumbing::parse::duration_text(server::DEFAULT_LOCK_WAIT),
+            value_parser = plumbing::parse::duration
+        )]
         lock_wait: Duration,
     },
     /// Upload a file to a tus server, resuming an earlier interrupted upload of it.
@@ -67,7 +83,11 @@ enum Command {
         #[arg(long, default_value_t = client::DEFAULT_PARALLEL)]
         parallel: usize,
         /// The bytes of one PATCH, e.g. `4MiB`.
-        #[arg(long, default_value = "8MiB", value_parser = plumbing::parse::size)]
+        #[arg(
+            long,
+            default_value_t = client::DEFAULT_CHUNK_SIZE,
+            value_parser = plumbing::parse::size
+        )]
         chunk_size: u64,
         /// The resume state file (default: FILE.tus).
         #[arg(long)]

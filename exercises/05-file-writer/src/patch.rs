@@ -73,9 +73,9 @@ pub async fn apply(
     // TODO: Stage 2. Open the target file (`info.target()`); loop `timeout(idle_timeout, body.frame())`:
     // silence or an error is a cut, data goes into a buffer (never past the length: 413), and a
     // full buffer is written by `flush`. Write the rest. Checksum (stage 3): count the bytes only
-    // if the body came whole and the digest matches, else 460. Bytes counted: `sync_data`, then
-    // `store::persist`, then the slot's record, then `completed` if done. Answer with
-    // `Upload-Offset` and `set_expires`.
+    // if the body came whole and the digest matches, else 460. Bytes counted: `expires` again from
+    // `app.expiry_from_now()`, `sync_data`, then `store::persist`, then the slot's record, then
+    // `completed` if done. Answer with `Upload-Offset` and `set_expires`.
     todo!()
 }
 

@@ -23,7 +23,7 @@ use crate::tus::{self, App};
 
 /// The largest upload accepted unless `--max-size` says otherwise: 64 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
-/// How long an unfinished upload lives after its creation: 24 hours (`0s`: forever).
+/// How long an unfinished upload lives after its last activity: 24 hours (`0s`: forever).
 pub const DEFAULT_EXPIRE: Duration = Duration::from_secs(24 * 3600);
 /// The most connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;

@@ -32,7 +32,9 @@ impl App {
         App { store, config }
     }
 
-    /// When an upload created now expires, unless expiration is off.
+    /// When an upload created or written now expires, unless expiration is off. The lifetime
+    /// counts from an upload's last activity (its creation or its last PATCH that counted bytes),
+    /// as tusd does: a slow client that keeps sending is never cut off mid-upload.
     pub fn expiry_from_now(&self) -> Option<u64> {
         // Rounded up, so that an upload lives at least `--expire`, never a moment less.
         (!self.config.expire.is_zero()).then(|| {
@@ -216,10 +218,12 @@ pub fn locked() -> Response {
 }
 
 /// Removes unfinished uploads past their `Upload-Expires`, until `shutdown`. A part placed in a
-/// final expires with its final.
+/// final expires with its final, and the final only once none of its parts has been written
+/// for the lifetime either.
 pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
     // TODO: Stage 4. Nothing if `expire` is zero. Every `expire / 4` (clamped to 50ms..30s), until
-    // `shutdown`: each `snapshot()` record past `expires`, unfinished and not a placed part, goes
+    // `shutdown`: each `snapshot()` record past `expires` (a final: the latest of its own and its
+    // placed parts'), unfinished and not a placed part, goes
     // through `remove_all(.., "expired", keep)` (a final with its `group`), where `keep`
     // checks again that it is still unfinished: it may have finished while the sweep waited.
     todo!()

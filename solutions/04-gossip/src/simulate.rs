@@ -43,6 +43,9 @@ pub enum Topology {
     Ring,
     /// A random regular graph of `degree` (even): the union of degree/2 random permutations.
     Regular,
+    /// Watts-Strogatz small world: the ring lattice of `degree` (even) neighbours, degree/2 on
+    /// each side, each edge's far end rewired to a random node with probability `rewire`.
+    SmallWorld,
 }
 
 /// When an informed node stops spreading (Demers et al. 1987).
@@ -72,8 +75,10 @@ pub struct SimConfig {
     pub fanout: usize,
     /// The graph.
     pub topology: Topology,
-    /// Degree of the regular topology.
+    /// Degree of the regular and small-world topologies.
     pub degree: usize,
+    /// Probability that a small-world edge is rewired (0: the ring lattice; 1: a random graph).
+    pub rewire: f64,
     /// Probability that a call is lost.
     pub loss: f64,
     /// Fraction of nodes crashed from the start.
@@ -112,8 +117,10 @@ pub struct Sim {
     rng: Rng,
     state: Vec<u8>,
     counters: Vec<u8>,
-    /// For the regular topology: `degree` neighbours per node, row by row.
+    /// For the regular topology: `degree` neighbours per node, row by row; for the small
+    /// world, node i's neighbours are `neighbours[offsets[i]..offsets[i + 1]]`.
     neighbours: Vec<u32>,
+    offsets: Vec<u32>,
     live: usize,
     informed: usize,
     messages: u64,
@@ -139,9 +146,10 @@ impl Sim {
             Stop::FeedbackCounter | Stop::BlindCounter => vec![0; n],
             _ => Vec::new(),
         };
-        let neighbours = match config.topology {
-            Topology::Regular => regular(n, config.degree.max(2), &mut rng),
-            _ => Vec::new(),
+        let (neighbours, offsets) = match config.topology {
+            Topology::Regular => (regular(n, config.degree.max(2), &mut rng), Vec::new()),
+            Topology::SmallWorld => small_world(n, config.degree, config.rewire, &mut rng),
+            _ => (Vec::new(), Vec::new()),
         };
         Sim {
             config,
@@ -149,6 +157,7 @@ impl Sim {
             state,
             counters,
             neighbours,
+            offsets,
             live,
             informed: 1,
             messages: 0,
@@ -180,6 +189,10 @@ impl Sim {
             Topology::Regular => {
                 let d = self.config.degree.max(2);
                 self.neighbours[i * d + self.rng.below(d as u64) as usize] as usize
+            }
+            Topology::SmallWorld => {
+                let (from, to) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+                self.neighbours[from + self.rng.below((to - from) as u64) as usize] as usize
             }
         }
     }
@@ -298,6 +311,42 @@ fn regular(n: usize, degree: usize, rng: &mut Rng) -> Vec<u32> {
     out
 }
 
+/// The Watts-Strogatz small world on `n` nodes as (neighbours, offsets): node i is joined to
+/// i + 1 ... i + degree/2 (mod n), and each of those edges has its far end moved to a random
+/// node other than i with probability `rewire` (Watts and Strogatz 1998). Edges are undirected:
+/// each is in both ends' lists, so degrees vary around `degree` once edges are rewired.
+fn small_world(n: usize, degree: usize, rewire: f64, rng: &mut Rng) -> (Vec<u32>, Vec<u32>) {
+    let k = (degree / 2).max(1);
+    let mut edges = Vec::with_capacity(n * k);
+    for i in 0..n {
+        for j in 1..=k {
+            let far = if rewire > 0.0 && rng.chance(rewire) {
+                rng.below_except(n as u64, i as u64) as usize
+            } else {
+                (i + j) % n
+            };
+            edges.push((i as u32, far as u32));
+        }
+    }
+    let mut offsets = vec![0u32; n + 1];
+    for &(a, b) in &edges {
+        offsets[a as usize + 1] += 1;
+        offsets[b as usize + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut neighbours = vec![0u32; edges.len() * 2];
+    for (a, b) in edges {
+        neighbours[next[a as usize] as usize] = b;
+        next[a as usize] += 1;
+        neighbours[next[b as usize] as usize] = a;
+        next[b as usize] += 1;
+    }
+    (neighbours, offsets)
+}
+
 /// Runs `runs` simulations with seeds `seed`, `seed + 1`, ...
 pub fn simulate(config: &SimConfig, runs: usize, seed: u64) -> Vec<RunResult> {
     (0..runs as u64)
@@ -387,6 +436,7 @@ mod tests {
             fanout: 1,
             topology: Topology::Complete,
             degree: 4,
+            rewire: 0.1,
             loss: 0.0,
             crashed: 0.0,
             stop: Stop::Never,

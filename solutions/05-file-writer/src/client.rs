@@ -228,6 +228,7 @@ async fn send_part(
     // What this part has added to the shared bar, so that a resume from a lower offset can
     // take it back.
     let mut shown = 0;
+    let mut ahead: Option<(u64, Loading)> = None;
     loop {
         let at = match offset {
             Some(at) => at,
@@ -251,14 +252,17 @@ async fn send_part(
             return Ok(());
         }
         let len = config.chunk_size.min(part.length - at);
-        let src = Arc::clone(&source);
-        let from = part.base + at;
-        let chunk = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
-            src.read_exact_at(&mut buf, from).map(|()| buf)
-        })
-        .await??;
-        let digest = STANDARD.encode(Sha256::digest(&chunk));
+        let loading = match ahead.take() {
+            Some((from, loading)) if from == at => loading,
+            _ => load(&source, part.base + at, len),
+        };
+        let (chunk, digest) = loading.await??;
+        // The next chunk is read and hashed while this one is on the wire.
+        let next = at + len;
+        if next < part.length {
+            let next_len = config.chunk_size.min(part.length - next);
+            ahead = Some((next, load(&source, part.base + next, next_len)));
+        }
         let outcome = conn.patch(&part.url, at, Bytes::from(chunk), &digest).await;
         match outcome {
             Ok((StatusCode::NO_CONTENT, Some(next))) => {
@@ -286,6 +290,21 @@ async fn send_part(
             }
         }
     }
+}
+
+/// A chunk being read from the file and hashed, on the blocking pool: its bytes and their
+/// SHA-256 in base64.
+type Loading = tokio::task::JoinHandle<std::io::Result<(Vec<u8>, String)>>;
+
+/// Starts reading `len` bytes at `from` and hashing them.
+fn load(source: &Arc<std::fs::File>, from: u64, len: u64) -> Loading {
+    let source = Arc::clone(source);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        source.read_exact_at(&mut buf, from)?;
+        let digest = STANDARD.encode(Sha256::digest(&buf));
+        Ok((buf, digest))
+    })
 }
 
 fn show(bar: &indicatif::ProgressBar, shown: &mut u64, now: u64) {

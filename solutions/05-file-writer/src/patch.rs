@@ -181,6 +181,11 @@ pub async fn apply(
     let mut position = info.offset;
     let mut buffer = Vec::with_capacity(WRITE_BUFFER.min(64 << 10));
     let mut end = End::Whole;
+    // One write on the blocking pool at a time, while the next buffer fills from the socket: the
+    // disk and the network work at once. Writes land in order, so `position` only ever counts a
+    // prefix of the body that is written.
+    let mut pending: Option<Flush> = None;
+    let mut queued = 0u64;
     loop {
         let frame = match tokio::time::timeout(app.config.idle_timeout, body.frame()).await {
             Err(_) => {
@@ -197,7 +202,7 @@ pub async fn apply(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let room = limit - position - buffer.len() as u64;
+        let room = limit - position - queued - buffer.len() as u64;
         let take = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         buffer.extend_from_slice(&data[..take]);
         if take < data.len() {
@@ -205,18 +210,37 @@ pub async fn apply(
             break;
         }
         if buffer.len() >= WRITE_BUFFER {
-            match flush(&file, buffer, base + position, hasher).await {
-                Ok((written, emptied, h)) => {
-                    position += written;
-                    buffer = emptied;
-                    hasher = h;
+            let mut spare = Vec::with_capacity(WRITE_BUFFER.min(64 << 10));
+            if let Some(previous) = pending.take() {
+                match finish(previous).await {
+                    Ok((written, emptied, h)) => {
+                        position += written;
+                        spare = emptied;
+                        hasher = h;
+                    }
+                    Err(e) => {
+                        buffer = Vec::new();
+                        hasher = None;
+                        end = End::Failed(e);
+                        break;
+                    }
                 }
-                Err(e) => {
-                    buffer = Vec::new();
-                    hasher = None;
-                    end = End::Failed(e);
-                    break;
-                }
+            }
+            queued = buffer.len() as u64;
+            let full = std::mem::replace(&mut buffer, spare);
+            pending = Some(start_flush(&file, full, base + position, hasher.take()));
+        }
+    }
+    if let Some(previous) = pending.take() {
+        match finish(previous).await {
+            Ok((written, _, h)) => {
+                position += written;
+                hasher = h;
+            }
+            Err(e) => {
+                buffer = Vec::new();
+                hasher = None;
+                end = End::Failed(e);
             }
         }
     }
@@ -245,6 +269,10 @@ pub async fn apply(
     };
     if counted > 0 || length_changed {
         info.offset += counted;
+        if counted > 0 {
+            // Activity: the lifetime starts again (see `App::expiry_from_now`).
+            info.expires = app.expiry_from_now().or(info.expires);
+        }
         let dir = app.store.dir().to_owned();
         let record = info.clone();
         let durable = tokio::task::spawn_blocking(move || {
@@ -288,8 +316,16 @@ pub async fn apply(
         }
     };
     set(&mut response, "upload-offset", info.offset);
-    set_expires(&mut response, &info);
+    set_expires(&mut response, &tus::with_group_expiry(app, &info));
     response
+}
+
+/// A write on the blocking pool: the bytes written, the buffer emptied, the hasher.
+type Flush = tokio::task::JoinHandle<std::io::Result<(u64, Vec<u8>, Option<Hasher>)>>;
+
+/// Waits for a write started by [`start_flush`].
+async fn finish(flush: Flush) -> std::io::Result<(u64, Vec<u8>, Option<Hasher>)> {
+    flush.await.map_err(std::io::Error::other)?
 }
 
 /// Writes `buffer` at `at` on the blocking pool, hashing it there too; gives the buffer back
@@ -300,6 +336,11 @@ async fn flush(
     at: u64,
     hasher: Option<Hasher>,
 ) -> std::io::Result<(u64, Vec<u8>, Option<Hasher>)> {
+    finish(start_flush(file, buffer, at, hasher)).await
+}
+
+/// Starts [`flush`]'s work without waiting for it.
+fn start_flush(file: &Arc<File>, buffer: Vec<u8>, at: u64, hasher: Option<Hasher>) -> Flush {
     let file = Arc::clone(file);
     tokio::task::spawn_blocking(move || {
         let mut buffer = buffer;
@@ -312,8 +353,6 @@ async fn flush(
         buffer.clear();
         Ok((written, buffer, hasher))
     })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Announces a finished upload and, for a part, finishes its final upload if it was the last.

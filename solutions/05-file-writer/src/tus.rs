@@ -32,7 +32,9 @@ impl App {
         App { store, config }
     }
 
-    /// When an upload created now expires, unless expiration is off.
+    /// When an upload created or written now expires, unless expiration is off. The lifetime
+    /// counts from an upload's last activity (its creation or its last PATCH that counted bytes),
+    /// as tusd does: a slow client that keeps sending is never cut off mid-upload.
     pub fn expiry_from_now(&self) -> Option<u64> {
         // Rounded up, so that an upload lives at least `--expire`, never a moment less.
         (!self.config.expire.is_zero()).then(|| {
@@ -149,6 +151,44 @@ async fn not_found() -> Response {
     reason(StatusCode::NOT_FOUND, "uploads are created at /files/")
 }
 
+/// When the group `info` belongs to expires: a final upload and the parts placed in it live as
+/// long as the latest of their expiries, since a PATCH to any part is activity of the whole.
+fn group_expiry(app: &App, info: &Info) -> Option<u64> {
+    let parts = match &info.kind {
+        Kind::Final { parts, .. } => parts.clone(),
+        Kind::Partial {
+            placed: Some(place),
+        } => match app.store.get(&place.final_id) {
+            Some(final_slot) => {
+                let final_info = lock(&final_slot.info).clone();
+                return group_expiry(app, &final_info).max(info.expires);
+            }
+            None => return info.expires,
+        },
+        _ => return info.expires,
+    };
+    let mut latest = info.expires;
+    for id in parts {
+        if let Some(slot) = app.store.get(&id) {
+            let part = lock(&slot.info).clone();
+            let placed_here = matches!(&part.kind,
+                Kind::Partial { placed: Some(p) } if p.final_id == info.id);
+            if placed_here {
+                latest = latest.max(part.expires);
+            }
+        }
+    }
+    latest
+}
+
+/// `info` with the expiry of its group, for `Upload-Expires`.
+pub(crate) fn with_group_expiry(app: &App, info: &Info) -> Info {
+    Info {
+        expires: group_expiry(app, info),
+        ..info.clone()
+    }
+}
+
 /// The offset and length of a final upload from its parts: `(offset if complete, length)`.
 pub fn final_progress(app: &App, parts: &[String]) -> (Option<u64>, Option<u64>) {
     let mut length = Some(0u64);
@@ -203,7 +243,7 @@ async fn head_upload(State(app): State<Arc<App>>, Path(id): Path<String>) -> Res
     if let Some(metadata) = &info.metadata {
         set(&mut response, "upload-metadata", metadata);
     }
-    set_expires(&mut response, &info);
+    set_expires(&mut response, &with_group_expiry(&app, &info));
     response
 }
 
@@ -321,7 +361,8 @@ fn finished(app: &App, id: &str) -> bool {
 }
 
 /// Removes unfinished uploads past their `Upload-Expires`, until `shutdown`. A part placed in a
-/// final expires with its final.
+/// final expires with its final, and the final only once none of its parts has been written
+/// for the lifetime either.
 pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
     if app.config.expire.is_zero() {
         return;
@@ -334,7 +375,7 @@ pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
         }
         let now = now_secs();
         for info in app.store.snapshot() {
-            let due = info.expires.is_some_and(|at| at <= now);
+            let due = group_expiry(&app, &info).is_some_and(|at| at <= now);
             let placed = matches!(info.kind, Kind::Partial { placed: Some(_) });
             if !due || placed || finished(&app, &info.id) {
                 continue;
@@ -346,7 +387,14 @@ pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
                 Kind::Final { .. } => group(&app, &info.id, &slot),
                 _ => vec![(info.id.clone(), slot)],
             };
-            if let Err(e) = remove_all(&app, doomed, "expired", || finished(&app, &info.id)).await {
+            let keep = || {
+                finished(&app, &info.id)
+                    || app.store.get(&info.id).is_some_and(|slot| {
+                        let now_info = lock(&slot.info).clone();
+                        group_expiry(&app, &now_info).is_some_and(|at| at > now_secs())
+                    })
+            };
+            if let Err(e) = remove_all(&app, doomed, "expired", keep).await {
                 warn!(id = info.id, "cannot expire yet: {}", e.status());
             }
         }

@@ -6,10 +6,12 @@
 //!   pull and push-pull side by side (Karp et al.); the mean milliseconds per round.
 //! - `net` with 25 nodes, 100 ms latency, 100 ops/s: msgs-per-op and stable latency beside the
 //!   3d and 3e targets, for the default node flags and for `--node-flags`.
+//! - HashiCorp's serf, the production peer (Debian's `serf`): one user event across 10 and 25
+//!   agents on loopback beside one broadcast across as many `gossip node --udp` processes at
+//!   serf's gossip interval and fanout: time until every member has it, and messages sent (see
+//!   [`super::serf`]). Skipped, saying so, where serf is not installed.
 //!
-//! There is no production peer here: Maelstrom cannot be installed on these machines, and a
-//! comparison with HashiCorp's serf needs the node's UDP transport (see the chapter's "Going
-//! further").
+//! Maelstrom itself cannot be installed on these machines, which is why `net` exists.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,6 +34,15 @@ pub struct Runs {
     /// Extra node flags for a second `net` run (e.g. "--interval 200ms").
     #[arg(long, default_value = "--interval 200ms")]
     node_flags: String,
+    /// Cluster sizes of the serf comparison, comma-separated (none: `--serf-agents ''`).
+    #[arg(long, value_delimiter = ',', default_value = "10,25")]
+    serf_agents: Vec<String>,
+    /// Events sent in each serf and UDP cluster.
+    #[arg(long, default_value_t = 5)]
+    events: u32,
+    /// Flags of our UDP nodes beside serf: serf's LAN gossip interval is 200 ms, its fanout 3.
+    #[arg(long, default_value = "--overlay random --fanout 3 --interval 200ms")]
+    udp_flags: String,
 }
 
 /// Runs the simulator and the network, and prints the tables.
@@ -94,6 +105,54 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, runs: &Runs) -> Result<(
             report["msgs_per_op"].as_f64().unwrap_or(f64::NAN),
             q["p50"].as_f64().unwrap_or(f64::NAN),
             q["max"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    let sizes: Vec<usize> = runs
+        .serf_agents
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().context("--serf-agents takes numbers"))
+        .collect::<Result<_>>()?;
+    if sizes.is_empty() {
+        return Ok(());
+    }
+    if super::serf::installed().is_none() {
+        println!(
+            "\nserf is not installed (Debian: apt-get install serf): its comparison is skipped"
+        );
+        return Ok(());
+    }
+    let flags: Vec<&str> = runs.udp_flags.split_whitespace().collect();
+    println!(
+        "\none event across a cluster on loopback, {} events each: serf agents (user event, \
+         -coalesce=false) and `node --udp {}`;",
+        runs.events,
+        flags.join(" ")
+    );
+    println!("  messages: sent in 3 s from the event, less 3 s with none");
+    println!(
+        "  {:>7}  {:>22}  {:>12}  {:>22}  {:>12}  {:>12}",
+        "members",
+        "serf ms median/max",
+        "serf msgs",
+        "ours ms median/max",
+        "ours msgs",
+        "time ratio"
+    );
+    for n in sizes {
+        eprintln!("{n} serf agents...");
+        let theirs = super::serf::serf(n, runs.events)?;
+        eprintln!("{n} UDP nodes of {}...", tree.label());
+        let ours = super::serf::ours(&binary, n, runs.events, &flags)?;
+        let (t50, tmax) = super::serf::median_max(&theirs.ms);
+        let (o50, omax) = super::serf::median_max(&ours.ms);
+        println!(
+            "  {n:>7}  {:>22}  {:>12}  {:>22}  {:>12}  {:>11.2}x",
+            format!("{t50} / {tmax}"),
+            super::serf::median_max(&theirs.messages).0,
+            format!("{o50} / {omax}"),
+            super::serf::median_max(&ours.messages).0,
+            o50 as f64 / t50.max(1) as f64
         );
     }
     Ok(())

@@ -2,22 +2,26 @@
 //! by the same load in one run, side by side. Each project has its own subcommand and flags.
 //!
 //! # Layout
-//! - [`gossip`]: the gossip simulator beside the theory, and `net` beside the Gossip Glomers
-//!   targets.
+//! - [`gossip`]: the gossip simulator beside the theory, `net` beside the Gossip Glomers
+//!   targets, and UDP nodes beside serf ([`serf`]).
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
 //! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
+//! - [`file_writer`]: one upload into the file-writer and into `@tus/server`, beside the
+//!   loopback copy rate.
 //! - [`leader_election`]: the time to a new leader after a kill, against an etcd cluster.
 //! - here: the subcommands, starting and stopping the programs compared, and `--svg`: each
 //!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
 
 mod file_transfer;
+mod file_writer;
 mod gossip;
 mod kv_store;
 mod leader_election;
 mod log_aggregator;
 mod pubsub;
+mod serf;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -38,8 +42,8 @@ pub enum Comparison {
     /// found, syslog-ng's `loggen`.
     #[command(name = "log-aggregator", visible_alias = "2")]
     LogAggregator(log_aggregator::Load),
-    /// The gossip simulator against the theory of epidemics, and gossip net against the Gossip
-    /// Glomers 3d and 3e targets.
+    /// The gossip simulator against the theory of epidemics, gossip net against the Gossip
+    /// Glomers 3d and 3e targets, and UDP nodes against HashiCorp serf.
     #[command(name = "gossip", visible_alias = "4")]
     Gossip(gossip::Runs),
     /// The kv-store against redis-server, both loaded by redis-benchmark (SET and GET).
@@ -52,6 +56,11 @@ pub enum Comparison {
     /// The file-transfer against rsync: one fresh transfer of one file over loopback.
     #[command(name = "file-transfer", visible_alias = "10")]
     FileTransfer(file_transfer::Transfer),
+    /// The file-writer against tus's reference Node server (@tus/server with @tus/file-store):
+    /// one upload over loopback, one stream into each and parallel parts into ours, beside the
+    /// loopback copy rate.
+    #[command(name = "file-writer", visible_alias = "5")]
+    FileWriter(file_writer::Upload),
     /// Leader election against etcd: the leader of a 3- and a 5-member cluster killed N times,
     /// the time to a new leader side by side.
     #[command(name = "leader-election", visible_alias = "8")]
@@ -66,6 +75,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
+        Comparison::FileWriter(_) => "file-writer",
         Comparison::LeaderElection(_) => "leader-election",
     };
     let project = projects::find_existing(slug, root)?;
@@ -85,6 +95,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload)?,
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,
+        Comparison::FileWriter(upload) => file_writer::run(root, &project, tree, upload)?,
         Comparison::LeaderElection(failover) => {
             if svg.is_some() {
                 bail!(
