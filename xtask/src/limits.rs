@@ -172,9 +172,14 @@ fn cells(line: &str) -> Vec<String> {
 }
 
 /// The text of a cell that is one code span and nothing else.
+/// The default a cell states in backticks: the whole cell (`` `5s` ``), or its start followed by a
+/// gloss in parentheses (`` `65536` (64 KiB) ``), for a default clap prints in other units.
 fn backticked(cell: &str) -> Option<&str> {
-    let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
-    (!inner.contains('`')).then_some(inner)
+    let rest = cell.strip_prefix('`')?;
+    let end = rest.find('`')?;
+    let (inner, after) = (&rest[..end], rest[end + 1..].trim());
+    let glossed = after.starts_with('(') && after.ends_with(')') && !after.contains('`');
+    (after.is_empty() || glossed).then_some(inner)
 }
 
 fn is_constant_name(name: &str) -> bool {
@@ -198,12 +203,19 @@ fn help_text(binary: &Path, sub: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The text of `flag`'s entry in a clap help text, its lines joined.
+/// The text of `flag`'s entry in a clap help text, its lines joined: from its line to the next
+/// option or section. Blank lines do not end it, since clap's long help puts `[default: ...]`
+/// after a blank line once any value of the option has help of its own.
 fn flag_entry(help: &str, flag: &str) -> Option<String> {
     let mut entry: Option<Vec<&str>> = None;
     for line in help.lines() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with('-') {
+        // `--flag` or `-f`, not `- value: help` (a possible value) nor prose.
+        let is_option = trimmed.starts_with("--")
+            || (trimmed.starts_with('-')
+                && trimmed[1..].starts_with(|c: char| c.is_ascii_alphanumeric()));
+        let is_section = !line.is_empty() && !line.starts_with(' ');
+        if is_option {
             if entry.is_some() {
                 break;
             }
@@ -215,10 +227,12 @@ fn flag_entry(help: &str, flag: &str) -> Option<String> {
                 entry = Some(vec![trimmed]);
             }
         } else if let Some(lines) = entry.as_mut() {
-            if trimmed.is_empty() {
+            if is_section {
                 break;
             }
-            lines.push(trimmed);
+            if !trimmed.is_empty() {
+                lines.push(trimmed);
+            }
         }
     }
     entry.map(|lines| lines.join(" "))
@@ -512,6 +526,19 @@ mod tests {
         assert!(check_flag(help, "--count", "`3`").is_err());
         assert!(check_flag(help, "--verbose", "off").is_ok());
         assert!(check_flag(help, "--missing", "`1`").is_err());
+    }
+
+    #[test]
+    fn reads_a_default_printed_after_possible_values() {
+        let help = "Options:\n      --format <FORMAT>\n          How to print\n\n          \
+                    Possible values:\n          - text: For a terminal\n          - json: One \
+                    document\n\n          [default: text]\n\n      --next <N>\n          \
+                    Another\n";
+        assert!(check_flag(help, "--format", "`text`").is_ok());
+        assert!(check_flag(help, "--format", "none").is_err());
+        assert!(check_flag(help, "--next", "none").is_ok());
+        assert_eq!(backticked("`65536` (64 KiB)"), Some("65536"));
+        assert_eq!(backticked("`a` and `b`"), None);
     }
 
     #[test]
