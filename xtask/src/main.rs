@@ -125,7 +125,8 @@ enum Command {
         args: Vec<String>,
     },
     /// Measure a project's program and the real thing side by side, under the same load
-    /// (kv-store: against redis-server; pubsub: against nats-server; file-transfer: against rsync).
+    /// (kv-store: against redis-server; pubsub: against nats-server; file-transfer: against rsync;
+    /// service-registry and leader-election: against etcd).
     Compare {
         #[command(subcommand)]
         comparison: compare::Comparison,

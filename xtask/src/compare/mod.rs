@@ -8,6 +8,7 @@
 //! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
+//! - [`service_registry`]: registrations, health reads and watchers against etcd.
 //! - [`leader_election`]: the time to a new leader after a kill, against an etcd cluster.
 //! - here: the subcommands, starting and stopping the programs compared, and `--svg`: each
 //!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
@@ -18,6 +19,7 @@ mod kv_store;
 mod leader_election;
 mod log_aggregator;
 mod pubsub;
+mod service_registry;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -52,6 +54,10 @@ pub enum Comparison {
     /// The file-transfer against rsync: one fresh transfer of one file over loopback.
     #[command(name = "file-transfer", visible_alias = "10")]
     FileTransfer(file_transfer::Transfer),
+    /// The service registry against etcd (leases as TTLs, watches as blocking queries):
+    /// registrations/s, health reads/s, change-to-watcher latency, memory per watcher.
+    #[command(name = "service-registry", visible_alias = "6")]
+    ServiceRegistry(service_registry::Load),
     /// Leader election against etcd: the leader of a 3- and a 5-member cluster killed N times,
     /// the time to a new leader side by side.
     #[command(name = "leader-election", visible_alias = "8")]
@@ -66,6 +72,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
+        Comparison::ServiceRegistry(_) => "service-registry",
         Comparison::LeaderElection(_) => "leader-election",
     };
     let project = projects::find_existing(slug, root)?;
@@ -85,6 +92,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::KvStore(workload) => kv_store::run(root, &project, tree, workload)?,
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,
+        Comparison::ServiceRegistry(load) => service_registry::run(root, &project, tree, load)?,
         Comparison::LeaderElection(failover) => {
             if svg.is_some() {
                 bail!(
