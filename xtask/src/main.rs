@@ -127,8 +127,10 @@ enum Command {
         args: Vec<String>,
     },
     /// Measure a project's program and the real thing side by side, under the same load
-    /// (kv-store: against redis-server; pubsub: against nats-server; file-transfer: against rsync;
-    /// file-writer: against @tus/server; gossip: against serf).
+    /// (log-aggregator: against rsyslogd; kv-store: against redis-server; pubsub: against
+    /// nats-server; file-transfer: against rsync;
+    /// file-writer: against @tus/server; gossip: against serf; service-registry and
+    /// leader-election: against etcd).
     Compare {
         #[command(subcommand)]
         comparison: compare::Comparison,

@@ -148,6 +148,8 @@ pub enum Scope<'a> {
 struct NameState {
     index: u64,
     changed: watch::Sender<u64>,
+    /// The IDs of the name's instances, so that a read of one name never scans the others.
+    ids: BTreeSet<String>,
 }
 
 /// The registry's state. Not thread-safe by itself: the server keeps it behind a mutex, held
@@ -387,6 +389,7 @@ impl Registry {
                     for id in old.checks.iter().filter(|id| !service.checks.contains(id)) {
                         self.remove_check(id);
                     }
+                    self.name_state(&old.name).ids.remove(&old.id);
                     self.touch(&old.name, *index);
                 }
                 for check in checks {
@@ -399,6 +402,9 @@ impl Registry {
                     self.checks.insert(check.id.clone(), check.clone());
                 }
                 self.services.insert(service.id.clone(), service.clone());
+                self.name_state(&service.name)
+                    .ids
+                    .insert(service.id.clone());
                 self.touch(&service.name, *index);
                 self.moved(*index);
             }
@@ -407,6 +413,7 @@ impl Registry {
                     for check in &old.checks {
                         self.remove_check(check);
                     }
+                    self.name_state(&old.name).ids.remove(&old.id);
                     self.touch(&old.name, *index);
                 }
                 self.moved(*index);
@@ -581,9 +588,8 @@ impl Registry {
     /// `GET /v1/health/checks/:name`: the checks of every instance of a service.
     pub fn health_checks(&self, name: &str) -> Value {
         let rows: Vec<Value> = self
-            .checks
-            .values()
-            .filter(|c| c.service_name == name)
+            .instances(name, &[])
+            .flat_map(|s| s.checks.iter().filter_map(|id| self.checks.get(id)))
             .map(|c| self.check_json(c))
             .collect();
         Value::Array(rows)
@@ -628,11 +634,10 @@ impl Registry {
         tags: &'a [String],
     ) -> impl Iterator<Item = &'a Service> + 'a {
         // Consul matches service names exactly and tags without regard to case.
-        self.services.values().filter(move |s| {
-            s.name == name
-                && tags
-                    .iter()
-                    .all(|t| s.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
+        let ids = self.names.get(name).map(|n| &n.ids).into_iter().flatten();
+        ids.filter_map(|id| self.services.get(id)).filter(move |s| {
+            tags.iter()
+                .all(|t| s.tags.iter().any(|have| have.eq_ignore_ascii_case(t)))
         })
     }
 
@@ -724,6 +729,7 @@ impl Registry {
             .or_insert_with(|| NameState {
                 index: 1,
                 changed: watch::Sender::new(1),
+                ids: BTreeSet::new(),
             })
     }
 

@@ -428,8 +428,9 @@ impl Election {
         self.follow(Some(from.clone()), raised, now, out, "heartbeat");
         self.promised_at = Some(now);
         // Only the best live node stands when the leader falls silent, so the jitter that keeps
-        // Raft's candidates apart can be small here: failover stays close to one timeout.
-        self.deadline = now + self.cfg.timeout + self.rng.below(self.cfg.heartbeat);
+        // Raft's candidates apart can be small here (a quarter of a heartbeat, enough to let
+        // the voters' promises run out first): failover stays close to one timeout.
+        self.deadline = now + self.cfg.timeout + self.rng.below(self.cfg.heartbeat / 4);
         out.send.push((
             Dest::Peer(from),
             Message::Ack {

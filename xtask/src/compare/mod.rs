@@ -10,6 +10,7 @@
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
 //! - [`file_writer`]: one upload into the file-writer and into `@tus/server`, beside the
 //!   loopback copy rate.
+//! - [`service_registry`]: registrations, health reads and watchers against etcd.
 //! - [`leader_election`]: the time to a new leader after a kill, against an etcd cluster.
 //! - here: the subcommands, starting and stopping the programs compared, and `--svg`: each
 //!   comparison returns its figures as a [`chart::Comparison`], drawn by [`chart::draw`].
@@ -22,6 +23,7 @@ mod leader_election;
 mod log_aggregator;
 mod pubsub;
 mod serf;
+mod service_registry;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -61,6 +63,10 @@ pub enum Comparison {
     /// loopback copy rate.
     #[command(name = "file-writer", visible_alias = "5")]
     FileWriter(file_writer::Upload),
+    /// The service registry against etcd (leases as TTLs, watches as blocking queries):
+    /// registrations/s, health reads/s, change-to-watcher latency, memory per watcher.
+    #[command(name = "service-registry", visible_alias = "6")]
+    ServiceRegistry(service_registry::Load),
     /// Leader election against etcd: the leader of a 3- and a 5-member cluster killed N times,
     /// the time to a new leader side by side.
     #[command(name = "leader-election", visible_alias = "8")]
@@ -76,6 +82,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::Pubsub(_) => "pubsub",
         Comparison::FileTransfer(_) => "file-transfer",
         Comparison::FileWriter(_) => "file-writer",
+        Comparison::ServiceRegistry(_) => "service-registry",
         Comparison::LeaderElection(_) => "leader-election",
     };
     let project = projects::find_existing(slug, root)?;
@@ -96,6 +103,7 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
         Comparison::Pubsub(load) => pubsub::run(root, &project, tree, load)?,
         Comparison::FileTransfer(transfer) => file_transfer::run(root, &project, tree, transfer)?,
         Comparison::FileWriter(upload) => file_writer::run(root, &project, tree, upload)?,
+        Comparison::ServiceRegistry(load) => service_registry::run(root, &project, tree, load)?,
         Comparison::LeaderElection(failover) => {
             if svg.is_some() {
                 bail!(
