@@ -717,6 +717,19 @@ mod stage4_sequences {
     }
 
     #[test]
+    fn a_jump_to_the_highest_sequence_number_saturates_lost() {
+        // A forger's four datagrams: 1, then 2^64 - 1 (lost 2^64 - 3), then 1 (a restart), then
+        // 2^64 - 1 again. Added up naively, lost overflows: a panic in a debug build.
+        bounded(LIMIT, || {
+            check(
+                &[1, u64::MAX, 1, u64::MAX],
+                [4, u64::MAX, 0, 0, 1],
+                u64::MAX,
+            );
+        });
+    }
+
+    #[test]
     fn a_restarted_client_is_recognised() {
         bounded(LIMIT, || {
             let mut seqs: Vec<u64> = (1..=100).collect();
@@ -814,6 +827,128 @@ mod stage5_hostile {
             s.peer.send(s.addr, over.as_bytes());
             s.peer.send(s.addr, fits.as_bytes());
             expect_clean(&mut s, 1, &[("fits", 1)]);
+        });
+    }
+
+    /// A `meta` whose JSON text is exactly `len` bytes: `{"p":"ppp..."}`.
+    fn meta_of(len: usize) -> Value {
+        json!({ "p": "p".repeat(len - 8) })
+    }
+
+    fn beat_with_meta(s: &Server, node: &str, seq: u64, meta: &Value) {
+        let beat = json!({ "node": node, "seq": seq, "sent_ms": now_ms(), "meta": meta });
+        s.peer.send_json(s.addr, &beat);
+    }
+
+    #[test]
+    fn meta_is_bounded_per_node_and_for_the_table() {
+        bounded(LIMIT, || {
+            let args = [
+                "--timeout",
+                "10s",
+                "--max-meta-bytes",
+                "100",
+                "--max-meta-total",
+                "250",
+            ];
+            let mut s = Server::start(&args);
+            let (small, full, over) = (meta_of(20), meta_of(100), meta_of(101));
+            assert_eq!(over.to_string().len(), 101);
+            beat_with_meta(&s, "big", 1, &over);
+            beat_with_meta(&s, "n1", 1, &full);
+            beat_with_meta(&s, "n2", 1, &full);
+            // 300 bytes in all would pass --max-meta-total 250: this one is not kept.
+            beat_with_meta(&s, "n3", 1, &full);
+            let sent = "big (101 bytes of meta), n1, n2, n3 (100 each), with --max-meta-bytes 100 \
+                        --max-meta-total 250";
+            let expect = |s: &mut Server, what: &str, want: [(&str, Option<&Value>); 4], counts| {
+                let (server, nodes) = s.status();
+                let got: Vec<(Value, Value, Value)> = nodes
+                    .iter()
+                    .map(|n| (n["node"].clone(), n["received"].clone(), n["meta"].clone()))
+                    .collect();
+                let expected: Vec<(Value, Value, Value)> = want
+                    .iter()
+                    .map(|(n, m)| (json!(n), json!(1), m.cloned().unwrap_or(Value::Null)))
+                    .collect();
+                let (dropped, held): (u64, u64) = counts;
+                if got != expected
+                    || server["meta_dropped"] != dropped
+                    || server["meta_bytes"] != held
+                {
+                    s.program.fail(format_args!(
+                        "after {what}: expected every node tracked (received 1) with the meta \
+                         kept {expected:?}, server.meta_dropped {dropped} and server.meta_bytes \
+                         {held}; got nodes {got:?} and server {server}"
+                    ));
+                }
+            };
+            let kept = [
+                ("big", None),
+                ("n1", Some(&full)),
+                ("n2", Some(&full)),
+                ("n3", None),
+            ];
+            expect(&mut s, sent, kept, (2, 200));
+            // n1's next meta is smaller: its old one no longer counts, and n3's fits.
+            beat_with_meta(&s, "n1", 2, &small);
+            beat_with_meta(&s, "n3", 2, &full);
+            let (_, nodes) = s.status();
+            let metas: Vec<(Value, Value)> = nodes
+                .iter()
+                .map(|n| (n["node"].clone(), n["meta"].clone()))
+                .collect();
+            let want = vec![
+                (json!("big"), Value::Null),
+                (json!("n1"), small.clone()),
+                (json!("n2"), full.clone()),
+                (json!("n3"), full.clone()),
+            ];
+            let (server, _) = s.status();
+            if metas != want || server["meta_bytes"] != 220 {
+                s.program.fail(format_args!(
+                    "after {sent}, then n1 with 20 bytes of meta and n3 with 100 again: expected \
+                     the metas {want:?} and server.meta_bytes 220, got {metas:?} and {server}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_burst_queued_while_the_server_is_busy_loses_no_heartbeat() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            // Stopped, the server stands for one too busy to read (a loaded machine, a flood):
+            // what arrives meanwhile waits in the socket's receive buffer, or is lost. The
+            // kernel's default buffer holds fewer than 300 small datagrams; asked for 4 MiB, it
+            // holds several thousand (Linux caps it at net.core.rmem_max, and its default cap
+            // still holds about 550).
+            const BURST: usize = 400;
+            // A reply first: the server is past its start-up, receive buffer set, and reading.
+            s.status_page(None);
+            s.program.signal("STOP");
+            let flood = UdpPeer::bind();
+            for _ in 0..BURST {
+                flood.send_json(s.addr, &json!({ "op": "status" }));
+            }
+            s.beat("late", 1);
+            s.program.signal("CONT");
+            let joined = s.program.expect_json(
+                format_args!(
+                    "{{\"event\":\"joined\",\"node\":\"late\",...}}: its heartbeat came after \
+                     {BURST} status requests that arrived while the server was stopped (SIGSTOP, \
+                     then SIGCONT); is the receive buffer still the kernel's default?"
+                ),
+                PROMPT,
+                |v| v["event"] == "joined" && v["node"] == "late",
+            );
+            let (server, _) = s.status();
+            if server["status_requests"].as_u64().unwrap_or(0) < BURST as u64 {
+                s.program.fail(format_args!(
+                    "expected all {BURST} status requests queued while stopped counted in \
+                     status_requests, got {server} (after {joined})"
+                ));
+            }
         });
     }
 
@@ -974,6 +1109,80 @@ mod stage6_scale {
             if server["dead"] != 100 || server["alive"] != 900 {
                 s.program.fail(format_args!(
                     "expected server.dead 100 and server.alive 900, got {server}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_stalled_reader_of_stdout_never_stalls_detection() {
+        bounded(LIMIT, || {
+            const JOINS: usize = 2_000;
+            let args = [
+                "--timeout",
+                "1s",
+                "--check-interval",
+                "50ms",
+                "--event-queue",
+                "64",
+            ];
+            let mut s = Server::start(&args);
+            // Whoever reads the events stops reading: 2,000 joined lines are more than the pipe
+            // and the server's queue of 64 hold.
+            s.program.pause_stdout();
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            beat_all(&s, &peers, 0..JOINS, 1);
+            let (server, _) = s.status();
+            let nodes = server["nodes"].as_u64().unwrap_or(0);
+            // Then every node falls silent: each must be declared dead all the same.
+            let all_dead = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+                let (server, _) = s.status();
+                (server["dead"] == nodes && nodes > 0).then_some(server)
+            });
+            let Some(server) = all_dead else {
+                let (server, _) = s.status();
+                s.program.fail(format_args!(
+                    "with stdout not read, {nodes} nodes joined then fell silent (--timeout 1s): \
+                     expected all of them dead within 10s, got {server}"
+                ));
+            };
+            let dropped = server["events_dropped"].as_u64().unwrap_or(0);
+            if dropped == 0 {
+                s.program.fail(format_args!(
+                    "with stdout not read and --event-queue 64, {} events were due: expected \
+                     server.events_dropped to count those that did not fit, got {server}",
+                    2 * nodes
+                ));
+            }
+            // Read again: every event is either printed or counted in a `dropped` event.
+            s.program.resume_stdout();
+            let (mut printed, mut announced) = (0u64, 0u64);
+            let deadline = Instant::now() + PROMPT;
+            while printed + announced < 2 * nodes {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(line) = s.program.next_line(left) else {
+                    s.program.fail(format_args!(
+                        "{nodes} nodes joined and died while stdout was not read: expected, once \
+                         read again, {} events in all, printed or counted in \
+                         {{\"event\":\"dropped\",\"events\":N,...}}; got {printed} printed and \
+                         {announced} announced as dropped",
+                        2 * nodes
+                    ));
+                };
+                let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                match event["event"].as_str() {
+                    Some("joined" | "dead") => printed += 1,
+                    Some("dropped") => announced += event["events"].as_u64().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            let (server, _) = s.status();
+            if printed + announced != 2 * nodes || server["events_dropped"] != announced {
+                s.program.fail(format_args!(
+                    "expected {} events printed or announced as dropped, and \
+                     server.events_dropped equal to those announced; got {printed} printed, \
+                     {announced} announced, server {server}",
+                    2 * nodes
                 ));
             }
         });

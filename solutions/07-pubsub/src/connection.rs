@@ -71,7 +71,10 @@ pub async fn serve(
     reading: TaskTrackerToken,
 ) -> io::Result<()> {
     let client = broker.next_id();
-    let outbound = Arc::new(Outbound::new(settings.config.max_pending));
+    let outbound = Arc::new(Outbound::new(
+        settings.config.max_pending,
+        Arc::clone(broker.queue_budget()),
+    ));
     let (mut reader, writer) = stream.into_split();
     let writing = {
         let outbound = Arc::clone(&outbound);
@@ -141,6 +144,7 @@ pub async fn serve(
     for sub in session.subscriptions.values() {
         broker.unsubscribe(sub);
     }
+    broker.subscription_budget().give(session.memory);
     drop(reading);
     match end {
         End::Gone => debug!(%peer, "client left"),
@@ -254,7 +258,7 @@ impl Session<'_> {
                     let live = max.is_some_and(|max| sub.set_max(max));
                     if !live {
                         self.broker.unsubscribe(sub);
-                        self.memory -= memory(sub);
+                        self.forget(memory(sub));
                         self.subscriptions.remove(sid);
                     }
                 }
@@ -277,18 +281,25 @@ impl Session<'_> {
             // That one ran out of deliveries (`UNSUB sid max`) and has left the index: the sid
             // is free again, as in nats-server.
             if let Some(done) = self.subscriptions.remove(sid) {
-                self.memory -= memory(&done);
+                self.forget(memory(&done));
             }
         }
         let cost = Subscription::memory(subject, queue, sid);
         if !self.room_for(cost) {
             // Subscriptions that ran out of deliveries leave no trace in the index: forget them.
             self.subscriptions.retain(|_, sub| !sub.is_done());
-            self.memory = self.subscriptions.values().map(|s| memory(s)).sum();
+            let live: usize = self.subscriptions.values().map(|s| memory(s)).sum();
+            self.forget(self.memory - live);
             if !self.room_for(cost) {
                 self.reply(&protocol::err_line("Maximum Subscriptions Exceeded"));
                 return;
             }
+        }
+        // The broker's budget, shared by every client: refused in the same words as the
+        // client's own limit, as nats-server refuses an account's.
+        if !self.broker.subscription_budget().try_take(cost) {
+            self.reply(&protocol::err_line("Maximum Subscriptions Exceeded"));
+            return;
         }
         let sub = Arc::new(Subscription::new(
             self.broker.next_id(),
@@ -302,6 +313,12 @@ impl Session<'_> {
         self.subscriptions.insert(sid.into(), sub);
         self.memory += cost;
         self.ok();
+    }
+
+    /// Gives back `bytes` of subscriptions gone, to the client's count and the broker's budget.
+    fn forget(&mut self, bytes: usize) {
+        self.memory -= bytes;
+        self.broker.subscription_budget().give(bytes);
     }
 
     /// Whether one more subscription holding `cost` bytes fits the client's limits.
