@@ -1012,14 +1012,14 @@ mod stage6_slow_and_silent_consumers {
             // Every client here must answer a PING within two intervals or be dropped, and the
             // test cannot answer while it waits on another client: the interval leaves room for
             // a loaded machine.
-            let mut b = broker(&["--ping-interval", "200ms"]);
+            let mut b = broker(&["--ping-interval", "500ms"]);
             let mut answers = b.client();
             let mut silent = b.client();
             for n in 1..=3 {
                 match answers.read(PROMPT) {
                     Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 200ms, a client that says nothing expects the \
+                        "with --ping-interval 500ms, a client that says nothing expects the \
                          broker's PING (number {n}), got {other:?}"
                     )),
                 }
@@ -1030,7 +1030,7 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Ping) => pings += 1,
                     Ok(Frame::Err(e)) if e == "Stale Connection" => break,
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 200ms, a client that never answers expects 2 PINGs \
+                        "with --ping-interval 500ms, a client that never answers expects 2 PINGs \
                          then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
                     )),
                 }
