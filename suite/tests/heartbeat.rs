@@ -591,8 +591,9 @@ mod stage3_detection {
     fn a_silent_node_is_declared_dead_in_time() {
         bounded(LIMIT, || {
             let mut s = server();
-            s.beat("quiet", 1);
+            // Before the send: the server hears the heartbeat later, never earlier.
             let last = Instant::now();
+            s.beat("quiet", 1);
             s.expect_event("joined", "quiet", PROMPT);
             let dead = s.expect_event("dead", "quiet", PROMPT);
             let after = last.elapsed();
@@ -1089,57 +1090,77 @@ mod stage6_scale {
     #[test]
     fn exactly_the_silent_hundred_die() {
         bounded(LIMIT, || {
-            // A timeout of 3s, so that a test thread starved for a second or two on a loaded machine
-            // still beats the 900 in time.
-            let mut s = Server::start(&["--timeout", "3s", "--check-interval", "50ms"]);
-            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            // Every round, nodes 100 to 999 beat, and so does any of 0 to 99 that has not joined
-            // yet (its first heartbeat may have been dropped); once joined, 0 to 99 fall silent.
-            let mut joined: HashSet<String> = HashSet::new();
-            let mut dead: Vec<String> = Vec::new();
-            let mut seq = 0;
-            let started = Instant::now();
-            while dead.len() < 100 && started.elapsed() < Duration::from_secs(25) {
-                seq += 1;
-                let silent_to_be: Vec<usize> =
-                    (0..100).filter(|&i| !joined.contains(&name(i))).collect();
-                for i in silent_to_be {
-                    s.beat_from(&peers[i % peers.len()], &name(i), 1);
-                }
-                beat_all(&s, &peers, 100..NODES, seq);
-                let window = Instant::now() + Duration::from_millis(150);
-                while let Some(line) = s
-                    .program
-                    .next_line(window.saturating_duration_since(Instant::now()))
-                {
-                    let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                    let node = event["node"].as_str().unwrap_or("?").to_owned();
-                    match event["event"].as_str() {
-                        Some("joined") => {
-                            joined.insert(node);
-                        }
-                        Some("dead") => dead.push(node),
-                        _ => {}
+            // The 900 must beat within the timeout, and it is this test that beats them: on a
+            // machine so loaded that the test itself stalls for longer, a death among them says
+            // nothing of the server. Such an attempt is void, and tried again.
+            const TIMEOUT: Duration = Duration::from_secs(3);
+            for attempt in 1..=3 {
+                let mut s = Server::start(&["--timeout", "3s", "--check-interval", "50ms"]);
+                let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+                // Every round, nodes 100 to 999 beat, and so does any of 0 to 99 that has not
+                // joined yet (its first heartbeat may have been dropped); once joined, 0 to 99
+                // fall silent.
+                let mut joined: HashSet<String> = HashSet::new();
+                let mut dead: Vec<String> = Vec::new();
+                let mut seq = 0;
+                let started = Instant::now();
+                let (mut last_round, mut worst_gap) = (Instant::now(), Duration::ZERO);
+                while dead.len() < 100 && started.elapsed() < Duration::from_secs(12) {
+                    seq += 1;
+                    let silent_to_be: Vec<usize> =
+                        (0..100).filter(|&i| !joined.contains(&name(i))).collect();
+                    for i in silent_to_be {
+                        s.beat_from(&peers[i % peers.len()], &name(i), 1);
                     }
+                    beat_all(&s, &peers, 100..NODES, seq);
+                    worst_gap = worst_gap.max(last_round.elapsed());
+                    last_round = Instant::now();
+                    let window = Instant::now() + Duration::from_millis(150);
+                    while let Some(line) = s
+                        .program
+                        .next_line(window.saturating_duration_since(Instant::now()))
+                    {
+                        let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                        let node = event["node"].as_str().unwrap_or("?").to_owned();
+                        match event["event"].as_str() {
+                            Some("joined") => {
+                                joined.insert(node);
+                            }
+                            Some("dead") => dead.push(node),
+                            _ => {}
+                        }
+                    }
+                    s.program
+                        .assert_running("receiving heartbeats from 1,000 nodes");
                 }
-                s.program
-                    .assert_running("receiving heartbeats from 1,000 nodes");
+                if worst_gap > TIMEOUT - Duration::from_millis(500) {
+                    eprintln!(
+                        "attempt {attempt}: this test stalled for {worst_gap:?} between two rounds \
+                         of heartbeats, too close to the 3s timeout to judge the server; again"
+                    );
+                    continue;
+                }
+                dead.sort();
+                let expected: Vec<String> = (0..100).map(name).collect();
+                if dead != expected {
+                    s.program.fail(format_args!(
+                        "expected exactly node-0000 to node-0099 (silent) to die while node-0100 to node-0999 kept sending; {} died: {:?}",
+                        dead.len(),
+                        dead.iter().take(10).collect::<Vec<_>>()
+                    ));
+                }
+                let (server, _) = s.status();
+                if server["dead"] != 100 || server["alive"] != 900 {
+                    s.program.fail(format_args!(
+                        "expected server.dead 100 and server.alive 900, got {server}"
+                    ));
+                }
+                return;
             }
-            dead.sort();
-            let expected: Vec<String> = (0..100).map(name).collect();
-            if dead != expected {
-                s.program.fail(format_args!(
-                    "expected exactly node-0000 to node-0099 (silent) to die while node-0100 to node-0999 kept sending; {} died: {:?}",
-                    dead.len(),
-                    dead.iter().take(10).collect::<Vec<_>>()
-                ));
-            }
-            let (server, _) = s.status();
-            if server["dead"] != 100 || server["alive"] != 900 {
-                s.program.fail(format_args!(
-                    "expected server.dead 100 and server.alive 900, got {server}"
-                ));
-            }
+            panic!(
+                "three attempts, and in each this test stalled for over 2.5s between rounds of \
+                 heartbeats: the machine (or a server spinning on every core) kept it from running"
+            );
         });
     }
 
