@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,29 @@ pub struct Program {
     stderr_reader: Option<JoinHandle<()>>,
     /// Every stdout line taken so far, for failure messages.
     seen: Vec<String>,
+    /// Closed while the test plays a reader of stdout that has stalled.
+    stdout_gate: Arc<Gate>,
+}
+
+/// Whether the thread reading a program's stdout may read: `true` unless paused.
+#[derive(Default)]
+struct Gate {
+    paused: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn set(&self, paused: bool) {
+        *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = paused;
+        self.changed.notify_all();
+    }
+
+    fn wait_open(&self) {
+        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        while *paused {
+            paused = self.changed.wait(paused).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 impl Program {
@@ -93,9 +116,15 @@ impl Program {
         // Bounded: a program cannot print faster than the test reads for long, and tests read
         // every line they wait for.
         let (tx, lines) = mpsc::sync_channel(100_000);
+        let stdout_gate = Arc::new(Gate::default());
+        let gate = Arc::clone(&stdout_gate);
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+            let mut from_stdout = BufReader::new(stdout).lines();
+            loop {
+                gate.wait_open();
+                let Some(Ok(line)) = from_stdout.next() else {
+                    break;
+                };
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -126,6 +155,7 @@ impl Program {
             stderr,
             stderr_reader: Some(stderr_reader),
             seen: Vec::new(),
+            stdout_gate,
         };
         (program, stdin)
     }
@@ -214,6 +244,18 @@ impl Program {
                 return value;
             }
         }
+    }
+
+    /// Stops reading the program's stdout, as a reader that has stalled would: once the pipe
+    /// is full (64 KiB on Linux, after the line being read), the program's writes to stdout
+    /// block. [`resume_stdout`](Self::resume_stdout) reads on.
+    pub fn pause_stdout(&mut self) {
+        self.stdout_gate.set(true);
+    }
+
+    /// Reads the program's stdout again after [`pause_stdout`](Self::pause_stdout).
+    pub fn resume_stdout(&mut self) {
+        self.stdout_gate.set(false);
     }
 
     /// The stdout lines taken so far.
@@ -321,6 +363,8 @@ impl Drop for Program {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A paused reader must see the end of stdout, or its thread would wait forever.
+        self.stdout_gate.set(false);
         let pid = self.child.id();
         LIVE.lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -6,6 +6,7 @@
 //! the book's page "The contract" is what they check.
 
 use std::collections::{BTreeSet, HashSet};
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -136,6 +137,32 @@ impl Server {
                 Some(next) => after = Some(next.to_owned()),
                 None => return (page["server"].clone(), nodes),
             }
+        }
+    }
+
+    /// Polls the whole table until `wanted` holds for it, and returns it; fails with `what` and
+    /// the last table seen. A poll, not one look: a reply to an earlier, retried request may
+    /// still be on its way, and show the table as it was.
+    fn status_until(
+        &mut self,
+        what: impl Display,
+        wanted: impl Fn(&Value, &[Value]) -> bool,
+    ) -> (Value, Vec<Value>) {
+        let mut last = (Value::Null, Vec::new());
+        let found = poll_until(PROMPT, Duration::from_millis(20), || {
+            let (server, nodes) = self.status();
+            if wanted(&server, &nodes) {
+                return Some((server, nodes));
+            }
+            last = (server, nodes);
+            None
+        });
+        match found {
+            Some(table) => table,
+            None => self.program.fail(format_args!(
+                "{what}; the last status had server {} and nodes {:?}",
+                last.0, last.1
+            )),
         }
     }
 
@@ -564,8 +591,9 @@ mod stage3_detection {
     fn a_silent_node_is_declared_dead_in_time() {
         bounded(LIMIT, || {
             let mut s = server();
-            s.beat("quiet", 1);
+            // Before the send: the server hears the heartbeat later, never earlier.
             let last = Instant::now();
+            s.beat("quiet", 1);
             s.expect_event("joined", "quiet", PROMPT);
             let dead = s.expect_event("dead", "quiet", PROMPT);
             let after = last.elapsed();
@@ -717,6 +745,19 @@ mod stage4_sequences {
     }
 
     #[test]
+    fn a_jump_to_the_highest_sequence_number_saturates_lost() {
+        // A forger's four datagrams: 1, then 2^64 - 1 (lost 2^64 - 3), then 1 (a restart), then
+        // 2^64 - 1 again. Added up naively, lost overflows: a panic in a debug build.
+        bounded(LIMIT, || {
+            check(
+                &[1, u64::MAX, 1, u64::MAX],
+                [4, u64::MAX, 0, 0, 1],
+                u64::MAX,
+            );
+        });
+    }
+
+    #[test]
     fn a_restarted_client_is_recognised() {
         bounded(LIMIT, || {
             let mut seqs: Vec<u64> = (1..=100).collect();
@@ -814,6 +855,128 @@ mod stage5_hostile {
             s.peer.send(s.addr, over.as_bytes());
             s.peer.send(s.addr, fits.as_bytes());
             expect_clean(&mut s, 1, &[("fits", 1)]);
+        });
+    }
+
+    /// A `meta` whose JSON text is exactly `len` bytes: `{"p":"ppp..."}`.
+    fn meta_of(len: usize) -> Value {
+        json!({ "p": "p".repeat(len - 8) })
+    }
+
+    fn beat_with_meta(s: &Server, node: &str, seq: u64, meta: &Value) {
+        let beat = json!({ "node": node, "seq": seq, "sent_ms": now_ms(), "meta": meta });
+        s.peer.send_json(s.addr, &beat);
+    }
+
+    #[test]
+    fn meta_is_bounded_per_node_and_for_the_table() {
+        bounded(LIMIT, || {
+            let args = [
+                "--timeout",
+                "10s",
+                "--max-meta-bytes",
+                "100",
+                "--max-meta-total",
+                "250",
+            ];
+            let mut s = Server::start(&args);
+            let (small, full, over) = (meta_of(20), meta_of(100), meta_of(101));
+            assert_eq!(over.to_string().len(), 101);
+            beat_with_meta(&s, "big", 1, &over);
+            beat_with_meta(&s, "n1", 1, &full);
+            beat_with_meta(&s, "n2", 1, &full);
+            // 300 bytes in all would pass --max-meta-total 250: this one is not kept.
+            beat_with_meta(&s, "n3", 1, &full);
+            let sent = "big (101 bytes of meta), n1, n2, n3 (100 each), with --max-meta-bytes 100 \
+                        --max-meta-total 250";
+            let metas = |nodes: &[Value]| -> Vec<(Value, Value, Value)> {
+                nodes
+                    .iter()
+                    .map(|n| (n["node"].clone(), n["received"].clone(), n["meta"].clone()))
+                    .collect()
+            };
+            let row = |node: &str, received: u64, meta: Option<&Value>| {
+                (
+                    json!(node),
+                    json!(received),
+                    meta.cloned().unwrap_or(Value::Null),
+                )
+            };
+            let want = vec![
+                row("big", 1, None),
+                row("n1", 1, Some(&full)),
+                row("n2", 1, Some(&full)),
+                row("n3", 1, None),
+            ];
+            s.status_until(
+                format_args!(
+                    "after {sent}: expected every node tracked (received 1) with the meta kept \
+                     {want:?}, server.meta_dropped 2 and server.meta_bytes 200"
+                ),
+                |server, nodes| {
+                    metas(nodes) == want
+                        && server["meta_dropped"] == 2
+                        && server["meta_bytes"] == 200
+                },
+            );
+            // n1's next meta is smaller: its old one no longer counts, and n3's fits.
+            beat_with_meta(&s, "n1", 2, &small);
+            beat_with_meta(&s, "n3", 2, &full);
+            let want = vec![
+                row("big", 1, None),
+                row("n1", 2, Some(&small)),
+                row("n2", 1, Some(&full)),
+                row("n3", 2, Some(&full)),
+            ];
+            s.status_until(
+                format_args!(
+                    "after {sent}, then n1 with 20 bytes of meta and n3 with 100 again: expected \
+                     {want:?}, server.meta_dropped 2 and server.meta_bytes 220"
+                ),
+                |server, nodes| {
+                    metas(nodes) == want
+                        && server["meta_dropped"] == 2
+                        && server["meta_bytes"] == 220
+                },
+            );
+        });
+    }
+
+    #[test]
+    fn a_burst_queued_while_the_server_is_busy_loses_no_heartbeat() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            // Stopped, the server stands for one too busy to read (a loaded machine, a flood):
+            // what arrives meanwhile waits in the socket's receive buffer, or is lost. The
+            // kernel's default buffer holds fewer than 300 small datagrams; asked for 4 MiB, it
+            // holds several thousand (Linux caps it at net.core.rmem_max, and its default cap
+            // still holds about 550).
+            const BURST: usize = 400;
+            // A reply first: the server is past its start-up, receive buffer set, and reading.
+            s.status_page(None);
+            s.program.signal("STOP");
+            let flood = UdpPeer::bind();
+            for _ in 0..BURST {
+                flood.send_json(s.addr, &json!({ "op": "status" }));
+            }
+            s.beat("late", 1);
+            s.program.signal("CONT");
+            let joined = s.program.expect_json(
+                format_args!(
+                    "{{\"event\":\"joined\",\"node\":\"late\",...}}: its heartbeat came after \
+                     {BURST} status requests that arrived while the server was stopped (SIGSTOP, \
+                     then SIGCONT); is the receive buffer still the kernel's default?"
+                ),
+                PROMPT,
+                |v| v["event"] == "joined" && v["node"] == "late",
+            );
+            s.status_until(
+                format_args!(
+                    "expected all {BURST} status requests queued while stopped counted in \
+                     status_requests (after {joined})"
+                ),
+                |server, _| server["status_requests"].as_u64().unwrap_or(0) > BURST as u64,
+            );
         });
     }
 
@@ -927,55 +1090,156 @@ mod stage6_scale {
     #[test]
     fn exactly_the_silent_hundred_die() {
         bounded(LIMIT, || {
-            let mut s = Server::start(&["--timeout", "1500ms", "--check-interval", "50ms"]);
-            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            // Every round, nodes 100 to 999 beat, and so does any of 0 to 99 that has not joined
-            // yet (its first heartbeat may have been dropped); once joined, 0 to 99 fall silent.
-            let mut joined: HashSet<String> = HashSet::new();
-            let mut dead: Vec<String> = Vec::new();
-            let mut seq = 0;
-            let started = Instant::now();
-            while dead.len() < 100 && started.elapsed() < Duration::from_secs(25) {
-                seq += 1;
-                let silent_to_be: Vec<usize> =
-                    (0..100).filter(|&i| !joined.contains(&name(i))).collect();
-                for i in silent_to_be {
-                    s.beat_from(&peers[i % peers.len()], &name(i), 1);
-                }
-                beat_all(&s, &peers, 100..NODES, seq);
-                let window = Instant::now() + Duration::from_millis(150);
-                while let Some(line) = s
-                    .program
-                    .next_line(window.saturating_duration_since(Instant::now()))
-                {
-                    let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                    let node = event["node"].as_str().unwrap_or("?").to_owned();
-                    match event["event"].as_str() {
-                        Some("joined") => {
-                            joined.insert(node);
-                        }
-                        Some("dead") => dead.push(node),
-                        _ => {}
+            // The 900 must beat within the timeout, and it is this test that beats them: on a
+            // machine so loaded that the test itself stalls for longer, a death among them says
+            // nothing of the server. Such an attempt is void, and tried again.
+            const TIMEOUT: Duration = Duration::from_secs(3);
+            for attempt in 1..=3 {
+                let mut s = Server::start(&["--timeout", "3s", "--check-interval", "50ms"]);
+                let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+                // Every round, nodes 100 to 999 beat, and so does any of 0 to 99 that has not
+                // joined yet (its first heartbeat may have been dropped); once joined, 0 to 99
+                // fall silent.
+                let mut joined: HashSet<String> = HashSet::new();
+                let mut dead: Vec<String> = Vec::new();
+                let mut seq = 0;
+                let started = Instant::now();
+                let (mut last_round, mut worst_gap) = (Instant::now(), Duration::ZERO);
+                while dead.len() < 100 && started.elapsed() < Duration::from_secs(12) {
+                    seq += 1;
+                    let silent_to_be: Vec<usize> =
+                        (0..100).filter(|&i| !joined.contains(&name(i))).collect();
+                    for i in silent_to_be {
+                        s.beat_from(&peers[i % peers.len()], &name(i), 1);
                     }
+                    beat_all(&s, &peers, 100..NODES, seq);
+                    worst_gap = worst_gap.max(last_round.elapsed());
+                    last_round = Instant::now();
+                    let window = Instant::now() + Duration::from_millis(150);
+                    while let Some(line) = s
+                        .program
+                        .next_line(window.saturating_duration_since(Instant::now()))
+                    {
+                        let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                        let node = event["node"].as_str().unwrap_or("?").to_owned();
+                        match event["event"].as_str() {
+                            Some("joined") => {
+                                joined.insert(node);
+                            }
+                            Some("dead") => dead.push(node),
+                            _ => {}
+                        }
+                    }
+                    s.program
+                        .assert_running("receiving heartbeats from 1,000 nodes");
                 }
-                s.program
-                    .assert_running("receiving heartbeats from 1,000 nodes");
+                if worst_gap > TIMEOUT - Duration::from_millis(500) {
+                    eprintln!(
+                        "attempt {attempt}: this test stalled for {worst_gap:?} between two rounds \
+                         of heartbeats, too close to the 3s timeout to judge the server; again"
+                    );
+                    continue;
+                }
+                dead.sort();
+                let expected: Vec<String> = (0..100).map(name).collect();
+                if dead != expected {
+                    s.program.fail(format_args!(
+                        "expected exactly node-0000 to node-0099 (silent) to die while node-0100 to node-0999 kept sending; {} died: {:?}",
+                        dead.len(),
+                        dead.iter().take(10).collect::<Vec<_>>()
+                    ));
+                }
+                let (server, _) = s.status();
+                if server["dead"] != 100 || server["alive"] != 900 {
+                    s.program.fail(format_args!(
+                        "expected server.dead 100 and server.alive 900, got {server}"
+                    ));
+                }
+                return;
             }
-            dead.sort();
-            let expected: Vec<String> = (0..100).map(name).collect();
-            if dead != expected {
-                s.program.fail(format_args!(
-                    "expected exactly node-0000 to node-0099 (silent) to die while node-0100 to node-0999 kept sending; {} died: {:?}",
-                    dead.len(),
-                    dead.iter().take(10).collect::<Vec<_>>()
-                ));
-            }
+            panic!(
+                "three attempts, and in each this test stalled for over 2.5s between rounds of \
+                 heartbeats: the machine (or a server spinning on every core) kept it from running"
+            );
+        });
+    }
+
+    #[test]
+    fn a_stalled_reader_of_stdout_never_stalls_detection() {
+        bounded(LIMIT, || {
+            const JOINS: usize = 2_000;
+            let args = [
+                "--timeout",
+                "1s",
+                "--check-interval",
+                "50ms",
+                "--event-queue",
+                "64",
+            ];
+            let mut s = Server::start(&args);
+            // Whoever reads the events stops reading: 2,000 joined lines are more than the pipe
+            // and the server's queue of 64 hold.
+            s.program.pause_stdout();
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            beat_all(&s, &peers, 0..JOINS, 1);
             let (server, _) = s.status();
-            if server["dead"] != 100 || server["alive"] != 900 {
+            let nodes = server["nodes"].as_u64().unwrap_or(0);
+            // Then every node falls silent: each must be declared dead all the same.
+            let all_dead = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+                let (server, _) = s.status();
+                (server["dead"] == nodes && nodes > 0).then_some(server)
+            });
+            let Some(server) = all_dead else {
+                let (server, _) = s.status();
                 s.program.fail(format_args!(
-                    "expected server.dead 100 and server.alive 900, got {server}"
+                    "with stdout not read, {nodes} nodes joined then fell silent (--timeout 1s): \
+                     expected all of them dead within 10s, got {server}"
+                ));
+            };
+            let dropped = server["events_dropped"].as_u64().unwrap_or(0);
+            if dropped == 0 {
+                s.program.fail(format_args!(
+                    "with stdout not read and --event-queue 64, {} events were due: expected \
+                     server.events_dropped to count those that did not fit, got {server}",
+                    2 * nodes
                 ));
             }
+            // Read again: every event is either printed or counted in a `dropped` event.
+            s.program.resume_stdout();
+            let (mut printed, mut announced) = (0u64, 0u64);
+            let deadline = Instant::now() + PROMPT;
+            while printed + announced < 2 * nodes {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(line) = s.program.next_line(left) else {
+                    s.program.fail(format_args!(
+                        "{nodes} nodes joined and died while stdout was not read: expected, once \
+                         read again, {} events in all, printed or counted in \
+                         {{\"event\":\"dropped\",\"events\":N,...}}; got {printed} printed and \
+                         {announced} announced as dropped",
+                        2 * nodes
+                    ));
+                };
+                let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                match event["event"].as_str() {
+                    Some("joined" | "dead") => printed += 1,
+                    Some("dropped") => announced += event["events"].as_u64().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            if printed + announced != 2 * nodes {
+                s.program.fail(format_args!(
+                    "expected {} events printed or announced as dropped; got {printed} printed \
+                     and {announced} announced",
+                    2 * nodes
+                ));
+            }
+            s.status_until(
+                format_args!(
+                    "expected server.events_dropped equal to the {announced} events announced \
+                     as dropped"
+                ),
+                |server, _| server["events_dropped"] == announced,
+            );
         });
     }
 

@@ -1012,14 +1012,14 @@ mod stage6_slow_and_silent_consumers {
             // Every client here must answer a PING within two intervals or be dropped, and the
             // test cannot answer while it waits on another client: the interval leaves room for
             // a loaded machine.
-            let mut b = broker(&["--ping-interval", "200ms"]);
+            let mut b = broker(&["--ping-interval", "500ms"]);
             let mut answers = b.client();
             let mut silent = b.client();
             for n in 1..=3 {
                 match answers.read(PROMPT) {
                     Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 200ms, a client that says nothing expects the \
+                        "with --ping-interval 500ms, a client that says nothing expects the \
                          broker's PING (number {n}), got {other:?}"
                     )),
                 }
@@ -1030,7 +1030,7 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Ping) => pings += 1,
                     Ok(Frame::Err(e)) if e == "Stale Connection" => break,
                     other => b.program.fail(format_args!(
-                        "with --ping-interval 200ms, a client that never answers expects 2 PINGs \
+                        "with --ping-interval 500ms, a client that never answers expects 2 PINGs \
                          then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
                     )),
                 }
@@ -1094,6 +1094,67 @@ mod stage6_slow_and_silent_consumers {
                 )),
             }
             drop(deaf);
+        });
+    }
+
+    #[test]
+    fn the_queues_of_all_clients_share_one_budget() {
+        bounded(LIMIT, || {
+            // Each client's own bound is far above what is published: only the broker's budget
+            // for every queue together can cut the subscriber off.
+            const TOTAL: usize = 4 << 20;
+            let total = TOTAL.to_string();
+            let args = [
+                "--max-pending",
+                "268435456",
+                "--max-total-pending",
+                &total,
+                "--write-deadline",
+                "60s",
+            ];
+            let mut b = broker(&args);
+            let mut deaf = b.client();
+            b.subscribe(&mut deaf, "firehose", None, "1");
+            let mut publisher = b.client();
+            // More than the kernel can buffer for the connection, and the budget twice over.
+            let size = 64 * 1024;
+            let count = (socket_buffers() + 2 * TOTAL) / size + 16;
+            let mut sent = 0;
+            while sent < count {
+                let round: Vec<(&str, Vec<u8>)> = (sent..sent + 8)
+                    .map(|i| ("firehose", format!("{i:08}").repeat(size / 8).into_bytes()))
+                    .collect();
+                b.publish(&mut publisher, &round);
+                sent += 8;
+            }
+            let mut received = 0;
+            loop {
+                match deaf.read(PROMPT) {
+                    Ok(Frame::Msg { .. }) => received += 1,
+                    Ok(Frame::Err(e)) if e == "Slow Consumer" => break,
+                    Ok(other) => b.program.fail(format_args!(
+                        "the subscriber that did not read, after {received} MSGs: expected more \
+                         MSGs then -ERR 'Slow Consumer', got {other}"
+                    )),
+                    Err(no) => b.program.fail(format_args!(
+                        "a subscriber read none of {sent} messages of {size} bytes while they were \
+                         published, with --max-pending 256 MiB but --max-total-pending {TOTAL}: \
+                         after {received} MSGs expected -ERR 'Slow Consumer', but {no}"
+                    )),
+                }
+            }
+            // The broker gave the budget back: a new subscriber is served in full.
+            let mut next = b.client();
+            b.subscribe(&mut next, "firehose", None, "2");
+            let round: Vec<(&str, Vec<u8>)> = (0..32)
+                .map(|i| ("firehose", format!("{i:08}").repeat(size / 8).into_bytes()))
+                .collect();
+            b.publish(&mut publisher, &round);
+            b.receive(
+                &mut next,
+                32,
+                "a new subscriber, once the one that did not read was cut off",
+            );
         });
     }
 
@@ -1305,6 +1366,62 @@ mod stage7_hostile_input {
             let mut publisher = b.client();
             b.publish(&mut publisher, &[("x.y.z.w.v.u", b"in".to_vec())]);
             b.expect(&mut c, b"", &[msg("x.y.z.w.v.u", "3", "in")]);
+        });
+    }
+
+    #[test]
+    fn the_subscriptions_of_all_clients_share_one_budget() {
+        bounded(LIMIT, || {
+            // Each client may hold 10 subscriptions of "s.N" (sid N); all clients together 15.
+            let one = cost("s.10", None, "10");
+            let args = [
+                "--max-subscription-bytes".to_owned(),
+                (10 * one).to_string(),
+                "--max-total-subscription-bytes".to_owned(),
+                (15 * one).to_string(),
+            ];
+            let mut b = broker(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut first = b.client();
+            for n in 10..20 {
+                b.subscribe(&mut first, &format!("s.{n}"), None, &n.to_string());
+            }
+            let mut second = b.client();
+            for n in 20..25 {
+                b.subscribe(&mut second, &format!("s.{n}"), None, &n.to_string());
+            }
+            b.expect(
+                &mut second,
+                b"SUB s.25 25\r\n",
+                &[Frame::Err("Maximum Subscriptions Exceeded".into())],
+            );
+            // The refused subscription does not exist; the others are served.
+            let mut publisher = b.client();
+            b.publish(
+                &mut publisher,
+                &[("s.25", b"no".to_vec()), ("s.24", b"yes".to_vec())],
+            );
+            b.expect(&mut second, b"", &[msg("s.24", "24", "yes")]);
+            b.sync(&mut second, "a message on s.24 and one on the refused s.25");
+            // A client that leaves gives its share back.
+            drop(first);
+            let room = poll_until(PROMPT, Duration::from_millis(20), || {
+                b.send(&mut second, b"SUB s.26 26\r\nPING\r\n");
+                match second.read(PROMPT) {
+                    Ok(Frame::Pong) => Some(()),
+                    _ => {
+                        let _ = second.read(PROMPT);
+                        None
+                    }
+                }
+            });
+            if room.is_none() {
+                b.program.fail(
+                    "after the client holding 10 of the 15 subscriptions the broker allows in all \
+                     left, expected SUB to succeed again; it was still refused",
+                );
+            }
+            b.publish(&mut publisher, &[("s.26", b"back".to_vec())]);
+            b.expect(&mut second, b"", &[msg("s.26", "26", "back")]);
         });
     }
 

@@ -42,7 +42,8 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken) -> io::Resul
     // - `tokio::time::interval(config.interval)` ticks at once, then every interval; set
     //   `MissedTickBehavior::Delay` so a stalled client does not send a burst to catch up.
     // - Each tick: `seq` += 1 (the first heartbeat has seq 1), `sent_ms = wall_clock_ms()`,
-    //   `protocol::encode` the `Heartbeat` once and `send_to` every server. A failed send is
+    //   `protocol::encode` the `Heartbeat` once and `send_to` every server (its `meta` is
+    //   `config.meta` made into a `protocol::Meta` once, with `Meta::from_map`). A failed send is
     //   logged (`tracing::warn!`) and the loop goes on.
     // - Stop after `config.count` ticks, or when `shutdown` is cancelled: `tokio::select!` on
     //   `shutdown.cancelled()` and `ticks.tick()`. Return the number of ticks sent.

@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use crate::detector::{ArrivalWindow, Detector};
-use crate::protocol::{Heartbeat, NodeState, NodeStatus};
+use crate::protocol::{Heartbeat, Meta, NodeState, NodeStatus};
 
 /// How many sequence numbers behind the highest one a node's window remembers.
 pub const SEQ_WINDOW: u64 = 64;
@@ -110,7 +108,7 @@ struct Member {
     duplicates: u64,
     reordered: u64,
     restarts: u64,
-    meta: Option<Map<String, Value>>,
+    meta: Option<Meta>,
 }
 
 /// Why a heartbeat was not taken into the table.
@@ -121,6 +119,17 @@ pub enum Refused {
     TableFull,
 }
 
+/// How much the table may hold, in nodes and in bytes of `meta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLimits {
+    /// The most nodes; heartbeats from further new nodes are refused.
+    pub max_nodes: usize,
+    /// The most bytes of `meta` one node may keep; a longer one is not kept.
+    pub max_meta_bytes: usize,
+    /// The most bytes of `meta` all nodes together may keep; one that would pass it is not kept.
+    pub max_meta_total: usize,
+}
+
 /// Every node heard from, keyed and ordered by node id.
 #[derive(Debug)]
 pub struct Membership {
@@ -128,15 +137,30 @@ pub struct Membership {
     // which a sorted map answers with `range` instead of sorting the whole table per request.
     members: BTreeMap<String, Member>,
     detector: Detector,
-    max_nodes: usize,
+    limits: TableLimits,
     // Kept up to date on every transition so that status replies never walk the whole table.
     dead: usize,
+    // The bytes of every `meta` kept, so that the table's total is known without a walk.
+    meta_bytes: usize,
+    meta_dropped: u64,
 }
 
 impl Membership {
-    /// An empty table that judges silence with `detector` and holds at most `max_nodes` nodes.
-    pub fn new(detector: Detector, max_nodes: usize) -> Self {
-        // TODO: an empty table.
+    /// An empty table that judges silence with `detector` and holds no more than `limits`.
+    pub fn new(detector: Detector, limits: TableLimits) -> Self {
+        // TODO: an empty table, nothing dead, no `meta` held or dropped yet.
+        todo!()
+    }
+
+    /// Bytes of `meta` the table holds.
+    pub fn meta_bytes(&self) -> usize {
+        // TODO: the running total kept up to date by `record` (no walk of the table).
+        todo!()
+    }
+
+    /// Heartbeats whose `meta` was not kept, over either limit.
+    pub fn meta_dropped(&self) -> u64 {
+        // TODO: the counter `record` bumps for each `meta` it does not keep.
         todo!()
     }
 
@@ -157,17 +181,23 @@ impl Membership {
         now: Instant,
     ) -> Result<Option<Transition>, Refused> {
         // TODO:
-        // - unknown node: if the table holds `max_nodes` already, `Err(Refused::TableFull)`;
-        //   otherwise insert a fresh record (received 1, window at `heartbeat.seq`) and return
-        //   `Transition::Joined`. `BTreeMap::get_mut` then `insert` (or the entry API) will do;
+        // - unknown node: if the table holds `limits.max_nodes` already,
+        //   `Err(Refused::TableFull)`; otherwise insert a fresh record (received 1, window at
+        //   `heartbeat.seq`) and return `Transition::Joined`. `BTreeMap::get_mut` then `insert`
+        //   (or the entry API) will do;
+        // - `meta` (stage 5): keep it only if `Meta::len` is at most `limits.max_meta_bytes` and
+        //   the table's total, with this node's previous `meta` taken out and this one put in,
+        //   stays within `limits.max_meta_total`; otherwise keep none for the node and count one
+        //   in `meta_dropped`. Keep `meta_bytes` equal to the sum of every `meta` kept;
         // - known node: refresh `last_seen`, `addr` and `meta` whatever the sequence number says;
         // - if it was dead: it recovered. Reset its window and arrival history (the outage says
         //   nothing about its rhythm), count it received, return `Transition::Recovered` with how
         //   long it was dead;
         // - otherwise feed `seq` to its window and update the counters by the outcome
-        //   (Advanced: received, lost += skipped, and record the interval since the last
-        //   heartbeat in `arrivals`; Duplicate: duplicates only; Reordered: received, reordered,
-        //   lost - 1; Restarted: received, restarts).
+        //   (Advanced: received, lost += skipped with `u64::saturating_add` (a sender may jump
+        //   to 2^64 - 1, twice: a plain `+=` then panics in a debug build), and record the
+        //   interval since the last heartbeat in `arrivals`; Duplicate: duplicates only;
+        //   Reordered: received, reordered, lost - 1; Restarted: received, restarts).
         // Keep the count of dead nodes up to date here and in `sweep`, so `dead_count` is O(1).
         todo!()
     }

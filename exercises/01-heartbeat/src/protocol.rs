@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The largest request datagram the server accepts, in bytes. Anything longer is rejected whole:
@@ -34,9 +35,54 @@ pub struct Heartbeat {
     /// The sender's wall clock, in milliseconds since the Unix epoch. Informative only: clocks
     /// of different machines disagree, so the server never uses it to decide liveness.
     pub sent_ms: u64,
-    /// Free-form facts about the node (a version, a role), bounded by [`MAX_DATAGRAM`].
+    /// Free-form facts about the node (a version, a role): a JSON object, bounded by
+    /// [`MAX_DATAGRAM`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Map<String, Value>>,
+    pub meta: Option<Meta>,
+}
+
+/// A node's `meta`: a JSON object kept as the text it arrived in.
+///
+/// Not a `Map<String, Value>`: a parsed map costs a string, a value and a tree node per key,
+/// about 17 times its size on the wire, and a server keeps one per node. The text costs its own
+/// length, and a status reply copies it out as it came in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Meta(Box<RawValue>);
+
+impl Meta {
+    /// The `meta` holding `facts`.
+    pub fn from_map(facts: &Map<String, Value>) -> Meta {
+        // A map of JSON values always serialises, and what it serialises to is valid JSON.
+        let text = serde_json::to_string(facts).expect("a JSON map always serialises");
+        Meta(RawValue::from_string(text).expect("serde_json writes valid JSON"))
+    }
+
+    /// Its JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Its size in bytes: what the server counts against its limits on `meta`.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    /// Whether it is empty (never, for a valid object: `{}` is two bytes).
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+
+    /// Whether it is a JSON object, as `meta` must be.
+    pub fn is_object(&self) -> bool {
+        self.0.get().starts_with('{')
+    }
+}
+
+impl PartialEq for Meta {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
 }
 
 /// The only operation a status request names.
@@ -89,6 +135,9 @@ pub enum ProtocolError {
     /// A well-formed heartbeat whose node id breaks the rules.
     #[error("bad node id: {0}")]
     BadNodeId(NodeIdError),
+    /// A heartbeat whose `meta` is not a JSON object.
+    #[error("meta is not a JSON object")]
+    MetaNotObject,
 }
 
 /// What is wrong with a node id.
@@ -121,11 +170,23 @@ pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
     // - not UTF-8 (`std::str::from_utf8`): checking it yourself gives a clearer error than
     //   letting serde_json find a bad byte somewhere in a string;
     // - `serde_json::from_str::<Heartbeat>`: on success, validate the node id
-    //   (`validate_node_id`, `map_err(ProtocolError::BadNodeId)`) and return `Request::Heartbeat`;
+    //   (`validate_node_id`, `map_err(ProtocolError::BadNodeId)`), refuse a `meta` that is not
+    //   an object (`Meta::is_object`, `ProtocolError::MetaNotObject`: `Meta` keeps any JSON
+    //   value as text) and return `Request::Heartbeat`;
     // - on failure, try `serde_json::from_str::<StatusRequest>`; if that fails too, return
     //   `ProtocolError::Malformed` with the *heartbeat* error's text (`to_string()`):
     //   heartbeats are what senders mostly mean to send, so that error is the helpful one.
     // `#[serde(deny_unknown_fields)]` on the types already turns an extra field into an error.
+    todo!()
+}
+
+/// Whether a datagram looks like a status request, by its first key alone (`{"op"`, spaces
+/// allowed): the server's cheap test for a request it would refuse anyway, when no status reply
+/// may be sent, so that a flood of them costs no JSON parse.
+pub fn looks_like_status(datagram: &[u8]) -> bool {
+    // TODO: no JSON parser here, only bytes: skip leading ASCII whitespace
+    // (`<[u8]>::trim_ascii_start`), expect `{` (`strip_prefix(b"{")`), skip whitespace again, and
+    // answer whether what is left `starts_with(b"\"op\"")`.
     todo!()
 }
 
@@ -169,9 +230,9 @@ pub struct NodeStatus {
     pub reordered: u64,
     /// Times the node started counting again from a much lower sequence number.
     pub restarts: u64,
-    /// The `meta` of its last heartbeat.
+    /// The `meta` of its last heartbeat, unless it was over the server's limits on `meta`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Map<String, Value>>,
+    pub meta: Option<Meta>,
 }
 
 /// The server's own counters, at the head of every status reply.
@@ -193,6 +254,12 @@ pub struct ServerStats {
     pub status_dropped: u64,
     /// Heartbeats from new nodes refused because the table was full.
     pub nodes_refused: u64,
+    /// Heartbeats whose `meta` was not kept: over the limit for one node, or for the table.
+    pub meta_dropped: u64,
+    /// Bytes of `meta` the table holds.
+    pub meta_bytes: u64,
+    /// Events not printed because the queue to stdout was full (the reader is too slow).
+    pub events_dropped: u64,
     /// Milliseconds since the server started.
     pub uptime_ms: u64,
     /// `timeout` or `phi`.
@@ -259,5 +326,12 @@ pub enum Event {
         at_ms: u64,
         /// How long it had been dead, in ms.
         down_ms: u64,
+    },
+    /// Events were left out just before this one: stdout was read too slowly to take them.
+    Dropped {
+        /// How many were left out.
+        events: u64,
+        /// Server wall clock, ms since the Unix epoch.
+        at_ms: u64,
     },
 }

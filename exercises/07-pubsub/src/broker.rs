@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::outbound::{Outbound, Push, Wakes};
+use crate::outbound::{Budget, Outbound, Push, Wakes};
 use crate::subject::Index;
 
 /// What one subscription costs besides its strings and nodes, in [`Subscription::memory`]: the
@@ -120,18 +120,40 @@ pub struct Published {
 }
 
 /// Every subscription, and the counters that name clients and subscriptions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Broker {
     index: RwLock<Index<Arc<Subscription>>>,
     next_id: AtomicU64,
     /// Picks the member of a queue group: a counter, scrambled per message.
     turn: AtomicU64,
+    /// What every client's subscriptions may hold together, as [`Subscription::memory`]
+    /// estimates it.
+    subscription_budget: Budget,
+    /// What every client's outbound queue may hold together.
+    queue_budget: Arc<Budget>,
 }
 
 impl Broker {
-    /// An empty broker.
-    pub fn new() -> Broker {
-        Broker::default()
+    /// An empty broker whose subscriptions may hold `subscription_bytes` in all, and whose
+    /// outbound queues `queued_bytes` in all.
+    pub fn new(subscription_bytes: usize, queued_bytes: usize) -> Broker {
+        Broker {
+            index: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            turn: AtomicU64::new(0),
+            subscription_budget: Budget::new(subscription_bytes),
+            queue_budget: Arc::new(Budget::new(queued_bytes)),
+        }
+    }
+
+    /// The budget every client's subscriptions draw on.
+    pub fn subscription_budget(&self) -> &Budget {
+        &self.subscription_budget
+    }
+
+    /// The budget every client's outbound queue draws on, for [`Outbound::new`].
+    pub fn queue_budget(&self) -> &Arc<Budget> {
+        &self.queue_budget
     }
 
     /// A fresh id, for a client or a subscription.

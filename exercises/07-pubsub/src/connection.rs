@@ -75,7 +75,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     // TODO: growing stage by stage (the later parts can wait):
     // - Stage 1: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of
-    //   `settings.config.max_pending`; `stream.into_split()`, and the writer `tokio::spawn`ed on
+    //   `settings.config.max_pending` drawing on `broker.queue_budget()`;
+    //   `stream.into_split()`, and the writer `tokio::spawn`ed on
     //   `outbound.write_loop(writer, settings.config.write_deadline)`. Queue
     //   `protocol::info_line(..)` first. Then loop: handle every whole operation in the input buffer
     //   (`protocol::parse_client`; answer through the outbound queue: PONG, `+OK` when verbose),
@@ -95,7 +96,9 @@ pub async fn serve(
     //   `-ERR 'Stale Connection'`.
     // - Stage 7: `-ERR 'Invalid Subject'` (the connection stays); the sum of the subscriptions'
     //   `Subscription::memory` (given): a SUB past `max_subscriptions` or
-    //   `max_subscription_bytes` gets `-ERR 'Maximum Subscriptions Exceeded'`; a protocol error
+    //   `max_subscription_bytes` gets `-ERR 'Maximum Subscriptions Exceeded'`, and so does one
+    //   the broker's `subscription_budget()` cannot `try_take` (`give` back what every
+    //   subscription gone held, and all of it when the client leaves); a protocol error
     //   queues its `-ERR` line before the close.
     // - Stage 8: `drop(reading)` as soon as this connection stops reading; on shutdown await
     //   `shutdown.drain.cancelled()` (every connection has stopped publishing) and queue

@@ -15,7 +15,8 @@ use pubsub::protocol::DEFAULT_MAX_PAYLOAD;
 use pubsub::server::{self, ServerConfig};
 use pubsub::server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBSCRIPTION_BYTES,
-    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_PING_INTERVAL, DEFAULT_WRITE_DEADLINE,
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_MAX_TOTAL_PENDING, DEFAULT_MAX_TOTAL_SUBSCRIPTION_BYTES,
+    DEFAULT_PING_INTERVAL, DEFAULT_WRITE_DEADLINE,
 };
 
 /// A publish-subscribe broker that speaks the NATS protocol, and clients for it.
@@ -57,6 +58,22 @@ enum Command {
             value_parser = parse::positive_size
         )]
         max_subscription_bytes: usize,
+        /// The most bytes queued for all clients together; past it, a client that already has
+        /// bytes queued is disconnected as a slow consumer.
+        #[arg(
+            long,
+            default_value_t = DEFAULT_MAX_TOTAL_PENDING,
+            value_parser = parse::positive_size
+        )]
+        max_total_pending: usize,
+        /// The most bytes all clients' subscriptions may hold together, estimated as for
+        /// --max-subscription-bytes; past it, SUB is refused.
+        #[arg(
+            long,
+            default_value_t = DEFAULT_MAX_TOTAL_SUBSCRIPTION_BYTES,
+            value_parser = parse::positive_size
+        )]
+        max_total_subscription_bytes: usize,
         /// How long one write to a client may take before it is a slow consumer (e.g. `10s`).
         #[arg(
             long,
@@ -147,6 +164,8 @@ async fn dispatch(command: Command) -> Result<()> {
             max_pending,
             max_subscriptions,
             max_subscription_bytes,
+            max_total_pending,
+            max_total_subscription_bytes,
             write_deadline,
             ping_interval,
             threads: _,
@@ -158,6 +177,8 @@ async fn dispatch(command: Command) -> Result<()> {
                 max_pending,
                 max_subscriptions,
                 max_subscription_bytes,
+                max_total_pending,
+                max_total_subscription_bytes,
                 write_deadline,
                 ping_interval,
             };

@@ -10,8 +10,13 @@
 //! writes it in one system call, so a busy subscriber gets many messages per write. A queue that
 //! would grow past its bound belongs to a slow consumer: its pending bytes are dropped, it is sent
 //! `-ERR 'Slow Consumer'`, and it is disconnected. The other subscribers never notice.
+//!
+//! Every queue also draws on one [`Budget`] shared by the whole broker: a thousand clients each
+//! within their own bound can still hold more than the machine has. When the budget is spent, a
+//! client that already has bytes waiting is a slow consumer too.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +38,52 @@ pub enum Push {
     Slow,
 }
 
+/// Bytes shared by the whole process, taken and given back by many threads without a lock.
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `bytes` if that keeps the total within the limit; whether it did.
+    pub fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Takes `bytes` whatever the limit: for the few bytes of a verdict that must be sent.
+    pub fn take_anyway(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Gives back `bytes` taken before.
+    pub fn give(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
 /// Writers that have messages waiting, to wake once a publisher is done with a batch.
 #[derive(Debug, Default)]
 pub struct Wakes(Vec<Arc<Outbound>>);
@@ -52,6 +103,8 @@ pub struct Outbound {
     state: Mutex<Pending>,
     wake: Notify,
     limit: usize,
+    /// The broker's budget for every queue: this one holds `buf.len() + writing` of it.
+    budget: Arc<Budget>,
     kill: CancellationToken,
 }
 
@@ -65,12 +118,13 @@ struct Pending {
 }
 
 impl Outbound {
-    /// A queue holding at most `limit` bytes.
-    pub fn new(limit: usize) -> Outbound {
+    /// A queue holding at most `limit` bytes, and no more than `budget` has left.
+    pub fn new(limit: usize, budget: Arc<Budget>) -> Outbound {
         Outbound {
             state: Mutex::new(Pending::default()),
             wake: Notify::new(),
             limit,
+            budget,
             kill: CancellationToken::new(),
         }
     }
@@ -106,6 +160,10 @@ impl Outbound {
         //   this client is a slow consumer: clear the buffer, put `-ERR 'Slow Consumer'\r\n` in
         //   it, mark it closed, unlock, cancel `self.kill`, and return `(Push::Slow, true)` (the
         //   writer must wake to send the verdict).
+        // - Stage 6 too: the queue holds `buf.len() + writing` bytes of `self.budget`. Take `len`
+        //   with `try_take`; when it is spent, a queue already holding bytes is a slow consumer
+        //   (an empty one takes the message with `take_anyway`: its client keeps up). A slow
+        //   consumer `give`s back what its cleared buffer held, and takes its verdict's bytes.
         todo!()
     }
 
@@ -161,9 +219,17 @@ impl Outbound {
         //   queue is closed. A non-empty batch: `write_all` it, clear it, loop. Empty and closed:
         //   `stream.shutdown().await`, return. Empty and open: await the `notified` future.
         // - Stage 6: set `writing` to the batch's length while you write it (what is being
-        //   written still counts against the bound); `write_all` inside
+        //   written still counts against the bound; and `give` the budget the previous
+        //   batch's `writing` when you take the next); `write_all` inside
         //   `tokio::time::timeout(deadline, ..)`; on any write error or timeout, mark the queue
         //   closed and cancel `self.kill` before returning the error.
         todo!()
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.budget.give(state.buf.len() + state.writing);
     }
 }

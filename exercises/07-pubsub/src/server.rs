@@ -25,6 +25,10 @@ pub const DEFAULT_MAX_PENDING: usize = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 65_536;
 /// The default of [`ServerConfig::max_subscription_bytes`]: 128 MiB.
 pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 128 * 1024 * 1024;
+/// The default of [`ServerConfig::max_total_pending`]: 1 GiB.
+pub const DEFAULT_MAX_TOTAL_PENDING: usize = 1024 * 1024 * 1024;
+/// The default of [`ServerConfig::max_total_subscription_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_TOTAL_SUBSCRIPTION_BYTES: usize = 1024 * 1024 * 1024;
 /// The default of [`ServerConfig::write_deadline`].
 pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// The default of [`ServerConfig::ping_interval`]: two minutes, as NATS has it.
@@ -44,6 +48,12 @@ pub struct ServerConfig {
     /// The most bytes one client's subscriptions may hold in all, as
     /// [`Subscription::memory`](crate::broker::Subscription::memory) estimates them.
     pub max_subscription_bytes: usize,
+    /// The most bytes queued for all clients together; past it, a client with bytes already
+    /// queued is a slow consumer.
+    pub max_total_pending: usize,
+    /// The most bytes all clients' subscriptions may hold together, estimated as for
+    /// `max_subscription_bytes`; past it, `SUB` is refused.
+    pub max_total_subscription_bytes: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
     /// How long a client may stay silent before it is sent `PING`; after
@@ -59,6 +69,8 @@ impl Default for ServerConfig {
             max_pending: DEFAULT_MAX_PENDING,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            max_total_pending: DEFAULT_MAX_TOTAL_PENDING,
+            max_total_subscription_bytes: DEFAULT_MAX_TOTAL_SUBSCRIPTION_BYTES,
             write_deadline: DEFAULT_WRITE_DEADLINE,
             ping_interval: DEFAULT_PING_INTERVAL,
         }
@@ -73,10 +85,11 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Broker>`; `Settings` holding the config (a `server_id` of your choice, the
-    // listener's port); `Shutdown { stop: shutdown.clone(), drain: CancellationToken::new() }`;
-    // two `TaskTracker`s, one for the connection tasks and one whose tokens (`readers.token()`)
-    // the readers hold. Then the shared accept loop (given, in `plumbing`): `plumbing::accept_loop`
+    // TODO: an `Arc<Broker>` (`Broker::new` with the two process-wide budgets of the config);
+    // `Settings` holding the config (a `server_id` of your choice, the listener's port);
+    // `Shutdown { stop: shutdown.clone(), drain: CancellationToken::new() }`; two
+    // `TaskTracker`s, one for the connection tasks and one whose tokens (`readers.token()`) the
+    // readers hold. Then the shared accept loop (given, in `plumbing`): `plumbing::accept_loop`
     // with an `AcceptConfig` of `max_connections` whose `refusal_deadline` is the write deadline,
     // a refusal that writes `-ERR 'Maximum Connections Exceeded'\r\n`, and a `serve` that runs
     // `connection::serve`. When it returns: close and wait for the readers, cancel `drain`, close

@@ -54,7 +54,7 @@ pub async fn run(config: ClientConfig, shutdown: CancellationToken) -> io::Resul
         node: config.node.clone(),
         seq: 0,
         sent_ms: 0,
-        meta: config.meta.clone(),
+        meta: config.meta.as_ref().map(protocol::Meta::from_map),
     };
     while config.count.is_none_or(|count| heartbeat.seq < count) {
         tokio::select! {

@@ -52,8 +52,33 @@ struct ServerArgs {
     #[arg(long, default_value_t = 8.0)]
     threshold: f64,
     /// Most nodes tracked; heartbeats from further new nodes are counted and refused.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = server::DEFAULT_MAX_NODES)]
     max_nodes: usize,
+    /// Most bytes of `meta` one node keeps (e.g. 512B, 1KiB); a longer one is not kept.
+    #[arg(
+        long,
+        default_value_t = server::DEFAULT_MAX_META_BYTES,
+        value_parser = parse::positive_size
+    )]
+    max_meta_bytes: usize,
+    /// Most bytes of `meta` all nodes keep together (e.g. 16MiB); past it, new `meta` is not kept.
+    #[arg(
+        long,
+        default_value_t = server::DEFAULT_MAX_META_TOTAL,
+        value_parser = parse::positive_size
+    )]
+    max_meta_total: usize,
+    /// Most events waiting for stdout; when its reader is slower, further ones are dropped and
+    /// counted.
+    #[arg(long, default_value_t = server::DEFAULT_EVENT_QUEUE)]
+    event_queue: usize,
+    /// The socket's receive buffer, asked of the kernel (which may cap it), in bytes (e.g. 4MiB).
+    #[arg(
+        long,
+        default_value_t = server::DEFAULT_RECV_BUFFER,
+        value_parser = parse::positive_size
+    )]
+    recv_buffer: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +152,10 @@ async fn serve(args: ServerArgs) -> Result<()> {
         detector,
         check_interval: args.check_interval,
         max_nodes: args.max_nodes,
+        max_meta_bytes: args.max_meta_bytes,
+        max_meta_total: args.max_meta_total,
+        event_queue: args.event_queue,
+        recv_buffer: args.recv_buffer,
     };
     let socket = plumbing::listen_udp(args.bind).await?;
     let shutdown = shutdown_on_signal();

@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use crate::detector::{ArrivalWindow, Detector};
-use crate::protocol::{Heartbeat, NodeState, NodeStatus};
+use crate::protocol::{Heartbeat, Meta, NodeState, NodeStatus};
 
 /// How many sequence numbers behind the highest one a node's window remembers.
 pub const SEQ_WINDOW: u64 = 64;
@@ -122,7 +120,7 @@ struct Member {
     duplicates: u64,
     reordered: u64,
     restarts: u64,
-    meta: Option<Map<String, Value>>,
+    meta: Option<Meta>,
 }
 
 /// Why a heartbeat was not taken into the table.
@@ -133,6 +131,17 @@ pub enum Refused {
     TableFull,
 }
 
+/// How much the table may hold, in nodes and in bytes of `meta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLimits {
+    /// The most nodes; heartbeats from further new nodes are refused.
+    pub max_nodes: usize,
+    /// The most bytes of `meta` one node may keep; a longer one is not kept.
+    pub max_meta_bytes: usize,
+    /// The most bytes of `meta` all nodes together may keep; one that would pass it is not kept.
+    pub max_meta_total: usize,
+}
+
 /// Every node heard from, keyed and ordered by node id.
 #[derive(Debug)]
 pub struct Membership {
@@ -140,20 +149,51 @@ pub struct Membership {
     // which a sorted map answers with `range` instead of sorting the whole table per request.
     members: BTreeMap<String, Member>,
     detector: Detector,
-    max_nodes: usize,
+    limits: TableLimits,
     // Kept up to date on every transition so that status replies never walk the whole table.
     dead: usize,
+    // The bytes of every `meta` kept, so that the table's total is known without a walk.
+    meta_bytes: usize,
+    meta_dropped: u64,
 }
 
 impl Membership {
-    /// An empty table that judges silence with `detector` and holds at most `max_nodes` nodes.
-    pub fn new(detector: Detector, max_nodes: usize) -> Self {
+    /// An empty table that judges silence with `detector` and holds no more than `limits`.
+    pub fn new(detector: Detector, limits: TableLimits) -> Self {
         Self {
             members: BTreeMap::new(),
             detector,
-            max_nodes,
+            limits,
             dead: 0,
+            meta_bytes: 0,
+            meta_dropped: 0,
         }
+    }
+
+    /// The `meta` a node may keep, given the bytes `held` its previous one took: `meta` itself
+    /// if it fits both limits, else nothing (and it is counted as dropped).
+    fn admit_meta(&mut self, meta: Option<Meta>, held: usize) -> Option<Meta> {
+        let others = self.meta_bytes - held;
+        let meta = meta.filter(|m| {
+            let fits = m.len() <= self.limits.max_meta_bytes
+                && others + m.len() <= self.limits.max_meta_total;
+            if !fits {
+                self.meta_dropped += 1;
+            }
+            fits
+        });
+        self.meta_bytes = others + meta.as_ref().map_or(0, Meta::len);
+        meta
+    }
+
+    /// Bytes of `meta` the table holds.
+    pub fn meta_bytes(&self) -> usize {
+        self.meta_bytes
+    }
+
+    /// Heartbeats whose `meta` was not kept, over either limit.
+    pub fn meta_dropped(&self) -> u64 {
+        self.meta_dropped
     }
 
     /// The detector in use.
@@ -174,10 +214,15 @@ impl Membership {
         let Heartbeat {
             node, seq, meta, ..
         } = heartbeat;
-        let Some(member) = self.members.get_mut(&node) else {
-            if self.members.len() >= self.max_nodes {
+        let held = match self.members.get(&node) {
+            Some(member) => member.meta.as_ref().map_or(0, Meta::len),
+            None if self.members.len() >= self.limits.max_nodes => {
                 return Err(Refused::TableFull);
             }
+            None => 0,
+        };
+        let meta = self.admit_meta(meta, held);
+        let Some(member) = self.members.get_mut(&node) else {
             let member = Member {
                 addr: from,
                 last_seen: now,
@@ -218,7 +263,8 @@ impl Membership {
         match member.window.observe(seq) {
             SeqOutcome::Advanced { skipped } => {
                 member.received += 1;
-                member.lost += skipped;
+                // Saturating: a sender (or a forger) may jump from 1 to 2^64 - 1, twice.
+                member.lost = member.lost.saturating_add(skipped);
                 member.arrivals.record(since_last);
             }
             SeqOutcome::Duplicate => member.duplicates += 1,
@@ -326,6 +372,14 @@ mod tests {
         }
     }
 
+    fn limits(max_nodes: usize) -> TableLimits {
+        TableLimits {
+            max_nodes,
+            max_meta_bytes: 512,
+            max_meta_total: 1024,
+        }
+    }
+
     fn addr() -> SocketAddr {
         "127.0.0.1:9".parse().unwrap()
     }
@@ -351,7 +405,7 @@ mod tests {
     #[test]
     fn join_die_recover() {
         let timeout = Duration::from_millis(500);
-        let mut table = Membership::new(Detector::Timeout { timeout }, 10);
+        let mut table = Membership::new(Detector::Timeout { timeout }, limits(10));
         let t0 = Instant::now();
         let joined = table.record(hb("a", 1), addr(), t0).unwrap();
         assert!(matches!(joined, Some(Transition::Joined { .. })));
@@ -378,7 +432,7 @@ mod tests {
             Detector::Timeout {
                 timeout: Duration::from_secs(1),
             },
-            1,
+            limits(1),
         );
         let now = Instant::now();
         table.record(hb("a", 1), addr(), now).unwrap();
@@ -390,12 +444,63 @@ mod tests {
     }
 
     #[test]
+    fn lost_saturates() {
+        let mut table = Membership::new(
+            Detector::Timeout {
+                timeout: Duration::from_secs(1),
+            },
+            limits(1),
+        );
+        let now = Instant::now();
+        for seq in [1, u64::MAX, 1, u64::MAX] {
+            table.record(hb("a", seq), addr(), now).unwrap();
+        }
+        let row = table.rows_after(None, now).next().unwrap();
+        assert_eq!((row.lost, row.restarts), (u64::MAX, 1));
+    }
+
+    #[test]
+    fn meta_is_bounded_per_node_and_in_all() {
+        let mut table = Membership::new(
+            Detector::Timeout {
+                timeout: Duration::from_secs(1),
+            },
+            limits(10),
+        );
+        let now = Instant::now();
+        let with_meta = |node: &str, len: usize| {
+            let mut facts = serde_json::Map::new();
+            facts.insert("p".into(), "x".repeat(len - 8).into());
+            let meta = Meta::from_map(&facts);
+            assert_eq!(meta.len(), len);
+            Heartbeat {
+                meta: Some(meta),
+                ..hb(node, 1)
+            }
+        };
+        table.record(with_meta("big", 513), addr(), now).unwrap();
+        table.record(with_meta("a", 500), addr(), now).unwrap();
+        table.record(with_meta("b", 500), addr(), now).unwrap();
+        table.record(with_meta("c", 100), addr(), now).unwrap();
+        assert_eq!((table.meta_bytes(), table.meta_dropped()), (1000, 2));
+        // A node's new meta replaces its old one in the total.
+        table.record(with_meta("a", 20), addr(), now).unwrap();
+        table.record(with_meta("c", 100), addr(), now).unwrap();
+        assert_eq!((table.meta_bytes(), table.meta_dropped()), (620, 2));
+        let kept: Vec<bool> = table
+            .rows_after(None, now)
+            .map(|r| r.meta.is_some())
+            .collect();
+        assert_eq!(kept, [true, true, false, true]);
+    }
+
+    #[test]
     fn pages_start_after_the_cursor() {
         let mut table = Membership::new(
             Detector::Timeout {
                 timeout: Duration::from_secs(1),
             },
-            10,
+            limits(10),
         );
         let now = Instant::now();
         for n in ["c", "a", "b"] {

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::outbound::{Outbound, Push, Wakes};
+use crate::outbound::{Budget, Outbound, Push, Wakes};
 use crate::subject::Index;
 
 /// What one subscription costs besides its strings and nodes, in [`Subscription::memory`]: the
@@ -120,18 +120,40 @@ pub struct Published {
 }
 
 /// Every subscription, and the counters that name clients and subscriptions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Broker {
     index: RwLock<Index<Arc<Subscription>>>,
     next_id: AtomicU64,
     /// Picks the member of a queue group: a counter, scrambled per message (see [`pick`]).
     turn: AtomicU64,
+    /// What every client's subscriptions may hold together, as [`Subscription::memory`]
+    /// estimates it.
+    subscription_budget: Budget,
+    /// What every client's outbound queue may hold together.
+    queue_budget: Arc<Budget>,
 }
 
 impl Broker {
-    /// An empty broker.
-    pub fn new() -> Broker {
-        Broker::default()
+    /// An empty broker whose subscriptions may hold `subscription_bytes` in all, and whose
+    /// outbound queues `queued_bytes` in all.
+    pub fn new(subscription_bytes: usize, queued_bytes: usize) -> Broker {
+        Broker {
+            index: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            turn: AtomicU64::new(0),
+            subscription_budget: Budget::new(subscription_bytes),
+            queue_budget: Arc::new(Budget::new(queued_bytes)),
+        }
+    }
+
+    /// The budget every client's subscriptions draw on.
+    pub fn subscription_budget(&self) -> &Budget {
+        &self.subscription_budget
+    }
+
+    /// The budget every client's outbound queue draws on, for [`Outbound::new`].
+    pub fn queue_budget(&self) -> &Arc<Budget> {
+        &self.queue_budget
     }
 
     /// A fresh id, for a client or a subscription.
@@ -260,7 +282,7 @@ mod tests {
             subject.as_bytes(),
             queue.map(str::as_bytes),
             b"1",
-            Arc::new(Outbound::new(1 << 20)),
+            Arc::new(Outbound::new(1 << 20, Arc::clone(broker.queue_budget()))),
         ));
         broker.subscribe(Arc::clone(&sub));
         sub
@@ -268,7 +290,7 @@ mod tests {
 
     #[test]
     fn one_member_of_each_queue_group() {
-        let broker = Broker::new();
+        let broker = Broker::new(usize::MAX, usize::MAX);
         let plain = sub(&broker, "a.*", None);
         let q1: Vec<_> = (0..3).map(|_| sub(&broker, "a.b", Some("q1"))).collect();
         let q2 = sub(&broker, ">", Some("q2"));
@@ -292,7 +314,7 @@ mod tests {
 
     #[test]
     fn alternating_subjects_do_not_starve_a_queue_member() {
-        let broker = Broker::new();
+        let broker = Broker::new(usize::MAX, usize::MAX);
         let a: Vec<_> = (0..2).map(|_| sub(&broker, "a", Some("q"))).collect();
         let _b: Vec<_> = (0..2).map(|_| sub(&broker, "b", Some("q"))).collect();
         for _ in 0..200 {
@@ -309,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_slow_member_passes_the_message_to_another() {
-        let broker = Broker::new();
+        let broker = Broker::new(usize::MAX, usize::MAX);
         let slow = Arc::new(Subscription::new(
             broker.next_id(),
             1,
@@ -317,7 +339,7 @@ mod tests {
             Some(b"q"),
             b"1",
             // Too small for any MSG: the first one makes it a slow consumer.
-            Arc::new(Outbound::new(8)),
+            Arc::new(Outbound::new(8, Arc::clone(broker.queue_budget()))),
         ));
         broker.subscribe(Arc::clone(&slow));
         let _ok = sub(&broker, "a", Some("q"));
@@ -333,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_limited_subscription_removes_itself() {
-        let broker = Broker::new();
+        let broker = Broker::new(usize::MAX, usize::MAX);
         let s = sub(&broker, "a", None);
         assert!(s.set_max(2));
         for _ in 0..5 {

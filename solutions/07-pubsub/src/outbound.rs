@@ -6,8 +6,13 @@
 //! writes it in one system call, so a busy subscriber gets many messages per write. A queue that
 //! would grow past its bound belongs to a slow consumer: its pending bytes are dropped, it is sent
 //! `-ERR 'Slow Consumer'`, and it is disconnected. The other subscribers never notice.
+//!
+//! Every queue also draws on one [`Budget`] shared by the whole broker: a thousand clients each
+//! within their own bound can still hold more than the machine has. When the budget is spent, a
+//! client that already has bytes waiting is a slow consumer too.
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +34,52 @@ pub enum Push {
     Slow,
 }
 
+/// Bytes shared by the whole process, taken and given back by many threads without a lock.
+#[derive(Debug)]
+pub struct Budget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `bytes` if that keeps the total within the limit; whether it did.
+    pub fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Takes `bytes` whatever the limit: for the few bytes of a verdict that must be sent.
+    pub fn take_anyway(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Gives back `bytes` taken before.
+    pub fn give(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
 /// Writers that have messages waiting, to wake once a publisher is done with a batch.
 #[derive(Debug, Default)]
 pub struct Wakes(Vec<Arc<Outbound>>);
@@ -48,6 +99,8 @@ pub struct Outbound {
     state: Mutex<Pending>,
     wake: Notify,
     limit: usize,
+    /// The broker's budget for every queue: this one holds `buf.len() + writing` of it.
+    budget: Arc<Budget>,
     kill: CancellationToken,
 }
 
@@ -61,12 +114,13 @@ struct Pending {
 }
 
 impl Outbound {
-    /// A queue holding at most `limit` bytes.
-    pub fn new(limit: usize) -> Outbound {
+    /// A queue holding at most `limit` bytes, and no more than `budget` has left.
+    pub fn new(limit: usize, budget: Arc<Budget>) -> Outbound {
         Outbound {
             state: Mutex::new(Pending::default()),
             wake: Notify::new(),
             limit,
+            budget,
             kill: CancellationToken::new(),
         }
     }
@@ -98,10 +152,14 @@ impl Outbound {
         if state.closed {
             return (Push::Closed, false);
         }
-        if state.buf.len() + state.writing + len > self.limit {
+        let held = state.buf.len() + state.writing;
+        if held + len > self.limit || !self.take_budget(len, held) {
+            self.budget.give(state.buf.len());
             state.buf.clear();
             state.buf.shrink_to(64 * 1024);
-            state.buf.extend_from_slice(b"-ERR 'Slow Consumer'\r\n");
+            const VERDICT: &[u8] = b"-ERR 'Slow Consumer'\r\n";
+            self.budget.take_anyway(VERDICT.len());
+            state.buf.extend_from_slice(VERDICT);
             state.closed = true;
             drop(state);
             self.kill.cancel();
@@ -110,6 +168,20 @@ impl Outbound {
         let was_empty = state.buf.is_empty();
         encode(&mut state.buf);
         (Push::Queued, was_empty)
+    }
+
+    /// Takes `len` bytes of the shared budget for a queue holding `held`; whether it may.
+    fn take_budget(&self, len: usize, held: usize) -> bool {
+        if self.budget.try_take(len) {
+            return true;
+        }
+        // An empty queue may take one message past a spent budget: its client keeps up, and the
+        // clients holding the budget are cut off as soon as a message comes for them.
+        if held == 0 {
+            self.budget.take_anyway(len);
+            return true;
+        }
+        false
     }
 
     /// Appends `bytes` (a reply to the client itself), unless that would pass the bound.
@@ -163,6 +235,8 @@ impl Outbound {
             let closed = {
                 let mut state = self.state();
                 std::mem::swap(&mut state.buf, &mut batch);
+                // The batch before this one has been written: its bytes are free.
+                self.budget.give(state.writing);
                 state.writing = batch.len();
                 state.closed
             };
@@ -196,13 +270,24 @@ impl Outbound {
     }
 }
 
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.budget.give(state.buf.len() + state.writing);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn unbounded() -> Arc<Budget> {
+        Arc::new(Budget::new(usize::MAX))
+    }
+
     #[test]
     fn a_full_queue_marks_a_slow_consumer() {
-        let out = Arc::new(Outbound::new(100));
+        let out = Arc::new(Outbound::new(100, unbounded()));
         let mut wakes = Wakes::default();
         assert_eq!(out.push(&[b'x'; 60]), Push::Queued);
         assert_eq!(
@@ -216,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_being_written_count_against_the_bound() {
-        let out = Arc::new(Outbound::new(100));
+        let out = Arc::new(Outbound::new(100, unbounded()));
         assert_eq!(out.push(&[b'x'; 60]), Push::Queued);
         // A peer that reads nothing: the writer takes the 60 bytes and blocks writing them.
         let (writer, _reader) = tokio::io::duplex(1);
@@ -241,9 +326,34 @@ mod tests {
         writing.abort();
     }
 
+    #[test]
+    fn a_spent_budget_cuts_off_a_client_that_is_behind_and_gives_its_bytes_back() {
+        let budget = Arc::new(Budget::new(100));
+        let (one, two) = (
+            Outbound::new(1000, Arc::clone(&budget)),
+            Outbound::new(1000, Arc::clone(&budget)),
+        );
+        assert_eq!(one.push(&[b'x'; 70]), Push::Queued);
+        assert_eq!(two.push(&[b'y'; 20]), Push::Queued);
+        assert_eq!(
+            two.push(&[b'y'; 20]),
+            Push::Slow,
+            "120 > 100, and two has 20 waiting"
+        );
+        assert_eq!(budget.used(), 70 + 22, "two holds only its verdict");
+        let three = Outbound::new(1000, Arc::clone(&budget));
+        assert_eq!(
+            three.push(&[b'z'; 50]),
+            Push::Queued,
+            "an empty queue takes one"
+        );
+        drop((one, two, three));
+        assert_eq!(budget.used(), 0);
+    }
+
     #[tokio::test]
     async fn the_writer_flushes_then_closes() {
-        let out = Arc::new(Outbound::new(1000));
+        let out = Arc::new(Outbound::new(1000, unbounded()));
         out.push(b"+OK\r\n");
         out.push_msg(b"a", b"1", None, b"hi", &mut Wakes::default());
         out.close();

@@ -23,6 +23,10 @@ pub const DEFAULT_MAX_PENDING: usize = 8 * 1024 * 1024;
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 65_536;
 /// The default of [`ServerConfig::max_subscription_bytes`]: 128 MiB.
 pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 128 * 1024 * 1024;
+/// The default of [`ServerConfig::max_total_pending`]: 1 GiB.
+pub const DEFAULT_MAX_TOTAL_PENDING: usize = 1024 * 1024 * 1024;
+/// The default of [`ServerConfig::max_total_subscription_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_TOTAL_SUBSCRIPTION_BYTES: usize = 1024 * 1024 * 1024;
 /// The default of [`ServerConfig::write_deadline`].
 pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// The default of [`ServerConfig::ping_interval`]: two minutes, as NATS has it.
@@ -42,6 +46,12 @@ pub struct ServerConfig {
     /// The most bytes one client's subscriptions may hold in all, as
     /// [`Subscription::memory`](crate::broker::Subscription::memory) estimates them.
     pub max_subscription_bytes: usize,
+    /// The most bytes queued for all clients together; past it, a client with bytes already
+    /// queued is a slow consumer.
+    pub max_total_pending: usize,
+    /// The most bytes all clients' subscriptions may hold together, estimated as for
+    /// `max_subscription_bytes`; past it, `SUB` is refused.
+    pub max_total_subscription_bytes: usize,
     /// How long one write to a client may take before it is a slow consumer.
     pub write_deadline: Duration,
     /// How long a client may stay silent before it is sent `PING`; after
@@ -57,6 +67,8 @@ impl Default for ServerConfig {
             max_pending: DEFAULT_MAX_PENDING,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_subscription_bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            max_total_pending: DEFAULT_MAX_TOTAL_PENDING,
+            max_total_subscription_bytes: DEFAULT_MAX_TOTAL_SUBSCRIPTION_BYTES,
             write_deadline: DEFAULT_WRITE_DEADLINE,
             ping_interval: DEFAULT_PING_INTERVAL,
         }
@@ -71,7 +83,10 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let broker = Arc::new(Broker::new());
+    let broker = Arc::new(Broker::new(
+        config.max_total_subscription_bytes,
+        config.max_total_pending,
+    ));
     let port = listener.local_addr()?.port();
     let settings = Settings {
         config: config.clone(),
