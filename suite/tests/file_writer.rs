@@ -974,29 +974,71 @@ mod stage6_durability {
     #[test]
     fn a_sigkill_keeps_every_acknowledged_byte() {
         bounded(LIMIT, || {
+            const ACKED: usize = 200_000;
+            // More than the contract's 1 MiB write buffer, so that the server writes some of it
+            // while the body is still open.
+            const IN_FLIGHT: usize = 1_500_000;
+            const SEEN: usize = 64 << 10;
             let mut s = Server::start(&[]);
-            let data = seeded_bytes(7, 400_000);
+            let data = seeded_bytes(7, 4_000_000);
             let path = s.create_len(data.len() as u64);
             for i in 0..5 {
-                s.patch_ok(
-                    &path,
-                    i * 40_000,
-                    &data[i as usize * 40_000..(i as usize + 1) * 40_000],
-                );
+                let at = i * ACKED / 5;
+                s.patch_ok(&path, at as u64, &data[at..at + ACKED / 5]);
             }
-            // Mid-PATCH: 30000 more bytes sent, the rest never.
-            let _stream = partial_patch(s.addr, &path, 200_000, 200_000, &data[200_000..230_000]);
+            // Mid-PATCH: the head announces the rest, IN_FLIGHT bytes come, then silence with
+            // the connection open.
+            let rest = data.len() - ACKED;
+            let mut stream = TcpStream::connect(s.addr).expect("connect to the server");
+            let offset_header = ACKED.to_string();
+            let announced = rest.to_string();
+            let head = http::request_bytes(
+                s.addr,
+                "PATCH",
+                &path,
+                &[
+                    TUS,
+                    OCTETS,
+                    ("Upload-Offset", offset_header.as_str()),
+                    ("Content-Length", announced.as_str()),
+                ],
+                &data[ACKED..ACKED + IN_FLIGHT],
+            );
+            if let Err(e) = stream.write_all(&head) {
+                s.program.fail(format_args!(
+                    "sent a PATCH at offset {ACKED} announcing {rest} bytes; sending its first \
+                     {IN_FLIGHT} bytes failed: {e}"
+                ));
+            }
+            // The kill lands inside the PATCH: once the file shows the first in-flight bytes.
+            let dir = s.dir.path().join(path.rsplit('/').next().unwrap_or(""));
+            let written = poll_until(PROMPT, Duration::from_millis(10), || {
+                let got = std::fs::read(&dir).ok()?;
+                (got.len() >= ACKED + SEEN && got[ACKED..ACKED + SEEN] == data[ACKED..ACKED + SEEN])
+                    .then_some(())
+            });
+            if written.is_none() {
+                s.program.fail(format_args!(
+                    "sent a PATCH at offset {ACKED} and {IN_FLIGHT} bytes of its body (more than \
+                     the 1 MiB write buffer); expected the file DIR/ID to hold the first of them \
+                     within {PROMPT:?}, it does not"
+                ));
+            }
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &s.program.id().to_string()])
                 .status();
             let _ = s.program.wait_exit(PROMPT);
+            drop(stream);
             let Server { dir, .. } = s;
             let mut s = Server::start_in(dir, &[]);
             let offset = s.offset(&path);
-            if !(200_000..=230_000).contains(&offset) {
+            let sent = ACKED + IN_FLIGHT;
+            if !(ACKED as u64..=sent as u64).contains(&offset) {
                 s.program.fail(format_args!(
-                    "after 200000 acknowledged bytes, 30000 more in flight and a SIGKILL, the \
-                     restarted server reports offset {offset}; expected 200000 to 230000"
+                    "after {ACKED} acknowledged bytes, {IN_FLIGHT} more sent in an open PATCH \
+                     and a SIGKILL while the server wrote them, the restarted server reports \
+                     offset {offset}; expected {ACKED} to {sent}: an offset counts only bytes \
+                     that are on disk"
                 ));
             }
             s.assert_data(&path, &data[..offset as usize], true);
@@ -1038,6 +1080,78 @@ mod stage6_durability {
                 "HEAD of the final after a restart",
             );
             s.assert_data(&whole, b"hello world", false);
+        });
+    }
+
+    /// Copies every file of `from` into `to`.
+    fn copy_dir(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).expect("read the upload directory") {
+            let entry = entry.expect("an entry of the upload directory");
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::copy(entry.path(), to.join(entry.file_name()))
+                    .expect("copy a file of the upload directory");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_finishes_an_interrupted_concatenation() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let a_bytes = seeded_bytes(11, 70_000);
+            let b_bytes = seeded_bytes(12, 50_000);
+            let a = s.create(&[("Upload-Length", "70000"), ("Upload-Concat", "partial")]);
+            let b = s.create(&[("Upload-Length", "50000"), ("Upload-Concat", "partial")]);
+            s.patch_ok(&a, 0, &a_bytes);
+            s.patch_ok(&b, 0, &b_bytes);
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &s.program.id().to_string()])
+                .status();
+            let _ = s.program.wait_exit(PROMPT);
+            // DIR as it was before the final upload existed: two finished, unplaced parts.
+            let crashed = tempfile::tempdir().expect("a temporary directory");
+            copy_dir(s.dir.path(), crashed.path());
+            let Server { dir, .. } = s;
+            let mut s = Server::start_in(dir, &[]);
+            let concat = format!("final;{a} {b}");
+            let reply = s.tus("POST", "/files/", &[("Upload-Concat", &concat)], b"");
+            s.expect(&reply, 201, "POST of a final upload of two finished parts");
+            let whole = s.path_of(&reply, "POST of a final upload");
+            let final_id = whole.rsplit('/').next().unwrap_or("").to_owned();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &s.program.id().to_string()])
+                .status();
+            let _ = s.program.wait_exit(PROMPT);
+            // The crash came after the final upload's own files were made, before any part was
+            // placed: its bytes file is at its full length, still zero.
+            for entry in std::fs::read_dir(s.dir.path()).expect("read the upload directory") {
+                let entry = entry.expect("an entry of the upload directory");
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name == final_id {
+                    std::fs::write(crashed.path().join(&name), vec![0u8; 120_000])
+                        .expect("write the final upload's empty file");
+                } else if name.starts_with(&format!("{final_id}.")) {
+                    std::fs::copy(entry.path(), crashed.path().join(&name))
+                        .expect("copy the final upload's record");
+                }
+            }
+            let mut s = Server::start_in(crashed, &[]);
+            let head = s.head(&whole);
+            s.expect_header(
+                &head,
+                "Upload-Length",
+                "120000",
+                "HEAD of a final upload whose concatenation a crash interrupted, after a restart",
+            );
+            s.expect_header(
+                &head,
+                "Upload-Offset",
+                "120000",
+                "HEAD of a final upload whose concatenation a crash interrupted, after a restart",
+            );
+            let mut expected = a_bytes;
+            expected.extend_from_slice(&b_bytes);
+            s.assert_data(&whole, &expected, false);
         });
     }
 
