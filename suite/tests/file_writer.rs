@@ -218,6 +218,20 @@ impl Server {
         }
     }
 
+    /// Two partial uploads of 5 and 6 bytes, the first holding "hel", and a final upload of
+    /// both: their paths (a, b, final).
+    #[track_caller]
+    fn unfinished_final(&mut self) -> (String, String, String) {
+        let a = self.create(&[("Upload-Length", "5"), ("Upload-Concat", "partial")]);
+        let b = self.create(&[("Upload-Length", "6"), ("Upload-Concat", "partial")]);
+        self.patch_ok(&a, 0, b"hel");
+        let concat = format!("final;{a} {b}");
+        let reply = self.tus("POST", "/files/", &[("Upload-Concat", &concat)], b"");
+        self.expect(&reply, 201, "POST of a final upload of unfinished parts");
+        let whole = self.path_of(&reply, "POST of a final upload");
+        (a, b, whole)
+    }
+
     /// The names in the directory.
     fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
@@ -613,6 +627,29 @@ mod stage2_patch_at_offsets {
     }
 
     #[test]
+    fn x_http_method_override_is_the_method() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let path = s.create_len(11);
+            let headers = [
+                ("X-HTTP-Method-Override", "PATCH"),
+                OCTETS,
+                ("Upload-Offset", "0"),
+            ];
+            let reply = s.tus("POST", &path, &headers, b"hello");
+            let sent = format!("POST {path} with {headers:?} and the body \"hello\"");
+            s.expect(&reply, 204, &sent);
+            s.expect_header(&reply, "Upload-Offset", "5", &sent);
+            if s.offset(&path) != 5 {
+                s.program.fail(format_args!(
+                    "sent {sent}: a PATCH by its override; HEAD should then say offset 5"
+                ));
+            }
+            s.assert_data(&path, b"hello", false);
+        });
+    }
+
+    #[test]
     fn the_upload_command_sends_a_file() {
         bounded(LIMIT, || {
             let mut s = Server::start(&[]);
@@ -921,6 +958,41 @@ mod stage5_concatenation {
     }
 
     #[test]
+    fn deleting_a_part_of_an_unfinished_final_removes_the_final() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let (a, _, whole) = s.unfinished_final();
+            let reply = s.tus("DELETE", &a, &[], b"");
+            s.expect(
+                &reply,
+                204,
+                &format!("DELETE {a}, a part of the unfinished {whole}"),
+            );
+            for path in [&a, &whole] {
+                let reply = s.tus("HEAD", path, &[], b"");
+                if !matches!(reply.status, 404 | 410) {
+                    s.program.fail(format_args!(
+                        "sent DELETE {a}, a part of the unfinished final upload {whole}, then \
+                         HEAD {path}; expected 404 or 410 (the final goes with its part), got {}",
+                        reply.summary()
+                    ));
+                }
+            }
+            let final_id = whole.rsplit('/').next().unwrap_or("");
+            let left: Vec<String> = s
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with(final_id))
+                .collect();
+            if !left.is_empty() {
+                s.program.fail(format_args!(
+                    "after DELETE {a} removed the final upload {whole}, DIR still holds {left:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
     fn a_final_of_unknown_parts_is_refused() {
         bounded(LIMIT, || {
             let mut s = Server::start(&[]);
@@ -1051,13 +1123,7 @@ mod stage6_durability {
     fn a_final_and_its_parts_survive_a_restart() {
         bounded(LIMIT, || {
             let mut s = Server::start(&[]);
-            let a = s.create(&[("Upload-Length", "5"), ("Upload-Concat", "partial")]);
-            let b = s.create(&[("Upload-Length", "6"), ("Upload-Concat", "partial")]);
-            s.patch_ok(&a, 0, b"hel");
-            let concat = format!("final;{a} {b}");
-            let reply = s.tus("POST", "/files/", &[("Upload-Concat", &concat)], b"");
-            s.expect(&reply, 201, "POST of a final upload of unfinished parts");
-            let whole = s.path_of(&reply, "POST of a final upload");
+            let (a, b, whole) = s.unfinished_final();
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &s.program.id().to_string()])
                 .status();
@@ -1303,6 +1369,24 @@ mod stage7_hostile_clients {
                 s.program
                     .fail("the server stopped answering after malformed headers");
             }
+        });
+    }
+
+    #[test]
+    fn more_than_max_uploads_is_503() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--max-uploads", "2"]);
+            let first = s.create_len(10);
+            s.create_len(10);
+            let reply = s.tus("POST", "/files/", &[("Upload-Length", "10")], b"");
+            s.expect(
+                &reply,
+                503,
+                "a third POST /files/ to a server run with --max-uploads 2",
+            );
+            let reply = s.tus("DELETE", &first, &[], b"");
+            s.expect(&reply, 204, &format!("DELETE {first}"));
+            s.create_len(10);
         });
     }
 
