@@ -218,6 +218,20 @@ impl Server {
         }
     }
 
+    /// Two partial uploads of 5 and 6 bytes, the first holding "hel", and a final upload of
+    /// both: their paths (a, b, final).
+    #[track_caller]
+    fn unfinished_final(&mut self) -> (String, String, String) {
+        let a = self.create(&[("Upload-Length", "5"), ("Upload-Concat", "partial")]);
+        let b = self.create(&[("Upload-Length", "6"), ("Upload-Concat", "partial")]);
+        self.patch_ok(&a, 0, b"hel");
+        let concat = format!("final;{a} {b}");
+        let reply = self.tus("POST", "/files/", &[("Upload-Concat", &concat)], b"");
+        self.expect(&reply, 201, "POST of a final upload of unfinished parts");
+        let whole = self.path_of(&reply, "POST of a final upload");
+        (a, b, whole)
+    }
+
     /// The names in the directory.
     fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
@@ -613,6 +627,29 @@ mod stage2_patch_at_offsets {
     }
 
     #[test]
+    fn x_http_method_override_is_the_method() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let path = s.create_len(11);
+            let headers = [
+                ("X-HTTP-Method-Override", "PATCH"),
+                OCTETS,
+                ("Upload-Offset", "0"),
+            ];
+            let reply = s.tus("POST", &path, &headers, b"hello");
+            let sent = format!("POST {path} with {headers:?} and the body \"hello\"");
+            s.expect(&reply, 204, &sent);
+            s.expect_header(&reply, "Upload-Offset", "5", &sent);
+            if s.offset(&path) != 5 {
+                s.program.fail(format_args!(
+                    "sent {sent}: a PATCH by its override; HEAD should then say offset 5"
+                ));
+            }
+            s.assert_data(&path, b"hello", false);
+        });
+    }
+
+    #[test]
     fn the_upload_command_sends_a_file() {
         bounded(LIMIT, || {
             let mut s = Server::start(&[]);
@@ -921,6 +958,41 @@ mod stage5_concatenation {
     }
 
     #[test]
+    fn deleting_a_part_of_an_unfinished_final_removes_the_final() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let (a, _, whole) = s.unfinished_final();
+            let reply = s.tus("DELETE", &a, &[], b"");
+            s.expect(
+                &reply,
+                204,
+                &format!("DELETE {a}, a part of the unfinished {whole}"),
+            );
+            for path in [&a, &whole] {
+                let reply = s.tus("HEAD", path, &[], b"");
+                if !matches!(reply.status, 404 | 410) {
+                    s.program.fail(format_args!(
+                        "sent DELETE {a}, a part of the unfinished final upload {whole}, then \
+                         HEAD {path}; expected 404 or 410 (the final goes with its part), got {}",
+                        reply.summary()
+                    ));
+                }
+            }
+            let final_id = whole.rsplit('/').next().unwrap_or("");
+            let left: Vec<String> = s
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with(final_id))
+                .collect();
+            if !left.is_empty() {
+                s.program.fail(format_args!(
+                    "after DELETE {a} removed the final upload {whole}, DIR still holds {left:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
     fn a_final_of_unknown_parts_is_refused() {
         bounded(LIMIT, || {
             let mut s = Server::start(&[]);
@@ -974,29 +1046,71 @@ mod stage6_durability {
     #[test]
     fn a_sigkill_keeps_every_acknowledged_byte() {
         bounded(LIMIT, || {
+            const ACKED: usize = 200_000;
+            // More than the contract's 1 MiB write buffer, so that the server writes some of it
+            // while the body is still open.
+            const IN_FLIGHT: usize = 1_500_000;
+            const SEEN: usize = 64 << 10;
             let mut s = Server::start(&[]);
-            let data = seeded_bytes(7, 400_000);
+            let data = seeded_bytes(7, 4_000_000);
             let path = s.create_len(data.len() as u64);
             for i in 0..5 {
-                s.patch_ok(
-                    &path,
-                    i * 40_000,
-                    &data[i as usize * 40_000..(i as usize + 1) * 40_000],
-                );
+                let at = i * ACKED / 5;
+                s.patch_ok(&path, at as u64, &data[at..at + ACKED / 5]);
             }
-            // Mid-PATCH: 30000 more bytes sent, the rest never.
-            let _stream = partial_patch(s.addr, &path, 200_000, 200_000, &data[200_000..230_000]);
+            // Mid-PATCH: the head announces the rest, IN_FLIGHT bytes come, then silence with
+            // the connection open.
+            let rest = data.len() - ACKED;
+            let mut stream = TcpStream::connect(s.addr).expect("connect to the server");
+            let offset_header = ACKED.to_string();
+            let announced = rest.to_string();
+            let head = http::request_bytes(
+                s.addr,
+                "PATCH",
+                &path,
+                &[
+                    TUS,
+                    OCTETS,
+                    ("Upload-Offset", offset_header.as_str()),
+                    ("Content-Length", announced.as_str()),
+                ],
+                &data[ACKED..ACKED + IN_FLIGHT],
+            );
+            if let Err(e) = stream.write_all(&head) {
+                s.program.fail(format_args!(
+                    "sent a PATCH at offset {ACKED} announcing {rest} bytes; sending its first \
+                     {IN_FLIGHT} bytes failed: {e}"
+                ));
+            }
+            // The kill lands inside the PATCH: once the file shows the first in-flight bytes.
+            let dir = s.dir.path().join(path.rsplit('/').next().unwrap_or(""));
+            let written = poll_until(PROMPT, Duration::from_millis(10), || {
+                let got = std::fs::read(&dir).ok()?;
+                (got.len() >= ACKED + SEEN && got[ACKED..ACKED + SEEN] == data[ACKED..ACKED + SEEN])
+                    .then_some(())
+            });
+            if written.is_none() {
+                s.program.fail(format_args!(
+                    "sent a PATCH at offset {ACKED} and {IN_FLIGHT} bytes of its body (more than \
+                     the 1 MiB write buffer); expected the file DIR/ID to hold the first of them \
+                     within {PROMPT:?}, it does not"
+                ));
+            }
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &s.program.id().to_string()])
                 .status();
             let _ = s.program.wait_exit(PROMPT);
+            drop(stream);
             let Server { dir, .. } = s;
             let mut s = Server::start_in(dir, &[]);
             let offset = s.offset(&path);
-            if !(200_000..=230_000).contains(&offset) {
+            let sent = ACKED + IN_FLIGHT;
+            if !(ACKED as u64..=sent as u64).contains(&offset) {
                 s.program.fail(format_args!(
-                    "after 200000 acknowledged bytes, 30000 more in flight and a SIGKILL, the \
-                     restarted server reports offset {offset}; expected 200000 to 230000"
+                    "after {ACKED} acknowledged bytes, {IN_FLIGHT} more sent in an open PATCH \
+                     and a SIGKILL while the server wrote them, the restarted server reports \
+                     offset {offset}; expected {ACKED} to {sent}: an offset counts only bytes \
+                     that are on disk"
                 ));
             }
             s.assert_data(&path, &data[..offset as usize], true);
@@ -1009,13 +1123,7 @@ mod stage6_durability {
     fn a_final_and_its_parts_survive_a_restart() {
         bounded(LIMIT, || {
             let mut s = Server::start(&[]);
-            let a = s.create(&[("Upload-Length", "5"), ("Upload-Concat", "partial")]);
-            let b = s.create(&[("Upload-Length", "6"), ("Upload-Concat", "partial")]);
-            s.patch_ok(&a, 0, b"hel");
-            let concat = format!("final;{a} {b}");
-            let reply = s.tus("POST", "/files/", &[("Upload-Concat", &concat)], b"");
-            s.expect(&reply, 201, "POST of a final upload of unfinished parts");
-            let whole = s.path_of(&reply, "POST of a final upload");
+            let (a, b, whole) = s.unfinished_final();
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &s.program.id().to_string()])
                 .status();
@@ -1038,6 +1146,78 @@ mod stage6_durability {
                 "HEAD of the final after a restart",
             );
             s.assert_data(&whole, b"hello world", false);
+        });
+    }
+
+    /// Copies every file of `from` into `to`.
+    fn copy_dir(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).expect("read the upload directory") {
+            let entry = entry.expect("an entry of the upload directory");
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::copy(entry.path(), to.join(entry.file_name()))
+                    .expect("copy a file of the upload directory");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_finishes_an_interrupted_concatenation() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let a_bytes = seeded_bytes(11, 70_000);
+            let b_bytes = seeded_bytes(12, 50_000);
+            let a = s.create(&[("Upload-Length", "70000"), ("Upload-Concat", "partial")]);
+            let b = s.create(&[("Upload-Length", "50000"), ("Upload-Concat", "partial")]);
+            s.patch_ok(&a, 0, &a_bytes);
+            s.patch_ok(&b, 0, &b_bytes);
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &s.program.id().to_string()])
+                .status();
+            let _ = s.program.wait_exit(PROMPT);
+            // DIR as it was before the final upload existed: two finished, unplaced parts.
+            let crashed = tempfile::tempdir().expect("a temporary directory");
+            copy_dir(s.dir.path(), crashed.path());
+            let Server { dir, .. } = s;
+            let mut s = Server::start_in(dir, &[]);
+            let concat = format!("final;{a} {b}");
+            let reply = s.tus("POST", "/files/", &[("Upload-Concat", &concat)], b"");
+            s.expect(&reply, 201, "POST of a final upload of two finished parts");
+            let whole = s.path_of(&reply, "POST of a final upload");
+            let final_id = whole.rsplit('/').next().unwrap_or("").to_owned();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &s.program.id().to_string()])
+                .status();
+            let _ = s.program.wait_exit(PROMPT);
+            // The crash came after the final upload's own files were made, before any part was
+            // placed: its bytes file is at its full length, still zero.
+            for entry in std::fs::read_dir(s.dir.path()).expect("read the upload directory") {
+                let entry = entry.expect("an entry of the upload directory");
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name == final_id {
+                    std::fs::write(crashed.path().join(&name), vec![0u8; 120_000])
+                        .expect("write the final upload's empty file");
+                } else if name.starts_with(&format!("{final_id}.")) {
+                    std::fs::copy(entry.path(), crashed.path().join(&name))
+                        .expect("copy the final upload's record");
+                }
+            }
+            let mut s = Server::start_in(crashed, &[]);
+            let head = s.head(&whole);
+            s.expect_header(
+                &head,
+                "Upload-Length",
+                "120000",
+                "HEAD of a final upload whose concatenation a crash interrupted, after a restart",
+            );
+            s.expect_header(
+                &head,
+                "Upload-Offset",
+                "120000",
+                "HEAD of a final upload whose concatenation a crash interrupted, after a restart",
+            );
+            let mut expected = a_bytes;
+            expected.extend_from_slice(&b_bytes);
+            s.assert_data(&whole, &expected, false);
         });
     }
 
@@ -1189,6 +1369,24 @@ mod stage7_hostile_clients {
                 s.program
                     .fail("the server stopped answering after malformed headers");
             }
+        });
+    }
+
+    #[test]
+    fn more_than_max_uploads_is_503() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--max-uploads", "2"]);
+            let first = s.create_len(10);
+            s.create_len(10);
+            let reply = s.tus("POST", "/files/", &[("Upload-Length", "10")], b"");
+            s.expect(
+                &reply,
+                503,
+                "a third POST /files/ to a server run with --max-uploads 2",
+            );
+            let reply = s.tus("DELETE", &first, &[], b"");
+            s.expect(&reply, 204, &format!("DELETE {first}"));
+            s.create_len(10);
         });
     }
 

@@ -171,6 +171,58 @@ mod stage1_init_echo {
             }
         });
     }
+    #[test]
+    fn a_request_without_msg_id_gets_no_reply() {
+        bounded(LIMIT, || {
+            let mut node = node_one_of_three(&[]);
+            let silent = json!({ "src": CLIENT, "dest": "n1",
+                "body": { "type": "echo", "echo": "no msg_id" } });
+            node.send_line(&silent.to_string());
+            let msg_id = node.send_from(CLIENT, json!({ "type": "echo", "echo": "with msg_id" }));
+            // Lines are handled in order: a reply to the first comes before the second's.
+            let deadline = Instant::now() + PROMPT;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(line) = node.program.next_line(left) else {
+                    node.program.fail(format_args!(
+                        "sent {silent}, then an echo with msg_id {msg_id}; expected the \
+                         second's echo_ok within {PROMPT:?}, nothing came"
+                    ));
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if v["dest"] != CLIENT {
+                    continue;
+                }
+                if v["body"]["in_reply_to"] == msg_id {
+                    break;
+                }
+                node.program.fail(format_args!(
+                    "sent {silent} (no msg_id: it gets no reply), then an echo with msg_id \
+                     {msg_id}; before the second's reply came {line}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn error_11_comes_from_the_requests_dest() {
+        bounded(LIMIT, || {
+            let mut node = Node::start(&bin(), &[]);
+            node.id = "n7".to_owned();
+            let reply = node.request(json!({ "type": "echo", "echo": 1 }), PROMPT);
+            assert_eq!(
+                reply["body"]["code"], 11,
+                "sent an echo to n7 before init, expected error 11, got {reply}"
+            );
+            assert_eq!(
+                reply["src"], "n7",
+                "sent an echo to n7 before init: a node without an id answers from the \
+                 request's dest, got {reply}"
+            );
+        });
+    }
 }
 
 mod stage2_one_node {
@@ -599,6 +651,61 @@ mod stage3_many_nodes {
     }
 
     #[test]
+    fn no_message_carries_more_than_max_batch_values() {
+        bounded(LIMIT, || {
+            let mut node = node_one_of_three(&["--max-batch", "3"]);
+            let want: Vec<i64> = (101..=110).collect();
+            let mut asked = Vec::new();
+            for &v in &want {
+                asked.push(node.send_from(CLIENT, json!({ "type": "broadcast", "message": v })));
+            }
+            // Nothing is acknowledged, so every value is sent to n2 and n3 again and again.
+            let mut seen: [std::collections::BTreeSet<i64>; 2] = Default::default();
+            let mut acked = 0;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while acked < asked.len() || seen.iter().any(|s| s.len() < want.len()) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(line) = node.program.next_line(left) else {
+                    node.program.fail(format_args!(
+                        "a node run with --max-batch 3 (n1 of n1, n2, n3): broadcast 101..=110 \
+                         without waiting; expected 10 broadcast_ok and every value sent to \
+                         both n2 and n3 within 10s; got {acked} broadcast_ok, n2 was sent \
+                         {:?}, n3 {:?}",
+                        seen[0], seen[1]
+                    ));
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let peer = match v["dest"].as_str() {
+                    Some("n2") => 0,
+                    Some("n3") => 1,
+                    _ => {
+                        if v["body"]["type"] == "broadcast_ok" {
+                            acked += 1;
+                        }
+                        continue;
+                    }
+                };
+                let body = v["body"].as_object().cloned().unwrap_or_default();
+                for (field, value) in &body {
+                    let Some(items) = value.as_array() else {
+                        continue;
+                    };
+                    if items.len() > 3 {
+                        node.program.fail(format_args!(
+                            "a node run with --max-batch 3 sent an array of {} items (`{field}`) \
+                             in {line}: no message carries more than --max-batch values",
+                            items.len()
+                        ));
+                    }
+                    seen[peer].extend(items.iter().filter_map(Value::as_i64));
+                }
+            }
+        });
+    }
+
+    #[test]
     fn five_nodes_under_net_without_faults() {
         bounded(LIMIT, || {
             let (report, mut program) = run_json(
@@ -750,6 +857,52 @@ mod stage4_faults {
             if report["valid"] != true {
                 program.fail(format_args!("20% loss and two partitions: {report}"));
             }
+        });
+    }
+
+    #[test]
+    fn anti_entropy_alone_repairs_what_was_lost() {
+        bounded(LIMIT, || {
+            // `--retry 1h`: a lost `gossip` is never sent again within the test, so only the
+            // digests (`--anti-entropy`) can bring the values it carried.
+            let (report, mut program) = run_json(
+                &[
+                    "net",
+                    "--nodes",
+                    "10",
+                    "--latency",
+                    "20ms",
+                    "--loss",
+                    "0.3",
+                    "--partition",
+                    "0s..1s",
+                    "--rate",
+                    "50",
+                    "--time-limit",
+                    "3s",
+                    "--settle",
+                    "15s",
+                    "--seed",
+                    "13",
+                    "--",
+                    "--retry",
+                    "1h",
+                    "--anti-entropy",
+                    "300ms",
+                ],
+                Duration::from_secs(60),
+            );
+            if report["valid"] != true || report["converged_after_ms"].is_null() {
+                program.fail(format_args!(
+                    "30% loss and a partition, nodes run with `--retry 1h --anti-entropy 300ms` \
+                     (no retries: only anti-entropy can repair); expected every acknowledged \
+                     value on every node within the 15s settle, got: {report}"
+                ));
+            }
+            assert!(
+                report["dropped"].as_u64().unwrap_or(0) > 0,
+                "net dropped nothing: {report}"
+            );
         });
     }
 }

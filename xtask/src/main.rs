@@ -127,10 +127,7 @@ enum Command {
         args: Vec<String>,
     },
     /// Measure a project's program and the real thing side by side, under the same load
-    /// (log-aggregator: against rsyslogd; kv-store: against redis-server; pubsub: against
-    /// nats-server; file-transfer: against rsync;
-    /// file-writer: against @tus/server; gossip: against serf; service-registry and
-    /// leader-election: against etcd).
+    /// (one command per project that has a comparison, listed below).
     Compare {
         #[command(subcommand)]
         comparison: compare::Comparison,

@@ -90,7 +90,8 @@ impl Node {
         // `broadcast_ok`; `read` -> `read_ok` with `messages: self.values()`; `gossip` -> `learn` each
         // value from `src`, then `gossip_ok`; `gossip_ok` -> remove its flight (`in_reply_to`);
         // `sync` -> if `count`/`hash` differ from yours, answer `sync_values` with your values in
-        // chunks of `max_batch`; `sync_values` -> learn them, then `send_gossip` what they lack.
+        // chunks of `max_batch`; `sync_values` -> learn them, then `send_gossip` (in `max_batch`
+        // chunks) every value you hold that is not in this chunk: each chunk is handled alone.
         todo!()
     }
 

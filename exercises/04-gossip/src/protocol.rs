@@ -149,7 +149,8 @@ pub fn decode(line: &str) -> Result<Incoming, Bad> {
     // `msg_id`, every later error carries `reply_to` so the node can answer it.
     // Then match on `type` and build the `Payload`: each variant's fields are required
     // (`MissingField`) with the JSON type its doc says (`BadField`); `Value::as_i64`, `as_u64`,
-    // `as_str`, `as_array`, `as_object` do the checking. `init`'s `node_ids` must hold `node_id`.
+    // `as_str`, `as_array`, `as_object` do the checking. `init`'s `node_ids` must hold `node_id`
+    // (else `BadField` on `node_ids`).
     // Replies (`init_ok`, `read_ok`, `error`, ...) are `Payload::Ignored`; any other type is
     // `UnknownType`.
     todo!()

@@ -163,8 +163,9 @@ impl Sim {
         // `fanout` calls to `peer(i)`, each counted in `messages`, each lost with probability `loss`.
         // An informed caller (not in pull) that reaches a susceptible node makes it `FRESH` (+1
         // informed) and calls `after_call(i, false)`; reaching an informed one, `after_call(i, true)`
-        // (a crashed peer is no feedback). A susceptible caller (not in push) that reaches an
-        // `INFECTED` or `REMOVED` node becomes `FRESH` itself. Stop a caller's calls once its own
+        // (a crashed peer is no feedback: `after_call(i, false)`; a lost call, no `after_call`).
+        // A susceptible caller (not in push) that reaches an `INFECTED` or `REMOVED` node becomes
+        // `FRESH` itself. Stop a caller's calls once its own
         // state changed. After the pass, every `FRESH` becomes `INFECTED`: newly informed nodes
         // spread from the next round on, which is what makes the rounds synchronous.
         todo!()

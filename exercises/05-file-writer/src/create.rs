@@ -85,7 +85,8 @@ fn place(dir: &Path, final_id: &str, base: u64, mut part: Info) -> io::Result<In
 /// After a restart: finishes placing the parts of every final upload (a crash may have come
 /// between creating the final and recording its parts), and removes files no record names.
 pub fn recover(app: &App) -> io::Result<()> {
-    // TODO: Stage 6. For every final upload in `snapshot()`, walk its parts with a running base and
-    // `place` those still `placed: None`. Then remove `ID.tmp` files and `ID` files no record names.
+    // TODO: Stage 1 (`run` calls it at start), tested in stage 6. For every final upload in
+    // `snapshot()`, walk its parts with a running base and `place` those still `placed: None`.
+    // Then remove `ID.tmp` files and `ID` files no record names.
     todo!()
 }

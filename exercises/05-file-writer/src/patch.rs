@@ -79,8 +79,9 @@ pub async fn apply(
     todo!()
 }
 
-/// Writes `buffer` at `at` on the blocking pool, hashing it there too; gives the buffer back
-/// emptied, for reuse.
+/// Writes `buffer` at `at` on the blocking pool, hashing it there too. Returns the number of
+/// bytes written (the buffer's length: add it to the position), the buffer emptied for reuse, and
+/// the hasher.
 async fn flush(
     file: &Arc<File>,
     buffer: Vec<u8>,

@@ -110,8 +110,9 @@ pub struct Checksum {
 /// Parses `Upload-Checksum: ALGORITHM BASE64`. An unknown algorithm is its own error (the
 /// specification answers it with 400 too, but says why).
 pub fn parse_checksum(value: &[u8]) -> Result<Checksum, ProtocolError> {
-    // TODO: Stage 3. `ascii(...)?`, `split_once(' ')`; `sha1`/`sha256` or `UnsupportedAlgorithm`; the
-    // digest is base64 and exactly `algorithm.digest_len()` bytes, else `BadChecksum`.
+    // TODO: Stage 2 (`upload` sends a checksum), tested in stage 3. `ascii(...)?`,
+    // `split_once(' ')`; `sha1`/`sha256` or `UnsupportedAlgorithm`; the digest is base64 and
+    // exactly `algorithm.digest_len()` bytes, else `BadChecksum`.
     todo!()
 }
 

@@ -221,10 +221,11 @@ pub fn locked() -> Response {
 /// final expires with its final, and the final only once none of its parts has been written
 /// for the lifetime either.
 pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
-    // TODO: Stage 4. Nothing if `expire` is zero. Every `expire / 4` (clamped to 50ms..30s), until
-    // `shutdown`: each `snapshot()` record past `expires` (a final: the latest of its own and its
-    // placed parts'), unfinished and not a placed part, goes
-    // through `remove_all(.., "expired", keep)` (a final with its `group`), where `keep`
-    // checks again that it is still unfinished: it may have finished while the sweep waited.
+    // TODO: Stage 1 (`run` starts it), tested in stage 4. Nothing if `expire` is zero. Every
+    // `expire / 4` (clamped to 50ms..30s), until `shutdown`: each `snapshot()` record past
+    // `expires` (a final: the latest of its own and its placed parts'), unfinished and not a
+    // placed part, goes through `remove_all(.., "expired", keep)` (a final with its `group`),
+    // where `keep` checks again that it is still unfinished: it may have finished while the
+    // sweep waited.
     todo!()
 }

@@ -328,8 +328,9 @@ async fn finish(flush: Flush) -> std::io::Result<(u64, Vec<u8>, Option<Hasher>)>
     flush.await.map_err(std::io::Error::other)?
 }
 
-/// Writes `buffer` at `at` on the blocking pool, hashing it there too; gives the buffer back
-/// emptied, for reuse.
+/// Writes `buffer` at `at` on the blocking pool, hashing it there too. Returns the number of
+/// bytes written (the buffer's length: add it to the position), the buffer emptied for reuse, and
+/// the hasher.
 async fn flush(
     file: &Arc<File>,
     buffer: Vec<u8>,
