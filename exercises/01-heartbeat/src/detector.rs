@@ -1,7 +1,7 @@
 //! Failure detectors: deciding, from silence alone, that a node is dead.
 //!
-//! Your task: [`Detector`]'s methods (stage 3) and [`ArrivalWindow`] (stage 7, going further:
-//! phi accrual). `normal_tail` at the bottom is given: it is arithmetic, not the lesson.
+//! Your task: [`Detector`]'s methods (stage 2, the fixed timeout; stage 3 tests its timing) and
+//! [`ArrivalWindow`] (its history in stage 2; the phi in stage 7, going further: phi accrual). `normal_tail` at the bottom is given: it is arithmetic, not the lesson.
 //!
 //! No detector can be sure: a silent node may be dead, or slow, or cut off by the network. A
 //! detector only chooses where to sit between declaring too early (false alarms) and too late

@@ -1,6 +1,7 @@
 //! The membership table: every node ever heard from, its state and its sequence accounting.
 //!
-//! Your task: [`SeqWindow`] (stage 4) and [`Membership`] (stages 2 to 4). The private `Member`
+//! Your task: [`SeqWindow`] and [`Membership`] (written in stage 2, since every heartbeat goes
+//! through them; stages 3 and 4 test their timing and accounting). The private `Member`
 //! struct is given as a suggestion of what to remember per node; change it as you like.
 //!
 //! The table is plain data driven by the caller's clock (`now: Instant` is always a parameter),

@@ -1,6 +1,7 @@
 //! Two small rate limits: one on work done for others, one on log lines.
 //!
-//! Your task (stage 5): [`TokenBucket`] and [`LogThrottle`].
+//! Your task (stage 2, since the server uses them from its first datagram; stage 5 tests the
+//! limits they keep): [`TokenBucket`] and [`LogThrottle`].
 //!
 //! A UDP server answers whoever writes to it, and a source address is trivially forged, so any
 //! reply bigger than its request can be turned against a third party (an amplification attack).

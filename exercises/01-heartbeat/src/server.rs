@@ -84,8 +84,8 @@ pub async fn run<W: Write + Send + 'static>(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     // TODO: one loop, one task, no locks: this task owns the `Membership` outright.
-    // Build it in stage order (the book's "Stages" page): anything still `todo!()` that the loop
-    // calls panics the server, so add the check timer in stage 3 and the rate limit in stage 5.
+    // Everything the loop calls runs from the first datagram and the first tick, so stage 2
+    // writes all of it, simply (the book's "Stages" page lists it); stages 3 to 6 test it harder.
     // - Before the loop: a `Membership::new(config.detector, TableLimits { .. })` from the
     //   config, a `ServerStats` (fill in `detector` and `timeout_ms`), a
     //   `TokenBucket::new(STATUS_BURST, STATUS_PER_SECOND, now)`, a `LogThrottle` for rejected
