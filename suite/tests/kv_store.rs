@@ -99,6 +99,49 @@ fn sorted_keys(s: &mut Server, c: &mut RespConn, pattern: &str) -> Vec<String> {
     }
 }
 
+/// The server's peak resident memory so far, in bytes (`VmHWM`), or `None` where `/proc` cannot
+/// tell (not Linux).
+fn peak_memory(s: &Server) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.program.id())).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Sends `wire` on a raw connection that reads nothing back, and waits until the server has
+/// started writing its replies (at least 32 KiB of them wait in the socket): by then a server
+/// that builds a whole reply before writing it has built it.
+fn send_unread(s: &mut Server, wire: &[u8], what: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stuck = s.connect_with(std::net::TcpStream::connect);
+    if let Err(e) = stuck.write_all(wire) {
+        s.program.fail(format_args!("sending {what}: {e}"));
+    }
+    let mut window = vec![0u8; 32 * 1024];
+    let writing = poll_until(LIMIT / 2, Duration::from_millis(10), || {
+        matches!(stuck.peek(&mut window), Ok(n) if n == window.len()).then_some(())
+    });
+    if writing.is_none() {
+        s.program.fail(format_args!(
+            "sent {what} without reading: expected the replies to start coming within 20s; they did not"
+        ));
+    }
+    stuck
+}
+
+/// Fails unless the server's peak memory grew by less than `most` bytes since `before`.
+fn assert_peak_below(s: &mut Server, before: u64, most: u64, what: &str) {
+    let Some(after) = peak_memory(s) else { return };
+    let grown = after.saturating_sub(before);
+    if grown >= most {
+        s.program.fail(format_args!(
+            "{what}: the server's peak memory grew by {} MiB, expected less than {} MiB (a value must be shared by the replies that name it, not copied into each, and a connection must stop building replies while it cannot write them)",
+            grown >> 20,
+            most >> 20
+        ));
+    }
+}
+
 mod stage1_framing {
     use super::*;
 
@@ -536,6 +579,30 @@ mod stage4_expiry {
             }
         });
     }
+
+    #[test]
+    fn a_huge_expire_time_is_refused_and_harms_nothing() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["SET", "a", "1"], &ok());
+            // `now + 9223372036854775807 s` overflows a clock: computed unchecked, it panics.
+            s.expect_error(
+                &mut c,
+                &["EXPIRE", "a", "9223372036854775807"],
+                "ERR invalid expire time in 'expire' command",
+            );
+            s.expect_error(
+                &mut c,
+                &["SET", "b", "1", "EX", "9223372036854775807"],
+                "ERR invalid expire time in 'set' command",
+            );
+            s.expect(&mut c, &["GET", "a"], &bulk("1"));
+            s.expect(&mut c, &["TTL", "a"], &int(-1));
+            s.expect(&mut c, &["EXPIRE", "a", "9223372036854775"], &int(1));
+            s.expect(&mut c, &["GET", "a"], &bulk("1"));
+        });
+    }
 }
 
 mod stage5_pipelining {
@@ -604,6 +671,57 @@ mod stage5_pipelining {
                         "sent SET then GET one byte at a time: expected {expected}, got {other:?}"
                     )),
                 }
+            }
+        });
+    }
+
+    #[test]
+    fn a_request_in_many_pieces_costs_time_linear_in_its_size() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut other = s.connect();
+            s.expect(&mut other, &["PING"], &Resp::Simple("PONG".into()));
+            // PING with a million one-byte arguments (7 MiB): cheap to answer (wrong arity), so
+            // whatever it costs is the parsing. Parsed again from its first byte on every read,
+            // it costs the square of its size, and the server stalls for everyone.
+            let n = 1_000_000;
+            let mut wire = format!("*{}\r\n$4\r\nPING\r\n", n + 1).into_bytes();
+            for _ in 0..n {
+                wire.extend_from_slice(b"$1\r\na\r\n");
+            }
+            let mut big = s.connect();
+            let sender = std::thread::spawn(move || -> std::io::Result<RespConn> {
+                for piece in wire.chunks(8 * 1024) {
+                    big.send_raw(piece)?;
+                }
+                Ok(big)
+            });
+            let mut worst = Duration::ZERO;
+            while !sender.is_finished() {
+                let asked = std::time::Instant::now();
+                s.expect(&mut other, &["PING"], &Resp::Simple("PONG".into()));
+                worst = worst.max(asked.elapsed());
+            }
+            let mut big = match sender.join() {
+                Ok(Ok(big)) => big,
+                Ok(Err(e)) => s.program.fail(format_args!(
+                    "sending PING with a million arguments in 8 KiB pieces: {e}"
+                )),
+                Err(_) => s.program.fail("the sending thread panicked"),
+            };
+            match big.read(Duration::from_secs(15)) {
+                Ok(Resp::Error(e)) if e.starts_with("ERR wrong number of arguments") => {}
+                Ok(other) => s.program.fail(format_args!(
+                    "sent PING with a million arguments: expected -ERR wrong number of arguments for 'ping' command, got {other}"
+                )),
+                Err(no) => s.program.fail(format_args!(
+                    "sent PING with a million arguments (7 MiB in 8 KiB pieces): expected -ERR wrong number of arguments for 'ping' command within 15s: {no}"
+                )),
+            }
+            if worst > Duration::from_secs(1) {
+                s.program.fail(format_args!(
+                    "while one client sent a 7 MiB request in 8 KiB pieces, another's PING waited up to {worst:.1?} (expected under 1s): parse a request incrementally, keeping what is parsed, instead of again from its first byte on every read"
+                ));
             }
         });
     }
@@ -720,6 +838,182 @@ mod stage6_hostile {
                 s.program
                     .fail("after one of 3 clients left, expected a new client to be served");
             }
+        });
+    }
+
+    #[test]
+    fn a_huge_declared_array_count_is_refused() {
+        // Trusted, `Vec::with_capacity(99999999999)` aborts the whole server.
+        bounded(LIMIT, || refused(b"*99999999999\r\n", "ERR Protocol error"));
+    }
+
+    /// Sets `big` to a 256 KiB value, sends `wire` (requests naming it) on a connection that
+    /// reads nothing, and checks that the server's peak memory grew by less than 64 MiB.
+    fn unread_replies_stay_bounded(wire: &[u8], what: &str) {
+        let mut s = start(&[]);
+        let mut c = s.connect();
+        let value = "v".repeat(256 * 1024);
+        s.expect(&mut c, &["SET", "big", &value], &ok());
+        let Some(before) = peak_memory(&s) else {
+            eprintln!("skipping: /proc/PID/status is not readable here (not Linux)");
+            return;
+        };
+        let _stuck = send_unread(&mut s, wire, what);
+        assert_peak_below(&mut s, before, 64 << 20, &format!("{what}, not read"));
+        s.expect(&mut c, &["GET", "missing"], &nil());
+    }
+
+    #[test]
+    fn an_mget_naming_one_large_value_a_thousand_times_shares_it() {
+        bounded(LIMIT, || {
+            let mut args: Vec<&[u8]> = vec![b"MGET"];
+            args.extend(std::iter::repeat_n(&b"big"[..], 1000));
+            unread_replies_stay_bounded(
+                &workbook_suite::resp::encode(&args),
+                "MGET naming the 256 KiB value big 1,000 times (a 250 MiB reply)",
+            );
+        });
+    }
+
+    #[test]
+    fn unread_pipelined_gets_of_a_large_value_stay_bounded() {
+        bounded(LIMIT, || {
+            let mut wire = Vec::new();
+            for _ in 0..2048 {
+                wire.extend(workbook_suite::resp::encode(&[b"GET", b"big"]));
+            }
+            unread_replies_stay_bounded(
+                &wire,
+                "2,048 pipelined GET big, a 256 KiB value (512 MiB of replies)",
+            );
+        });
+    }
+
+    #[test]
+    fn a_long_keys_match_stalls_no_other_client() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let key = "a".repeat(256 * 1024);
+            s.expect(&mut c, &["SET", &key, "v"], &ok());
+            s.expect(&mut c, &["SET", "small", "v"], &ok());
+            // Against `*aaa...ab`, a matcher that backtracks to its last star tries every start:
+            // 256 Ki key bytes times a 4 KiB pattern.
+            let pattern = format!("*{}b", "a".repeat(4095));
+            let mut slow = s.connect();
+            if let Err(e) = slow.send(&["KEYS", &pattern]) {
+                s.program
+                    .fail(format_args!("sending KEYS *aaa...ab (4 KiB): {e}"));
+            }
+            let mut other = s.connect();
+            for _ in 0..3 {
+                let asked = std::time::Instant::now();
+                s.expect(&mut other, &["PING"], &Resp::Simple("PONG".into()));
+                s.expect(&mut other, &["GET", "small"], &bulk("v"));
+                let waited = asked.elapsed();
+                if waited > Duration::from_secs(1) {
+                    s.program.fail(format_args!(
+                        "while KEYS *aaa...ab (a 4 KiB pattern) matched a 256 KiB key, another client's PING and GET took {waited:.1?} (expected under 1s): match without backtracking, away from the shard and the runtime's threads"
+                    ));
+                }
+            }
+            match slow.read(Duration::from_secs(30)) {
+                Ok(Resp::Array(keys)) if keys.is_empty() => {}
+                Ok(other) => s.program.fail(format_args!(
+                    "sent KEYS *aaa...ab (4 KiB) with no matching key: expected an empty array, got {other}"
+                )),
+                Err(no) => s.program.fail(format_args!(
+                    "sent KEYS *aaa...ab (4 KiB) against a 256 KiB key: expected an empty array within 30s: {no}"
+                )),
+            }
+        });
+    }
+
+    #[test]
+    fn idle_connections_are_closed() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--idle-timeout", "300ms", "--max-connections", "2"]);
+            let mut idle: Vec<RespConn> = (0..2).map(|_| s.connect()).collect();
+            for c in &mut idle {
+                s.expect(c, &["PING"], &Resp::Simple("PONG".into()));
+            }
+            for (i, c) in idle.iter_mut().enumerate() {
+                if !c.is_closed(PROMPT) {
+                    s.program.fail(format_args!(
+                        "with --idle-timeout 300ms, client {} sent PING then nothing: expected its connection closed within 5s; it is still open",
+                        i + 1
+                    ));
+                }
+            }
+            let served = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut c = RespConn::connect(s.addr).ok()?;
+                c.send(&["PING"]).ok()?;
+                (c.read(Duration::from_millis(500)).ok()? == Resp::Simple("PONG".into()))
+                    .then_some(())
+            });
+            if served.is_none() {
+                s.program.fail(
+                    "with --max-connections 2, after both idle clients were closed, expected a new client to be served",
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn the_buffer_budget_is_process_wide_and_refused_clearly() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--max-buffered", "1MiB"]);
+            let mut watcher = s.connect();
+            // Two clients each send 700 KiB of an 800 KiB SET, and wait: together they hold more
+            // than the 1 MiB budget, although each is far below any per-connection limit.
+            let start_of = |key: &str| {
+                let mut wire = format!(
+                    "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+                    key.len(),
+                    800 * 1024
+                )
+                .into_bytes();
+                wire.extend(std::iter::repeat_n(b'x', 700 * 1024));
+                wire
+            };
+            let mut clients = Vec::new();
+            for key in ["first", "second"] {
+                let mut c = s.connect();
+                if let Err(e) = c.send_raw(&start_of(key)) {
+                    s.program
+                        .fail(format_args!("sending 700 KiB of SET {key} (800 KiB): {e}"));
+                }
+                clients.push((key, c));
+            }
+            let refused = poll_until(PROMPT, Duration::from_millis(10), || {
+                clients.iter_mut().position(|(_, c)| {
+                    matches!(c.read(Duration::from_millis(20)), Ok(Resp::Error(e)) if e.starts_with("ERR max buffered bytes reached"))
+                })
+            });
+            let Some(refused) = refused else {
+                s.program.fail(
+                    "with --max-buffered 1MiB, two clients each sent 700 KiB of an unfinished SET: expected one of them to get -ERR max buffered bytes reached; neither did",
+                );
+            };
+            let (key, mut c) = clients.remove(refused);
+            if !c.is_closed(PROMPT) {
+                s.program.fail(format_args!(
+                    "client {key} got -ERR max buffered bytes reached: expected its connection closed after it"
+                ));
+            }
+            let (key, mut survivor) = clients.remove(0);
+            let _ = survivor.send_raw(&vec![b'x'; 100 * 1024]);
+            let _ = survivor.send_raw(b"\r\n");
+            match survivor.read(PROMPT) {
+                Ok(got) if got == ok() => {}
+                other => s.program.fail(format_args!(
+                    "with --max-buffered 1MiB, once the other client was refused, expected SET {key} (800 KiB) to be answered +OK, got {}",
+                    other.map_or_else(|no| no.to_string(), |r| r.to_string())
+                )),
+            }
+            s.expect(&mut watcher, &["EXISTS", key], &int(1));
+            s.program
+                .assert_running("after refusing a client over the buffer budget");
         });
     }
 }

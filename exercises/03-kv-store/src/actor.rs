@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Blob, Command};
+use crate::glob;
 use crate::locked::Locked;
 use crate::op::{Op, apply};
 use crate::resp::Reply;
@@ -70,11 +71,17 @@ impl StoreHandle {
     }
 }
 
-/// A batch of operations for one shard, answered together: one channel round trip for a whole
-/// pipeline instead of one per command.
-struct Job {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Vec<Reply>>,
+/// What a shard is asked.
+enum Job {
+    /// A batch of operations, answered together: one channel round trip for a whole pipeline
+    /// instead of one per command.
+    Ops {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
+    /// Every live key (shared, not copied), for `KEYS` to match away from the actor: a long
+    /// match must not keep the shard from everyone else's commands.
+    LiveKeys(oneshot::Sender<Vec<Blob>>),
 }
 
 /// The actors' side of the handle: one queue per shard.
@@ -87,9 +94,9 @@ impl Actors {
     /// Starts `shards` actors (at least one). They stop when the last handle is dropped.
     pub fn spawn(shards: usize) -> Actors {
         // TODO: for each shard (at least one), `mpsc::channel(QUEUE)`; `tokio::spawn` a task that
-        // owns a `Store` and loops with `tokio::select!` over `jobs.recv()` (`apply` the ops in
-        // order, send the replies back on the job's oneshot; `None` means every handle is gone:
-        // return) and a `tokio::time::interval(SWEEP_EVERY)` tick (call
+        // owns a `Store` and loops with `tokio::select!` over `jobs.recv()` (`Job::Ops`: `apply`
+        // the ops in order, send the replies back on the job's oneshot; `Job::LiveKeys`:
+        // `store.live_keys`; `None` means every handle is gone: return) and a `tokio::time::interval(SWEEP_EVERY)` tick (call
         // `store.sweep(Instant::now(), SWEEP_LIMIT)`). Keep the senders.
         todo!()
     }
@@ -102,13 +109,15 @@ impl Actors {
     pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
         // TODO: growing stage by stage.
         // - Stage 2 (one shard): each command in turn: `Op::of` it (`None`:
-        //   `Reply::err("not a key-space command")`), send it as a one-op `Job` with a
+        //   `Reply::err("not a key-space command")`), send it as a one-op `Job::Ops` with a
         //   `oneshot::channel()` for the answer, and await it. A shard that is gone answers
         //   `Reply::err("the store is shutting down")`.
         // - Stage 3 (shards): an op with a key (`op.key()`) goes to the shard that owns it (hash
         //   the key with `DefaultHasher`, modulo the number of shards); the others go to every
         //   shard concerned and combine: DEL/EXISTS/DBSIZE add up, MGET puts values back in the
-        //   order asked, KEYS concatenates.
+        //   order asked. KEYS asks each shard for a `Job::LiveKeys` and matches them in
+        //   `tokio::task::spawn_blocking` (`glob::Pattern`): a long match must stall neither
+        //   the shard nor the other clients.
         // - Stage 5 (pipelines): group single-key ops by shard and send each shard one `Job` for
         //   its group; an op spanning shards first waits for everything queued before it.
         todo!()

@@ -60,7 +60,8 @@ impl Store {
         now: Instant,
     ) -> bool {
         // TODO: decide by `condition` (NX: only if absent, XX: only if present; expired counts as
-        // absent); store the value with `expires_at = now + ttl`; return whether it was applied.
+        // absent); store the value with `expires_at = now.checked_add(ttl)`; return whether it was
+        // applied.
         todo!()
     }
 
@@ -85,7 +86,8 @@ impl Store {
 
     /// `EXPIRE`: whether the key existed. A time in the past deletes it, as in Redis.
     pub fn expire(&mut self, key: &[u8], seconds: i64, now: Instant) -> bool {
-        // TODO: false for a missing key; a time of zero or less deletes the key (and answers true).
+        // TODO: false for a missing key; a time of zero or less deletes the key (and answers true);
+        // otherwise `now.checked_add(...)`: a plain `+` panics on a time that overflows the clock.
         todo!()
     }
 
@@ -115,7 +117,14 @@ impl Store {
 
     /// `KEYS`: the live keys matching `pattern`.
     pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Blob> {
-        // TODO: the live keys for which `glob::matches(pattern, key)`.
+        // TODO: the live keys that match: compile the pattern once (`glob::Pattern::new`), then
+        // `pattern.matches(key)`.
+        todo!()
+    }
+
+    /// Every live key (shared, not copied): what `KEYS` matches against, away from the actor.
+    pub fn live_keys(&self, now: Instant) -> Vec<Blob> {
+        // TODO: the keys not expired at `now`, cloned (a `Bytes` clone copies nothing).
         todo!()
     }
 

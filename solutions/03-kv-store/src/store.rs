@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::command::{Blob, SetCondition};
 use crate::glob;
 
@@ -70,7 +72,9 @@ impl Store {
             SetCondition::IfPresent => self.live(&key, now).is_some(),
         };
         if allowed {
-            let expires_at = ttl.map(|ttl| now + ttl);
+            // Unchecked, `now + ttl` panics for a huge TTL; `command::parse` refuses those, and
+            // one that still does not fit (a clock near its end) never expires.
+            let expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
             self.map.insert(key, Entry { value, expires_at });
         }
         allowed
@@ -96,12 +100,12 @@ impl Store {
             None => 0,
         };
         let next = current.checked_add(delta).ok_or(IncrError::Overflow)?;
-        let value = next.to_string().into_bytes();
+        let value = Bytes::from(next.to_string());
         match self.live(key, now) {
             Some(entry) => entry.value = value,
             None => {
                 self.map.insert(
-                    key.to_vec(),
+                    Bytes::copy_from_slice(key),
                     Entry {
                         value,
                         expires_at: None,
@@ -120,7 +124,8 @@ impl Store {
         if seconds <= 0 {
             self.map.remove(key);
         } else {
-            entry.expires_at = Some(now + Duration::from_secs(seconds.unsigned_abs()));
+            // Checked, as in `set`: an unchecked add would panic the shard for a huge time.
+            entry.expires_at = now.checked_add(Duration::from_secs(seconds.unsigned_abs()));
         }
         true
     }
@@ -159,10 +164,20 @@ impl Store {
 
     /// `KEYS`: the live keys matching `pattern`.
     pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Blob> {
+        let pattern = glob::Pattern::new(pattern);
         self.map
             .iter()
             .filter(|(_, e)| e.expires_at.is_none_or(|at| at > now))
-            .filter(|(k, _)| glob::matches(pattern, k))
+            .filter(|(k, _)| pattern.matches(k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Every live key (shared, not copied): what `KEYS` matches against, away from the actor.
+    pub fn live_keys(&self, now: Instant) -> Vec<Blob> {
+        self.map
+            .iter()
+            .filter(|(_, e)| e.expires_at.is_none_or(|at| at > now))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -192,15 +207,15 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Store::new();
         s.set(
-            b"a".to_vec(),
-            b"1".to_vec(),
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"1"),
             Some(Duration::from_secs(2)),
             SetCondition::Always,
             t0,
         );
         s.set(
-            b"b".to_vec(),
-            b"2".to_vec(),
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"2"),
             Some(Duration::from_secs(2)),
             SetCondition::Always,
             t0,
@@ -218,22 +233,22 @@ mod tests {
         let now = Instant::now();
         let mut s = Store::new();
         assert!(!s.set(
-            b"k".to_vec(),
-            b"1".to_vec(),
+            Bytes::from_static(b"k"),
+            Bytes::from_static(b"1"),
             None,
             SetCondition::IfPresent,
             now
         ));
         assert!(s.set(
-            b"k".to_vec(),
-            b"41".to_vec(),
+            Bytes::from_static(b"k"),
+            Bytes::from_static(b"41"),
             None,
             SetCondition::IfAbsent,
             now
         ));
         assert!(!s.set(
-            b"k".to_vec(),
-            b"x".to_vec(),
+            Bytes::from_static(b"k"),
+            Bytes::from_static(b"x"),
             None,
             SetCondition::IfAbsent,
             now
@@ -241,8 +256,8 @@ mod tests {
         assert_eq!(s.incr_by(b"k", 1, now), Ok(42));
         assert_eq!(s.incr_by(b"k", i64::MAX, now), Err(IncrError::Overflow));
         s.set(
-            b"t".to_vec(),
-            b"text".to_vec(),
+            Bytes::from_static(b"t"),
+            Bytes::from_static(b"text"),
             None,
             SetCondition::Always,
             now,
@@ -250,5 +265,9 @@ mod tests {
         assert_eq!(s.incr_by(b"t", 1, now), Err(IncrError::NotAnInteger));
         assert_eq!(s.ttl(b"k", now), -1);
         assert_eq!(s.ttl(b"missing", now), -2);
+        assert!(
+            s.expire(b"k", i64::MAX, now),
+            "a huge expiry must not panic"
+        );
     }
 }
