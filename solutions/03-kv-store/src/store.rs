@@ -12,17 +12,14 @@ use bytes::Bytes;
 use crate::command::{Blob, SetCondition};
 use crate::glob;
 
-/// A value and when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    value: Blob,
-    expires_at: Option<Instant>,
-}
-
 /// One shard's keys.
+///
+/// Values and deadlines are kept apart, as Redis keeps them: a key without a deadline (most of
+/// them) costs no room for one, and the sweep looks only at keys that have one.
 #[derive(Debug, Default)]
 pub struct Store {
-    map: HashMap<Blob, Entry>,
+    values: HashMap<Blob, Blob>,
+    deadlines: HashMap<Blob, Instant>,
 }
 
 /// Why `INCRBY` failed.
@@ -42,18 +39,31 @@ impl Store {
         Self::default()
     }
 
-    /// The live entry for `key`, removing it first if it has expired.
-    fn live(&mut self, key: &[u8], now: Instant) -> Option<&mut Entry> {
-        if self.map.get(key)?.expires_at.is_some_and(|at| at <= now) {
-            self.map.remove(key);
+    /// Whether `key` has a deadline that has passed at `now`.
+    fn expired(&self, key: &[u8], now: Instant) -> bool {
+        self.deadlines.get(key).is_some_and(|&at| at <= now)
+    }
+
+    /// The live value of `key`, removing the key first if it has expired.
+    fn live(&mut self, key: &[u8], now: Instant) -> Option<&mut Blob> {
+        if self.expired(key, now) {
+            self.remove(key);
             return None;
         }
-        self.map.get_mut(key)
+        self.values.get_mut(key)
+    }
+
+    /// Removes `key` and its deadline; whether it was there.
+    fn remove(&mut self, key: &[u8]) -> bool {
+        if !self.deadlines.is_empty() {
+            self.deadlines.remove(key);
+        }
+        self.values.remove(key).is_some()
     }
 
     /// `GET`.
     pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Blob> {
-        self.live(key, now).map(|e| e.value.clone())
+        self.live(key, now).map(|value| value.clone())
     }
 
     /// `SET`: whether it was applied (`NX`/`XX` may refuse).
@@ -74,15 +84,23 @@ impl Store {
         if allowed {
             // Unchecked, `now + ttl` panics for a huge TTL; `command::parse` refuses those, and
             // one that still does not fit (a clock near its end) never expires.
-            let expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
-            self.map.insert(key, Entry { value, expires_at });
+            match ttl.and_then(|ttl| now.checked_add(ttl)) {
+                Some(at) => {
+                    self.deadlines.insert(key.clone(), at);
+                }
+                None if !self.deadlines.is_empty() => {
+                    self.deadlines.remove(&key);
+                }
+                None => {}
+            }
+            self.values.insert(key, value);
         }
         allowed
     }
 
     /// `DEL` of one key: whether it existed.
     pub fn del(&mut self, key: &[u8], now: Instant) -> bool {
-        self.live(key, now).is_some() && self.map.remove(key).is_some()
+        self.live(key, now).is_some() && self.remove(key)
     }
 
     /// Whether `key` exists.
@@ -93,7 +111,7 @@ impl Store {
     /// `INCRBY`: the new value. A missing key counts as 0; the expiry time is kept.
     pub fn incr_by(&mut self, key: &[u8], delta: i64, now: Instant) -> Result<i64, IncrError> {
         let current = match self.live(key, now) {
-            Some(entry) => std::str::from_utf8(&entry.value)
+            Some(value) => std::str::from_utf8(value)
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
                 .ok_or(IncrError::NotAnInteger)?,
@@ -102,15 +120,9 @@ impl Store {
         let next = current.checked_add(delta).ok_or(IncrError::Overflow)?;
         let value = Bytes::from(next.to_string());
         match self.live(key, now) {
-            Some(entry) => entry.value = value,
+            Some(old) => *old = value,
             None => {
-                self.map.insert(
-                    Bytes::copy_from_slice(key),
-                    Entry {
-                        value,
-                        expires_at: None,
-                    },
-                );
+                self.values.insert(Bytes::copy_from_slice(key), value);
             }
         }
         Ok(next)
@@ -118,29 +130,35 @@ impl Store {
 
     /// `EXPIRE`: whether the key existed. A time in the past deletes it, as in Redis.
     pub fn expire(&mut self, key: &[u8], seconds: i64, now: Instant) -> bool {
-        let Some(entry) = self.live(key, now) else {
+        if self.live(key, now).is_none() {
             return false;
-        };
+        }
         if seconds <= 0 {
-            self.map.remove(key);
-        } else {
-            // Checked, as in `set`: an unchecked add would panic the shard for a huge time.
-            entry.expires_at = now.checked_add(Duration::from_secs(seconds.unsigned_abs()));
+            self.remove(key);
+            return true;
+        }
+        // Checked, as in `set`: an unchecked add would panic the shard for a huge time.
+        let at = now.checked_add(Duration::from_secs(seconds.unsigned_abs()));
+        match (at, self.values.get_key_value(key)) {
+            (Some(at), Some((stored, _))) => {
+                let stored = stored.clone();
+                self.deadlines.insert(stored, at);
+            }
+            _ => {
+                self.deadlines.remove(key);
+            }
         }
         true
     }
 
     /// `TTL`: seconds left (rounded), -1 without expiry, -2 for a missing key.
     pub fn ttl(&mut self, key: &[u8], now: Instant) -> i64 {
-        match self.live(key, now) {
-            None => -2,
-            Some(Entry {
-                expires_at: None, ..
-            }) => -1,
-            Some(Entry {
-                expires_at: Some(at),
-                ..
-            }) => {
+        if self.live(key, now).is_none() {
+            return -2;
+        }
+        match self.deadlines.get(key) {
+            None => -1,
+            Some(at) => {
                 let left = at.saturating_duration_since(now).as_millis();
                 i64::try_from((left + 500) / 1000).unwrap_or(i64::MAX)
             }
@@ -149,50 +167,50 @@ impl Store {
 
     /// How many keys, counting those expired but not yet swept (as Redis's `DBSIZE` does).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.values.len()
     }
 
     /// Whether the store holds no key at all.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.values.is_empty()
     }
 
     /// `FLUSHDB`.
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.values.clear();
+        self.deadlines.clear();
     }
 
     /// `KEYS`: the live keys matching `pattern`.
     pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Blob> {
         let pattern = glob::Pattern::new(pattern);
-        self.map
-            .iter()
-            .filter(|(_, e)| e.expires_at.is_none_or(|at| at > now))
-            .filter(|(k, _)| pattern.matches(k))
-            .map(|(k, _)| k.clone())
+        self.values
+            .keys()
+            .filter(|k| !self.expired(k, now) && pattern.matches(k))
+            .cloned()
             .collect()
     }
 
     /// Every live key (shared, not copied): what `KEYS` matches against, away from the actor.
     pub fn live_keys(&self, now: Instant) -> Vec<Blob> {
-        self.map
-            .iter()
-            .filter(|(_, e)| e.expires_at.is_none_or(|at| at > now))
-            .map(|(k, _)| k.clone())
+        self.values
+            .keys()
+            .filter(|k| !self.expired(k, now))
+            .cloned()
             .collect()
     }
 
     /// Removes up to `limit` expired keys and returns how many it removed.
     pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
         let expired: Vec<Blob> = self
-            .map
+            .deadlines
             .iter()
-            .filter(|(_, e)| e.expires_at.is_some_and(|at| at <= now))
+            .filter(|&(_, &at)| at <= now)
             .take(limit)
             .map(|(k, _)| k.clone())
             .collect();
         for key in &expired {
-            self.map.remove(key);
+            self.remove(key);
         }
         expired.len()
     }
