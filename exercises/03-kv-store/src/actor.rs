@@ -1,8 +1,8 @@
 //! The actors: each shard of the key space is owned by one task, and nothing else touches it;
 //! and the [`StoreHandle`] connections hold, to the actors or to the mutex backend.
 //!
-//! Your task (stages 2, 3 and 5): [`Actors::spawn`] and [`Actors::execute_batch`]. The
-//! [`StoreHandle`] is given; the private `Job` type is a suggestion for the messages; change it
+//! Your task (stages 2, 3 and 5): the actor's loop (`run_shard`) and [`Actors::execute_batch`].
+//! [`Actors::spawn`] and the [`StoreHandle`] are given; the private `Job` type is a suggestion for the messages; change it
 //! as you like.
 //!
 //! Connections never see a `Store`. They hold a [`StoreHandle`] and send it commands over a
@@ -93,12 +93,14 @@ pub struct Actors {
 impl Actors {
     /// Starts `shards` actors (at least one). They stop when the last handle is dropped.
     pub fn spawn(shards: usize) -> Actors {
-        // TODO: for each shard (at least one), `mpsc::channel(QUEUE)`; `tokio::spawn` a task that
-        // owns a `Store` and loops with `tokio::select!` over `jobs.recv()` (`Job::Ops`: `apply`
-        // the ops in order, send the replies back on the job's oneshot; `Job::LiveKeys`:
-        // `store.live_keys`; `None` means every handle is gone: return) and a `tokio::time::interval(SWEEP_EVERY)` tick (call
-        // `store.sweep(Instant::now(), SWEEP_LIMIT)`). Keep the senders.
-        todo!()
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run_shard(rx));
+                tx
+            })
+            .collect();
+        Actors { shards }
     }
 
     /// Runs a pipeline of key-space commands and returns their replies in order.
@@ -122,4 +124,14 @@ impl Actors {
         //   its group; an op spanning shards first waits for everything queued before it.
         todo!()
     }
+}
+
+/// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.
+async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
+    // TODO: (stage 2; given `spawn` starts it, so stage 1 runs without it) own a `Store` and
+    // loop with `tokio::select!` over `jobs.recv()` (`Job::Ops`: `apply` the ops in order and
+    // send the replies back on the job's oneshot; `Job::LiveKeys`: `store.live_keys`; `None`:
+    // every handle is gone, return) and a `tokio::time::interval(SWEEP_EVERY)` tick (stage 4:
+    // `store.sweep(Instant::now(), SWEEP_LIMIT)`).
+    todo!()
 }

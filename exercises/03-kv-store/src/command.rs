@@ -81,7 +81,8 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
     // `String::from_utf8_lossy`). Check the arity of each, and build the `Command`:
     // - wrong arity: `Reply::err(format!("wrong number of arguments for '{name}' command"))`;
     // - unknown: `Reply::err(format!("unknown command '{name}', with args beginning with: {shown}"))`,
-    //   where `shown` is up to three arguments, each as `'arg' ` (quote, text, quote, space);
+    //   with the name as it was sent (not lowercased), and `shown` up to three arguments, each
+    //   as `'arg' ` (quote, text, quote, space);
     // - SET options: EX seconds, PX milliseconds (positive, and EX at most MAX_EXPIRE_SECONDS,
     //   else "invalid expire time in 'set' command"), NX, XX; anything else or a repeat is
     //   "syntax error"; EXPIRE past MAX_EXPIRE_SECONDS either way is "invalid expire time in

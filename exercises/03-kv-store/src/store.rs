@@ -1,7 +1,8 @@
 //! The key space: a map from keys to values with optional expiry times.
 //!
 //! Your task (stages 2 and 4): every method of [`Store`]. A private helper that returns the live
-//! entry for a key, removing it first if it has expired, makes most of them one-liners.
+//! value of a key, removing the key (and its deadline) first if it has expired, makes most of
+//! them one-liners.
 //!
 //! Plain data driven by the caller's clock (`now` is always a parameter), so every rule can be
 //! tested without waiting. Expiry is lazy (a read of an expired key removes it) and active
@@ -13,17 +14,14 @@ use std::time::{Duration, Instant};
 use crate::command::{Blob, SetCondition};
 use crate::glob;
 
-/// A value and when it expires.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    value: Blob,
-    expires_at: Option<Instant>,
-}
-
 /// One shard's keys.
+///
+/// Values and deadlines are kept apart, as Redis keeps them: a key without a deadline (most of
+/// them) costs no room for one, and the sweep looks only at keys that have one.
 #[derive(Debug, Default)]
 pub struct Store {
-    map: HashMap<Blob, Entry>,
+    values: HashMap<Blob, Blob>,
+    deadlines: HashMap<Blob, Instant>,
 }
 
 /// Why `INCRBY` failed.
@@ -60,8 +58,8 @@ impl Store {
         now: Instant,
     ) -> bool {
         // TODO: decide by `condition` (NX: only if absent, XX: only if present; expired counts as
-        // absent); store the value with `expires_at = now.checked_add(ttl)`; return whether it was
-        // applied.
+        // absent); store the value, and its deadline `now.checked_add(ttl)` in `deadlines` (or remove an
+        // old one); return whether it was applied.
         todo!()
     }
 
@@ -130,8 +128,8 @@ impl Store {
 
     /// Removes up to `limit` expired keys and returns how many it removed.
     pub fn sweep(&mut self, now: Instant, limit: usize) -> usize {
-        // TODO: collect up to `limit` expired keys first (you cannot remove from a map while you
-        // iterate it), then remove them; return how many.
+        // TODO: collect up to `limit` expired keys from `deadlines` first (you cannot remove from
+        // a map while you iterate it), then remove them; return how many.
         todo!()
     }
 }

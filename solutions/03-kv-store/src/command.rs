@@ -182,7 +182,9 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
         "command" => Command::CommandInfo,
         "quit" => Command::Quit,
         _ => {
-            let name = String::from_utf8_lossy(&raw).to_lowercase();
+            // Echoed as it was sent, as Redis 7 does (the arity error names the command's own
+            // lowercase name: that one is known).
+            let name = String::from_utf8_lossy(&raw);
             let shown: String = (0..n.min(3))
                 .map(|_| format!("'{}' ", String::from_utf8_lossy(&next())))
                 .collect();
@@ -196,19 +198,27 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
 
 fn parse_set(key: Blob, value: Blob, options: &[Blob]) -> Result<Command, Reply> {
     let mut ttl = None;
+    let mut unit: Option<&str> = None;
     let mut condition = SetCondition::Always;
     let mut i = 0;
     while i < options.len() {
         let option = String::from_utf8_lossy(&options[i]).to_uppercase();
+        // As in Redis, an option may be repeated (the last one counts), but NX and XX, or EX and
+        // PX, exclude each other.
         match option.as_str() {
-            "NX" | "XX" if condition == SetCondition::Always => {
-                condition = if option == "NX" {
+            "NX" | "XX" => {
+                let wanted = if option == "NX" {
                     SetCondition::IfAbsent
                 } else {
                     SetCondition::IfPresent
                 };
+                if condition != SetCondition::Always && condition != wanted {
+                    return Err(Reply::err("syntax error"));
+                }
+                condition = wanted;
             }
-            "EX" | "PX" if ttl.is_none() && i + 1 < options.len() => {
+            "EX" | "PX" if i + 1 < options.len() && unit.is_none_or(|u| u == option) => {
+                unit = Some(if option == "EX" { "EX" } else { "PX" });
                 i += 1;
                 let amount = integer(&options[i])?;
                 let most = if option == "EX" {
@@ -270,6 +280,12 @@ mod tests {
             })
         );
         assert_eq!(cmd("SET k v NX XX"), Err(Reply::err("syntax error")));
+        assert_eq!(cmd("SET k v EX 1 PX 5"), Err(Reply::err("syntax error")));
+        assert!(matches!(
+            cmd("SET k v EX 1 ex 20 NX nx"),
+            Ok(Command::Set { ttl: Some(t), condition: SetCondition::IfAbsent, .. })
+                if t == Duration::from_secs(20)
+        ));
         assert_eq!(
             cmd("SET k v EX 0"),
             Err(Reply::err("invalid expire time in 'set' command"))
@@ -289,7 +305,7 @@ mod tests {
         assert_eq!(
             cmd("FOO a b"),
             Err(Reply::err(
-                "unknown command 'foo', with args beginning with: 'a' 'b' "
+                "unknown command 'FOO', with args beginning with: 'a' 'b' "
             ))
         );
         assert_eq!(
