@@ -4,7 +4,9 @@
 //! tested without waiting. Expiry is lazy (a read of an expired key removes it) and active
 //! (`sweep` removes a bounded number of expired keys per call, so no single sweep stalls the actor).
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,12 +17,69 @@ use crate::glob;
 /// One shard's keys.
 ///
 /// Values and deadlines are kept apart, as Redis keeps them: a key without a deadline (most of
-/// them) costs no room for one, and the sweep looks only at keys that have one.
+/// them) costs no room for one, and the sweep looks only at keys that have one. A key and its
+/// value share one allocation (an [`Item`]): the table holds one `Bytes` a key, 33 bytes a slot
+/// where a map of key and value held 65 (a table of a million keys has two million slots).
 #[derive(Debug, Default)]
 pub struct Store {
-    values: HashMap<Blob, Blob>,
+    values: HashSet<Item>,
     deadlines: HashMap<Blob, Instant>,
 }
+
+/// A key and its value in one buffer: the key's length (4 bytes, little-endian), the key, the
+/// value. It hashes and compares as its key, so the set is looked up by key.
+#[derive(Debug, Clone)]
+struct Item(Bytes);
+
+impl Item {
+    fn new(key: &[u8], value: &[u8]) -> Item {
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let mut buf = Vec::with_capacity(4 + key.len() + value.len());
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(value);
+        Item(Bytes::from(buf))
+    }
+
+    fn key_len(&self) -> usize {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.0[..4]);
+        u32::from_le_bytes(len) as usize
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[4..4 + self.key_len()]
+    }
+
+    fn value_bytes(&self) -> &[u8] {
+        &self.0[4 + self.key_len()..]
+    }
+
+    /// The value, shared with the store (no copy).
+    fn value(&self) -> Blob {
+        self.0.slice(4 + self.key_len()..)
+    }
+}
+
+impl Borrow<[u8]> for Item {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+impl Hash for Item {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Item) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Item {}
 
 /// Why `INCRBY` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -44,13 +103,13 @@ impl Store {
         self.deadlines.get(key).is_some_and(|&at| at <= now)
     }
 
-    /// The live value of `key`, removing the key first if it has expired.
-    fn live(&mut self, key: &[u8], now: Instant) -> Option<&mut Blob> {
+    /// The live item of `key`, removing the key first if it has expired.
+    fn live(&mut self, key: &[u8], now: Instant) -> Option<&Item> {
         if self.expired(key, now) {
             self.remove(key);
             return None;
         }
-        self.values.get_mut(key)
+        self.values.get(key)
     }
 
     /// Removes `key` and its deadline; whether it was there.
@@ -58,12 +117,12 @@ impl Store {
         if !self.deadlines.is_empty() {
             self.deadlines.remove(key);
         }
-        self.values.remove(key).is_some()
+        self.values.remove(key)
     }
 
     /// `GET`.
     pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Blob> {
-        self.live(key, now).map(|value| value.clone())
+        self.live(key, now).map(Item::value)
     }
 
     /// `SET`: whether it was applied (`NX`/`XX` may refuse).
@@ -93,7 +152,8 @@ impl Store {
                 }
                 None => {}
             }
-            self.values.insert(key, value);
+            // `replace`, not `insert`: an equal item (the same key) must give way.
+            self.values.replace(Item::new(&key, &value));
         }
         allowed
     }
@@ -111,20 +171,15 @@ impl Store {
     /// `INCRBY`: the new value. A missing key counts as 0; the expiry time is kept.
     pub fn incr_by(&mut self, key: &[u8], delta: i64, now: Instant) -> Result<i64, IncrError> {
         let current = match self.live(key, now) {
-            Some(value) => std::str::from_utf8(value)
+            Some(item) => std::str::from_utf8(item.value_bytes())
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
                 .ok_or(IncrError::NotAnInteger)?,
             None => 0,
         };
         let next = current.checked_add(delta).ok_or(IncrError::Overflow)?;
-        let value = Bytes::from(next.to_string());
-        match self.live(key, now) {
-            Some(old) => *old = value,
-            None => {
-                self.values.insert(Bytes::copy_from_slice(key), value);
-            }
-        }
+        self.values
+            .replace(Item::new(key, next.to_string().as_bytes()));
         Ok(next)
     }
 
@@ -138,13 +193,11 @@ impl Store {
             return true;
         }
         // Checked, as in `set`: an unchecked add would panic the shard for a huge time.
-        let at = now.checked_add(Duration::from_secs(seconds.unsigned_abs()));
-        match (at, self.values.get_key_value(key)) {
-            (Some(at), Some((stored, _))) => {
-                let stored = stored.clone();
-                self.deadlines.insert(stored, at);
+        match now.checked_add(Duration::from_secs(seconds.unsigned_abs())) {
+            Some(at) => {
+                self.deadlines.insert(Bytes::copy_from_slice(key), at);
             }
-            _ => {
+            None => {
                 self.deadlines.remove(key);
             }
         }
@@ -185,18 +238,21 @@ impl Store {
     pub fn keys(&self, pattern: &[u8], now: Instant) -> Vec<Blob> {
         let pattern = glob::Pattern::new(pattern);
         self.values
-            .keys()
+            .iter()
+            .map(Item::key)
             .filter(|k| !self.expired(k, now) && pattern.matches(k))
-            .cloned()
+            .map(Bytes::copy_from_slice)
             .collect()
     }
 
-    /// Every live key (shared, not copied): what `KEYS` matches against, away from the actor.
+    /// Every live key (copied: a key is short, and a shared one would cost each stored item a
+    /// header for good): what `KEYS` matches against, away from the actor.
     pub fn live_keys(&self, now: Instant) -> Vec<Blob> {
         self.values
-            .keys()
+            .iter()
+            .map(Item::key)
             .filter(|k| !self.expired(k, now))
-            .cloned()
+            .map(Bytes::copy_from_slice)
             .collect()
     }
 
