@@ -30,23 +30,25 @@ impl Resp {
     }
 }
 
+/// A reply as `redis-cli` prints it, on one line: `OK`, `(error) ERR ...`, `(integer) 2`,
+/// `(nil)`, `"value"` (escaped), `1) "a", 2) (nil)`, `(empty array)`.
 impl fmt::Display for Resp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Resp::Simple(s) => write!(f, "+{s}"),
-            Resp::Error(e) => write!(f, "-{e}"),
-            Resp::Integer(n) => write!(f, ":{n}"),
+            Resp::Simple(s) => write!(f, "{s}"),
+            Resp::Error(e) => write!(f, "(error) {e}"),
+            Resp::Integer(n) => write!(f, "(integer) {n}"),
             Resp::Bulk(None) => write!(f, "(nil)"),
             Resp::Bulk(Some(b)) => write!(f, "\"{}\"", b.escape_ascii()),
+            Resp::Array(items) if items.is_empty() => write!(f, "(empty array)"),
             Resp::Array(items) => {
-                write!(f, "[")?;
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         write!(f, ", ")?;
                     }
-                    write!(f, "{item}")?;
+                    write!(f, "{}) {item}", i + 1)?;
                 }
-                write!(f, "]")
+                Ok(())
             }
         }
     }

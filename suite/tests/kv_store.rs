@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use predicates::prelude::*;
-use workbook_suite::resp::{Resp, RespConn};
+use workbook_suite::resp::{NoReply, Resp, RespConn};
 use workbook_suite::{LIMIT, PROMPT, Program, Server, bounded, command, poll_until};
 
 /// What these tests do with a server: RESP requests and their replies.
@@ -17,6 +17,28 @@ trait Kv {
     fn call(&mut self, conn: &mut RespConn, args: &[&str]) -> Resp;
     fn expect(&mut self, conn: &mut RespConn, args: &[&str], expected: &Resp);
     fn expect_error(&mut self, conn: &mut RespConn, args: &[&str], prefix: &str);
+}
+
+/// A command as one would type it into `redis-cli`: `SET k "a b"`.
+fn words(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+                (*a).to_owned()
+            } else {
+                format!("\"{}\"", a.escape_default())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What came back: a reply as `redis-cli` prints it, or what came instead.
+fn shown(got: &Result<Resp, NoReply>) -> String {
+    match got {
+        Ok(reply) => reply.to_string(),
+        Err(no) => no.to_string(),
+    }
 }
 
 /// `kv-store server --bind 127.0.0.1:0 ARGS...`.
@@ -32,13 +54,14 @@ impl Kv for Server {
     /// Sends a command on `conn` and returns its reply, failing with a diagnosis otherwise.
     fn call(&mut self, conn: &mut RespConn, args: &[&str]) -> Resp {
         if let Err(e) = conn.send(args) {
-            self.program.fail(format_args!("sending {args:?}: {e}"));
+            self.program
+                .fail(format_args!("sending {}: {e}", words(args)));
         }
         match conn.read(PROMPT) {
             Ok(reply) => reply,
             Err(no) => self
                 .program
-                .fail(format_args!("sent {args:?}, expected a reply: {no}")),
+                .fail(format_args!("sent {}, expected a reply: {no}", words(args))),
         }
     }
 
@@ -47,7 +70,8 @@ impl Kv for Server {
         let got = self.call(conn, args);
         if &got != expected {
             self.program.fail(format_args!(
-                "sent {args:?}, expected {expected}, got {got}"
+                "sent {}, expected {expected}, got {got}",
+                words(args)
             ));
         }
     }
@@ -57,7 +81,8 @@ impl Kv for Server {
         match self.call(conn, args) {
             Resp::Error(e) if e.starts_with(prefix) => {}
             other => self.program.fail(format_args!(
-                "sent {args:?}, expected an error starting with {prefix:?}, got {other}"
+                "sent {}, expected an error starting with {prefix:?}, got {other}",
+                words(args)
             )),
         }
     }
@@ -77,6 +102,17 @@ fn bulk(s: &str) -> Resp {
 
 fn nil() -> Resp {
     Resp::Bulk(None)
+}
+
+/// Keys as a list: `"a", "b"`, or `(empty array)`.
+fn listed<S: AsRef<str>>(keys: &[S]) -> String {
+    if keys.is_empty() {
+        return "(empty array)".to_owned();
+    }
+    keys.iter()
+        .map(|k| format!("\"{}\"", k.as_ref().escape_default()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `KEYS pattern`, sorted (Redis returns keys in no particular order).
@@ -99,6 +135,49 @@ fn sorted_keys(s: &mut Server, c: &mut RespConn, pattern: &str) -> Vec<String> {
     }
 }
 
+/// The server's peak resident memory so far, in bytes (`VmHWM`), or `None` where `/proc` cannot
+/// tell (not Linux).
+fn peak_memory(s: &Server) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.program.id())).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Sends `wire` on a raw connection that reads nothing back, and waits until the server has
+/// started writing its replies (at least 32 KiB of them wait in the socket): by then a server
+/// that builds a whole reply before writing it has built it.
+fn send_unread(s: &mut Server, wire: &[u8], what: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stuck = s.connect_with(std::net::TcpStream::connect);
+    if let Err(e) = stuck.write_all(wire) {
+        s.program.fail(format_args!("sending {what}: {e}"));
+    }
+    let mut window = vec![0u8; 32 * 1024];
+    let writing = poll_until(LIMIT / 2, Duration::from_millis(10), || {
+        matches!(stuck.peek(&mut window), Ok(n) if n == window.len()).then_some(())
+    });
+    if writing.is_none() {
+        s.program.fail(format_args!(
+            "sent {what} without reading: expected the replies to start coming within 20s; they did not"
+        ));
+    }
+    stuck
+}
+
+/// Fails unless the server's peak memory grew by less than `most` bytes since `before`.
+fn assert_peak_below(s: &mut Server, before: u64, most: u64, what: &str) {
+    let Some(after) = peak_memory(s) else { return };
+    let grown = after.saturating_sub(before);
+    if grown >= most {
+        s.program.fail(format_args!(
+            "{what}: the server's peak memory grew by {} MiB, expected less than {} MiB (a value must be shared by the replies that name it, not copied into each, and a connection must stop building replies while it cannot write them)",
+            grown >> 20,
+            most >> 20
+        ));
+    }
+}
+
 mod stage1_framing {
     use super::*;
 
@@ -118,13 +197,22 @@ mod stage1_framing {
         bounded(LIMIT, || {
             let mut s = start(&[]);
             let mut c = s.connect();
-            let _ = c.send_raw(b"PING\r\nSET greeting \"hello world\"\r\nGET greeting\r\n");
-            for expected in [Resp::Simple("PONG".into()), ok(), bulk("hello world")] {
-                match c.read(PROMPT) {
-                    Ok(got) if got == expected => {}
-                    other => s.program.fail(format_args!(
-                        "sent inline commands PING, SET greeting \"hello world\", GET greeting; expected {expected}, got {other:?}"
-                    )),
+            // One line at a time, each answered before the next is sent: pipelining is stage 5.
+            let lines: [(&str, Resp); 4] = [
+                ("PING\r\n", Resp::Simple("PONG".into())),
+                ("ECHO \"hello world\"\r\n", bulk("hello world")),
+                ("ECHO 'single quotes' \r\n", bulk("single quotes")),
+                ("PING\n", Resp::Simple("PONG".into())),
+            ];
+            for (line, expected) in lines {
+                let _ = c.send_raw(line.as_bytes());
+                let got = c.read(PROMPT);
+                if got.as_ref() != Ok(&expected) {
+                    s.program.fail(format_args!(
+                        "sent the inline command {:?} (as nc sends it), expected {expected}, got {}",
+                        line,
+                        shown(&got)
+                    ));
                 }
             }
         });
@@ -135,11 +223,11 @@ mod stage1_framing {
         bounded(LIMIT, || {
             let mut s = start(&[]);
             let mut c = s.connect();
-            s.expect_error(&mut c, &["FLY", "away"], "ERR unknown command 'fly'");
+            s.expect_error(&mut c, &["FLY", "away"], "ERR unknown command 'FLY'");
             s.expect_error(
                 &mut c,
-                &["GET"],
-                "ERR wrong number of arguments for 'get' command",
+                &["ECHO"],
+                "ERR wrong number of arguments for 'echo' command",
             );
             s.expect(&mut c, &["PING"], &Resp::Simple("PONG".into()));
         });
@@ -181,7 +269,7 @@ mod stage1_shutdown {
         bounded(LIMIT, || {
             let mut s = start(&[]);
             let mut idle = s.connect();
-            s.expect(&mut idle, &["SET", "k", "v"], &ok());
+            s.expect(&mut idle, &["PING"], &Resp::Simple("PONG".into()));
             s.program.terminate();
             match s.program.wait_exit(PROMPT) {
                 Some(status) if status.success() => {}
@@ -191,40 +279,6 @@ mod stage1_shutdown {
             if !idle.is_closed(PROMPT) {
                 s.program
                     .fail("expected the connected client's connection closed at shutdown");
-            }
-        });
-    }
-
-    #[test]
-    fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
-        use std::io::Write;
-        bounded(LIMIT, || {
-            let mut s = start(&[]);
-            // 64 replies of 1 MiB each: far more than the kernel's socket buffers hold, so the
-            // server's writes block for as long as this client reads nothing.
-            let value = "v".repeat(1 << 20);
-            let mut wire = workbook_suite::resp::encode(&[b"SET", b"big", value.as_bytes()]);
-            for _ in 0..64 {
-                wire.extend_from_slice(&workbook_suite::resp::encode(&[b"GET", b"big"]));
-            }
-            let mut stuck = s.connect_with(std::net::TcpStream::connect);
-            if let Err(e) = stuck.write_all(&wire) {
-                s.program
-                    .fail(format_args!("sending SET big (1 MiB) and 64 GET big: {e}"));
-            }
-            let _ = stuck.set_read_timeout(Some(Duration::from_millis(100)));
-            let mut window = vec![0u8; 32 * 1024];
-            let writing = poll_until(PROMPT, Duration::from_millis(10), || {
-                matches!(stuck.peek(&mut window), Ok(n) if n == window.len()).then_some(())
-            });
-            if writing.is_none() {
-                s.program.fail("sent SET big (1 MiB) and 64 GET big, expected the replies to start coming; they did not");
-            }
-            s.program.terminate();
-            match s.program.wait_exit(Duration::from_secs(15)) {
-                Some(status) if status.success() => {}
-                Some(status) => s.program.fail(format_args!("expected exit status 0 after SIGTERM, got {status}")),
-                None => s.program.fail("a client stopped reading its replies (the server's writes to it block), then SIGTERM: expected the server to give up on that client after a grace period and exit within 15s; it is still running"),
             }
         });
     }
@@ -305,38 +359,43 @@ mod stage2_commands {
 
     #[test]
     fn multi_key_commands() {
-        bounded(LIMIT, || {
-            let mut s = start(&["--shards", "4"]);
-            let mut c = s.connect();
-            s.expect(&mut c, &["MSET", "a", "1", "b", "2", "c", "3"], &ok());
-            s.expect(
-                &mut c,
-                &["MGET", "c", "nope", "a", "b"],
-                &Resp::Array(vec![bulk("3"), nil(), bulk("1"), bulk("2")]),
-            );
-            s.expect(&mut c, &["DBSIZE"], &int(3));
-            for (pattern, expected) in [
-                ("*", vec!["a", "b", "c"]),
-                ("[ab]", vec!["a", "b"]),
-                ("?", vec!["a", "b", "c"]),
-                ("x*", vec![]),
-            ] {
-                let keys = sorted_keys(&mut s, &mut c, pattern);
-                if keys != expected {
-                    s.program.fail(format_args!(
-                        "sent KEYS {pattern}, expected {expected:?} (in any order), got {keys:?}"
-                    ));
-                }
-            }
-            s.expect(&mut c, &["FLUSHDB"], &ok());
-            s.expect(&mut c, &["DBSIZE"], &int(0));
-            s.expect_error(
-                &mut c,
-                &["MSET", "a"],
-                "ERR wrong number of arguments for 'mset' command",
-            );
-        });
+        bounded(LIMIT, || multi_key(&[]));
     }
+}
+
+/// MSET, MGET, DBSIZE, KEYS and FLUSHDB on a server started with `args`.
+fn multi_key(args: &[&str]) {
+    let mut s = start(args);
+    let mut c = s.connect();
+    s.expect(&mut c, &["MSET", "a", "1", "b", "2", "c", "3"], &ok());
+    s.expect(
+        &mut c,
+        &["MGET", "c", "nope", "a", "b"],
+        &Resp::Array(vec![bulk("3"), nil(), bulk("1"), bulk("2")]),
+    );
+    s.expect(&mut c, &["DBSIZE"], &int(3));
+    for (pattern, expected) in [
+        ("*", vec!["a", "b", "c"]),
+        ("[ab]", vec!["a", "b"]),
+        ("?", vec!["a", "b", "c"]),
+        ("x*", vec![]),
+    ] {
+        let keys = sorted_keys(&mut s, &mut c, pattern);
+        if keys != expected {
+            s.program.fail(format_args!(
+                "sent KEYS {pattern}, expected {} (in any order), got {}",
+                listed(&expected),
+                listed(&keys)
+            ));
+        }
+    }
+    s.expect(&mut c, &["FLUSHDB"], &ok());
+    s.expect(&mut c, &["DBSIZE"], &int(0));
+    s.expect_error(
+        &mut c,
+        &["MSET", "a"],
+        "ERR wrong number of arguments for 'mset' command",
+    );
 }
 
 mod stage2_client {
@@ -373,6 +432,11 @@ mod stage2_client {
 mod stage3_concurrency {
     use super::*;
 
+    #[test]
+    fn multi_key_commands_across_shards() {
+        bounded(LIMIT, || multi_key(&["--shards", "4"]));
+    }
+
     /// 50 clients, each incrementing 5 shared counters 100 times: every update must count.
     fn no_lost_updates(args: &[&str]) {
         let mut s = start(args);
@@ -389,7 +453,10 @@ mod stage3_concurrency {
                         match c.read(PROMPT) {
                             Ok(Resp::Integer(_)) => {}
                             other => {
-                                return Err(format!("client {w}: INCR {key} answered {other:?}"));
+                                return Err(format!(
+                                    "client {w}: INCR {key} answered {}",
+                                    shown(&other)
+                                ));
                             }
                         }
                     }
@@ -536,10 +603,68 @@ mod stage4_expiry {
             }
         });
     }
+
+    #[test]
+    fn a_huge_expire_time_is_refused_and_harms_nothing() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            s.expect(&mut c, &["SET", "a", "1"], &ok());
+            // `now + 9223372036854775807 s` overflows a clock: computed unchecked, it panics.
+            s.expect_error(
+                &mut c,
+                &["EXPIRE", "a", "9223372036854775807"],
+                "ERR invalid expire time in 'expire' command",
+            );
+            s.expect_error(
+                &mut c,
+                &["SET", "b", "1", "EX", "9223372036854775807"],
+                "ERR invalid expire time in 'set' command",
+            );
+            s.expect(&mut c, &["GET", "a"], &bulk("1"));
+            s.expect(&mut c, &["TTL", "a"], &int(-1));
+            s.expect(&mut c, &["EXPIRE", "a", "9223372036854775"], &int(1));
+            s.expect(&mut c, &["GET", "a"], &bulk("1"));
+        });
+    }
 }
 
 mod stage5_pipelining {
     use super::*;
+
+    #[test]
+    fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
+        use std::io::Write;
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            // 64 replies of 1 MiB each: far more than the kernel's socket buffers hold, so the
+            // server's writes block for as long as this client reads nothing.
+            let value = "v".repeat(1 << 20);
+            let mut wire = workbook_suite::resp::encode(&[b"SET", b"big", value.as_bytes()]);
+            for _ in 0..64 {
+                wire.extend_from_slice(&workbook_suite::resp::encode(&[b"GET", b"big"]));
+            }
+            let mut stuck = s.connect_with(std::net::TcpStream::connect);
+            if let Err(e) = stuck.write_all(&wire) {
+                s.program
+                    .fail(format_args!("sending SET big (1 MiB) and 64 GET big: {e}"));
+            }
+            let _ = stuck.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut window = vec![0u8; 32 * 1024];
+            let writing = poll_until(PROMPT, Duration::from_millis(10), || {
+                matches!(stuck.peek(&mut window), Ok(n) if n == window.len()).then_some(())
+            });
+            if writing.is_none() {
+                s.program.fail("sent SET big (1 MiB) and 64 GET big, expected the replies to start coming; they did not");
+            }
+            s.program.terminate();
+            match s.program.wait_exit(Duration::from_secs(15)) {
+                Some(status) if status.success() => {}
+                Some(status) => s.program.fail(format_args!("expected exit status 0 after SIGTERM, got {status}")),
+                None => s.program.fail("a client stopped reading its replies (the server's writes to it block), then SIGTERM: expected the server to give up on that client after a grace period and exit within 15s; it is still running"),
+            }
+        });
+    }
 
     #[test]
     fn a_thousand_pipelined_commands_are_answered_in_order() {
@@ -566,8 +691,9 @@ mod stage5_pipelining {
                 match c.read(PROMPT) {
                     Ok(got) if got == expected => {}
                     other => s.program.fail(format_args!(
-                        "pipelined INCR number {}: expected {expected}, got {other:?}",
-                        i + 1
+                        "pipelined INCR number {}: expected {expected}, got {}",
+                        i + 1,
+                        shown(&other)
                     )),
                 }
                 if i % 100 == 0 {
@@ -575,8 +701,9 @@ mod stage5_pipelining {
                     match c.read(PROMPT) {
                         Ok(got) if got == mark => {}
                         other => s.program.fail(format_args!(
-                            "expected the ECHO after INCR {} ({mark}), got {other:?}",
-                            i + 1
+                            "expected the ECHO after INCR {} ({mark}), got {}",
+                            i + 1,
+                            shown(&other)
                         )),
                     }
                 }
@@ -601,9 +728,61 @@ mod stage5_pipelining {
                 match c.read(PROMPT) {
                     Ok(got) if got == expected => {}
                     other => s.program.fail(format_args!(
-                        "sent SET then GET one byte at a time: expected {expected}, got {other:?}"
+                        "sent SET then GET one byte at a time: expected {expected}, got {}",
+                        shown(&other)
                     )),
                 }
+            }
+        });
+    }
+
+    #[test]
+    fn a_request_in_many_pieces_costs_time_linear_in_its_size() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut other = s.connect();
+            s.expect(&mut other, &["PING"], &Resp::Simple("PONG".into()));
+            // PING with a million one-byte arguments (7 MiB): cheap to answer (wrong arity), so
+            // whatever it costs is the parsing. Parsed again from its first byte on every read,
+            // it costs the square of its size, and the server stalls for everyone.
+            let n = 1_000_000;
+            let mut wire = format!("*{}\r\n$4\r\nPING\r\n", n + 1).into_bytes();
+            for _ in 0..n {
+                wire.extend_from_slice(b"$1\r\na\r\n");
+            }
+            let mut big = s.connect();
+            let sender = std::thread::spawn(move || -> std::io::Result<RespConn> {
+                for piece in wire.chunks(8 * 1024) {
+                    big.send_raw(piece)?;
+                }
+                Ok(big)
+            });
+            let mut worst = Duration::ZERO;
+            while !sender.is_finished() {
+                let asked = std::time::Instant::now();
+                s.expect(&mut other, &["PING"], &Resp::Simple("PONG".into()));
+                worst = worst.max(asked.elapsed());
+            }
+            let mut big = match sender.join() {
+                Ok(Ok(big)) => big,
+                Ok(Err(e)) => s.program.fail(format_args!(
+                    "sending PING with a million arguments in 8 KiB pieces: {e}"
+                )),
+                Err(_) => s.program.fail("the sending thread panicked"),
+            };
+            match big.read(Duration::from_secs(15)) {
+                Ok(Resp::Error(e)) if e.starts_with("ERR wrong number of arguments") => {}
+                Ok(other) => s.program.fail(format_args!(
+                    "sent PING with a million arguments: expected -ERR wrong number of arguments for 'ping' command, got {other}"
+                )),
+                Err(no) => s.program.fail(format_args!(
+                    "sent PING with a million arguments (7 MiB in 8 KiB pieces): expected -ERR wrong number of arguments for 'ping' command within 15s: {no}"
+                )),
+            }
+            if worst > Duration::from_secs(1) {
+                s.program.fail(format_args!(
+                    "while one client sent a 7 MiB request in 8 KiB pieces, another's PING waited up to {worst:.1?} (expected under 1s): parse a request incrementally, keeping what is parsed, instead of again from its first byte on every read"
+                ));
             }
         });
     }
@@ -624,7 +803,8 @@ mod stage6_hostile {
         match c.read(PROMPT) {
             Ok(Resp::Error(e)) if e.starts_with(prefix) => {}
             got => s.program.fail(format_args!(
-                "sent {shown:?}: expected an error starting with {prefix:?}, got {got:?}"
+                "sent {shown:?}: expected an error starting with {prefix:?}, got {}",
+                self::shown(&got)
             )),
         }
         if !c.is_closed(PROMPT) {
@@ -706,7 +886,8 @@ mod stage6_hostile {
             match extra.read(PROMPT) {
                 Ok(Resp::Error(e)) if e.starts_with("ERR max number of clients reached") => {}
                 other => s.program.fail(format_args!(
-                    "with --max-connections 3 and 3 clients connected, expected a 4th to get -ERR max number of clients reached, got {other:?}"
+                    "with --max-connections 3 and 3 clients connected, expected a 4th to get (error) ERR max number of clients reached, got {}",
+                    shown(&other)
                 )),
             }
             drop(held.pop());
@@ -720,6 +901,182 @@ mod stage6_hostile {
                 s.program
                     .fail("after one of 3 clients left, expected a new client to be served");
             }
+        });
+    }
+
+    #[test]
+    fn a_huge_declared_array_count_is_refused() {
+        // Trusted, `Vec::with_capacity(99999999999)` aborts the whole server.
+        bounded(LIMIT, || refused(b"*99999999999\r\n", "ERR Protocol error"));
+    }
+
+    /// Sets `big` to a 256 KiB value, sends `wire` (requests naming it) on a connection that
+    /// reads nothing, and checks that the server's peak memory grew by less than 64 MiB.
+    fn unread_replies_stay_bounded(wire: &[u8], what: &str) {
+        let mut s = start(&[]);
+        let mut c = s.connect();
+        let value = "v".repeat(256 * 1024);
+        s.expect(&mut c, &["SET", "big", &value], &ok());
+        let Some(before) = peak_memory(&s) else {
+            eprintln!("skipping: /proc/PID/status is not readable here (not Linux)");
+            return;
+        };
+        let _stuck = send_unread(&mut s, wire, what);
+        assert_peak_below(&mut s, before, 64 << 20, &format!("{what}, not read"));
+        s.expect(&mut c, &["GET", "missing"], &nil());
+    }
+
+    #[test]
+    fn an_mget_naming_one_large_value_a_thousand_times_shares_it() {
+        bounded(LIMIT, || {
+            let mut args: Vec<&[u8]> = vec![b"MGET"];
+            args.extend(std::iter::repeat_n(&b"big"[..], 1000));
+            unread_replies_stay_bounded(
+                &workbook_suite::resp::encode(&args),
+                "MGET naming the 256 KiB value big 1,000 times (a 250 MiB reply)",
+            );
+        });
+    }
+
+    #[test]
+    fn unread_pipelined_gets_of_a_large_value_stay_bounded() {
+        bounded(LIMIT, || {
+            let mut wire = Vec::new();
+            for _ in 0..2048 {
+                wire.extend(workbook_suite::resp::encode(&[b"GET", b"big"]));
+            }
+            unread_replies_stay_bounded(
+                &wire,
+                "2,048 pipelined GET big, a 256 KiB value (512 MiB of replies)",
+            );
+        });
+    }
+
+    #[test]
+    fn a_long_keys_match_stalls_no_other_client() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let key = "a".repeat(256 * 1024);
+            s.expect(&mut c, &["SET", &key, "v"], &ok());
+            s.expect(&mut c, &["SET", "small", "v"], &ok());
+            // Against `*aaa...ab`, a matcher that backtracks to its last star tries every start:
+            // 256 Ki key bytes times a 4 KiB pattern.
+            let pattern = format!("*{}b", "a".repeat(4095));
+            let mut slow = s.connect();
+            if let Err(e) = slow.send(&["KEYS", &pattern]) {
+                s.program
+                    .fail(format_args!("sending KEYS *aaa...ab (4 KiB): {e}"));
+            }
+            let mut other = s.connect();
+            for _ in 0..3 {
+                let asked = std::time::Instant::now();
+                s.expect(&mut other, &["PING"], &Resp::Simple("PONG".into()));
+                s.expect(&mut other, &["GET", "small"], &bulk("v"));
+                let waited = asked.elapsed();
+                if waited > Duration::from_secs(1) {
+                    s.program.fail(format_args!(
+                        "while KEYS *aaa...ab (a 4 KiB pattern) matched a 256 KiB key, another client's PING and GET took {waited:.1?} (expected under 1s): match without backtracking, away from the shard and the runtime's threads"
+                    ));
+                }
+            }
+            match slow.read(Duration::from_secs(30)) {
+                Ok(Resp::Array(keys)) if keys.is_empty() => {}
+                Ok(other) => s.program.fail(format_args!(
+                    "sent KEYS *aaa...ab (4 KiB) with no matching key: expected an empty array, got {other}"
+                )),
+                Err(no) => s.program.fail(format_args!(
+                    "sent KEYS *aaa...ab (4 KiB) against a 256 KiB key: expected an empty array within 30s: {no}"
+                )),
+            }
+        });
+    }
+
+    #[test]
+    fn idle_connections_are_closed() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--idle-timeout", "300ms", "--max-connections", "2"]);
+            let mut idle: Vec<RespConn> = (0..2).map(|_| s.connect()).collect();
+            for c in &mut idle {
+                s.expect(c, &["PING"], &Resp::Simple("PONG".into()));
+            }
+            for (i, c) in idle.iter_mut().enumerate() {
+                if !c.is_closed(PROMPT) {
+                    s.program.fail(format_args!(
+                        "with --idle-timeout 300ms, client {} sent PING then nothing: expected its connection closed within 5s; it is still open",
+                        i + 1
+                    ));
+                }
+            }
+            let served = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut c = RespConn::connect(s.addr).ok()?;
+                c.send(&["PING"]).ok()?;
+                (c.read(Duration::from_millis(500)).ok()? == Resp::Simple("PONG".into()))
+                    .then_some(())
+            });
+            if served.is_none() {
+                s.program.fail(
+                    "with --max-connections 2, after both idle clients were closed, expected a new client to be served",
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn the_buffer_budget_is_process_wide_and_refused_clearly() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--max-buffered", "1MiB"]);
+            let mut watcher = s.connect();
+            // Two clients each send 700 KiB of an 800 KiB SET, and wait: together they hold more
+            // than the 1 MiB budget, although each is far below any per-connection limit.
+            let start_of = |key: &str| {
+                let mut wire = format!(
+                    "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+                    key.len(),
+                    800 * 1024
+                )
+                .into_bytes();
+                wire.extend(std::iter::repeat_n(b'x', 700 * 1024));
+                wire
+            };
+            let mut clients = Vec::new();
+            for key in ["first", "second"] {
+                let mut c = s.connect();
+                if let Err(e) = c.send_raw(&start_of(key)) {
+                    s.program
+                        .fail(format_args!("sending 700 KiB of SET {key} (800 KiB): {e}"));
+                }
+                clients.push((key, c));
+            }
+            let refused = poll_until(PROMPT, Duration::from_millis(10), || {
+                clients.iter_mut().position(|(_, c)| {
+                    matches!(c.read(Duration::from_millis(20)), Ok(Resp::Error(e)) if e.starts_with("ERR max buffered bytes reached"))
+                })
+            });
+            let Some(refused) = refused else {
+                s.program.fail(
+                    "with --max-buffered 1MiB, two clients each sent 700 KiB of an unfinished SET: expected one of them to get -ERR max buffered bytes reached; neither did",
+                );
+            };
+            let (key, mut c) = clients.remove(refused);
+            if !c.is_closed(PROMPT) {
+                s.program.fail(format_args!(
+                    "client {key} got -ERR max buffered bytes reached: expected its connection closed after it"
+                ));
+            }
+            let (key, mut survivor) = clients.remove(0);
+            let _ = survivor.send_raw(&vec![b'x'; 100 * 1024]);
+            let _ = survivor.send_raw(b"\r\n");
+            match survivor.read(PROMPT) {
+                Ok(got) if got == ok() => {}
+                other => s.program.fail(format_args!(
+                    "with --max-buffered 1MiB, once the other client was refused, expected SET {key} (800 KiB) to be answered +OK, got {}",
+                    other.map_or_else(|no| no.to_string(), |r| r.to_string())
+                )),
+            }
+            s.expect(&mut watcher, &["EXISTS", key], &int(1));
+            s.program
+                .assert_running("after refusing a client over the buffer budget");
         });
     }
 }
@@ -754,7 +1111,10 @@ mod stage7_redis_cli {
                 all.extend_from_slice(args);
                 let mut p = Program::start(&cli, &all);
                 if p.wait_exit(PROMPT).is_none() {
-                    p.fail(format_args!("redis-cli {args:?} did not finish within 5s"));
+                    p.fail(format_args!(
+                        "redis-cli {} did not finish within 5s",
+                        words(args)
+                    ));
                 }
                 let mut out = String::new();
                 while let Some(line) = p.next_line(Duration::from_millis(200)) {
@@ -777,7 +1137,8 @@ mod stage7_redis_cli {
                 let got = run(args);
                 if got != expected {
                     s.program.fail(format_args!(
-                        "redis-cli {args:?}: expected {expected:?}, got {got:?}"
+                        "redis-cli {}: expected {expected:?}, got {got:?} (its output, lines quoted)",
+                        words(args)
                     ));
                 }
             }

@@ -1,8 +1,8 @@
 //! The actors: each shard of the key space is owned by one task, and nothing else touches it;
 //! and the [`StoreHandle`] connections hold, to the actors or to the mutex backend.
 //!
-//! Your task (stages 2, 3 and 5): [`Actors::spawn`] and [`Actors::execute_batch`]. The
-//! [`StoreHandle`] is given; the private `Job` type is a suggestion for the messages; change it
+//! Your task (stages 2, 3 and 5): the actor's loop (`run_shard`) and [`Actors::execute_batch`].
+//! [`Actors::spawn`] and the [`StoreHandle`] are given; the private `Job` type is a suggestion for the messages; change it
 //! as you like.
 //!
 //! Connections never see a `Store`. They hold a [`StoreHandle`] and send it commands over a
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Blob, Command};
+use crate::glob;
 use crate::locked::Locked;
 use crate::op::{Op, apply};
 use crate::resp::Reply;
@@ -70,11 +71,17 @@ impl StoreHandle {
     }
 }
 
-/// A batch of operations for one shard, answered together: one channel round trip for a whole
-/// pipeline instead of one per command.
-struct Job {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Vec<Reply>>,
+/// What a shard is asked.
+enum Job {
+    /// A batch of operations, answered together: one channel round trip for a whole pipeline
+    /// instead of one per command.
+    Ops {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
+    /// Every live key (shared, not copied), for `KEYS` to match away from the actor: a long
+    /// match must not keep the shard from everyone else's commands.
+    LiveKeys(oneshot::Sender<Vec<Blob>>),
 }
 
 /// The actors' side of the handle: one queue per shard.
@@ -86,12 +93,14 @@ pub struct Actors {
 impl Actors {
     /// Starts `shards` actors (at least one). They stop when the last handle is dropped.
     pub fn spawn(shards: usize) -> Actors {
-        // TODO: for each shard (at least one), `mpsc::channel(QUEUE)`; `tokio::spawn` a task that
-        // owns a `Store` and loops with `tokio::select!` over `jobs.recv()` (`apply` the ops in
-        // order, send the replies back on the job's oneshot; `None` means every handle is gone:
-        // return) and a `tokio::time::interval(SWEEP_EVERY)` tick (call
-        // `store.sweep(Instant::now(), SWEEP_LIMIT)`). Keep the senders.
-        todo!()
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run_shard(rx));
+                tx
+            })
+            .collect();
+        Actors { shards }
     }
 
     /// Runs a pipeline of key-space commands and returns their replies in order.
@@ -102,15 +111,27 @@ impl Actors {
     pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
         // TODO: growing stage by stage.
         // - Stage 2 (one shard): each command in turn: `Op::of` it (`None`:
-        //   `Reply::err("not a key-space command")`), send it as a one-op `Job` with a
+        //   `Reply::err("not a key-space command")`), send it as a one-op `Job::Ops` with a
         //   `oneshot::channel()` for the answer, and await it. A shard that is gone answers
         //   `Reply::err("the store is shutting down")`.
         // - Stage 3 (shards): an op with a key (`op.key()`) goes to the shard that owns it (hash
         //   the key with `DefaultHasher`, modulo the number of shards); the others go to every
         //   shard concerned and combine: DEL/EXISTS/DBSIZE add up, MGET puts values back in the
-        //   order asked, KEYS concatenates.
+        //   order asked. KEYS asks each shard for a `Job::LiveKeys` and matches them in
+        //   `tokio::task::spawn_blocking` (`glob::Pattern`): a long match must stall neither
+        //   the shard nor the other clients.
         // - Stage 5 (pipelines): group single-key ops by shard and send each shard one `Job` for
         //   its group; an op spanning shards first waits for everything queued before it.
         todo!()
     }
+}
+
+/// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.
+async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
+    // TODO: (stage 2; given `spawn` starts it, so stage 1 runs without it) own a `Store` and
+    // loop with `tokio::select!` over `jobs.recv()` (`Job::Ops`: `apply` the ops in order and
+    // send the replies back on the job's oneshot; `Job::LiveKeys`: `store.live_keys`; `None`:
+    // every handle is gone, return) and a `tokio::time::interval(SWEEP_EVERY)` tick (stage 4:
+    // `store.sweep(Instant::now(), SWEEP_LIMIT)`).
+    todo!()
 }

@@ -5,10 +5,18 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use crate::glob;
 use crate::resp::Reply;
 
-/// A key or a value: Redis strings are bytes, not text. (Not `bytes::Bytes`: an owned `Vec<u8>`.)
-pub type Blob = Vec<u8>;
+/// A key or a value: Redis strings are bytes, not text. A `Bytes` is shared, not copied, when it
+/// is cloned: a value named by a thousand replies is held once.
+pub type Blob = Bytes;
+
+/// The longest expiry, in seconds, `EXPIRE` and `SET ... EX` accept (Redis's own bound: the time
+/// in milliseconds must fit in 64 bits). Past it: `-ERR invalid expire time in '...' command`.
+pub const MAX_EXPIRE_SECONDS: i64 = 9_223_372_036_854_775;
 
 /// When a `SET` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +81,13 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
     // `String::from_utf8_lossy`). Check the arity of each, and build the `Command`:
     // - wrong arity: `Reply::err(format!("wrong number of arguments for '{name}' command"))`;
     // - unknown: `Reply::err(format!("unknown command '{name}', with args beginning with: {shown}"))`,
-    //   where `shown` is up to three arguments, each as `'arg' ` (quote, text, quote, space);
-    // - SET options: EX seconds, PX milliseconds (positive, else "invalid expire time in 'set'
-    //   command"), NX, XX; anything else or a repeat is "syntax error";
+    //   with the name as it was sent (not lowercased), and `shown` up to three arguments, each
+    //   as `'arg' ` (quote, text, quote, space);
+    // - SET options: EX seconds, PX milliseconds (positive, and EX at most MAX_EXPIRE_SECONDS,
+    //   else "invalid expire time in 'set' command"), NX, XX; anything else or a repeat is
+    //   "syntax error"; EXPIRE past MAX_EXPIRE_SECONDS either way is "invalid expire time in
+    //   'expire' command" (a clock plus such a time overflows);
+    // - KEYS with a pattern over `glob::MAX_PATTERN` bytes is "pattern too long";
     // - INCR/DECR are INCRBY with 1 and -1; DECRBY negates (watch `i64::MIN`);
     // - MSET needs an even, non-zero number of arguments after its name;
     // - COMMAND with any arguments is `Command::CommandInfo`.

@@ -1,24 +1,116 @@
 //! One client connection: read requests, answer them in order, with bounded buffers.
 //!
-//! Your task (stages 1, 5 and 6): [`serve`].
+//! Your task (stages 1, 5 and 6): [`serve`]. The [`Budget`] shared by every connection, and a
+//! connection's `Share` of it, are given.
 
-use std::io;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::actor::StoreHandle;
 use crate::command::{self, Command};
-use crate::resp::{self, MAX_REQUEST, Reply};
+use crate::resp::{Reply, RequestParser};
 
 /// Replies gathered before they are written out, in bytes: pipelined requests are answered in
-/// one write, but a long pipeline never buffers more than this.
+/// one write, but a connection never holds more than this of replies built and not yet written
+/// (it stops reading its client until they are).
 pub const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 
 /// The most requests answered as one batch.
 pub const MAX_BATCH: usize = 1024;
+
+/// A value at least this long is written from the store's own bytes, not copied into the
+/// connection's output first.
+pub const WRITE_DIRECT: usize = 16 * 1024;
+
+/// What a client reads when the process-wide budget for buffered bytes is spent, before the
+/// server closes its connection.
+pub const OVER_BUDGET: &[u8] = b"-ERR max buffered bytes reached\r\n";
+
+/// A read buffer grown past this by one large request is given back once it is empty.
+const KEEP_INPUT: usize = 64 * 1024;
+
+/// The bytes every connection together may hold of unfinished requests and of replies built but
+/// not yet written. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limit: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes, none of them used.
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            limit,
+            used: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Bytes held now, by every connection.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection's part of the [`Budget`], given back when it is dropped.
+struct Share {
+    budget: Budget,
+    held: usize,
+}
+
+impl Share {
+    fn new(budget: Budget) -> Share {
+        Share { budget, held: 0 }
+    }
+
+    /// Holds `bytes` from now on, or returns false (and keeps holding what it held) when the
+    /// budget cannot cover the increase.
+    fn hold(&mut self, bytes: usize) -> bool {
+        let Some(more) = bytes.checked_sub(self.held) else {
+            self.budget
+                .used
+                .fetch_sub(self.held - bytes, Ordering::Relaxed);
+            self.held = bytes;
+            return true;
+        };
+        let limit = self.budget.limit;
+        let taken = self
+            .budget
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(more).filter(|&total| total <= limit)
+            });
+        if taken.is_ok() {
+            self.held = bytes;
+        }
+        taken.is_ok()
+    }
+
+    /// Holds `bytes`, over the budget if need be: replies already computed are counted, never
+    /// refused (each connection's are bounded by [`MAX_PENDING_OUTPUT`]).
+    fn force(&mut self, bytes: usize) {
+        if !self.hold(bytes) {
+            self.budget
+                .used
+                .fetch_add(bytes - self.held, Ordering::Relaxed);
+            self.held = bytes;
+        }
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
 
 /// One request of a pipeline: answered on the spot, or waiting for the store.
 enum Slot {
@@ -26,20 +118,23 @@ enum Slot {
     Store,
 }
 
-/// Serves one client until it disconnects, sends `QUIT`, breaks the framing, or `shutdown`.
+/// Serves one client until it disconnects, sends `QUIT`, breaks the framing, spends what is
+/// left of `budget`, stays idle for `idle_timeout` (zero: never), or `shutdown`.
 pub async fn serve(
     mut stream: TcpStream,
     store: StoreHandle,
+    budget: Budget,
+    idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: a loop around one `BytesMut` input buffer and one output `Vec`:
-    // - parse every complete request in the buffer (`resp::parse_request`, then `input.advance`),
-    //   answer PING, ECHO and COMMAND yourself, send the rest to the store (`execute`, or better
-    //   `execute_batch` for the whole pipeline), encode the replies in order into the output;
-    // - write the output once per batch (`write_all`), never more than MAX_PENDING_OUTPUT at once;
-    // - QUIT: reply +OK, write, return. A `ProtocolError`: reply `Reply::err(error)`, write, return
-    //   (the stream cannot be framed any more). An input buffer over MAX_REQUEST: the same;
-    // - then `tokio::select!` over `stream.read_buf(&mut input)` (0 bytes: the client left) and
-    //   `shutdown.cancelled()`.
+    // TODO: the contract's "The protocol", "Limits" and "Bad input": a loop that parses every
+    // complete request already read (one `RequestParser`, one `BytesMut`), answers PING, ECHO,
+    // COMMAND and QUIT itself and sends the rest to the store as one batch
+    // (`store.execute_batch`), then writes the replies in order, never holding more than
+    // MAX_PENDING_OUTPUT of them unwritten (long values written from their own `Bytes`);
+    // then `tokio::select!` over `stream.read_buf`, the idle deadline
+    // (`tokio::time::sleep_until`) and `shutdown.cancelled()`. After each read, hold
+    // `parser.held() + input.len()` in a `Share` of `budget`; when it cannot, write
+    // OVER_BUDGET and return.
     todo!()
 }

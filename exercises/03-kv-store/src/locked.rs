@@ -1,7 +1,7 @@
 //! The other backend: one store behind a `std::sync::Mutex`, locked by every connection. It is
 //! the lock-based design the chapter measures against the actors (`--backend mutex`).
 //!
-//! Your task (going further, graded in stage 3 with `--backend mutex`): [`Locked::new`] and
+//! Your task (stage 3, graded with `--backend mutex`): [`Locked::new`] and
 //! [`Locked::execute_batch`]. `lock` is given.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,6 +41,18 @@ enum Command {
         /// more let shards work in parallel on a machine with cores to spare.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
+        /// Close a connection that completes no request, or reads none of its replies, for this
+        /// long (`0s`: never).
+        #[arg(
+            long,
+            default_value = plumbing::parse::duration_text(server::DEFAULT_IDLE_TIMEOUT),
+            value_parser = plumbing::parse::duration
+        )]
+        idle_timeout: Duration,
+        /// Bytes all connections together may hold of unfinished requests and unwritten
+        /// replies; a read past it gets `-ERR max buffered bytes reached` and is disconnected.
+        #[arg(long, default_value_t = server::DEFAULT_MAX_BUFFERED, value_parser = plumbing::parse::positive_size)]
+        max_buffered: usize,
     },
     /// Send one command and print the reply, e.g. `kv-store client SET greeting hello`.
     Client {
@@ -76,6 +89,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             max_connections,
             backend,
             threads: _,
+            idle_timeout,
+            max_buffered,
         } => {
             let listener = plumbing::listen(bind).await?;
             let config = server::ServerConfig {
@@ -85,6 +100,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 },
                 shards: usize::from(shards),
                 max_connections,
+                idle_timeout,
+                max_buffered,
             };
             server::run(listener, config, shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
 //! RESP2, the Redis serialisation protocol: parsing requests and encoding replies.
 //!
-//! Your task (stages 1, 5 and 6): [`parse_request`], [`Reply::encode`] and [`parse_reply`] (the
-//! client's side). `Reply::err` and the small helpers `memchr` and `number` are given.
+//! Your task (stages 1, 5 and 6): [`RequestParser::parse`], [`Reply::encode`] and
+//! [`parse_reply`] (the client's side). `Reply::err` and the small helpers `strip_cr`,
+//! `split_inline` and `number` are given.
 //!
 //! Pure and synchronous. A request is either an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\na\r\n`,
 //! what every Redis client sends) or an inline command (`GET a\r\n`, what a person types into
@@ -9,6 +10,8 @@
 //! "malformed" (`Err`: answer with an error and close, since the stream can no longer be framed).
 
 use std::borrow::Cow;
+
+use bytes::{Buf, Bytes, BytesMut};
 
 /// The longest inline command or header line, in bytes (Redis allows 64 KiB too).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -22,9 +25,6 @@ pub const MAX_BULK: usize = 8 * 1024 * 1024;
 /// The most bytes one request may take in all (many arguments near [`MAX_BULK`] would otherwise
 /// add up without bound while the request is incomplete).
 pub const MAX_REQUEST: usize = 16 * 1024 * 1024;
-
-/// A parsed request's arguments and how many bytes of the buffer it took.
-pub type Parsed = (Vec<Vec<u8>>, usize);
 
 /// Why a request cannot be framed. The connection answers with the error and closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,25 +55,79 @@ pub enum ProtocolError {
     UnknownReply(char),
 }
 
-/// Parses one request from the front of `buf`: its arguments and how many bytes it used, or
-/// `None` if `buf` does not hold a whole request yet. An empty inline line yields no arguments.
-pub fn parse_request(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    // TODO: look at the first byte.
-    // - `*`: an array. Read the header line `*<count>`; `*-1` means "no command". Then `count`
-    //   times: a line `$<len>`, then exactly `len` bytes, then `\r\n`. Push each as an argument.
-    // - anything else: an inline command, one line split on spaces (honour "double" and 'single'
-    //   quotes, so `SET k "a b"` has three arguments).
-    // Lines end at `\n`; strip an optional `\r` before it. Rules that keep the server safe:
-    // - if the bytes run out anywhere, return `Ok(None)` (the caller reads more and calls again);
-    // - check every declared number with `number(digits, max)` against MAX_ARGS / MAX_BULK
-    //   *before* using it, and never `Vec::with_capacity(count)` with a number a client sent;
-    // - a line longer than MAX_LINE (even without its `\n` yet) is `ProtocolError::LineTooLong`.
-    // Return the arguments and how many bytes of `buf` the request took.
-    todo!()
+/// Parses requests as their bytes arrive, keeping what it has taken of an unfinished one, so that
+/// a request costs time linear in its size however many reads it arrives in.
+///
+/// Each argument is taken out of the buffer as soon as it is whole (copied into a [`Bytes`] of
+/// its own, so that a small stored value never pins a large read buffer): the buffer holds only
+/// what is not parsed yet, and no byte is looked at twice.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    /// Arguments the array being read still expects; `None` between requests.
+    remaining: Option<usize>,
+    /// The length in the current argument's `$` header, when its body is not all here yet.
+    bulk_len: Option<usize>,
+    /// The arguments taken so far.
+    args: Vec<Bytes>,
+    /// Bytes of the unfinished request already taken out of the buffer.
+    taken: usize,
+    /// How much of the buffer's front was searched for a line end, in vain.
+    scanned: usize,
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+impl RequestParser {
+    /// A parser between requests.
+    pub fn new() -> RequestParser {
+        RequestParser::default()
+    }
+
+    /// Takes one whole request off the front of `buf`: its arguments, or `None` when `buf` ends
+    /// before the request does (what was taken is kept for the next call, with more bytes). An
+    /// empty inline line, `*0` and `*-1` yield no arguments.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        // TODO: the contract's "The protocol" and "Limits": an array (`*count`, then `count`
+        // times `$len`, `len` bytes, `\r\n`) or an inline line (`split_inline`). Take what is
+        // whole out of `buf` as you go (`split_to`, `advance`, `Bytes::copy_from_slice`) and keep
+        // the rest of your progress in `self`, so that no call looks at a byte twice; check each
+        // declared number with `number` before using it, and the request's size against
+        // MAX_REQUEST.
+        todo!()
+    }
+
+    /// Bytes of the unfinished request taken out of the buffer and held here.
+    pub fn held(&self) -> usize {
+        // TODO: what the connection counts against the server's buffer budget, with `buf.len()`.
+        todo!()
+    }
+}
+
+/// A line without its `\r` (a bare `\n` ends a line too).
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Splits an inline command on whitespace, honouring double and single quotes.
+fn split_inline(text: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+    let mut args = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    let mut quote: Option<u8> = None;
+    for &b in text {
+        match (quote, b) {
+            (Some(q), b) if b == q => quote = None,
+            (Some(_), b) => current.get_or_insert_with(Vec::new).push(b),
+            (None, b'"' | b'\'') => {
+                quote = Some(b);
+                current.get_or_insert_with(Vec::new);
+            }
+            (None, b' ' | b'\t') => args.extend(current.take().map(Bytes::from)),
+            (None, b) => current.get_or_insert_with(Vec::new).push(b),
+        }
+    }
+    if quote.is_some() {
+        return Err(ProtocolError::UnbalancedQuotes);
+    }
+    args.extend(current.map(Bytes::from));
+    Ok(args)
 }
 
 /// A decimal number in `0..=max`, or `None`.
@@ -98,7 +152,7 @@ pub enum Reply {
     /// `:42`.
     Integer(i64),
     /// `$3\r\nfoo`, or `$-1` for `None`.
-    Bulk(Option<Vec<u8>>),
+    Bulk(Option<Bytes>),
     /// `*2\r\n...`.
     Array(Vec<Reply>),
 }

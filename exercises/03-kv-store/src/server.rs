@@ -21,6 +21,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// What a client past `max_connections` reads before it is disconnected, as Redis says it.
 const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
+/// How long a connection may go without completing a request (or without reading any of its
+/// replies) before it is closed: idle clients must not hold the connection limit for ever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The bytes all connections together may hold of unfinished requests and of replies built but
+/// not yet written; a read that would go past it is refused (`-ERR max buffered bytes reached`).
+pub const DEFAULT_MAX_BUFFERED: usize = 256 * 1024 * 1024;
+
 /// Who owns the key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -39,6 +47,10 @@ pub struct ServerConfig {
     pub shards: usize,
     /// The most clients connected at once; others are told and disconnected.
     pub max_connections: usize,
+    /// Idle connections are closed after this long (zero: never).
+    pub idle_timeout: Duration,
+    /// The process-wide budget, in bytes, for buffered requests and replies.
+    pub max_buffered: usize,
 }
 
 /// Serves clients on `listener` until `shutdown` is cancelled, then waits (a few seconds at most)
@@ -52,7 +64,8 @@ pub async fn run(
     // `Backend::Mutex`. Then the shared accept loop (given, in `plumbing`):
     // `plumbing::accept_loop(&listener, &plumbing::AcceptConfig::new(config.max_connections),
     // &shutdown, &tracker, refuse, serve)`, where `refuse` writes `REFUSAL` to the stream and
-    // `serve` runs `connection::serve` with a clone of the store and of `shutdown`. When it
+    // `serve` runs `connection::serve` with clones of the store, of one `connection::Budget`
+    // (`config.max_buffered`) and of `shutdown`, and `config.idle_timeout`. When it
     // returns (shutdown), `plumbing::drain(&tracker, SHUTDOWN_GRACE)`: a client that stopped
     // reading must not keep the server from exiting.
     todo!()

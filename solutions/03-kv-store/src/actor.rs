@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Blob, Command};
+use crate::glob;
 use crate::locked::Locked;
 use crate::op::{Op, apply};
 use crate::resp::Reply;
@@ -66,11 +67,17 @@ impl StoreHandle {
     }
 }
 
-/// A batch of operations for one shard, answered together: one channel round trip for a whole
-/// pipeline instead of one per command.
-struct Job {
-    ops: Vec<Op>,
-    reply: oneshot::Sender<Vec<Reply>>,
+/// What a shard is asked.
+enum Job {
+    /// A batch of operations, answered together: one channel round trip for a whole pipeline
+    /// instead of one per command.
+    Ops {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
+    /// Every live key (shared, not copied), for `KEYS` to match away from the actor: a long
+    /// match must not keep the shard from everyone else's commands.
+    LiveKeys(oneshot::Sender<Vec<Blob>>),
 }
 
 /// The actors' side of the handle: one queue per shard.
@@ -98,6 +105,17 @@ impl Actors {
     /// once. An operation spanning shards (`MGET`, `DEL`, `KEYS`...) first waits for everything
     /// before it, so no client can observe the reordering: effects on different keys commute.
     pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
+        // One shard owns every key: the whole pipeline is one job, applied in order, with
+        // nothing to group or put back in place (`KEYS` alone is matched away from the actor).
+        if self.shards.len() == 1 && commands.iter().all(one_job) {
+            let count = commands.len();
+            let ops = commands.into_iter().filter_map(Op::of).collect();
+            let answer = match self.send(0, ops).await {
+                Some(answer) => answer.await.ok(),
+                None => None,
+            };
+            return answer.unwrap_or_else(|| vec![Reply::err("the store is shutting down"); count]);
+        }
         let mut replies: Vec<Option<Reply>> = vec![None; commands.len()];
         let mut pending: Vec<Vec<(usize, Op)>> =
             (0..self.shards.len()).map(|_| Vec::new()).collect();
@@ -133,8 +151,38 @@ impl Actors {
     /// Sends `ops` to `shard` as one job; `None` if the shard is gone (shutting down).
     async fn send(&self, shard: usize, ops: Vec<Op>) -> Option<oneshot::Receiver<Vec<Reply>>> {
         let (reply, answer) = oneshot::channel();
-        self.shards[shard].send(Job { ops, reply }).await.ok()?;
+        self.shards[shard]
+            .send(Job::Ops { ops, reply })
+            .await
+            .ok()?;
         Some(answer)
+    }
+
+    /// `KEYS`: each shard hands over its live keys; they are matched on a blocking thread, so
+    /// neither the shards nor the runtime's threads (other clients) wait for the match.
+    async fn keys(&self, pattern: Blob) -> Reply {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let (reply, answer) = oneshot::channel();
+            if shard.send(Job::LiveKeys(reply)).await.is_err() {
+                return Reply::err("the store is shutting down");
+            }
+            match answer.await {
+                Ok(keys) => all.extend(keys),
+                Err(_) => return Reply::err("the store is shutting down"),
+            }
+        }
+        let matching = tokio::task::spawn_blocking(move || {
+            let pattern = glob::Pattern::new(&pattern);
+            all.into_iter()
+                .filter(|key| pattern.matches(key))
+                .map(|key| Reply::Bulk(Some(key)))
+                .collect()
+        });
+        match matching.await {
+            Ok(keys) => Reply::Array(keys),
+            Err(_) => Reply::err("the store is shutting down"),
+        }
     }
 
     async fn ask(&self, shard: usize, op: Op) -> Reply {
@@ -205,15 +253,7 @@ impl Actors {
                 }
                 Reply::OK
             }
-            Op::Keys(pattern) => {
-                let mut all = Vec::new();
-                for shard in 0..self.shards.len() {
-                    if let Reply::Array(keys) = self.ask(shard, Op::Keys(pattern.clone())).await {
-                        all.extend(keys);
-                    }
-                }
-                Reply::Array(all)
-            }
+            Op::Keys(pattern) => self.keys(pattern).await,
             // A single-key operation: the shard that owns its key runs it alone.
             single @ (Op::Get(_)
             | Op::Set { .. }
@@ -275,6 +315,18 @@ impl Actors {
     }
 }
 
+/// Whether one shard can run `command` as part of a job: a key-space command, but `KEYS`.
+fn one_job(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Keys(_)
+            | Command::Ping(_)
+            | Command::Echo(_)
+            | Command::CommandInfo
+            | Command::Quit
+    )
+}
+
 /// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.
 async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
     let mut store = Store::new();
@@ -283,11 +335,18 @@ async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
     loop {
         tokio::select! {
             job = jobs.recv() => {
-                let Some(job) = job else { break };
                 let now = Instant::now();
-                let replies = job.ops.into_iter().map(|op| apply(&mut store, op, now)).collect();
                 // The asker may have gone (its connection closed): nothing to do about it.
-                let _ = job.reply.send(replies);
+                match job {
+                    None => break,
+                    Some(Job::Ops { ops, reply }) => {
+                        let replies = ops.into_iter().map(|op| apply(&mut store, op, now)).collect();
+                        let _ = reply.send(replies);
+                    }
+                    Some(Job::LiveKeys(reply)) => {
+                        let _ = reply.send(store.live_keys(now));
+                    }
+                }
             }
             _ = sweep.tick() => {
                 store.sweep(Instant::now(), SWEEP_LIMIT);

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,7 +15,7 @@ pub async fn call(server: SocketAddr, args: &[String]) -> io::Result<Reply> {
     let mut request = Vec::new();
     Reply::Array(
         args.iter()
-            .map(|a| Reply::Bulk(Some(a.as_bytes().to_vec())))
+            .map(|a| Reply::Bulk(Some(Bytes::copy_from_slice(a.as_bytes()))))
             .collect(),
     )
     .encode(&mut request);

@@ -2,10 +2,18 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use crate::glob;
 use crate::resp::Reply;
 
-/// A key or a value: Redis strings are bytes, not text. (Not `bytes::Bytes`: an owned `Vec<u8>`.)
-pub type Blob = Vec<u8>;
+/// A key or a value: Redis strings are bytes, not text. A `Bytes` is shared, not copied, when it
+/// is cloned: a value named by a thousand replies is held once.
+pub type Blob = Bytes;
+
+/// The longest expiry, in seconds, `EXPIRE` and `SET ... EX` accept (Redis's own bound: the time
+/// in milliseconds must fit in 64 bits). Past it: `-ERR invalid expire time in '...' command`.
+pub const MAX_EXPIRE_SECONDS: i64 = 9_223_372_036_854_775;
 
 /// When a `SET` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,13 +75,19 @@ pub enum Command {
 /// Parses a request's arguments, or returns the error reply Redis would send.
 pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
     let mut args = args.into_iter();
-    let Some(mut name) = args.next() else {
+    let Some(raw) = args.next() else {
         return Err(Reply::err("empty command"));
     };
-    // Lowercased in place: the hot path allocates nothing to find out which command it is.
-    name.make_ascii_lowercase();
-    let name = String::from_utf8(name)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    // Lowercased on the stack: the hot path allocates nothing to find out which command it is.
+    let mut lower = [0u8; 16];
+    let name = match lower.get_mut(..raw.len()) {
+        Some(name) => {
+            name.copy_from_slice(&raw);
+            name.make_ascii_lowercase();
+            std::str::from_utf8(name).unwrap_or("")
+        }
+        None => "",
+    };
     let arity = |ok: bool| {
         if ok {
             Ok(())
@@ -86,7 +100,7 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
     let n = args.len();
     let mut rest = args;
     let mut next = || rest.next().unwrap_or_default();
-    let command = match name.as_str() {
+    let command = match name {
         "ping" => {
             arity(n <= 1)?;
             Command::Ping((n == 1).then(&mut next))
@@ -142,7 +156,11 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
         "expire" => {
             arity(n == 2)?;
             let key = next();
-            Command::Expire(key, integer(&next())?)
+            let seconds = integer(&next())?;
+            if !(-MAX_EXPIRE_SECONDS..=MAX_EXPIRE_SECONDS).contains(&seconds) {
+                return Err(Reply::err("invalid expire time in 'expire' command"));
+            }
+            Command::Expire(key, seconds)
         }
         "ttl" => {
             arity(n == 1)?;
@@ -155,11 +173,18 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
         "flushdb" => Command::FlushDb,
         "keys" => {
             arity(n == 1)?;
-            Command::Keys(next())
+            let pattern = next();
+            if pattern.len() > glob::MAX_PATTERN {
+                return Err(Reply::err("pattern too long"));
+            }
+            Command::Keys(pattern)
         }
         "command" => Command::CommandInfo,
         "quit" => Command::Quit,
         _ => {
+            // Echoed as it was sent, as Redis 7 does (the arity error names the command's own
+            // lowercase name: that one is known).
+            let name = String::from_utf8_lossy(&raw);
             let shown: String = (0..n.min(3))
                 .map(|_| format!("'{}' ", String::from_utf8_lossy(&next())))
                 .collect();
@@ -173,22 +198,35 @@ pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
 
 fn parse_set(key: Blob, value: Blob, options: &[Blob]) -> Result<Command, Reply> {
     let mut ttl = None;
+    let mut unit: Option<&str> = None;
     let mut condition = SetCondition::Always;
     let mut i = 0;
     while i < options.len() {
         let option = String::from_utf8_lossy(&options[i]).to_uppercase();
+        // As in Redis, an option may be repeated (the last one counts), but NX and XX, or EX and
+        // PX, exclude each other.
         match option.as_str() {
-            "NX" | "XX" if condition == SetCondition::Always => {
-                condition = if option == "NX" {
+            "NX" | "XX" => {
+                let wanted = if option == "NX" {
                     SetCondition::IfAbsent
                 } else {
                     SetCondition::IfPresent
                 };
+                if condition != SetCondition::Always && condition != wanted {
+                    return Err(Reply::err("syntax error"));
+                }
+                condition = wanted;
             }
-            "EX" | "PX" if ttl.is_none() && i + 1 < options.len() => {
+            "EX" | "PX" if i + 1 < options.len() && unit.is_none_or(|u| u == option) => {
+                unit = Some(if option == "EX" { "EX" } else { "PX" });
                 i += 1;
                 let amount = integer(&options[i])?;
-                if amount <= 0 {
+                let most = if option == "EX" {
+                    MAX_EXPIRE_SECONDS
+                } else {
+                    i64::MAX
+                };
+                if amount <= 0 || amount > most {
                     return Err(Reply::err("invalid expire time in 'set' command"));
                 }
                 let amount = amount.unsigned_abs();
@@ -223,7 +261,11 @@ mod tests {
     use super::*;
 
     fn cmd(line: &str) -> Result<Command, Reply> {
-        parse(line.split(' ').map(|s| s.as_bytes().to_vec()).collect())
+        parse(
+            line.split(' ')
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -231,13 +273,19 @@ mod tests {
         assert_eq!(
             cmd("set k v PX 1500 nx"),
             Ok(Command::Set {
-                key: b"k".to_vec(),
-                value: b"v".to_vec(),
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
                 ttl: Some(Duration::from_millis(1500)),
                 condition: SetCondition::IfAbsent
             })
         );
         assert_eq!(cmd("SET k v NX XX"), Err(Reply::err("syntax error")));
+        assert_eq!(cmd("SET k v EX 1 PX 5"), Err(Reply::err("syntax error")));
+        assert!(matches!(
+            cmd("SET k v EX 1 ex 20 NX nx"),
+            Ok(Command::Set { ttl: Some(t), condition: SetCondition::IfAbsent, .. })
+                if t == Duration::from_secs(20)
+        ));
         assert_eq!(
             cmd("SET k v EX 0"),
             Err(Reply::err("invalid expire time in 'set' command"))
@@ -257,13 +305,24 @@ mod tests {
         assert_eq!(
             cmd("FOO a b"),
             Err(Reply::err(
-                "unknown command 'foo', with args beginning with: 'a' 'b' "
+                "unknown command 'FOO', with args beginning with: 'a' 'b' "
             ))
         );
         assert_eq!(
             cmd("MSET a"),
             Err(Reply::err("wrong number of arguments for 'mset' command"))
         );
-        assert_eq!(cmd("DECRBY k 5"), Ok(Command::IncrBy(b"k".to_vec(), -5)));
+        assert_eq!(
+            cmd("DECRBY k 5"),
+            Ok(Command::IncrBy(Bytes::from_static(b"k"), -5))
+        );
+        assert_eq!(
+            cmd("EXPIRE k 9223372036854775807"),
+            Err(Reply::err("invalid expire time in 'expire' command"))
+        );
+        assert_eq!(
+            cmd("SET k v EX 9223372036854775807"),
+            Err(Reply::err("invalid expire time in 'set' command"))
+        );
     }
 }

@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use bytes::{Buf, Bytes, BytesMut};
+
 /// The longest inline command or header line, in bytes (Redis allows 64 KiB too).
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -19,9 +21,6 @@ pub const MAX_BULK: usize = 8 * 1024 * 1024;
 /// The most bytes one request may take in all (many arguments near [`MAX_BULK`] would otherwise
 /// add up without bound while the request is incomplete).
 pub const MAX_REQUEST: usize = 16 * 1024 * 1024;
-
-/// A parsed request's arguments and how many bytes of the buffer it took.
-pub type Parsed = (Vec<Vec<u8>>, usize);
 
 /// Why a request cannot be framed. The connection answers with the error and closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,31 +51,142 @@ pub enum ProtocolError {
     UnknownReply(char),
 }
 
-/// Parses one request from the front of `buf`: its arguments and how many bytes it used, or
-/// `None` if `buf` does not hold a whole request yet. An empty inline line yields no arguments.
-pub fn parse_request(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => parse_array(buf),
-        Some(_) => parse_inline(buf),
+/// Parses requests as their bytes arrive, keeping what it has taken of an unfinished one, so that
+/// a request costs time linear in its size however many reads it arrives in.
+///
+/// Each argument is taken out of the buffer as soon as it is whole (copied into a [`Bytes`] of
+/// its own, so that a small stored value never pins a large read buffer): the buffer holds only
+/// what is not parsed yet, and no byte is looked at twice.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    /// Arguments the array being read still expects; `None` between requests.
+    remaining: Option<usize>,
+    /// The length in the current argument's `$` header, when its body is not all here yet.
+    bulk_len: Option<usize>,
+    /// The arguments taken so far.
+    args: Vec<Bytes>,
+    /// Bytes of the unfinished request already taken out of the buffer.
+    taken: usize,
+    /// How much of the buffer's front was searched for a line end, in vain.
+    scanned: usize,
+}
+
+impl RequestParser {
+    /// A parser between requests.
+    pub fn new() -> RequestParser {
+        RequestParser::default()
     }
+
+    /// Takes one whole request off the front of `buf`: its arguments, or `None` when `buf` ends
+    /// before the request does (what was taken is kept for the next call, with more bytes). An
+    /// empty inline line, `*0` and `*-1` yield no arguments.
+    pub fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if self.remaining.is_none() {
+            let Some(&first) = buf.first() else {
+                return Ok(None);
+            };
+            let Some(end) = self.line_end(buf)? else {
+                return Ok(None);
+            };
+            let line = buf.split_to(end + 1);
+            self.scanned = 0;
+            let text = strip_cr(&line[..end]);
+            if first != b'*' {
+                return split_inline(text).map(Some);
+            }
+            // `*-1` and `*0` are legal and mean "nothing": Redis skips them silently.
+            if text == b"*-1" {
+                return Ok(Some(Vec::new()));
+            }
+            let count = number(&text[1..], MAX_ARGS).ok_or(ProtocolError::BadArrayLength)?;
+            // Grow as arguments actually arrive: a declared count is a claim, not a promise.
+            self.args = Vec::with_capacity(count.min(64));
+            self.taken = end + 1;
+            self.remaining = Some(count);
+        }
+        while let Some(remaining) = self.remaining.filter(|&n| n > 0) {
+            let len = match self.bulk_len {
+                Some(len) => len,
+                None => {
+                    let Some(end) = self.line_end(buf)? else {
+                        return self.incomplete(buf);
+                    };
+                    let line = buf.split_to(end + 1);
+                    self.scanned = 0;
+                    self.taken += end + 1;
+                    let header = strip_cr(&line[..end]);
+                    match header.first() {
+                        Some(b'$') => {}
+                        Some(&other) => return Err(ProtocolError::ExpectedBulk(char::from(other))),
+                        None => return Err(ProtocolError::ExpectedBulk(' ')),
+                    }
+                    let len = number(&header[1..], MAX_BULK).ok_or(ProtocolError::BadBulkLength)?;
+                    self.bulk_len = Some(len);
+                    len
+                }
+            };
+            if buf.len() < len + 2 {
+                return self.incomplete(buf);
+            }
+            if &buf[len..len + 2] != b"\r\n" {
+                return Err(ProtocolError::MissingCrlf);
+            }
+            self.args.push(Bytes::copy_from_slice(&buf[..len]));
+            buf.advance(len + 2);
+            self.taken += len + 2;
+            self.bulk_len = None;
+            self.remaining = Some(remaining - 1);
+            if self.taken > MAX_REQUEST {
+                return Err(ProtocolError::RequestTooLarge);
+            }
+        }
+        self.remaining = None;
+        self.taken = 0;
+        Ok(Some(std::mem::take(&mut self.args)))
+    }
+
+    /// Bytes of the unfinished request taken out of the buffer and held here.
+    pub fn held(&self) -> usize {
+        self.taken
+    }
+
+    /// `Ok(None)`, unless the unfinished request is already too large.
+    fn incomplete(&self, buf: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if self.taken + buf.len() > MAX_REQUEST {
+            return Err(ProtocolError::RequestTooLarge);
+        }
+        Ok(None)
+    }
+
+    /// Where the line at the front of `buf` ends (its `\n`), searching only bytes not searched
+    /// before.
+    fn line_end(&mut self, buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let from = self.scanned.min(buf.len());
+        match buf[from..].iter().position(|&b| b == b'\n') {
+            Some(at) if from + at > MAX_LINE => Err(ProtocolError::LineTooLong),
+            Some(at) => Ok(Some(from + at)),
+            None if buf.len() > MAX_LINE => Err(ProtocolError::LineTooLong),
+            None => {
+                self.scanned = buf.len();
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// A line without its `\r` (a bare `\n` ends a line too).
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// The line at the front of `buf` (without `\r\n`, or `\n` alone) and the bytes it used.
 fn line(buf: &[u8]) -> Result<Option<(&[u8], usize)>, ProtocolError> {
-    match memchr(b'\n', buf) {
+    match buf.iter().position(|&b| b == b'\n') {
         Some(end) if end > MAX_LINE => Err(ProtocolError::LineTooLong),
-        Some(end) => {
-            let text = &buf[..end];
-            Ok(Some((text.strip_suffix(b"\r").unwrap_or(text), end + 1)))
-        }
+        Some(end) => Ok(Some((strip_cr(&buf[..end]), end + 1))),
         None if buf.len() > MAX_LINE => Err(ProtocolError::LineTooLong),
         None => Ok(None),
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 /// A decimal number in `0..=max`, or `None`.
@@ -91,50 +201,8 @@ fn number(digits: &[u8], max: usize) -> Option<usize> {
         .filter(|n| *n <= max)
 }
 
-fn parse_array(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    let Some((header, mut used)) = line(buf)? else {
-        return Ok(None);
-    };
-    // `*-1` and `*0` are legal and mean "nothing": Redis skips them silently.
-    if header == b"*-1" {
-        return Ok(Some((Vec::new(), used)));
-    }
-    let count = number(&header[1..], MAX_ARGS).ok_or(ProtocolError::BadArrayLength)?;
-    // Grow as arguments actually arrive: a declared count is a claim, not a promise.
-    let mut args = Vec::with_capacity(count.min(64));
-    for _ in 0..count {
-        let rest = &buf[used..];
-        let Some((header, header_len)) = line(rest)? else {
-            return Ok(None);
-        };
-        match header.first() {
-            Some(b'$') => {}
-            Some(&other) => return Err(ProtocolError::ExpectedBulk(char::from(other))),
-            None => return Err(ProtocolError::ExpectedBulk(' ')),
-        }
-        let len = number(&header[1..], MAX_BULK).ok_or(ProtocolError::BadBulkLength)?;
-        let start = used + header_len;
-        if buf.len() < start + len + 2 {
-            return Ok(None);
-        }
-        if &buf[start + len..start + len + 2] != b"\r\n" {
-            return Err(ProtocolError::MissingCrlf);
-        }
-        args.push(buf[start..start + len].to_vec());
-        used = start + len + 2;
-    }
-    Ok(Some((args, used)))
-}
-
-fn parse_inline(buf: &[u8]) -> Result<Option<Parsed>, ProtocolError> {
-    let Some((text, used)) = line(buf)? else {
-        return Ok(None);
-    };
-    Ok(Some((split_inline(text)?, used)))
-}
-
 /// Splits an inline command on whitespace, honouring double and single quotes.
-fn split_inline(text: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+fn split_inline(text: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
     let mut args = Vec::new();
     let mut current: Option<Vec<u8>> = None;
     let mut quote: Option<u8> = None;
@@ -146,14 +214,14 @@ fn split_inline(text: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
                 quote = Some(b);
                 current.get_or_insert_with(Vec::new);
             }
-            (None, b' ' | b'\t') => args.extend(current.take()),
+            (None, b' ' | b'\t') => args.extend(current.take().map(Bytes::from)),
             (None, b) => current.get_or_insert_with(Vec::new).push(b),
         }
     }
     if quote.is_some() {
         return Err(ProtocolError::UnbalancedQuotes);
     }
-    args.extend(current);
+    args.extend(current.map(Bytes::from));
     Ok(args)
 }
 
@@ -167,7 +235,7 @@ pub enum Reply {
     /// `:42`.
     Integer(i64),
     /// `$3\r\nfoo`, or `$-1` for `None`.
-    Bulk(Option<Vec<u8>>),
+    Bulk(Option<Bytes>),
     /// `*2\r\n...`.
     Array(Vec<Reply>),
 }
@@ -247,7 +315,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> 
             if buf.len() < used + len + 2 {
                 return Ok(None);
             }
-            let bytes = buf[used..used + len].to_vec();
+            let bytes = Bytes::copy_from_slice(&buf[used..used + len]);
             return Ok(Some((Reply::Bulk(Some(bytes)), used + len + 2)));
         }
         b'*' if rest == b"-1" => Reply::Array(Vec::new()),
@@ -273,58 +341,78 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtocolError> 
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<Vec<u8>> {
-        list.iter().map(|a| a.as_bytes().to_vec()).collect()
+    fn args(list: &[&str]) -> Vec<Bytes> {
+        list.iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    /// Parses `wire` in one go: the requests, and what is left in the buffer.
+    fn parse_all(wire: &[u8]) -> Result<(Vec<Vec<Bytes>>, usize), ProtocolError> {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(wire);
+        let mut requests = Vec::new();
+        while let Some(request) = parser.parse(&mut buf)? {
+            requests.push(request);
+        }
+        Ok((requests, buf.len() + parser.held()))
     }
 
     #[test]
     fn parses_arrays_incrementally() {
         let wire = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n";
-        for cut in 0..wire.len() {
-            assert_eq!(parse_request(&wire[..cut]), Ok(None), "cut at {cut}");
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::new();
+        for (i, &byte) in wire.iter().enumerate() {
+            assert_eq!(parser.parse(&mut buf), Ok(None), "after {i} bytes");
+            buf.extend_from_slice(&[byte]);
         }
-        assert_eq!(
-            parse_request(wire),
-            Ok(Some((args(&["GET", "a"]), wire.len())))
-        );
+        assert_eq!(parser.parse(&mut buf), Ok(Some(args(&["GET", "a"]))));
+        assert!(buf.is_empty());
+        assert_eq!(parser.held(), 0);
     }
 
     #[test]
     fn parses_inline_with_quotes() {
-        let got = parse_request(b"SET k \"hello world\" 'x'\r\nrest")
-            .unwrap()
-            .unwrap();
-        assert_eq!(got, (args(&["SET", "k", "hello world", "x"]), 25));
-        assert_eq!(parse_request(b"\r\n"), Ok(Some((vec![], 2))));
+        let (got, left) = parse_all(b"SET k \"hello world\" 'x'\r\nrest").unwrap();
+        assert_eq!(got, vec![args(&["SET", "k", "hello world", "x"])]);
+        assert_eq!(left, 4);
+        assert_eq!(parse_all(b"\r\n*0\r\n*-1\r\n"), Ok((vec![vec![]; 3], 0)));
         assert_eq!(
-            parse_request(b"SET \"a\r\n"),
+            parse_all(b"SET \"a\r\n"),
             Err(ProtocolError::UnbalancedQuotes)
         );
     }
 
     #[test]
     fn refuses_huge_or_bad_lengths_without_allocating() {
+        let refused = |wire: &[u8]| parse_all(wire).unwrap_err();
         assert_eq!(
-            parse_request(b"*2\r\n$999999999999\r\n"),
-            Err(ProtocolError::BadBulkLength)
+            refused(b"*2\r\n$999999999999\r\n"),
+            ProtocolError::BadBulkLength
         );
-        assert_eq!(
-            parse_request(b"*99999999999\r\n"),
-            Err(ProtocolError::BadArrayLength)
-        );
-        assert_eq!(parse_request(b"*x\r\n"), Err(ProtocolError::BadArrayLength));
-        assert_eq!(
-            parse_request(b"*1\r\n+a\r\n"),
-            Err(ProtocolError::ExpectedBulk('+'))
-        );
-        assert_eq!(
-            parse_request(b"*1\r\n$1\r\nab\r\n"),
-            Err(ProtocolError::MissingCrlf)
-        );
-        assert_eq!(
-            parse_request(&[b'a'; MAX_LINE + 2]),
-            Err(ProtocolError::LineTooLong)
-        );
+        assert_eq!(refused(b"*99999999999\r\n"), ProtocolError::BadArrayLength);
+        assert_eq!(refused(b"*x\r\n"), ProtocolError::BadArrayLength);
+        assert_eq!(refused(b"*1\r\n+a\r\n"), ProtocolError::ExpectedBulk('+'));
+        assert_eq!(refused(b"*1\r\n$1\r\nab\r\n"), ProtocolError::MissingCrlf);
+        assert_eq!(refused(&[b'a'; MAX_LINE + 2]), ProtocolError::LineTooLong);
+    }
+
+    #[test]
+    fn a_request_over_max_request_is_refused_before_it_ends() {
+        let mut parser = RequestParser::new();
+        let mut buf = BytesMut::from(&b"*3\r\n"[..]);
+        let bulk = format!("${MAX_BULK}\r\n");
+        for _ in 0..2 {
+            buf.extend_from_slice(bulk.as_bytes());
+            buf.extend_from_slice(&vec![b'x'; MAX_BULK]);
+            buf.extend_from_slice(b"\r\n");
+            if parser.parse(&mut buf).is_err() {
+                return;
+            }
+        }
+        buf.extend_from_slice(b"$1\r\n");
+        assert_eq!(parser.parse(&mut buf), Err(ProtocolError::RequestTooLarge));
     }
 
     #[test]
@@ -334,7 +422,7 @@ mod tests {
             Reply::OK,
             Reply::Integer(-3),
             Reply::Bulk(None),
-            Reply::Bulk(Some(b"hi".to_vec())),
+            Reply::Bulk(Some(Bytes::from_static(b"hi"))),
             Reply::err("bad\r\nthing"),
         ])
         .encode(&mut out);

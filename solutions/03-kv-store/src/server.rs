@@ -19,6 +19,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// What a client past `max_connections` reads before it is disconnected, as Redis says it.
 const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
+/// How long a connection may go without completing a request (or without reading any of its
+/// replies) before it is closed: idle clients must not hold the connection limit for ever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The bytes all connections together may hold of unfinished requests and of replies built but
+/// not yet written; a read that would go past it is refused (`-ERR max buffered bytes reached`).
+pub const DEFAULT_MAX_BUFFERED: usize = 256 * 1024 * 1024;
+
 /// Who owns the key space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -37,6 +45,10 @@ pub struct ServerConfig {
     pub shards: usize,
     /// The most clients connected at once; others are told and disconnected.
     pub max_connections: usize,
+    /// Idle connections are closed after this long (zero: never).
+    pub idle_timeout: Duration,
+    /// The process-wide budget, in bytes, for buffered requests and replies.
+    pub max_buffered: usize,
 }
 
 /// Serves clients on `listener` until `shutdown` is cancelled, then waits (a few seconds at most)
@@ -53,6 +65,7 @@ pub async fn run(
     // `TCP_NODELAY` on (the default): replies are small and already batched per pipeline, and
     // Nagle's algorithm would only hold them back for the client's delayed ACK.
     let accept = plumbing::AcceptConfig::new(config.max_connections);
+    let budget = connection::Budget::new(config.max_buffered);
     let tracker = TaskTracker::new();
     plumbing::accept_loop(
         &listener,
@@ -63,9 +76,10 @@ pub async fn run(
             let _ = stream.write_all(REFUSAL).await;
         },
         |stream, peer| {
-            let (store, shutdown) = (store.clone(), shutdown.clone());
+            let (store, budget, shutdown) = (store.clone(), budget.clone(), shutdown.clone());
             async move {
-                if let Err(e) = connection::serve(stream, store, shutdown).await {
+                let idle = config.idle_timeout;
+                if let Err(e) = connection::serve(stream, store, budget, idle, shutdown).await {
                     debug!(%peer, "connection ended: {e}");
                 }
             }
