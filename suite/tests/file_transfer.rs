@@ -725,6 +725,104 @@ mod stage4_resume {
             r.assert_file("vanish.bin", &data);
         });
     }
+
+    /// Sends `len` bytes as `name` in 64 KiB chunks through a proxy that cuts after half of
+    /// them, and checks that it failed: the partial file is left behind.
+    fn cut_at_half(r: &mut Receiver, src: &Path, name: &str, seed: u64, len: usize) {
+        let data = seeded_bytes(seed, len);
+        let path = file(src, name, &data);
+        let proxy = FaultProxy::start(r.addr, Fault::CutAfter(len as u64 / 2)).unwrap();
+        let mut sent = send(r, proxy.addr(), &[&path], &["--chunk-size", "64KiB"]);
+        let doing = format!(
+            "sending {name} through a connection cut after {} bytes",
+            len / 2
+        );
+        assert_send_failed(r, &mut sent, &doing, name);
+        r.event("failed", name);
+    }
+
+    /// Fails unless both temporary files of `name` are gone.
+    #[track_caller]
+    fn assert_no_partial(r: &mut Receiver, name: &str, after: &str) {
+        r.assert_absent(&format!(".{name}.ft-partial"), after);
+        r.assert_absent(&format!(".{name}.ft-state"), after);
+    }
+
+    #[test]
+    fn a_partial_file_expires_after_the_partial_ttl() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--partial-ttl", "1s"]);
+            let src = tempfile::tempdir().unwrap();
+            cut_at_half(&mut r, src.path(), "stale.bin", 30, 1 << 20);
+            let discarded = r.event("discarded", "stale.bin");
+            if discarded["reason"] != "expired" || discarded["bytes"] != 1 << 20 {
+                r.program.fail(format_args!(
+                    "cut a 1 MiB transfer with --partial-ttl 1s; expected a discarded event with \"reason\": \"expired\" and \"bytes\": 1048576, got {discarded}"
+                ));
+            }
+            assert_no_partial(&mut r, "stale.bin", "its partial-ttl ran out");
+            // The next transfer of that name starts over, and arrives.
+            let data = seeded_bytes(30, 1 << 20);
+            let path = file(src.path(), "stale.bin", &data);
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "stale.bin");
+            if started["held"] != 0 {
+                r.program.fail(format_args!(
+                    "after its partial file expired, expected stale.bin to start over (\"held\": 0), got {started}"
+                ));
+            }
+            r.assert_file("stale.bin", &data);
+        });
+    }
+
+    #[test]
+    fn partial_files_are_held_to_the_budget() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--partial-budget", "3MiB"]);
+            let src = tempfile::tempdir().unwrap();
+            cut_at_half(&mut r, src.path(), "old.bin", 31, 2 << 20);
+            // 2 MiB kept + 2 MiB new is over 3 MiB: the kept one makes room.
+            let data = seeded_bytes(32, 2 << 20);
+            let path = file(src.path(), "new.bin", &data);
+            send_ok(&mut r, &[&path], &[]);
+            let discarded = r.event("discarded", "old.bin");
+            if discarded["reason"] != "budget" {
+                r.program.fail(format_args!(
+                    "with --partial-budget 3MiB, 2 MiB kept from old.bin and 2 MiB of new.bin sent; expected a discarded event for old.bin with \"reason\": \"budget\", got {discarded}"
+                ));
+            }
+            assert_no_partial(&mut r, "old.bin", "new.bin needed its room");
+            r.assert_file("new.bin", &data);
+            // A transfer in progress is never deleted to make room: the next is refused.
+            let held = seeded_bytes(33, 2 << 20);
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("busy.bin", &held, 65536)));
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent the manifest of busy.bin (2 MiB, within --partial-budget 3MiB); expected ACCEPT, got {other:?}"
+                )),
+            }
+            let path = file(src.path(), "late.bin", &data);
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&path], &[]);
+            assert_send_failed(
+                &mut r,
+                &mut sent,
+                "sending 2 MiB while 2 MiB of a 3 MiB partial budget are being received",
+                "no room",
+            );
+            r.assert_absent(
+                ".late.bin.ft-partial",
+                "a transfer refused for want of room",
+            );
+            if !r.path(".busy.bin.ft-partial").exists() {
+                r.program.fail(
+                    "busy.bin was being received when late.bin was refused; expected its partial file kept",
+                );
+            }
+        });
+    }
 }
 
 mod stage5_many_senders {
@@ -826,7 +924,7 @@ mod stage6_hostile {
             let escape = outside.path().join("escaped.txt");
             let mut r = Receiver::start(&[]);
             let long = vec![b'n'; 201];
-            let names: [&[u8]; 11] = [
+            let names: [&[u8]; 16] = [
                 b"../escaped.txt",
                 escape.to_str().unwrap().as_bytes(),
                 b"a/b.txt",
@@ -835,6 +933,13 @@ mod stage6_hostile {
                 b"..",
                 b"CON",
                 b"nul.txt",
+                // Windows devices too: ports numbered in superscript, and the console.
+                "COM\u{b9}".as_bytes(),
+                "lpt\u{b2}.txt".as_bytes(),
+                b"CONIN$",
+                b"conout$.log",
+                // Not in NFC: "cafe" and a combining acute accent.
+                "cafe\u{301}.txt".as_bytes(),
                 b"bad\0name",
                 b"\xff\xfe",
                 &long,
@@ -861,6 +966,30 @@ mod stage6_hostile {
                     left.iter().map(|e| e.file_name()).collect::<Vec<_>>()
                 ));
             }
+        });
+    }
+
+    #[test]
+    fn a_name_and_its_nfd_twin_are_one_file() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let (nfc, nfd) = ("caf\u{e9}.txt", "cafe\u{301}.txt");
+            let src = tempfile::tempdir().unwrap();
+            let decomposed = tempfile::tempdir().unwrap();
+            // A file whose name the file system gave in NFD (as macOS's HFS+ does) is sent as NFC.
+            let first = file(decomposed.path(), nfd, b"first, named in NFD");
+            send_ok(&mut r, &[&first], &[]);
+            r.event("complete", nfc);
+            let second = file(src.path(), nfc, b"second, named in NFC");
+            send_ok(&mut r, &[&second], &[]);
+            r.event("complete", nfc);
+            let files = r.final_files();
+            if files != [nfc] {
+                r.program.fail(format_args!(
+                    "sent {nfd:?} (NFD) then {nfc:?} (NFC); expected one file, {nfc:?}, replaced by the second, found {files:?}"
+                ));
+            }
+            r.assert_file(nfc, b"second, named in NFC");
         });
     }
 

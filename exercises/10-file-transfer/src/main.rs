@@ -49,6 +49,14 @@ enum Command {
         /// How many times one chunk may fail its check before the transfer is abandoned.
         #[arg(long, default_value_t = 8)]
         max_retries: u32,
+        /// How long the partial file of a failed transfer is kept for a resume, from its last
+        /// write.
+        #[arg(long, default_value = "24h", value_parser = parse::positive_duration)]
+        partial_ttl: Duration,
+        /// How many bytes all partial files in DIR may take together; the oldest kept ones are
+        /// deleted to make room.
+        #[arg(long, default_value = "64GiB", value_parser = parse::size)]
+        partial_budget: u64,
     },
     /// Send files to a receiver.
     Send {
@@ -79,6 +87,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             max_connections,
             frame_timeout,
             max_retries,
+            partial_ttl,
+            partial_budget,
         } => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -89,6 +99,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 max_connections,
                 frame_timeout,
                 max_retries,
+                partial_ttl,
+                partial_budget,
             };
             server::run(listener, config, std::io::stdout(), shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)

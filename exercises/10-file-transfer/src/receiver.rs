@@ -39,6 +39,13 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// How many times one chunk may fail its check before the transfer is abandoned.
     pub max_retries: u32,
+    /// How long a partial file left by a failed transfer is kept for a resume, counted from its
+    /// last write; then it is deleted.
+    pub partial_ttl: Duration,
+    /// How many bytes the partial files in `dir` may take together (each counted at its declared
+    /// size), those being received included: the oldest kept ones are deleted to make room for a
+    /// new transfer, and a transfer that still does not fit is refused.
+    pub partial_budget: u64,
 }
 
 /// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
@@ -61,6 +68,20 @@ pub enum TransferError {
     /// Another sender is sending a file of the same name right now.
     #[error("{0:?} is being received from another sender; try again when it is done")]
     Busy(String),
+    /// The partial files would take more than `--partial-budget`, even with every kept one
+    /// deleted.
+    #[error(
+        "no room for a file of {size} bytes: partial files may take {budget} bytes, and \
+         transfers in progress hold {held}"
+    )]
+    NoRoom {
+        /// The declared size.
+        size: u64,
+        /// `--partial-budget`.
+        budget: u64,
+        /// The bytes held by the other transfers in progress.
+        held: u64,
+    },
     /// A chunk index past the end of the file.
     #[error("chunk {index} is beyond the declared size ({chunks} chunks)")]
     ChunkBeyond {
@@ -118,6 +139,9 @@ pub struct Shared {
     events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
+    /// Held while the partial files are counted and a new one is made, so that two transfers
+    /// starting at once cannot both fit into the last of the budget.
+    room: Mutex<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -135,7 +159,19 @@ impl Shared {
             config,
             events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+            room: Mutex::new(()),
         }
+    }
+
+    /// Deletes the kept partial files (not those being received) last written longer ago than
+    /// `--partial-ttl`, emitting `discarded` for each. Blocking file I/O: the accept loop's sweep
+    /// runs it on `spawn_blocking`.
+    pub fn sweep(&self) -> io::Result<()> {
+        // TODO: hold `room`; for each of `partial::kept(&self.config.dir)?` older than
+        // `partial_ttl` (`SystemTime::now().duration_since(modified)`) whose name is not in
+        // `busy`: `partial::remove` it and emit `{"event": "discarded", "name", "bytes",
+        // "reason": "expired"}`.
+        todo!()
     }
 
     /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
@@ -188,8 +224,11 @@ pub async fn serve(
     // - Stage 3 (corruption): hash each chunk before writing it; a mismatch: emit `resent` and
     //   answer RESEND at once (never let a verdict wait for the next frame, which may only come
     //   after it), at most `max_retries` times per chunk; SENT_ALL: RESEND every chunk missing.
-    // - Stage 4 (resume): nothing here beyond stage 1's ACCEPT: `Partial::open` knows what is
-    //   held; skip a chunk already held.
+    // - Stage 4 (resume): `Partial::open` knows what is held; skip a chunk already held. Before
+    //   opening, under `shared.room`, make room in `partial_budget` (`partial::kept`): the
+    //   partial files of names in `busy` are never deleted, and if they with the new size do
+    //   not fit, `TransferError::NoRoom`; else delete the others oldest first (`discarded`,
+    //   `"reason": "budget"`) until it fits. The new name's own partial file does not count.
     // - Stage 5 (many senders): claim the name in `shared.busy` before opening the partial file
     //   (a `Claim` guard, whose `Drop` releases it; a name taken is `TransferError::Busy`).
     // - Stage 6 (hostile peers): `--max-size`; each frame under `tokio::time::timeout

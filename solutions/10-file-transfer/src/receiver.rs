@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use crate::frame::{self, FrameError};
 use crate::hasher::{WholeHasher, sha256};
 use crate::name::{self, NameError};
-use crate::partial::Partial;
+use crate::partial::{self, Kept, Partial};
 use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
 
 /// How a receiver behaves.
@@ -36,6 +36,13 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// How many times one chunk may fail its check before the transfer is abandoned.
     pub max_retries: u32,
+    /// How long a partial file left by a failed transfer is kept for a resume, counted from its
+    /// last write; then it is deleted.
+    pub partial_ttl: Duration,
+    /// How many bytes the partial files in `dir` may take together (each counted at its declared
+    /// size), those being received included: the oldest kept ones are deleted to make room for a
+    /// new transfer, and a transfer that still does not fit is refused.
+    pub partial_budget: u64,
 }
 
 /// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
@@ -58,6 +65,20 @@ pub enum TransferError {
     /// Another sender is sending a file of the same name right now.
     #[error("{0:?} is being received from another sender; try again when it is done")]
     Busy(String),
+    /// The partial files would take more than `--partial-budget`, even with every kept one
+    /// deleted.
+    #[error(
+        "no room for a file of {size} bytes: partial files may take {budget} bytes, and \
+         transfers in progress hold {held}"
+    )]
+    NoRoom {
+        /// The declared size.
+        size: u64,
+        /// `--partial-budget`.
+        budget: u64,
+        /// The bytes held by the other transfers in progress.
+        held: u64,
+    },
     /// A chunk index past the end of the file.
     #[error("chunk {index} is beyond the declared size ({chunks} chunks)")]
     ChunkBeyond {
@@ -115,6 +136,9 @@ pub struct Shared {
     events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
+    /// Held while the partial files are counted and a new one is made, so that two transfers
+    /// starting at once cannot both fit into the last of the budget.
+    room: Mutex<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -132,7 +156,66 @@ impl Shared {
             config,
             events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+            room: Mutex::new(()),
         }
+    }
+
+    /// Deletes the kept partial files (not those being received) last written longer ago than
+    /// `--partial-ttl`, emitting `discarded` for each. Blocking file I/O: the accept loop's sweep
+    /// runs it on `spawn_blocking`.
+    pub fn sweep(&self) -> io::Result<()> {
+        let _room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        for kept in partial::kept(&self.config.dir)? {
+            let age = now.duration_since(kept.modified).unwrap_or_default();
+            if age > self.config.partial_ttl && !self.is_busy(&kept.name) {
+                self.discard(&kept, "expired");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes room in the budget for a partial file of `size` bytes for `name`, deleting kept
+    /// partial files oldest first; `name`'s own does not count, since it is reused or replaced.
+    /// Call with `room` held.
+    fn make_room(&self, name: &str, size: u64) -> Result<(), TransferError> {
+        let budget = self.config.partial_budget;
+        let kept = partial::kept(&self.config.dir).map_err(TransferError::Disk)?;
+        let (busy, idle): (Vec<Kept>, Vec<Kept>) = kept
+            .into_iter()
+            .filter(|k| k.name != name)
+            .partition(|k| self.is_busy(&k.name));
+        let held: u64 = busy.iter().map(|k| k.bytes).sum();
+        if held.saturating_add(size) > budget {
+            return Err(TransferError::NoRoom { size, budget, held });
+        }
+        let mut taken = held + idle.iter().map(|k| k.bytes).sum::<u64>();
+        // Oldest first: the least likely to be resumed.
+        for k in &idle {
+            if taken.saturating_add(size) <= budget {
+                break;
+            }
+            self.discard(k, "budget");
+            taken -= k.bytes;
+        }
+        Ok(())
+    }
+
+    fn is_busy(&self, name: &str) -> bool {
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.contains(name)
+    }
+
+    fn discard(&self, kept: &Kept, reason: &str) {
+        partial::remove(&self.config.dir, &kept.name);
+        info!(
+            name = kept.name,
+            bytes = kept.bytes,
+            "partial file deleted ({reason})"
+        );
+        self.emit(json!({
+            "event": "discarded", "name": kept.name, "bytes": kept.bytes, "reason": reason,
+        }));
     }
 
     /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
@@ -236,7 +319,7 @@ type Pending = (u32, JoinHandle<io::Result<(bool, Bytes)>>);
 async fn receive<R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     name_out: &mut Option<String>,
 ) -> Result<(), TransferError> {
     let (manifest, mut partial, _claim) = handshake(read, write, shared, name_out).await?;
@@ -251,7 +334,7 @@ async fn receive<R: AsyncRead + Unpin>(
 async fn handshake<'a, R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     name_out: &mut Option<String>,
 ) -> Result<(Arc<Manifest>, Partial, Claim<'a>), TransferError> {
     let config = &shared.config;
@@ -276,10 +359,14 @@ async fn handshake<'a, R: AsyncRead + Unpin>(
     let manifest = Arc::new(manifest);
     let partial = {
         let (dir, manifest) = (config.dir.clone(), Arc::clone(&manifest));
-        tokio::task::spawn_blocking(move || Partial::open(&dir, &manifest))
-            .await
-            .map_err(|e| TransferError::Disk(io::Error::other(e)))?
-            .map_err(TransferError::Disk)?
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || {
+            let _room = shared.room.lock().unwrap_or_else(|p| p.into_inner());
+            shared.make_room(&manifest.name, manifest.size)?;
+            Partial::open(&dir, &manifest).map_err(TransferError::Disk)
+        })
+        .await
+        .map_err(|e| TransferError::Disk(io::Error::other(e)))??
     };
     shared.emit(json!({
         "event": "started", "name": manifest.name, "size": manifest.size,

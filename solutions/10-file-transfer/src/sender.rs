@@ -156,11 +156,12 @@ async fn prepare(
     chunk_size: Option<u64>,
     progress: &mut Progress,
 ) -> Result<(Arc<File>, Manifest), SendError> {
+    // One spelling on the wire: the name in NFC, whichever form the file system gave.
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| NameError::NotAName(path.display().to_string()))?
-        .to_owned();
+        .map(name::to_nfc)
+        .ok_or_else(|| NameError::NotAName(path.display().to_string()))?;
     name::check(&name)?;
     let file = File::open(path).map_err(SendError::Local)?;
     let size = file.metadata().map_err(SendError::Local)?.len();
