@@ -15,8 +15,8 @@ use rand::{Rng, RngExt};
 use serde_json::Value;
 use tempfile::TempDir;
 use workbook_suite::transfer::{
-    ACCEPT, CHUNK, COMPLETE, ERROR, Frame, MANIFEST, RESEND, SENT_ALL, TransferConn, chunk, frame,
-    manifest, manifest_with, sha256,
+    ACCEPT, CHUNK, COMPLETE, ERROR, Frame, MANIFEST, RESEND, SENT_ALL, TransferConn, chunk,
+    content_hash, frame, hex, manifest, manifest_with, parse_manifest, sha256,
 };
 use workbook_suite::{Fault, FaultProxy, Program, binary, bounded, poll_until};
 
@@ -410,21 +410,173 @@ mod stage2_many_chunks {
     }
 
     #[test]
-    fn the_default_chunk_size_is_one_mebibyte() {
+    fn the_default_chunk_size_is_one_block_of_4_mib() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
             let src = tempfile::tempdir().unwrap();
-            let data = seeded_bytes(4, (3 << 20) + 5);
+            let data = seeded_bytes(4, (9 << 20) + 5);
             let path = file(src.path(), "default.bin", &data);
             send_ok(&mut r, &[&path], &[]);
             let started = r.event("started", "default.bin");
-            if started["chunk_size"] != 1 << 20 || started["chunks"] != 4 {
+            if started["chunk_size"] != 4 << 20 || started["chunks"] != 3 {
                 r.program.fail(format_args!(
-                    "sent 3 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 1048576 and \"chunks\": 4, got {started}"
+                    "sent 9 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 4194304 and \"chunks\": 3, got {started}"
                 ));
             }
             r.event("complete", "default.bin");
             r.assert_file("default.bin", &data);
+        });
+    }
+
+    /// 9 MiB and 3 bytes: three blocks of the content hash, the last of 1 MiB and 3 bytes.
+    fn three_blocks() -> Vec<u8> {
+        seeded_bytes(40, (9 << 20) + 3)
+    }
+
+    #[test]
+    fn the_whole_file_hash_is_the_content_hash_of_4_mib_blocks() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = three_blocks();
+            let chunks: Vec<&[u8]> = data.chunks(1 << 20).collect();
+            // Chunks of 1 MiB, so that the receiver must hash the blocks on their own; first with
+            // the plain SHA-256 of the file where the content hash belongs: a lie.
+            for (name, file_hash, honest) in [
+                ("plain.bin", sha256(&data), false),
+                ("content.bin", content_hash(&data), true),
+            ] {
+                let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| sha256(c)).collect();
+                let body = manifest_with(
+                    name.as_bytes(),
+                    data.len() as u64,
+                    1 << 20,
+                    file_hash,
+                    &hashes,
+                );
+                let mut peer = Raw::connect(&mut r);
+                let mut wire = frame(MANIFEST, &body);
+                for (i, c) in chunks.iter().enumerate() {
+                    wire.extend(chunk(i as u32, c));
+                }
+                wire.extend(frame(SENT_ALL, &[]));
+                peer.send(&wire);
+                let sent = format!(
+                    "{name}: 9 MiB + 3 bytes in 1 MiB chunks, its manifest's whole-file hash {}",
+                    if honest {
+                        "the content hash (SHA-256 of the SHA-256 of each 4 MiB block)"
+                    } else {
+                        "the plain SHA-256 of the file"
+                    }
+                );
+                if honest {
+                    loop {
+                        match peer.read_frame(PROMPT) {
+                            Ok(Frame { kind: ACCEPT, .. }) => {}
+                            Ok(Frame { kind: COMPLETE, .. }) => break,
+                            other => r.program.fail(format_args!(
+                                "sent {sent}; expected ACCEPT then COMPLETE, got {other:?}"
+                            )),
+                        }
+                    }
+                    r.assert_file(name, &data);
+                } else {
+                    peer.expect_error(&mut r, &sent);
+                    r.assert_absent(name, "a whole-file hash that was not the content hash");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn the_sender_declares_the_content_hash() {
+        bounded(LIMIT, || {
+            // The suite plays the receiver: it reads the real sender's manifest and checks it
+            // against its own hashing of the file, then refuses it.
+            let mut r = Receiver::start(&[]);
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let src = tempfile::tempdir().unwrap();
+            let data = three_blocks();
+            let path = file(src.path(), "declared.bin", &data);
+            let sender = start_send(addr, &[&path], &["--chunk-size", "1MiB"]);
+            listener.set_nonblocking(true).unwrap();
+            let stream = poll_until(PROMPT, Duration::from_millis(10), || {
+                listener.accept().ok().map(|(s, _)| s)
+            });
+            let Some(mut stream) = stream else {
+                let mut sender = sender;
+                let said = sender.diagnosis();
+                r.program.fail(format_args!(
+                    "started `send` of declared.bin to the suite's listener; it never connected\nthe sender: {said}"
+                ));
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream.set_read_timeout(Some(PROMPT)).unwrap();
+            let mut wire = Vec::new();
+            let mut buf = [0u8; 64 * 1024];
+            let body = loop {
+                match workbook_suite::transfer::parse(&wire) {
+                    Ok(Some((f, _))) => break Ok(f),
+                    Ok(None) => {}
+                    Err(e) => break Err(e),
+                }
+                match std::io::Read::read(&mut stream, &mut buf) {
+                    Ok(0) | Err(_) => break Err(format!("{} bytes, then nothing", wire.len())),
+                    Ok(n) => wire.extend_from_slice(&buf[..n]),
+                }
+            };
+            let fields = match body {
+                Ok(Frame {
+                    kind: MANIFEST,
+                    body,
+                }) => parse_manifest(&body),
+                Ok(other) => Err(format!("a frame {other:?}")),
+                Err(e) => Err(e),
+            };
+            let expected: Vec<[u8; 32]> = data.chunks(1 << 20).map(sha256).collect();
+            match fields {
+                Ok(f) if f.file_hash == content_hash(&data) && f.chunk_hashes == expected => {}
+                Ok(f) => r.program.fail(format_args!(
+                    "sent 9 MiB + 3 bytes with --chunk-size 1MiB; expected a manifest with the content hash {} and 10 chunk hashes, got the whole-file hash {} (the plain SHA-256 is {}) and {} chunk hashes, {} of them right",
+                    hex(&content_hash(&data)),
+                    hex(&f.file_hash),
+                    hex(&sha256(&data)),
+                    f.chunk_hashes.len(),
+                    f.chunk_hashes.iter().zip(&expected).filter(|(a, b)| a == b).count()
+                )),
+                Err(e) => r.program.fail(format_args!(
+                    "expected the sender's first frame to be a MANIFEST (type 0x01) the contract can read, got {e}"
+                )),
+            }
+            let _ = std::io::Write::write_all(&mut stream, &frame(ERROR, b"checked; enough"));
+            drop(stream);
+            let _ = finish(sender, &mut r);
+        });
+    }
+
+    #[test]
+    fn sha256_on_both_sides_gives_sha256sums_digest() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--sha256"]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(41, (5 << 20) + 17);
+            let path = file(src.path(), "summed.bin", &data);
+            let sent = send_ok(&mut r, &[&path], &["--sha256"]);
+            let line = format!("{}  summed.bin", hex(&sha256(&data)));
+            if !sent.stdout.contains(&line) {
+                r.program.fail(format_args!(
+                    "sent summed.bin with `send --sha256`; expected the stdout line {line:?} (as sha256sum prints it), got {:?}",
+                    sent.stdout
+                ));
+            }
+            let complete = r.event("complete", "summed.bin");
+            if complete["sha256"] != hex(&sha256(&data)) {
+                r.program.fail(format_args!(
+                    "received summed.bin with `recv --sha256`; expected \"sha256\": {:?} in the complete event, got {complete}",
+                    hex(&sha256(&data))
+                ));
+            }
+            r.assert_file("summed.bin", &data);
         });
     }
 
@@ -946,8 +1098,13 @@ mod stage6_hostile {
             ];
             for name in names {
                 let data = b"should never land";
-                let body =
-                    manifest_with(name, data.len() as u64, 4096, sha256(data), &[sha256(data)]);
+                let body = manifest_with(
+                    name,
+                    data.len() as u64,
+                    4096,
+                    content_hash(data),
+                    &[sha256(data)],
+                );
                 let mut wire = frame(MANIFEST, &body);
                 wire.extend(chunk(0, data));
                 let shown = String::from_utf8_lossy(name).into_owned();
@@ -1147,7 +1304,7 @@ mod stage6_hostile {
                 b"count.bin",
                 data.len() as u64,
                 4096,
-                sha256(&data),
+                content_hash(&data),
                 &hashes,
             );
             refused(

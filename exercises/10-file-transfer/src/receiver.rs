@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// size), those being received included: the oldest kept ones are deleted to make room for a
     /// new transfer, and a transfer that still does not fit is refused.
     pub partial_budget: u64,
+    /// Whether to compute the plain SHA-256 of every file as well (`sha256sum`'s), given in the
+    /// `complete` event: one more pass, on one core, beside the transfer.
+    pub sha256: bool,
 }
 
 /// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
@@ -103,8 +106,8 @@ pub enum TransferError {
     /// A chunk that kept failing its check.
     #[error("chunk {0} failed its SHA-256 check {1} times; giving up")]
     TooManyRetries(u32, u32),
-    /// Every chunk matched its hash but the whole file did not match the manifest's.
-    #[error("the whole file's SHA-256 does not match the manifest (the manifest lies)")]
+    /// The whole file's content hash does not follow from its chunks (the manifest lies).
+    #[error("the whole file's content hash does not match the manifest (the manifest lies)")]
     FileHashMismatch,
     /// No frame within the timeout.
     #[error("no complete frame within {0:?}")]
@@ -211,19 +214,26 @@ pub async fn serve(
     // - Stage 1 (one file, a few chunks): `stream.into_split()`, the read half in a `BufReader`
     //   (a chunk then takes a few reads, not hundreds). Read MANIFEST (at most MAX_MANIFEST_LEN),
     //   `Manifest::decode`, `name::check`; `Partial::open` on `spawn_blocking`; `shared.emit`
-    //   `started`; answer ACCEPT with its bitmap; `WholeHasher::spawn`. Then CHUNKs (at most
-    //   4 + chunk_size) until every chunk is held: `write_all_at` its data, `mark_held`,
-    //   `hasher.landed`. Then `hasher.finish()`, `Partial::finish` on `spawn_blocking`, emit
+    //   `started`; answer ACCEPT with its bitmap. Then CHUNKs (at most 4 + chunk_size) until
+    //   every chunk is held: `write_all_at` its data, `mark_held`. Then the content hash:
+    //   `hasher::content_hash_of` on `spawn_blocking` (the chunk hashes when the chunks are
+    //   blocks), compared with `file_hash`; `Partial::finish` on `spawn_blocking`, emit
     //   `complete`, COMPLETE. On an error, emit `failed` and, unless the peer is gone, send an
     //   ERROR frame with its text (at most MAX_ERROR_LEN bytes). Race it all against
     //   `shutdown.cancelled()` in `tokio::select!`; unless shutting down, close gracefully:
     //   `write.shutdown()`, then read and discard until the sender closes (at most LINGER), since
     //   closing with unread bytes sends a reset, which can destroy the answer not read yet.
-    // - Stage 2 (many chunks): verify and write each chunk on `spawn_blocking`, overlapping the
-    //   next read, so hashing stays off the async threads.
+    // - Stage 2 (many chunks): verify and write chunks on the blocking pool, several at once
+    //   (a `JoinSet` and `spawn_blocking`, up to `hasher::cores()` chunks and at most 64 MiB),
+    //   while the next frames are read: read frames in a loop of their own that hands whole
+    //   frames over an `mpsc::channel(1)`, so that a `select!` between "a verdict" and "the next
+    //   frame" never drops a frame read halfway. With `config.sha256`, a `WholeHasher` gets each
+    //   landed chunk (`landed`), and `finish()` gives the `"sha256"` of the `complete` event.
     // - Stage 3 (corruption): hash each chunk before writing it; a mismatch: emit `resent` and
     //   answer RESEND at once (never let a verdict wait for the next frame, which may only come
-    //   after it), at most `max_retries` times per chunk; SENT_ALL: RESEND every chunk missing.
+    //   after it), at most `max_retries` times per chunk (a copy of a chunk still being checked
+    //   waits for that verdict, so every bad copy counts); SENT_ALL: RESEND every chunk missing
+    //   and not being checked.
     // - Stage 4 (resume): `Partial::open` knows what is held; skip a chunk already held. Before
     //   opening, under `shared.room`, make room in `partial_budget` (`partial::kept`): the
     //   partial files of names in `busy` are never deleted, and if they with the new size do
@@ -233,7 +243,9 @@ pub async fn serve(
     //   (a `Claim` guard, whose `Drop` releases it; a name taken is `TransferError::Busy`).
     // - Stage 6 (hostile peers): `--max-size`; each frame under `tokio::time::timeout
     //   (frame_timeout, ..)`; a chunk index past the count (`ChunkBeyond`), a length other than
-    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a whole-file
-    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file.
+    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a content
+    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file
+    //   (when the chunks are blocks, `protocol::content_hash` of the chunk hashes tells before a
+    //   byte is written).
     todo!()
 }

@@ -13,12 +13,13 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::frame::{self, FrameError};
-use crate::hasher::{WholeHasher, sha256};
+use crate::hasher::{self, WholeHasher, sha256};
 use crate::name::{self, NameError};
 use crate::partial::{self, Kept, Partial};
 use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
@@ -43,6 +44,9 @@ pub struct ServerConfig {
     /// size), those being received included: the oldest kept ones are deleted to make room for a
     /// new transfer, and a transfer that still does not fit is refused.
     pub partial_budget: u64,
+    /// Whether to compute the plain SHA-256 of every file as well (`sha256sum`'s), given in the
+    /// `complete` event: one more pass, on one core, beside the transfer.
+    pub sha256: bool,
 }
 
 /// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
@@ -100,8 +104,8 @@ pub enum TransferError {
     /// A chunk that kept failing its check.
     #[error("chunk {0} failed its SHA-256 check {1} times; giving up")]
     TooManyRetries(u32, u32),
-    /// Every chunk matched its hash but the whole file did not match the manifest's.
-    #[error("the whole file's SHA-256 does not match the manifest (the manifest lies)")]
+    /// The whole file's content hash does not follow from its chunks (the manifest lies).
+    #[error("the whole file's content hash does not match the manifest (the manifest lies)")]
     FileHashMismatch,
     /// No frame within the timeout.
     #[error("no complete frame within {0:?}")]
@@ -313,8 +317,12 @@ async fn next_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// A chunk being verified and written on the blocking pool: its index, and whether it passed.
-type Pending = (u32, JoinHandle<io::Result<(bool, Bytes)>>);
+/// A chunk verified and written on the blocking pool: its index, whether it passed, its bytes.
+type Verdict = (u32, io::Result<(bool, Bytes)>);
+
+/// How many bytes of chunks may be verified at once on one connection: one chunk per core, but no
+/// more than this, so that a connection's memory stays bounded whatever the machine.
+const VERIFYING_BYTES: usize = 64 * 1024 * 1024;
 
 async fn receive<R: AsyncRead + Unpin>(
     read: &mut R,
@@ -324,9 +332,13 @@ async fn receive<R: AsyncRead + Unpin>(
 ) -> Result<(), TransferError> {
     let (manifest, mut partial, _claim) = handshake(read, write, shared, name_out).await?;
     let resumed = partial.held_count();
-    let hasher = WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec());
-    let resent = receive_chunks(read, write, shared, &manifest, &mut partial, &hasher).await?;
-    finish(write, shared, manifest, partial, hasher, resumed, resent).await
+    let plain = shared
+        .config
+        .sha256
+        .then(|| WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec()));
+    let resent =
+        receive_chunks(read, write, shared, &manifest, &mut partial, plain.as_ref()).await?;
+    finish(write, shared, manifest, partial, plain, resumed, resent).await
 }
 
 /// MANIFEST in, checked; the name claimed; the partial file opened (a resume reads its state);
@@ -355,6 +367,13 @@ async fn handshake<'a, R: AsyncRead + Unpin>(
             max: config.max_size,
         });
     }
+    // With chunks of one block, the chunk hashes are the block hashes: a whole-file hash that
+    // does not follow from them is a lie seen before a byte is written.
+    if manifest.chunks_are_blocks()
+        && protocol::content_hash(&manifest.chunk_hashes) != manifest.file_hash
+    {
+        return Err(TransferError::FileHashMismatch);
+    }
     let claim = claim(shared, &manifest.name)?;
     let manifest = Arc::new(manifest);
     let partial = {
@@ -380,124 +399,212 @@ async fn handshake<'a, R: AsyncRead + Unpin>(
     Ok((manifest, partial, claim))
 }
 
-/// CHUNKs until every chunk is held, each verified and written while the next is read; RESEND
-/// for a chunk that failed its check, and for every one missing at SENT_ALL. Returns how many
-/// were asked for again.
+/// CHUNKs until every chunk is held, verified and written on the blocking pool (one per core at
+/// once) while the next are read; RESEND for a chunk that failed its check, and for every one
+/// missing at SENT_ALL. Returns how many were asked for again.
 async fn receive_chunks<R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
     shared: &Shared,
     manifest: &Arc<Manifest>,
     partial: &mut Partial,
-    hasher: &WholeHasher,
+    plain: Option<&WholeHasher>,
 ) -> Result<u32, TransferError> {
     let config = &shared.config;
-    let chunks = manifest.chunks();
-    let mut retries = vec![0u32; chunks as usize];
-    let mut resent = 0u32;
-    let mut pending: Option<Pending> = None;
     let max_body = 4 + manifest.chunk_size as usize;
-    while partial.held_count() < chunks {
-        let next = next_frame(
-            read,
-            config,
-            |kind| {
-                if kind == Kind::Chunk { max_body } else { 0 }
-            },
-        );
-        tokio::pin!(next);
-        let mut frame = None;
-        // Verifying one chunk overlaps with reading the next. Whichever ends first, the verdict
-        // is acted on at once: a RESEND must not wait for a frame that may only come after it,
-        // and a chunk that arrived whole before the connection broke still counts.
-        if let Some((index, mut job)) = pending.take() {
-            let verdict = tokio::select! {
-                verdict = &mut job => verdict,
-                read = &mut next => {
-                    frame = Some(read);
-                    job.await
-                }
-            };
-            let (ok, data) = verdict
-                .map_err(|e| TransferError::Disk(io::Error::other(e)))?
-                .map_err(TransferError::Disk)?;
-            if ok {
-                partial.mark_held(index).map_err(TransferError::Disk)?;
-                hasher.landed(index, data).await;
-            } else {
-                debug!(index, "chunk failed its check; asking again");
-                shared.emit(json!({"event": "resent", "name": manifest.name, "chunk": index}));
-                ask_again(write, &mut retries, index, config.max_retries).await?;
-                resent += 1;
-            }
-            if partial.held_count() == chunks {
+    // Frames are read on their own and handed over whole: `select!` below may stop waiting for
+    // the next frame when a verdict comes first, and a frame read halfway must not be lost.
+    let (tx, mut rx) = mpsc::channel(1);
+    let reader = async {
+        loop {
+            let frame = next_frame(
+                read,
+                config,
+                |kind| {
+                    if kind == Kind::Chunk { max_body } else { 0 }
+                },
+            )
+            .await;
+            let failed = frame.is_err();
+            if tx.send(frame).await.is_err() || failed {
                 break;
             }
         }
-        let frame = match frame {
-            Some(frame) => frame,
-            None => next.await,
+        std::future::pending().await
+    };
+    let verify = async {
+        let chunks = manifest.chunks();
+        let at_once = hasher::cores()
+            .min(VERIFYING_BYTES / manifest.chunk_size as usize)
+            .max(1);
+        let mut jobs: JoinSet<Verdict> = JoinSet::new();
+        let mut state = Verifying {
+            shared,
+            manifest,
+            verifying: vec![false; chunks as usize],
+            retries: vec![0u32; chunks as usize],
+            resent: 0,
         };
-        let (kind, body) = frame?;
-        match kind {
-            Kind::Chunk => {
-                let index = protocol::decode_index(Kind::Chunk, &body[..body.len().min(4)])
-                    .map_err(ProtocolError::into_transfer)?;
-                if index >= chunks {
-                    return Err(TransferError::ChunkBeyond { index, chunks });
+        while partial.held_count() < chunks {
+            // A verdict is acted on at once: a RESEND must not wait for a frame that may only
+            // come after it.
+            tokio::select! {
+                biased;
+                Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+                    settle(done, &mut state, partial, plain, write).await?;
                 }
-                let expected = manifest.chunk_len(index);
-                if body.len() - 4 != expected {
-                    return Err(TransferError::ChunkLength {
-                        index,
-                        expected,
-                        got: body.len() - 4,
-                    });
-                }
-                if partial.held()[index as usize] {
-                    continue;
-                }
-                let (file, manifest) = (partial.file(), Arc::clone(manifest));
-                let data = Bytes::from(body).slice(4..);
-                pending = Some((
-                    index,
-                    tokio::task::spawn_blocking(move || {
-                        if sha256(&data) != manifest.chunk_hashes[index as usize] {
-                            return Ok((false, data));
+                frame = rx.recv(), if jobs.len() < at_once => {
+                    let frame = frame.unwrap_or(Err(TransferError::Frame(FrameError::Closed)));
+                    let (kind, body) = match frame {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            // A chunk that arrived whole before the connection broke still
+                            // counts.
+                            while let Some(Ok((index, Ok((true, _))))) = jobs.join_next().await {
+                                partial.mark_held(index).map_err(TransferError::Disk)?;
+                            }
+                            return Err(e);
                         }
-                        use std::os::unix::fs::FileExt;
-                        file.write_all_at(&data, manifest.offset(index))?;
-                        Ok((true, data))
-                    }),
-                ));
-            }
-            Kind::SentAll => {
-                for index in 0..chunks {
-                    let waiting = pending.as_ref().is_some_and(|(p, _)| *p == index);
-                    if !partial.held()[index as usize] && !waiting {
-                        ask_again(write, &mut retries, index, config.max_retries).await?;
+                    };
+                    match kind {
+                        Kind::Chunk => {
+                            let index = protocol::decode_index(Kind::Chunk, &body[..body.len().min(4)])
+                                .map_err(ProtocolError::into_transfer)?;
+                            if index >= chunks {
+                                return Err(TransferError::ChunkBeyond { index, chunks });
+                            }
+                            let expected = manifest.chunk_len(index);
+                            if body.len() - 4 != expected {
+                                return Err(TransferError::ChunkLength {
+                                    index,
+                                    expected,
+                                    got: body.len() - 4,
+                                });
+                            }
+                            // The same chunk again while its first copy is checked: wait for that
+                            // verdict, so that each copy that fails counts against the retries.
+                            while state.verifying[index as usize] {
+                                match jobs.join_next().await {
+                                    Some(done) => settle(done, &mut state, partial, plain, write).await?,
+                                    None => break,
+                                }
+                            }
+                            if partial.held()[index as usize] {
+                                continue;
+                            }
+                            state.verifying[index as usize] = true;
+                            let (file, manifest) = (partial.file(), Arc::clone(manifest));
+                            let data = Bytes::from(body).slice(4..);
+                            jobs.spawn_blocking(move || (index, check_and_write(&file, &manifest, index, data)));
+                        }
+                        Kind::SentAll => {
+                            for index in 0..chunks {
+                                let i = index as usize;
+                                if !partial.held()[i] && !state.verifying[i] {
+                                    ask_again(write, &mut state.retries, index, config.max_retries).await?;
+                                }
+                            }
+                        }
+                        other => return Err(ProtocolError::Unexpected(other).into_transfer()),
                     }
                 }
             }
-            other => return Err(ProtocolError::Unexpected(other).into_transfer()),
         }
+        Ok(state.resent)
+    };
+    tokio::select! {
+        never = reader => never,
+        result = verify => result,
     }
-    Ok(resent)
 }
 
-/// The whole file's hash checked against the manifest; the partial file renamed into place (or
-/// discarded when the manifest lied); `complete`; COMPLETE out.
+/// What the chunk loop knows besides the partial file: which chunks are being checked, and how
+/// often each was asked for again.
+struct Verifying<'a> {
+    shared: &'a Shared,
+    manifest: &'a Manifest,
+    verifying: Vec<bool>,
+    retries: Vec<u32>,
+    resent: u32,
+}
+
+/// Acts on one chunk's verdict: held (and handed to the plain hasher), or asked for again.
+async fn settle(
+    done: Result<Verdict, tokio::task::JoinError>,
+    state: &mut Verifying<'_>,
+    partial: &mut Partial,
+    plain: Option<&WholeHasher>,
+    write: &mut OwnedWriteHalf,
+) -> Result<(), TransferError> {
+    let (index, verdict) = done.map_err(|e| TransferError::Disk(io::Error::other(e)))?;
+    state.verifying[index as usize] = false;
+    let (ok, data) = verdict.map_err(TransferError::Disk)?;
+    if ok {
+        partial.mark_held(index).map_err(TransferError::Disk)?;
+        if let Some(plain) = plain {
+            plain.landed(index, data).await;
+        }
+        return Ok(());
+    }
+    debug!(index, "chunk failed its check; asking again");
+    let name = &state.manifest.name;
+    state
+        .shared
+        .emit(json!({"event": "resent", "name": name, "chunk": index}));
+    let max_retries = state.shared.config.max_retries;
+    ask_again(write, &mut state.retries, index, max_retries).await?;
+    state.resent += 1;
+    Ok(())
+}
+
+/// Checks chunk `index` against its hash and, if it passes, writes it into place: on the blocking
+/// pool, never on the runtime's threads.
+fn check_and_write(
+    file: &std::fs::File,
+    manifest: &Manifest,
+    index: u32,
+    data: Bytes,
+) -> io::Result<(bool, Bytes)> {
+    use std::os::unix::fs::FileExt;
+    if sha256(&data) != manifest.chunk_hashes[index as usize] {
+        return Ok((false, data));
+    }
+    file.write_all_at(&data, manifest.offset(index))?;
+    Ok((true, data))
+}
+
+/// The whole file's content hash checked against the manifest (from the chunk hashes when the
+/// chunks are its blocks, else the blocks read back and hashed on every core); the partial file
+/// renamed into place (or discarded when the manifest lied); `complete`, with the plain SHA-256
+/// when `--sha256` asked for it; COMPLETE out.
 async fn finish(
     write: &mut OwnedWriteHalf,
     shared: &Shared,
     manifest: Arc<Manifest>,
     partial: Partial,
-    hasher: WholeHasher,
+    plain: Option<WholeHasher>,
     resumed: u32,
     resent: u32,
 ) -> Result<(), TransferError> {
     let chunks = manifest.chunks();
-    let whole = hasher.finish().await.map_err(TransferError::Disk)?;
+    let whole = {
+        let (file, manifest) = (partial.file(), Arc::clone(&manifest));
+        tokio::task::spawn_blocking(move || {
+            hasher::content_hash_of(
+                &file,
+                manifest.size,
+                manifest.chunk_size,
+                &manifest.chunk_hashes,
+            )
+        })
+        .await
+        .map_err(|e| TransferError::Disk(io::Error::other(e)))?
+        .map_err(TransferError::Disk)?
+    };
+    let sha256 = match plain {
+        Some(plain) => Some(plain.finish().await.map_err(TransferError::Disk)?),
+        None => None,
+    };
     if whole != manifest.file_hash {
         tokio::task::spawn_blocking(move || partial.discard())
             .await
@@ -509,10 +616,14 @@ async fn finish(
         .map_err(|e| TransferError::Disk(io::Error::other(e)))?
         .map_err(TransferError::Disk)?;
     info!(name = %manifest.name, size = manifest.size, "received");
-    shared.emit(json!({
+    let mut event = json!({
         "event": "complete", "name": manifest.name, "size": manifest.size, "chunks": chunks,
         "received": chunks - resumed, "resent": resent,
-    }));
+    });
+    if let Some(hash) = sha256 {
+        event["sha256"] = hasher::hex(&hash).into();
+    }
+    shared.emit(event);
     frame::write_frame(write, Kind::Complete, &[])
         .await
         .map_err(FrameError::from)?;
