@@ -220,23 +220,35 @@ pub fn chunk(index: u32, data: &[u8]) -> Vec<u8> {
 /// # Errors
 /// A header declaring more than the suite reads.
 pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+    parse_up_to(buf, MAX_FRAME)
+}
+
+/// Parses one frame from the front of `buf`, of any length the header declares up to 17 MiB (the
+/// largest CHUNK): for reading what a sender sends.
+///
+/// # Errors
+/// A header declaring more.
+pub fn parse_any(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+    parse_up_to(buf, 17 << 20)
+}
+
+fn parse_up_to(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, String> {
     let Some(header) = buf.get(..5) else {
         return Ok(None);
     };
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(format!("a frame header declaring {len} bytes"));
     }
-    match buf.get(5..5 + len) {
-        Some(body) => Ok(Some((
+    Ok(buf.get(5..5 + len).map(|body| {
+        (
             Frame {
                 kind: header[4],
                 body: body.to_vec(),
             },
             5 + len,
-        ))),
-        None => Ok(None),
-    }
+        )
+    }))
 }
 
 /// A connection to a receiver, reading its frames.

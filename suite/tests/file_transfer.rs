@@ -241,6 +241,74 @@ impl Raw {
     }
 }
 
+/// The suite playing the receiver, to hold a real sender to the contract: it reads the sender's
+/// frames with its own parser and answers with its own encoding.
+struct FakeReceiver {
+    listener: std::net::TcpListener,
+    stream: Option<std::net::TcpStream>,
+    wire: Vec<u8>,
+}
+
+impl FakeReceiver {
+    fn bind() -> FakeReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+        FakeReceiver {
+            listener,
+            stream: None,
+            wire: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("the listener's address")
+    }
+
+    /// Waits for the sender to connect; fails with what `sender` said if it never does.
+    fn accept(&mut self, r: &mut Receiver, sender: &mut Program, doing: &str) {
+        self.listener.set_nonblocking(true).unwrap();
+        let listener = &self.listener;
+        let stream = poll_until(PROMPT, Duration::from_millis(10), || {
+            listener.accept().ok().map(|(s, _)| s)
+        });
+        let Some(stream) = stream else {
+            let said = sender.diagnosis();
+            r.program.fail(format_args!(
+                "{doing}: the sender never connected to the suite's listener\nthe sender: {said}"
+            ));
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(PROMPT)).unwrap();
+        self.stream = Some(stream);
+    }
+
+    /// The sender's next frame, read with the suite's own parser.
+    fn read_frame(&mut self) -> Result<Frame, String> {
+        let stream = self.stream.as_mut().expect("accepted");
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            if let Some((frame, used)) = workbook_suite::transfer::parse_any(&self.wire)? {
+                self.wire.drain(..used);
+                return Ok(frame);
+            }
+            match std::io::Read::read(stream, &mut buf) {
+                Ok(0) => {
+                    return Err(format!(
+                        "the sender closed after {} more bytes",
+                        self.wire.len()
+                    ));
+                }
+                Ok(n) => self.wire.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(format!("{e} after {} more bytes", self.wire.len())),
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stream = self.stream.as_mut().expect("accepted");
+        let _ = std::io::Write::write_all(stream, bytes);
+    }
+}
+
 mod stage1_small_file {
     use super::*;
 
@@ -493,39 +561,13 @@ mod stage2_many_chunks {
             // The suite plays the receiver: it reads the real sender's manifest and checks it
             // against its own hashing of the file, then refuses it.
             let mut r = Receiver::start(&[]);
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
+            let mut fake = FakeReceiver::bind();
             let src = tempfile::tempdir().unwrap();
             let data = three_blocks();
             let path = file(src.path(), "declared.bin", &data);
-            let sender = start_send(addr, &[&path], &["--chunk-size", "1MiB"]);
-            listener.set_nonblocking(true).unwrap();
-            let stream = poll_until(PROMPT, Duration::from_millis(10), || {
-                listener.accept().ok().map(|(s, _)| s)
-            });
-            let Some(mut stream) = stream else {
-                let mut sender = sender;
-                let said = sender.diagnosis();
-                r.program.fail(format_args!(
-                    "started `send` of declared.bin to the suite's listener; it never connected\nthe sender: {said}"
-                ));
-            };
-            stream.set_nonblocking(false).unwrap();
-            stream.set_read_timeout(Some(PROMPT)).unwrap();
-            let mut wire = Vec::new();
-            let mut buf = [0u8; 64 * 1024];
-            let body = loop {
-                match workbook_suite::transfer::parse(&wire) {
-                    Ok(Some((f, _))) => break Ok(f),
-                    Ok(None) => {}
-                    Err(e) => break Err(e),
-                }
-                match std::io::Read::read(&mut stream, &mut buf) {
-                    Ok(0) | Err(_) => break Err(format!("{} bytes, then nothing", wire.len())),
-                    Ok(n) => wire.extend_from_slice(&buf[..n]),
-                }
-            };
-            let fields = match body {
+            let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "1MiB"]);
+            fake.accept(&mut r, &mut sender, "sending declared.bin");
+            let fields = match fake.read_frame() {
                 Ok(Frame {
                     kind: MANIFEST,
                     body,
@@ -548,8 +590,8 @@ mod stage2_many_chunks {
                     "expected the sender's first frame to be a MANIFEST (type 0x01) the contract can read, got {e}"
                 )),
             }
-            let _ = std::io::Write::write_all(&mut stream, &frame(ERROR, b"checked; enough"));
-            drop(stream);
+            fake.send(&frame(ERROR, b"checked; enough"));
+            drop(fake);
             let _ = finish(sender, &mut r);
         });
     }
@@ -875,6 +917,99 @@ mod stage4_resume {
             }
             r.event("complete", "vanish.bin");
             r.assert_file("vanish.bin", &data);
+        });
+    }
+
+    /// Chunks 0, 2, 3 and 9 of 12: two bytes of bitmap, `0b0000_1101` and `0b0000_0010`.
+    const HELD: [u32; 4] = [0, 2, 3, 9];
+
+    #[test]
+    fn the_receivers_accept_bitmap_is_the_contracts() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(42, 12 * 4096 - 100);
+            let body = manifest("bitmap.bin", &data, 4096);
+            let chunks: Vec<&[u8]> = data.chunks(4096).collect();
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &body));
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent an honest manifest for bitmap.bin; expected ACCEPT (type 0x81), got {other:?}"
+                )),
+            }
+            for &i in &HELD {
+                peer.send(&chunk(i, chunks[i as usize]));
+            }
+            drop(peer);
+            r.event("failed", "bitmap.bin");
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &body));
+            let expected = [0, 0, 0, 12, 0b0000_1101, 0b0000_0010];
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, body }) if body == expected => {}
+                other => r.program.fail(format_args!(
+                    "sent chunks {HELD:?} of bitmap.bin's 12, then the same manifest again; expected ACCEPT with the body {expected:?} (the count 12, then bit i % 8 of byte i / 8 for each chunk held), got {:?}",
+                    other.map(|f| f.body)
+                )),
+            }
+        });
+    }
+
+    #[test]
+    fn the_sender_sends_exactly_what_the_accept_bitmap_lacks() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let mut fake = FakeReceiver::bind();
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(43, 12 * 4096 - 100);
+            let path = file(src.path(), "lacks.bin", &data);
+            let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "4KiB"]);
+            fake.accept(&mut r, &mut sender, "sending lacks.bin");
+            match fake.read_frame() {
+                Ok(Frame { kind: MANIFEST, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "expected the sender's first frame to be MANIFEST (type 0x01), got {other:?}"
+                )),
+            }
+            fake.send(&frame(ACCEPT, &[0, 0, 0, 12, 0b0000_1101, 0b0000_0010]));
+            let mut got = Vec::new();
+            loop {
+                match fake.read_frame() {
+                    Ok(Frame { kind: CHUNK, body }) if body.len() >= 4 => {
+                        let index = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                        let start = index as usize * 4096;
+                        let right = data.get(start..(start + 4096).min(data.len()));
+                        if right != Some(&body[4..]) {
+                            r.program.fail(format_args!(
+                                "the sender's CHUNK {index} of lacks.bin holds {} bytes that are not the file's bytes {start}..",
+                                body.len() - 4
+                            ));
+                        }
+                        got.push(index);
+                    }
+                    Ok(Frame { kind: SENT_ALL, .. }) => break,
+                    other => r.program.fail(format_args!(
+                        "after ACCEPT, expected CHUNK frames then SENT_ALL from the sender, got {other:?}"
+                    )),
+                }
+            }
+            got.sort_unstable();
+            let lacking: Vec<u32> = (0..12).filter(|i| !HELD.contains(i)).collect();
+            if got != lacking {
+                r.program.fail(format_args!(
+                    "answered the sender of lacks.bin (12 chunks) with ACCEPT holding chunks {HELD:?} (bitmap bytes 0x0d 0x02); expected exactly chunks {lacking:?}, got {got:?}"
+                ));
+            }
+            fake.send(&frame(COMPLETE, &[]));
+            let sent = finish(sender, &mut r);
+            let last = sent.stdout.last().cloned().unwrap_or_default();
+            if !sent.status.success() || !last.contains("8 of 12 chunks sent, 4 already received") {
+                r.program.fail(format_args!(
+                    "after COMPLETE, expected `send` to succeed and say \"8 of 12 chunks sent, 4 already received\"; it exited ({}) with stdout {:?}",
+                    sent.status, sent.stdout
+                ));
+            }
         });
     }
 
