@@ -482,13 +482,13 @@ mod stage2_many_chunks {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
             let src = tempfile::tempdir().unwrap();
-            let data = seeded_bytes(4, (9 << 20) + 5);
+            let data = seeded_bytes(4, (4 << 20) + 5);
             let path = file(src.path(), "default.bin", &data);
             send_ok(&mut r, &[&path], &[]);
             let started = r.event("started", "default.bin");
-            if started["chunk_size"] != 4 << 20 || started["chunks"] != 3 {
+            if started["chunk_size"] != 4 << 20 || started["chunks"] != 2 {
                 r.program.fail(format_args!(
-                    "sent 9 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 4194304 and \"chunks\": 3, got {started}"
+                    "sent 4 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 4194304 and \"chunks\": 2, got {started}"
                 ));
             }
             r.event("complete", "default.bin");
@@ -496,16 +496,16 @@ mod stage2_many_chunks {
         });
     }
 
-    /// 9 MiB and 3 bytes: three blocks of the content hash, the last of 1 MiB and 3 bytes.
-    fn three_blocks() -> Vec<u8> {
-        seeded_bytes(40, (9 << 20) + 3)
+    /// 4 MiB and 3 bytes: two blocks of the content hash, the last of 3 bytes.
+    fn two_blocks() -> Vec<u8> {
+        seeded_bytes(40, (4 << 20) + 3)
     }
 
     #[test]
     fn the_whole_file_hash_is_the_content_hash_of_4_mib_blocks() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
-            let data = three_blocks();
+            let data = two_blocks();
             let chunks: Vec<&[u8]> = data.chunks(1 << 20).collect();
             // Chunks of 1 MiB, so that the receiver must hash the blocks on their own; first with
             // the plain SHA-256 of the file where the content hash belongs: a lie.
@@ -529,7 +529,7 @@ mod stage2_many_chunks {
                 wire.extend(frame(SENT_ALL, &[]));
                 peer.send(&wire);
                 let sent = format!(
-                    "{name}: 9 MiB + 3 bytes in 1 MiB chunks, its manifest's whole-file hash {}",
+                    "{name}: 4 MiB + 3 bytes in 1 MiB chunks, its manifest's whole-file hash {}",
                     if honest {
                         "the content hash (SHA-256 of the SHA-256 of each 4 MiB block)"
                     } else {
@@ -563,7 +563,7 @@ mod stage2_many_chunks {
             let mut r = Receiver::start(&[]);
             let mut fake = FakeReceiver::bind();
             let src = tempfile::tempdir().unwrap();
-            let data = three_blocks();
+            let data = two_blocks();
             let path = file(src.path(), "declared.bin", &data);
             let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "1MiB"]);
             fake.accept(&mut r, &mut sender, "sending declared.bin");
@@ -579,7 +579,7 @@ mod stage2_many_chunks {
             match fields {
                 Ok(f) if f.file_hash == content_hash(&data) && f.chunk_hashes == expected => {}
                 Ok(f) => r.program.fail(format_args!(
-                    "sent 9 MiB + 3 bytes with --chunk-size 1MiB; expected a manifest with the content hash {} and 10 chunk hashes, got the whole-file hash {} (the plain SHA-256 is {}) and {} chunk hashes, {} of them right",
+                    "sent 4 MiB + 3 bytes with --chunk-size 1MiB; expected a manifest with the content hash {} and 5 chunk hashes, got the whole-file hash {} (the plain SHA-256 is {}) and {} chunk hashes, {} of them right",
                     hex(&content_hash(&data)),
                     hex(&f.file_hash),
                     hex(&sha256(&data)),
