@@ -1211,7 +1211,7 @@ mod stage6_hostile {
             let escape = outside.path().join("escaped.txt");
             let mut r = Receiver::start(&[]);
             let long = vec![b'n'; 201];
-            let names: [&[u8]; 16] = [
+            let names: [&[u8]; 18] = [
                 b"../escaped.txt",
                 escape.to_str().unwrap().as_bytes(),
                 b"a/b.txt",
@@ -1227,6 +1227,9 @@ mod stage6_hostile {
                 b"conout$.log",
                 // Not in NFC: "cafe" and a combining acute accent.
                 "cafe\u{301}.txt".as_bytes(),
+                // The receiver's own temporary names, whichever suffix.
+                b"x.ft-partial",
+                b"y.ft-state",
                 b"bad\0name",
                 b"\xff\xfe",
                 &long,
