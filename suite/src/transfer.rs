@@ -26,6 +26,12 @@ pub const COMPLETE: u8 = 0x83;
 /// ... or an error, with a message.
 pub const ERROR: u8 = 0x84;
 
+/// The block of the content hash, Dropbox's: 4 MiB.
+pub const BLOCK: usize = 4 << 20;
+
+/// The manifest format's version: 2, whose whole-file hash is the content hash.
+pub const VERSION: u8 = 2;
+
 /// The largest frame the suite reads: more means the receiver sent nonsense.
 const MAX_FRAME: usize = 1 << 20;
 
@@ -78,6 +84,22 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// The content hash of `data`, as Dropbox publishes it: the SHA-256 of each 4 MiB block (the
+/// last one shorter), and the SHA-256 of those digests one after the other. Nothing for an empty
+/// file: the SHA-256 of no bytes.
+pub fn content_hash(data: &[u8]) -> [u8; 32] {
+    let mut digests = Vec::with_capacity(32 * data.len().div_ceil(BLOCK));
+    for block in data.chunks(BLOCK) {
+        digests.extend_from_slice(&sha256(block));
+    }
+    sha256(&digests)
+}
+
+/// Lowercase hexadecimal, as `sha256sum` prints a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A frame: 4-byte big-endian body length, type, body.
 pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     let len = u32::try_from(body.len()).expect("a frame body fits in 4 GiB");
@@ -95,7 +117,7 @@ pub fn manifest_with(
     file_hash: [u8; 32],
     chunk_hashes: &[[u8; 32]],
 ) -> Vec<u8> {
-    let mut body = vec![1u8];
+    let mut body = vec![VERSION];
     let name_len = u16::try_from(name.len()).expect("a name fits in 64 KiB");
     body.extend_from_slice(&name_len.to_be_bytes());
     body.extend_from_slice(name);
@@ -119,9 +141,71 @@ pub fn manifest(name: &str, data: &[u8], chunk_size: u32) -> Vec<u8> {
         name.as_bytes(),
         data.len() as u64,
         chunk_size,
-        sha256(data),
+        content_hash(data),
         &hashes,
     )
+}
+
+/// What a manifest body says, read back: for a test that plays the receiver and checks a sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFields {
+    /// The version byte.
+    pub version: u8,
+    /// The file name's bytes.
+    pub name: Vec<u8>,
+    /// The declared size.
+    pub size: u64,
+    /// The chunk size.
+    pub chunk_size: u32,
+    /// The whole-file hash.
+    pub file_hash: [u8; 32],
+    /// The chunk hashes.
+    pub chunk_hashes: Vec<[u8; 32]>,
+    /// The trailing SHA-256 of everything before it.
+    pub check: [u8; 32],
+}
+
+/// Reads a manifest body field by field, as the contract lays it out.
+///
+/// # Errors
+/// A body too short for the fields it declares, or with bytes left over.
+pub fn parse_manifest(body: &[u8]) -> Result<ManifestFields, String> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let got = body
+            .get(at..at + n)
+            .ok_or_else(|| format!("a manifest of {} bytes ends inside its fields", body.len()))?;
+        at += n;
+        Ok(got)
+    };
+    let hash = |b: &[u8]| -> [u8; 32] { b.try_into().expect("32 bytes taken") };
+    let version = take(1)?[0];
+    let name_len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes taken")) as usize;
+    let name = take(name_len)?.to_vec();
+    let size = u64::from_be_bytes(take(8)?.try_into().expect("8 bytes taken"));
+    let chunk_size = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes taken"));
+    let file_hash = hash(take(32)?);
+    let count = u32::from_be_bytes(take(4)?.try_into().expect("4 bytes taken")) as usize;
+    let mut chunk_hashes = Vec::new();
+    for _ in 0..count {
+        chunk_hashes.push(hash(take(32)?));
+    }
+    let check = hash(take(32)?);
+    if at != body.len() {
+        return Err(format!(
+            "{} bytes after the manifest's fields",
+            body.len() - at
+        ));
+    }
+    Ok(ManifestFields {
+        version,
+        name,
+        size,
+        chunk_size,
+        file_hash,
+        chunk_hashes,
+        check,
+    })
 }
 
 /// A CHUNK frame: the index, then the data.
@@ -136,23 +220,35 @@ pub fn chunk(index: u32, data: &[u8]) -> Vec<u8> {
 /// # Errors
 /// A header declaring more than the suite reads.
 pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+    parse_up_to(buf, MAX_FRAME)
+}
+
+/// Parses one frame from the front of `buf`, of any length the header declares up to 17 MiB (the
+/// largest CHUNK): for reading what a sender sends.
+///
+/// # Errors
+/// A header declaring more.
+pub fn parse_any(buf: &[u8]) -> Result<Option<(Frame, usize)>, String> {
+    parse_up_to(buf, 17 << 20)
+}
+
+fn parse_up_to(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, String> {
     let Some(header) = buf.get(..5) else {
         return Ok(None);
     };
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(format!("a frame header declaring {len} bytes"));
     }
-    match buf.get(5..5 + len) {
-        Some(body) => Ok(Some((
+    Ok(buf.get(5..5 + len).map(|body| {
+        (
             Frame {
                 kind: header[4],
                 body: body.to_vec(),
             },
             5 + len,
-        ))),
-        None => Ok(None),
-    }
+        )
+    }))
 }
 
 /// A connection to a receiver, reading its frames.
@@ -184,5 +280,31 @@ mod tests {
         );
         assert_eq!(parse(&wire[..6]).unwrap(), None);
         assert!(parse(&[0xff, 0xff, 0xff, 0xff, 1]).is_err());
+    }
+
+    #[test]
+    fn the_content_hash_is_over_4_mib_blocks() {
+        assert_eq!(content_hash(b""), sha256(b""));
+        assert_eq!(content_hash(b"abc"), sha256(&sha256(b"abc")));
+        let data = vec![7u8; BLOCK + 1];
+        let mut digests = sha256(&data[..BLOCK]).to_vec();
+        digests.extend_from_slice(&sha256(&data[BLOCK..]));
+        assert_eq!(content_hash(&data), sha256(&digests));
+        assert_eq!(
+            hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn a_manifest_reads_back() {
+        let body = manifest("a.bin", &[1, 2, 3], 1024);
+        let fields = parse_manifest(&body).unwrap();
+        assert_eq!(
+            (fields.version, fields.name.as_slice(), fields.size),
+            (2, &b"a.bin"[..], 3)
+        );
+        assert_eq!(fields.chunk_hashes, vec![sha256(&[1, 2, 3])]);
+        assert_eq!(fields.check, sha256(&body[..body.len() - 32]));
     }
 }

@@ -15,8 +15,8 @@ use rand::{Rng, RngExt};
 use serde_json::Value;
 use tempfile::TempDir;
 use workbook_suite::transfer::{
-    ACCEPT, CHUNK, COMPLETE, ERROR, Frame, MANIFEST, RESEND, SENT_ALL, TransferConn, chunk, frame,
-    manifest, manifest_with, sha256,
+    ACCEPT, CHUNK, COMPLETE, ERROR, Frame, MANIFEST, RESEND, SENT_ALL, TransferConn, chunk,
+    content_hash, frame, hex, manifest, manifest_with, parse_manifest, sha256,
 };
 use workbook_suite::{Fault, FaultProxy, Program, binary, bounded, poll_until};
 
@@ -241,6 +241,74 @@ impl Raw {
     }
 }
 
+/// The suite playing the receiver, to hold a real sender to the contract: it reads the sender's
+/// frames with its own parser and answers with its own encoding.
+struct FakeReceiver {
+    listener: std::net::TcpListener,
+    stream: Option<std::net::TcpStream>,
+    wire: Vec<u8>,
+}
+
+impl FakeReceiver {
+    fn bind() -> FakeReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+        FakeReceiver {
+            listener,
+            stream: None,
+            wire: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("the listener's address")
+    }
+
+    /// Waits for the sender to connect; fails with what `sender` said if it never does.
+    fn accept(&mut self, r: &mut Receiver, sender: &mut Program, doing: &str) {
+        self.listener.set_nonblocking(true).unwrap();
+        let listener = &self.listener;
+        let stream = poll_until(PROMPT, Duration::from_millis(10), || {
+            listener.accept().ok().map(|(s, _)| s)
+        });
+        let Some(stream) = stream else {
+            let said = sender.diagnosis();
+            r.program.fail(format_args!(
+                "{doing}: the sender never connected to the suite's listener\nthe sender: {said}"
+            ));
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(PROMPT)).unwrap();
+        self.stream = Some(stream);
+    }
+
+    /// The sender's next frame, read with the suite's own parser.
+    fn read_frame(&mut self) -> Result<Frame, String> {
+        let stream = self.stream.as_mut().expect("accepted");
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            if let Some((frame, used)) = workbook_suite::transfer::parse_any(&self.wire)? {
+                self.wire.drain(..used);
+                return Ok(frame);
+            }
+            match std::io::Read::read(stream, &mut buf) {
+                Ok(0) => {
+                    return Err(format!(
+                        "the sender closed after {} more bytes",
+                        self.wire.len()
+                    ));
+                }
+                Ok(n) => self.wire.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(format!("{e} after {} more bytes", self.wire.len())),
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stream = self.stream.as_mut().expect("accepted");
+        let _ = std::io::Write::write_all(stream, bytes);
+    }
+}
+
 mod stage1_small_file {
     use super::*;
 
@@ -410,21 +478,147 @@ mod stage2_many_chunks {
     }
 
     #[test]
-    fn the_default_chunk_size_is_one_mebibyte() {
+    fn the_default_chunk_size_is_one_block_of_4_mib() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
             let src = tempfile::tempdir().unwrap();
-            let data = seeded_bytes(4, (3 << 20) + 5);
+            let data = seeded_bytes(4, (4 << 20) + 5);
             let path = file(src.path(), "default.bin", &data);
             send_ok(&mut r, &[&path], &[]);
             let started = r.event("started", "default.bin");
-            if started["chunk_size"] != 1 << 20 || started["chunks"] != 4 {
+            if started["chunk_size"] != 4 << 20 || started["chunks"] != 2 {
                 r.program.fail(format_args!(
-                    "sent 3 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 1048576 and \"chunks\": 4, got {started}"
+                    "sent 4 MiB + 5 bytes with no --chunk-size; expected \"chunk_size\": 4194304 and \"chunks\": 2, got {started}"
                 ));
             }
             r.event("complete", "default.bin");
             r.assert_file("default.bin", &data);
+        });
+    }
+
+    /// 4 MiB and 3 bytes: two blocks of the content hash, the last of 3 bytes.
+    fn two_blocks() -> Vec<u8> {
+        seeded_bytes(40, (4 << 20) + 3)
+    }
+
+    #[test]
+    fn the_whole_file_hash_is_the_content_hash_of_4_mib_blocks() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = two_blocks();
+            let chunks: Vec<&[u8]> = data.chunks(1 << 20).collect();
+            // Chunks of 1 MiB, so that the receiver must hash the blocks on their own; first with
+            // the plain SHA-256 of the file where the content hash belongs: a lie.
+            for (name, file_hash, honest) in [
+                ("plain.bin", sha256(&data), false),
+                ("content.bin", content_hash(&data), true),
+            ] {
+                let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| sha256(c)).collect();
+                let body = manifest_with(
+                    name.as_bytes(),
+                    data.len() as u64,
+                    1 << 20,
+                    file_hash,
+                    &hashes,
+                );
+                let mut peer = Raw::connect(&mut r);
+                let mut wire = frame(MANIFEST, &body);
+                for (i, c) in chunks.iter().enumerate() {
+                    wire.extend(chunk(i as u32, c));
+                }
+                wire.extend(frame(SENT_ALL, &[]));
+                peer.send(&wire);
+                let sent = format!(
+                    "{name}: 4 MiB + 3 bytes in 1 MiB chunks, its manifest's whole-file hash {}",
+                    if honest {
+                        "the content hash (SHA-256 of the SHA-256 of each 4 MiB block)"
+                    } else {
+                        "the plain SHA-256 of the file"
+                    }
+                );
+                if honest {
+                    loop {
+                        match peer.read_frame(PROMPT) {
+                            Ok(Frame { kind: ACCEPT, .. }) => {}
+                            Ok(Frame { kind: COMPLETE, .. }) => break,
+                            other => r.program.fail(format_args!(
+                                "sent {sent}; expected ACCEPT then COMPLETE, got {other:?}"
+                            )),
+                        }
+                    }
+                    r.assert_file(name, &data);
+                } else {
+                    peer.expect_error(&mut r, &sent);
+                    r.assert_absent(name, "a whole-file hash that was not the content hash");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn the_sender_declares_the_content_hash() {
+        bounded(LIMIT, || {
+            // The suite plays the receiver: it reads the real sender's manifest and checks it
+            // against its own hashing of the file, then refuses it.
+            let mut r = Receiver::start(&[]);
+            let mut fake = FakeReceiver::bind();
+            let src = tempfile::tempdir().unwrap();
+            let data = two_blocks();
+            let path = file(src.path(), "declared.bin", &data);
+            let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "1MiB"]);
+            fake.accept(&mut r, &mut sender, "sending declared.bin");
+            let fields = match fake.read_frame() {
+                Ok(Frame {
+                    kind: MANIFEST,
+                    body,
+                }) => parse_manifest(&body),
+                Ok(other) => Err(format!("a frame {other:?}")),
+                Err(e) => Err(e),
+            };
+            let expected: Vec<[u8; 32]> = data.chunks(1 << 20).map(sha256).collect();
+            match fields {
+                Ok(f) if f.file_hash == content_hash(&data) && f.chunk_hashes == expected => {}
+                Ok(f) => r.program.fail(format_args!(
+                    "sent 4 MiB + 3 bytes with --chunk-size 1MiB; expected a manifest with the content hash {} and 5 chunk hashes, got the whole-file hash {} (the plain SHA-256 is {}) and {} chunk hashes, {} of them right",
+                    hex(&content_hash(&data)),
+                    hex(&f.file_hash),
+                    hex(&sha256(&data)),
+                    f.chunk_hashes.len(),
+                    f.chunk_hashes.iter().zip(&expected).filter(|(a, b)| a == b).count()
+                )),
+                Err(e) => r.program.fail(format_args!(
+                    "expected the sender's first frame to be a MANIFEST (type 0x01) the contract can read, got {e}"
+                )),
+            }
+            fake.send(&frame(ERROR, b"checked; enough"));
+            drop(fake);
+            let _ = finish(sender, &mut r);
+        });
+    }
+
+    #[test]
+    fn sha256_on_both_sides_gives_sha256sums_digest() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--sha256"]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(41, (5 << 20) + 17);
+            let path = file(src.path(), "summed.bin", &data);
+            let sent = send_ok(&mut r, &[&path], &["--sha256"]);
+            let line = format!("{}  summed.bin", hex(&sha256(&data)));
+            if !sent.stdout.contains(&line) {
+                r.program.fail(format_args!(
+                    "sent summed.bin with `send --sha256`; expected the stdout line {line:?} (as sha256sum prints it), got {:?}",
+                    sent.stdout
+                ));
+            }
+            let complete = r.event("complete", "summed.bin");
+            if complete["sha256"] != hex(&sha256(&data)) {
+                r.program.fail(format_args!(
+                    "received summed.bin with `recv --sha256`; expected \"sha256\": {:?} in the complete event, got {complete}",
+                    hex(&sha256(&data))
+                ));
+            }
+            r.assert_file("summed.bin", &data);
         });
     }
 
@@ -725,6 +919,197 @@ mod stage4_resume {
             r.assert_file("vanish.bin", &data);
         });
     }
+
+    /// Chunks 0, 2, 3 and 9 of 12: two bytes of bitmap, `0b0000_1101` and `0b0000_0010`.
+    const HELD: [u32; 4] = [0, 2, 3, 9];
+
+    #[test]
+    fn the_receivers_accept_bitmap_is_the_contracts() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(42, 12 * 4096 - 100);
+            let body = manifest("bitmap.bin", &data, 4096);
+            let chunks: Vec<&[u8]> = data.chunks(4096).collect();
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &body));
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent an honest manifest for bitmap.bin; expected ACCEPT (type 0x81), got {other:?}"
+                )),
+            }
+            for &i in &HELD {
+                peer.send(&chunk(i, chunks[i as usize]));
+            }
+            drop(peer);
+            r.event("failed", "bitmap.bin");
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &body));
+            let expected = [0, 0, 0, 12, 0b0000_1101, 0b0000_0010];
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, body }) if body == expected => {}
+                other => r.program.fail(format_args!(
+                    "sent chunks {HELD:?} of bitmap.bin's 12, then the same manifest again; expected ACCEPT with the body {expected:?} (the count 12, then bit i % 8 of byte i / 8 for each chunk held), got {:?}",
+                    other.map(|f| f.body)
+                )),
+            }
+        });
+    }
+
+    #[test]
+    fn the_sender_sends_exactly_what_the_accept_bitmap_lacks() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let mut fake = FakeReceiver::bind();
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(43, 12 * 4096 - 100);
+            let path = file(src.path(), "lacks.bin", &data);
+            let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "4KiB"]);
+            fake.accept(&mut r, &mut sender, "sending lacks.bin");
+            match fake.read_frame() {
+                Ok(Frame { kind: MANIFEST, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "expected the sender's first frame to be MANIFEST (type 0x01), got {other:?}"
+                )),
+            }
+            fake.send(&frame(ACCEPT, &[0, 0, 0, 12, 0b0000_1101, 0b0000_0010]));
+            let mut got = Vec::new();
+            loop {
+                match fake.read_frame() {
+                    Ok(Frame { kind: CHUNK, body }) if body.len() >= 4 => {
+                        let index = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                        let start = index as usize * 4096;
+                        let right = data.get(start..(start + 4096).min(data.len()));
+                        if right != Some(&body[4..]) {
+                            r.program.fail(format_args!(
+                                "the sender's CHUNK {index} of lacks.bin holds {} bytes that are not the file's bytes {start}..",
+                                body.len() - 4
+                            ));
+                        }
+                        got.push(index);
+                    }
+                    Ok(Frame { kind: SENT_ALL, .. }) => break,
+                    other => r.program.fail(format_args!(
+                        "after ACCEPT, expected CHUNK frames then SENT_ALL from the sender, got {other:?}"
+                    )),
+                }
+            }
+            got.sort_unstable();
+            let lacking: Vec<u32> = (0..12).filter(|i| !HELD.contains(i)).collect();
+            if got != lacking {
+                r.program.fail(format_args!(
+                    "answered the sender of lacks.bin (12 chunks) with ACCEPT holding chunks {HELD:?} (bitmap bytes 0x0d 0x02); expected exactly chunks {lacking:?}, got {got:?}"
+                ));
+            }
+            fake.send(&frame(COMPLETE, &[]));
+            let sent = finish(sender, &mut r);
+            let last = sent.stdout.last().cloned().unwrap_or_default();
+            if !sent.status.success() || !last.contains("8 of 12 chunks sent, 4 already received") {
+                r.program.fail(format_args!(
+                    "after COMPLETE, expected `send` to succeed and say \"8 of 12 chunks sent, 4 already received\"; it exited ({}) with stdout {:?}",
+                    sent.status, sent.stdout
+                ));
+            }
+        });
+    }
+
+    /// Sends `len` bytes as `name` in 64 KiB chunks through a proxy that cuts after half of
+    /// them, and checks that it failed: the partial file is left behind.
+    fn cut_at_half(r: &mut Receiver, src: &Path, name: &str, seed: u64, len: usize) {
+        let data = seeded_bytes(seed, len);
+        let path = file(src, name, &data);
+        let proxy = FaultProxy::start(r.addr, Fault::CutAfter(len as u64 / 2)).unwrap();
+        let mut sent = send(r, proxy.addr(), &[&path], &["--chunk-size", "64KiB"]);
+        let doing = format!(
+            "sending {name} through a connection cut after {} bytes",
+            len / 2
+        );
+        assert_send_failed(r, &mut sent, &doing, name);
+        r.event("failed", name);
+    }
+
+    /// Fails unless both temporary files of `name` are gone.
+    #[track_caller]
+    fn assert_no_partial(r: &mut Receiver, name: &str, after: &str) {
+        r.assert_absent(&format!(".{name}.ft-partial"), after);
+        r.assert_absent(&format!(".{name}.ft-state"), after);
+    }
+
+    #[test]
+    fn a_partial_file_expires_after_the_partial_ttl() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--partial-ttl", "1s"]);
+            let src = tempfile::tempdir().unwrap();
+            cut_at_half(&mut r, src.path(), "stale.bin", 30, 1 << 20);
+            let discarded = r.event("discarded", "stale.bin");
+            if discarded["reason"] != "expired" || discarded["bytes"] != 1 << 20 {
+                r.program.fail(format_args!(
+                    "cut a 1 MiB transfer with --partial-ttl 1s; expected a discarded event with \"reason\": \"expired\" and \"bytes\": 1048576, got {discarded}"
+                ));
+            }
+            assert_no_partial(&mut r, "stale.bin", "its partial-ttl ran out");
+            // The next transfer of that name starts over, and arrives.
+            let data = seeded_bytes(30, 1 << 20);
+            let path = file(src.path(), "stale.bin", &data);
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "stale.bin");
+            if started["held"] != 0 {
+                r.program.fail(format_args!(
+                    "after its partial file expired, expected stale.bin to start over (\"held\": 0), got {started}"
+                ));
+            }
+            r.assert_file("stale.bin", &data);
+        });
+    }
+
+    #[test]
+    fn partial_files_are_held_to_the_budget() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--partial-budget", "3MiB"]);
+            let src = tempfile::tempdir().unwrap();
+            cut_at_half(&mut r, src.path(), "old.bin", 31, 2 << 20);
+            // 2 MiB kept + 2 MiB new is over 3 MiB: the kept one makes room.
+            let data = seeded_bytes(32, 2 << 20);
+            let path = file(src.path(), "new.bin", &data);
+            send_ok(&mut r, &[&path], &[]);
+            let discarded = r.event("discarded", "old.bin");
+            if discarded["reason"] != "budget" {
+                r.program.fail(format_args!(
+                    "with --partial-budget 3MiB, 2 MiB kept from old.bin and 2 MiB of new.bin sent; expected a discarded event for old.bin with \"reason\": \"budget\", got {discarded}"
+                ));
+            }
+            assert_no_partial(&mut r, "old.bin", "new.bin needed its room");
+            r.assert_file("new.bin", &data);
+            // A transfer in progress is never deleted to make room: the next is refused.
+            let held = seeded_bytes(33, 2 << 20);
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("busy.bin", &held, 65536)));
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent the manifest of busy.bin (2 MiB, within --partial-budget 3MiB); expected ACCEPT, got {other:?}"
+                )),
+            }
+            let path = file(src.path(), "late.bin", &data);
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&path], &[]);
+            assert_send_failed(
+                &mut r,
+                &mut sent,
+                "sending 2 MiB while 2 MiB of a 3 MiB partial budget are being received",
+                "no room",
+            );
+            r.assert_absent(
+                ".late.bin.ft-partial",
+                "a transfer refused for want of room",
+            );
+            if !r.path(".busy.bin.ft-partial").exists() {
+                r.program.fail(
+                    "busy.bin was being received when late.bin was refused; expected its partial file kept",
+                );
+            }
+        });
+    }
 }
 
 mod stage5_many_senders {
@@ -826,7 +1211,7 @@ mod stage6_hostile {
             let escape = outside.path().join("escaped.txt");
             let mut r = Receiver::start(&[]);
             let long = vec![b'n'; 201];
-            let names: [&[u8]; 11] = [
+            let names: [&[u8]; 18] = [
                 b"../escaped.txt",
                 escape.to_str().unwrap().as_bytes(),
                 b"a/b.txt",
@@ -835,14 +1220,29 @@ mod stage6_hostile {
                 b"..",
                 b"CON",
                 b"nul.txt",
+                // Windows devices too: ports numbered in superscript, and the console.
+                "COM\u{b9}".as_bytes(),
+                "lpt\u{b2}.txt".as_bytes(),
+                b"CONIN$",
+                b"conout$.log",
+                // Not in NFC: "cafe" and a combining acute accent.
+                "cafe\u{301}.txt".as_bytes(),
+                // The receiver's own temporary names, whichever suffix.
+                b"x.ft-partial",
+                b"y.ft-state",
                 b"bad\0name",
                 b"\xff\xfe",
                 &long,
             ];
             for name in names {
                 let data = b"should never land";
-                let body =
-                    manifest_with(name, data.len() as u64, 4096, sha256(data), &[sha256(data)]);
+                let body = manifest_with(
+                    name,
+                    data.len() as u64,
+                    4096,
+                    content_hash(data),
+                    &[sha256(data)],
+                );
                 let mut wire = frame(MANIFEST, &body);
                 wire.extend(chunk(0, data));
                 let shown = String::from_utf8_lossy(name).into_owned();
@@ -861,6 +1261,30 @@ mod stage6_hostile {
                     left.iter().map(|e| e.file_name()).collect::<Vec<_>>()
                 ));
             }
+        });
+    }
+
+    #[test]
+    fn a_name_and_its_nfd_twin_are_one_file() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let (nfc, nfd) = ("caf\u{e9}.txt", "cafe\u{301}.txt");
+            let src = tempfile::tempdir().unwrap();
+            let decomposed = tempfile::tempdir().unwrap();
+            // A file whose name the file system gave in NFD (as macOS's HFS+ does) is sent as NFC.
+            let first = file(decomposed.path(), nfd, b"first, named in NFD");
+            send_ok(&mut r, &[&first], &[]);
+            r.event("complete", nfc);
+            let second = file(src.path(), nfc, b"second, named in NFC");
+            send_ok(&mut r, &[&second], &[]);
+            r.event("complete", nfc);
+            let files = r.final_files();
+            if files != [nfc] {
+                r.program.fail(format_args!(
+                    "sent {nfd:?} (NFD) then {nfc:?} (NFC); expected one file, {nfc:?}, replaced by the second, found {files:?}"
+                ));
+            }
+            r.assert_file(nfc, b"second, named in NFC");
         });
     }
 
@@ -1018,7 +1442,7 @@ mod stage6_hostile {
                 b"count.bin",
                 data.len() as u64,
                 4096,
-                sha256(&data),
+                content_hash(&data),
                 &hashes,
             );
             refused(

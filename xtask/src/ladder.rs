@@ -218,6 +218,11 @@ fn refers(name: &str, stub: &Stub) -> Option<Specificity> {
             let owner_or_module = stub.owner.as_deref() == Some(prefix) || stub.module() == prefix;
             owner_or_module.then_some(Specificity::Function)
         }
+        // `resp::RequestParser`: a type named with its module.
+        Some((prefix, last)) if stub.owner.as_deref() == Some(last) => {
+            let prefix = prefix.rsplit("::").next().unwrap_or(prefix);
+            (stub.module() == prefix).then_some(Specificity::Type)
+        }
         Some(_) => None,
         None if name == stub.name => Some(Specificity::Function),
         None if stub.owner.as_deref() == Some(name) => Some(Specificity::Type),
@@ -502,6 +507,7 @@ mod tests {
         m.insert(2, vec!["Store".to_owned()]);
         m.insert(4, vec!["Store::ttl".to_owned()]);
         m.insert(5, vec!["parse".to_owned()]);
+        m.insert(6, vec!["store::Store".to_owned(), "store.rs".to_owned()]);
         let got = assign(&stubs, &m).unwrap();
         let stage = |name: &str| got.iter().find(|(s, _)| s.name == name).unwrap().1;
         assert_eq!((stage("parse"), stage("get"), stage("ttl")), (1, 2, 4));

@@ -1,51 +1,88 @@
-//! SHA-256 at the speed of the machine: the sender's two passes in parallel, and the receiver's
-//! whole-file hash on a thread of its own while chunks are still arriving.
+//! SHA-256 at the speed of the machine: chunk and block hashes on every core, and the optional
+//! plain SHA-256 of the whole file on a thread of its own, overlapping the transfer.
 //!
 //! `sha2` picks its SHA-NI (x86) or ARMv8 SHA2 backend at run time when the CPU has one, so no
 //! feature flag is needed for the hardware-accelerated code.
 //!
-//! Your task (stages 1 and 2): [`hash_file`] and [`WholeHasher`]. [`sha256`] is given.
+//! Your task: [`hash_pieces`], [`content_hash_of`] and [`hash_file`] (stages 1 and 2);
+//! [`sha256_file`] and [`WholeHasher`] for `--sha256` (stage 2). [`sha256`], [`cores`] and
+//! [`hex`] are given.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::protocol::{Hash, Manifest};
+use crate::protocol::{self, BLOCK_SIZE, Hash, Manifest};
 
-/// How many chunk buffers the sender's pre-pass keeps in flight between its reading thread and its
-/// chunk-hashing thread: enough that neither waits for the other, few enough to bound the memory
-/// (at most this many chunks of at most 16 MiB).
-const PREPASS_BUFFERS: usize = 3;
-
-/// How many bytes of landed chunks may wait for the whole-file hasher: 8 chunks of the default
-/// 1 MiB, fewer of larger ones (at least one), so that what a connection holds stays bounded in
-/// bytes whatever chunk size its manifest declares.
+/// How many bytes of landed chunks may wait for the plain whole-file hasher: 8 MiB, at least one
+/// chunk, so that what a connection holds stays bounded in bytes whatever its chunk size.
 const HASHER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many bytes a plain whole-file hash reads at a time.
+const SEQUENTIAL_READ: usize = 4 * 1024 * 1024;
 
 /// The SHA-256 of a byte slice.
 pub fn sha256(data: &[u8]) -> Hash {
     Sha256::digest(data).into()
 }
 
-/// Hashes the first `size` bytes of `file`: the whole-file hash and one hash per chunk of
-/// `chunk_size`. The file is read once, chunk by chunk, on this thread, which feeds the
-/// whole-file hash; each chunk's buffer then goes to a second thread that hashes the chunk and
-/// hands the buffer back. The two hashes run at once, and the bytes cross from the page cache only
-/// once.
-pub fn hash_file(file: &File, size: u64, chunk_size: u32) -> io::Result<(Hash, Vec<Hash>)> {
-    // TODO: two `std::sync::mpsc::sync_channel(PREPASS_BUFFERS)`: one carries full buffers
-    // `(Vec<u8>, len)` to the chunk hasher, the other brings empty ones back; put PREPASS_BUFFERS
-    // buffers of `chunk_size` bytes in the second. In `std::thread::scope`, spawn the chunk hasher
-    // (`for (buf, n) in full_rx`: `sha256(&buf[..n])`, then send `buf` back). On this thread, for
-    // each chunk: take a free buffer, `read_exact_at` the chunk into it, `update` one `Sha256`,
-    // send it on. Then drop the sender (that ends the hasher's loop), `join`, and `finalize`.
-    // A simpler start that also passes: two threads that each read the whole file.
+/// How many threads hash at once: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The SHA-256 of each `piece`-byte piece of the first `size` bytes of `file` (the last piece
+/// shorter), in order, hashed on every core: each thread takes the next piece not yet taken,
+/// reads it with a positioned read and hashes it, so the pieces cost one pass over the bytes in
+/// all and the cores share it whatever their speed.
+pub fn hash_pieces(file: &File, size: u64, piece: u32) -> io::Result<Vec<Hash>> {
+    // TODO: `protocol::chunk_count(size, piece)` pieces; an `AtomicU32` "next piece" shared by
+    // `cores()` threads in `std::thread::scope` (no more threads than pieces). Each thread: one
+    // buffer of `min(piece, size)` bytes; `fetch_add(1, Relaxed)` for its next index until past
+    // the count; `read_exact_at` the piece at `index * piece` (in `u64`), `sha256` it, and keep
+    // `(index, hash)`. `join` every thread (`?` its `io::Result`) and put the hashes in order.
     todo!()
+}
+
+/// The content hash of the first `size` bytes of `file` from its chunk hashes when its chunks are
+/// its blocks, else from its blocks hashed again on every core.
+pub fn content_hash_of(
+    file: &File,
+    size: u64,
+    chunk_size: u32,
+    chunk_hashes: &[Hash],
+) -> io::Result<Hash> {
+    // TODO: `protocol::content_hash` of `chunk_hashes` when `chunk_size == BLOCK_SIZE`; else of
+    // `hash_pieces(file, size, BLOCK_SIZE)`.
+    todo!()
+}
+
+/// The sender's pass over the first `size` bytes of `file`: its content hash and one SHA-256 per
+/// chunk of `chunk_size`, on every core. With the default chunk size (one block) every byte is
+/// hashed once; with another, the blocks are a second pass.
+pub fn hash_file(file: &File, size: u64, chunk_size: u32) -> io::Result<(Hash, Vec<Hash>)> {
+    // TODO: `hash_pieces` for the chunks, then `content_hash_of` with them.
+    todo!()
+}
+
+/// The plain SHA-256 of the first `size` bytes of `file`, as `sha256sum` prints it: one stream,
+/// so one core, read in large pieces. The sender runs it on a thread of its own beside the
+/// transfer when asked (`send --sha256`).
+pub fn sha256_file(file: &File, size: u64) -> io::Result<Hash> {
+    // TODO: one `Sha256`; `read_exact_at` SEQUENTIAL_READ bytes at a time into one buffer,
+    // `update` with each, `finalize`.
+    todo!()
+}
+
+/// A hash as lowercase hexadecimal, as `sha256sum` prints it.
+pub fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum Message {
@@ -55,7 +92,8 @@ enum Message {
     Finish,
 }
 
-/// The receiver's whole-file hash, computed on its own thread as chunks land. Chunks that arrive
+/// The receiver's plain whole-file SHA-256 (`recv --sha256`), computed on its own thread as
+/// chunks land. Chunks that arrive
 /// in order are hashed from memory; any others (held from an earlier transfer, re-sent, or out of
 /// order) are read back from the partial file when their turn comes.
 pub struct WholeHasher {

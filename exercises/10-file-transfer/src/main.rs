@@ -49,6 +49,18 @@ enum Command {
         /// How many times one chunk may fail its check before the transfer is abandoned.
         #[arg(long, default_value_t = 8)]
         max_retries: u32,
+        /// How long the partial file of a failed transfer is kept for a resume, from its last
+        /// write.
+        #[arg(long, default_value = "24h", value_parser = parse::positive_duration)]
+        partial_ttl: Duration,
+        /// How many bytes all partial files in DIR may take together; the oldest kept ones are
+        /// deleted to make room.
+        #[arg(long, default_value = "64GiB", value_parser = parse::size)]
+        partial_budget: u64,
+        /// Also compute each file's plain SHA-256 (as `sha256sum` does), given in the `complete`
+        /// event: one more pass, on one core, beside the transfer.
+        #[arg(long)]
+        sha256: bool,
     },
     /// Send files to a receiver.
     Send {
@@ -58,6 +70,10 @@ enum Command {
         /// The size of each chunk, e.g. `4MiB` (default: 1 MiB, more for very large files).
         #[arg(long, value_parser = parse::size)]
         chunk_size: Option<u64>,
+        /// Also compute each file's plain SHA-256 and print it as `sha256sum` does: one more pass,
+        /// on one core, beside the transfer.
+        #[arg(long)]
+        sha256: bool,
         /// The files to send.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -79,6 +95,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             max_connections,
             frame_timeout,
             max_retries,
+            partial_ttl,
+            partial_budget,
+            sha256,
         } => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -89,6 +108,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 max_connections,
                 frame_timeout,
                 max_retries,
+                partial_ttl,
+                partial_budget,
+                sha256,
             };
             server::run(listener, config, std::io::stdout(), shutdown_on_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -96,13 +118,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Send {
             to,
             chunk_size,
+            sha256,
             files,
         } => {
             let addr = resolve(&to).await?;
             let mut progress = Progress::new(std::io::stderr().is_terminal());
             let mut failed = 0;
             for file in &files {
-                match sender::send_file(addr, file, chunk_size, &mut progress).await {
+                match sender::send_file(addr, file, chunk_size, sha256, &mut progress).await {
                     Ok(report) => progress.finished(&report),
                     Err(e) => {
                         progress.failed();

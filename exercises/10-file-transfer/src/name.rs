@@ -1,7 +1,7 @@
 //! Which file names a receiver accepts: plain names only, so that nothing outside its directory
 //! can ever be named.
 //!
-//! Your task (stage 6; a first version in stage 1): [`check`].
+//! Your task (stage 6; a first version in stage 1): [`check`], and [`to_nfc`] for the sender.
 
 use crate::protocol::MAX_NAME_LEN;
 
@@ -13,10 +13,12 @@ pub const STATE_SUFFIX: &str = ".ft-state";
 
 /// Names Windows reserves for devices, with or without an extension: refused everywhere, so that
 /// a directory received on Linux can be copied to Windows and so that no receiver on Windows
-/// ever opens a device.
-const DEVICES: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+/// ever opens a device. Windows counts the superscript digits of Latin-1 (`¹`, `²`, `³`) as port
+/// numbers too, and keeps `CONIN$` and `CONOUT$` for the console.
+const DEVICES: [&str; 32] = [
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM0", "COM1", "COM2", "COM3", "COM4",
+    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2", "LPT3",
+    "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
 
 /// Why a name is refused.
@@ -43,14 +45,28 @@ pub enum NameError {
     /// Longer than [`MAX_NAME_LEN`] bytes.
     #[error("the name is {0} bytes long, longer than {MAX_NAME_LEN}")]
     TooLong(usize),
+    /// Not in Unicode Normalization Form C: the same name could then arrive in two spellings.
+    #[error("the name {0:?} is not in Unicode NFC (send it as {1:?})")]
+    NotNfc(String, String),
 }
 
 /// Checks that `name` is a plain file name: not empty, `.` or `..`; no `/`, `\` or `:`; no
 /// control character (NUL included); not a device name; no trailing space or dot; not ending in
-/// [`PARTIAL_SUFFIX`] or [`STATE_SUFFIX`]; at most [`MAX_NAME_LEN`] bytes.
+/// [`PARTIAL_SUFFIX`] or [`STATE_SUFFIX`]; at most [`MAX_NAME_LEN`] bytes; in Unicode
+/// Normalization Form C (NFC), so that `café` composed and `cafe` + a combining accent, which
+/// macOS and most people take for one name, can never land as two files.
 pub fn check(name: &str) -> Result<(), NameError> {
     // TODO: one test per rule, in the order of the doc above, each returning its `NameError`.
     // `str::contains(['/', '\\', ':'])`, `char::is_control`, `ends_with([' ', '.'])`; for device
-    // names compare the part before the first `.` with `DEVICES` using `eq_ignore_ascii_case`.
+    // names compare the part before the first `.` (`trim_end`ed) with every one of `DEVICES`
+    // using `eq_ignore_ascii_case`; last, `unicode_normalization::is_nfc` (the error carries
+    // `to_nfc(name)`, the spelling to send instead).
+    todo!()
+}
+
+/// `name` in Unicode Normalization Form C: what a sender sends, whatever spelling its file
+/// system gave it (macOS's HFS+ gives NFD).
+pub fn to_nfc(name: &str) -> String {
+    // TODO: `name.nfc().collect()` (`use unicode_normalization::UnicodeNormalization`).
     todo!()
 }

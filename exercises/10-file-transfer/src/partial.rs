@@ -8,7 +8,8 @@
 //!
 //! Your task: [`Partial::open`] for a fresh file, [`Partial::mark_held`] and [`Partial::finish`]
 //! in stage 1; reading the state file back in `open` (resume) in stage 4; [`Partial::discard`]
-//! in stage 6 (a manifest that lies). The paths and the getters are given.
+//! in stage 6 (a manifest that lies); [`kept`] and [`remove`] in stage 4 (the expiry and the
+//! byte budget of kept partial files). The paths and the getters are given.
 //!
 //! The state file is the manifest's identity (the SHA-256 of its encoding) followed by one bit per
 //! chunk. It is written after each chunk lands but never fsynced: on a resume every chunk it
@@ -20,6 +21,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -46,6 +48,34 @@ pub fn temp_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         dir.join(format!(".{name}{PARTIAL_SUFFIX}")),
         dir.join(format!(".{name}{STATE_SUFFIX}")),
     )
+}
+
+/// A partial file kept in a directory: what the expiry and the byte budget look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The name the file would get (`NAME` of `.NAME.ft-partial`).
+    pub name: String,
+    /// The partial file's length: the size its manifest declared (0 for a state file alone).
+    pub bytes: u64,
+    /// When the partial file or its state was last written, whichever is later.
+    pub modified: SystemTime,
+}
+
+/// Every partial file in `dir` (and every state file left without one), oldest first. Links
+/// are looked at, never followed: a link planted at a temporary name counts for no bytes.
+pub fn kept(dir: &Path) -> io::Result<Vec<Kept>> {
+    // TODO: `fs::read_dir`; keep the entries named `.NAME` + PARTIAL_SUFFIX or STATE_SUFFIX
+    // (`strip_prefix`, `strip_suffix`), grouped by NAME in a `HashMap`. `fs::symlink_metadata`
+    // (never `metadata`, which follows a link): the partial file's `len()` when `is_file()`,
+    // and the later `modified()` of the two. Sort by `modified`.
+    todo!()
+}
+
+/// Removes the partial file of `name` in `dir` and its state (links included, never what they
+/// point to).
+pub fn remove(dir: &Path, name: &str) {
+    // TODO: `fs::remove_file` both `temp_paths`, ignoring errors (one may be gone already).
+    todo!()
 }
 
 impl Partial {

@@ -30,8 +30,12 @@ pub type Hash = [u8; 32];
 /// The size of a frame header: the body length (`u32`) and the type byte.
 pub const HEADER_LEN: usize = 5;
 
-/// The manifest format's version, its first byte.
-pub const VERSION: u8 = 1;
+/// The manifest format's version, its first byte. Version 2: the whole-file hash is the content
+/// hash (version 1 carried the plain SHA-256 of the file).
+pub const VERSION: u8 = 2;
+
+/// The block size of the content hash: Dropbox's published 4 MiB.
+pub const BLOCK_SIZE: u32 = 4 * 1024 * 1024;
 
 /// The smallest chunk size a manifest may declare.
 pub const MIN_CHUNK_SIZE: u32 = 1024;
@@ -40,8 +44,9 @@ pub const MIN_CHUNK_SIZE: u32 = 1024;
 /// connection holds.
 pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 
-/// The chunk size a sender uses unless told otherwise.
-pub const DEFAULT_CHUNK_SIZE: u32 = 1024 * 1024;
+/// The chunk size a sender uses unless told otherwise: the content hash's block, so that every
+/// chunk hash is a block hash too and each byte is hashed once on each side.
+pub const DEFAULT_CHUNK_SIZE: u32 = BLOCK_SIZE;
 
 /// The most chunks one file may have: it bounds the manifest (32 bytes a chunk: 8 MiB).
 pub const MAX_CHUNKS: u32 = 1 << 18;
@@ -138,10 +143,18 @@ pub struct Manifest {
     pub size: u64,
     /// The size of every chunk but the last, which may be shorter.
     pub chunk_size: u32,
-    /// The SHA-256 of the whole file.
+    /// The whole file's content hash (see [`content_hash`]).
     pub file_hash: Hash,
     /// The SHA-256 of each chunk, in order.
     pub chunk_hashes: Vec<Hash>,
+}
+
+/// The content hash of a file from the SHA-256 of each of its [`BLOCK_SIZE`] blocks (the last
+/// one shorter): the SHA-256 of the block hashes one after the other, as Dropbox publishes it.
+/// An empty file has no block, and the SHA-256 of nothing.
+pub fn content_hash(block_hashes: &[Hash]) -> Hash {
+    // TODO: one `Sha256::new()`, `update` with each hash in order, `finalize().into()`.
+    todo!()
 }
 
 /// How many chunks a file of `size` bytes has in chunks of `chunk_size`: none when empty.
@@ -160,6 +173,13 @@ impl Manifest {
     /// Where chunk `index` starts in the file.
     pub fn offset(&self, index: u32) -> u64 {
         // TODO: index times chunk size, in `u64` (a `u32` product overflows past 4 GiB).
+        todo!()
+    }
+
+    /// Whether every chunk is one block of the content hash: its chunk hashes are then the block
+    /// hashes, and the whole-file hash follows from them alone.
+    pub fn chunks_are_blocks(&self) -> bool {
+        // TODO: compare `chunk_size` with BLOCK_SIZE.
         todo!()
     }
 

@@ -39,6 +39,16 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// How many times one chunk may fail its check before the transfer is abandoned.
     pub max_retries: u32,
+    /// How long a partial file left by a failed transfer is kept for a resume, counted from its
+    /// last write; then it is deleted.
+    pub partial_ttl: Duration,
+    /// How many bytes the partial files in `dir` may take together (each counted at its declared
+    /// size), those being received included: the oldest kept ones are deleted to make room for a
+    /// new transfer, and a transfer that still does not fit is refused.
+    pub partial_budget: u64,
+    /// Whether to compute the plain SHA-256 of every file as well (`sha256sum`'s), given in the
+    /// `complete` event: one more pass, on one core, beside the transfer.
+    pub sha256: bool,
 }
 
 /// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
@@ -61,6 +71,20 @@ pub enum TransferError {
     /// Another sender is sending a file of the same name right now.
     #[error("{0:?} is being received from another sender; try again when it is done")]
     Busy(String),
+    /// The partial files would take more than `--partial-budget`, even with every kept one
+    /// deleted.
+    #[error(
+        "no room for a file of {size} bytes: partial files may take {budget} bytes, and \
+         transfers in progress hold {held}"
+    )]
+    NoRoom {
+        /// The declared size.
+        size: u64,
+        /// `--partial-budget`.
+        budget: u64,
+        /// The bytes held by the other transfers in progress.
+        held: u64,
+    },
     /// A chunk index past the end of the file.
     #[error("chunk {index} is beyond the declared size ({chunks} chunks)")]
     ChunkBeyond {
@@ -82,8 +106,8 @@ pub enum TransferError {
     /// A chunk that kept failing its check.
     #[error("chunk {0} failed its SHA-256 check {1} times; giving up")]
     TooManyRetries(u32, u32),
-    /// Every chunk matched its hash but the whole file did not match the manifest's.
-    #[error("the whole file's SHA-256 does not match the manifest (the manifest lies)")]
+    /// The whole file's content hash does not follow from its chunks (the manifest lies).
+    #[error("the whole file's content hash does not match the manifest (the manifest lies)")]
     FileHashMismatch,
     /// No frame within the timeout.
     #[error("no complete frame within {0:?}")]
@@ -118,6 +142,9 @@ pub struct Shared {
     events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
+    /// Held while the partial files are counted and a new one is made, so that two transfers
+    /// starting at once cannot both fit into the last of the budget.
+    room: Mutex<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -135,7 +162,19 @@ impl Shared {
             config,
             events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+            room: Mutex::new(()),
         }
+    }
+
+    /// Deletes the kept partial files (not those being received) last written longer ago than
+    /// `--partial-ttl`, emitting `discarded` for each. Blocking file I/O: the accept loop's sweep
+    /// runs it on `spawn_blocking`.
+    pub fn sweep(&self) -> io::Result<()> {
+        // TODO: hold `room`; for each of `partial::kept(&self.config.dir)?` older than
+        // `partial_ttl` (`SystemTime::now().duration_since(modified)`) whose name is not in
+        // `busy`: `partial::remove` it and emit `{"event": "discarded", "name", "bytes",
+        // "reason": "expired"}`.
+        todo!()
     }
 
     /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
@@ -175,26 +214,38 @@ pub async fn serve(
     // - Stage 1 (one file, a few chunks): `stream.into_split()`, the read half in a `BufReader`
     //   (a chunk then takes a few reads, not hundreds). Read MANIFEST (at most MAX_MANIFEST_LEN),
     //   `Manifest::decode`, `name::check`; `Partial::open` on `spawn_blocking`; `shared.emit`
-    //   `started`; answer ACCEPT with its bitmap; `WholeHasher::spawn`. Then CHUNKs (at most
-    //   4 + chunk_size) until every chunk is held: `write_all_at` its data, `mark_held`,
-    //   `hasher.landed`. Then `hasher.finish()`, `Partial::finish` on `spawn_blocking`, emit
+    //   `started`; answer ACCEPT with its bitmap. Then CHUNKs (at most 4 + chunk_size) until
+    //   every chunk is held: `write_all_at` its data, `mark_held`. Then the content hash:
+    //   `hasher::content_hash_of` on `spawn_blocking` (the chunk hashes when the chunks are
+    //   blocks), compared with `file_hash`; `Partial::finish` on `spawn_blocking`, emit
     //   `complete`, COMPLETE. On an error, emit `failed` and, unless the peer is gone, send an
     //   ERROR frame with its text (at most MAX_ERROR_LEN bytes). Race it all against
     //   `shutdown.cancelled()` in `tokio::select!`; unless shutting down, close gracefully:
     //   `write.shutdown()`, then read and discard until the sender closes (at most LINGER), since
     //   closing with unread bytes sends a reset, which can destroy the answer not read yet.
-    // - Stage 2 (many chunks): verify and write each chunk on `spawn_blocking`, overlapping the
-    //   next read, so hashing stays off the async threads.
+    // - Stage 2 (many chunks): verify and write chunks on the blocking pool, several at once
+    //   (a `JoinSet` and `spawn_blocking`, up to `hasher::cores()` chunks and at most 64 MiB),
+    //   while the next frames are read: read frames in a loop of their own that hands whole
+    //   frames over an `mpsc::channel(1)`, so that a `select!` between "a verdict" and "the next
+    //   frame" never drops a frame read halfway. With `config.sha256`, a `WholeHasher` gets each
+    //   landed chunk (`landed`), and `finish()` gives the `"sha256"` of the `complete` event.
     // - Stage 3 (corruption): hash each chunk before writing it; a mismatch: emit `resent` and
     //   answer RESEND at once (never let a verdict wait for the next frame, which may only come
-    //   after it), at most `max_retries` times per chunk; SENT_ALL: RESEND every chunk missing.
-    // - Stage 4 (resume): nothing here beyond stage 1's ACCEPT: `Partial::open` knows what is
-    //   held; skip a chunk already held.
+    //   after it), at most `max_retries` times per chunk (a copy of a chunk still being checked
+    //   waits for that verdict, so every bad copy counts); SENT_ALL: RESEND every chunk missing
+    //   and not being checked.
+    // - Stage 4 (resume): `Partial::open` knows what is held; skip a chunk already held. Before
+    //   opening, under `shared.room`, make room in `partial_budget` (`partial::kept`): the
+    //   partial files of names in `busy` are never deleted, and if they with the new size do
+    //   not fit, `TransferError::NoRoom`; else delete the others oldest first (`discarded`,
+    //   `"reason": "budget"`) until it fits. The new name's own partial file does not count.
     // - Stage 5 (many senders): claim the name in `shared.busy` before opening the partial file
     //   (a `Claim` guard, whose `Drop` releases it; a name taken is `TransferError::Busy`).
     // - Stage 6 (hostile peers): `--max-size`; each frame under `tokio::time::timeout
     //   (frame_timeout, ..)`; a chunk index past the count (`ChunkBeyond`), a length other than
-    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a whole-file
-    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file.
+    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a content
+    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file
+    //   (when the chunks are blocks, `protocol::content_hash` of the chunk hashes tells before a
+    //   byte is written).
     todo!()
 }

@@ -68,14 +68,18 @@ pub fn choose_chunk_size(size: u64, requested: Option<u64>) -> Result<u32, SendE
 }
 
 /// Sends the file at `path` to the receiver at `addr`, in chunks of `chunk_size` bytes (or a
-/// size chosen for it), reporting progress as it goes.
+/// size chosen for it), reporting progress as it goes. With `sha256`, the plain SHA-256 of the
+/// file is computed too, on a thread of its own from the start, and given in the report.
 pub async fn send_file(
     addr: SocketAddr,
     path: &Path,
     chunk_size: Option<u64>,
+    sha256: bool,
     progress: &mut Progress,
 ) -> Result<SendReport, SendError> {
-    // TODO: the name is `path.file_name()`, checked with `name::check`. Open the file, choose
+    // TODO: the name is `path.file_name()` in NFC (`name::to_nfc`), checked with `name::check`.
+    // With `sha256`, start `hasher::sha256_file` on `spawn_blocking` first and await it at the
+    // end, for `SendReport::sha256`. Open the file, choose
     // the chunk size, `progress.hashing`, then `hasher::hash_file` on `spawn_blocking`. Connect
     // (`set_nodelay(true)`; TCP keepalive with `socket2::SockRef::from(&stream)
     // .set_tcp_keepalive` and KEEPALIVE_IDLE / KEEPALIVE_INTERVAL, so that a receiver that

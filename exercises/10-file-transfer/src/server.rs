@@ -1,6 +1,6 @@
 //! The receiver's server: the shared accept loop serving each sender with its own task.
 //!
-//! Your task (stages 1, 5 and 6): [`run`].
+//! Your task (stages 1, 4, 5 and 6): [`run`].
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub async fn run(
     // accept loop (given, in `plumbing`): `plumbing::accept_loop(&listener,
     // &plumbing::AcceptConfig::new(config.max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
     // holding `REFUSAL` and `serve` runs `receiver::serve`. When it returns (shutdown):
-    // `plumbing::drain(&tracker, config.frame_timeout)`.
+    // `plumbing::drain(&tracker, config.frame_timeout)`. Stage 4: beside it, on the tracker, a
+    // task that calls `Shared::sweep` on `spawn_blocking` at once and then every quarter of
+    // `partial_ttl` (at least 100 ms, at most 60 s: `tokio::time::interval`) until shutdown.
     todo!()
 }

@@ -1,5 +1,5 @@
-//! SHA-256 at the speed of the machine: the sender's two passes in parallel, and the receiver's
-//! whole-file hash on a thread of its own while chunks are still arriving.
+//! SHA-256 at the speed of the machine: chunk and block hashes on every core, and the optional
+//! plain SHA-256 of the whole file on a thread of its own, overlapping the transfer.
 //!
 //! `sha2` picks its SHA-NI (x86) or ARMv8 SHA2 backend at run time when the CPU has one, so no
 //! feature flag is needed for the hardware-accelerated code.
@@ -8,79 +8,116 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::protocol::{Hash, Manifest};
+use crate::protocol::{self, BLOCK_SIZE, Hash, Manifest};
 
-/// How many chunk buffers the sender's pre-pass keeps in flight between its reading thread and its
-/// chunk-hashing thread: enough that neither waits for the other, few enough to bound the memory
-/// (at most this many chunks of at most 16 MiB).
-const PREPASS_BUFFERS: usize = 3;
-
-/// How many bytes of landed chunks may wait for the whole-file hasher: 8 chunks of the default
-/// 1 MiB, fewer of larger ones (at least one), so that what a connection holds stays bounded in
-/// bytes whatever chunk size its manifest declares.
+/// How many bytes of landed chunks may wait for the plain whole-file hasher: 8 MiB, at least one
+/// chunk, so that what a connection holds stays bounded in bytes whatever its chunk size.
 const HASHER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many bytes a plain whole-file hash reads at a time.
+const SEQUENTIAL_READ: usize = 4 * 1024 * 1024;
 
 /// The SHA-256 of a byte slice.
 pub fn sha256(data: &[u8]) -> Hash {
     Sha256::digest(data).into()
 }
 
-/// Hashes the first `size` bytes of `file`: the whole-file hash and one hash per chunk of
-/// `chunk_size`. The file is read once, chunk by chunk, on this thread, which feeds the
-/// whole-file hash; each chunk's buffer then goes to a second thread that hashes the chunk and
-/// hands the buffer back. The two hashes run at once, and the bytes cross from the page cache only
-/// once.
-pub fn hash_file(file: &File, size: u64, chunk_size: u32) -> io::Result<(Hash, Vec<Hash>)> {
-    use std::sync::mpsc::sync_channel;
+/// How many threads hash at once: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
-    let chunks = crate::protocol::chunk_count(size, chunk_size);
-    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(PREPASS_BUFFERS);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PREPASS_BUFFERS);
-    for _ in 0..PREPASS_BUFFERS.min(chunks as usize) {
-        free_tx
-            .send(vec![0u8; chunk_size as usize])
-            .expect("the channel has room for every buffer");
-    }
+/// The SHA-256 of each `piece`-byte piece of the first `size` bytes of `file` (the last piece
+/// shorter), in order, hashed on every core: each thread takes the next piece not yet taken,
+/// reads it with a positioned read and hashes it, so the pieces cost one pass over the bytes in
+/// all and the cores share it whatever their speed.
+pub fn hash_pieces(file: &File, size: u64, piece: u32) -> io::Result<Vec<Hash>> {
+    let count = protocol::chunk_count(size, piece) as u32;
+    let next = AtomicU32::new(0);
+    let threads = cores().min(count as usize).max(1);
+    let mut hashes = vec![[0u8; 32]; count as usize];
     std::thread::scope(|scope| {
-        let chunk_hasher = scope.spawn(move || {
-            let mut hashes = Vec::with_capacity(chunks as usize);
-            for (buf, n) in full_rx {
-                hashes.push(sha256(&buf[..n]));
-                // The reader may have stopped on an error; it no longer needs the buffer.
-                let _ = free_tx.send(buf);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let next = &next;
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; u64::from(piece).min(size) as usize];
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        if index >= count {
+                            return Ok::<_, io::Error>(done);
+                        }
+                        let offset = u64::from(index) * u64::from(piece);
+                        let n = (size - offset).min(u64::from(piece)) as usize;
+                        file.read_exact_at(&mut buf[..n], offset)?;
+                        done.push((index, sha256(&buf[..n])));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let done = worker
+                .join()
+                .map_err(|_| io::Error::other("a hashing thread panicked"))??;
+            for (index, hash) in done {
+                hashes[index as usize] = hash;
             }
-            hashes
-        });
-        let mut whole = Sha256::new();
-        let mut read = || -> io::Result<()> {
-            for i in 0..chunks {
-                let offset = i * u64::from(chunk_size);
-                let n = (size - offset).min(u64::from(chunk_size)) as usize;
-                let mut buf = free_rx
-                    .recv()
-                    .map_err(|_| io::Error::other("the chunk-hashing thread stopped"))?;
-                file.read_exact_at(&mut buf[..n], offset)?;
-                whole.update(&buf[..n]);
-                full_tx
-                    .send((buf, n))
-                    .map_err(|_| io::Error::other("the chunk-hashing thread stopped"))?;
-            }
-            Ok(())
-        };
-        let read = read();
-        // Closing the channel ends the chunk hasher's loop, on success or error alike.
-        drop(full_tx);
-        let hashes = chunk_hasher
-            .join()
-            .map_err(|_| io::Error::other("the chunk-hashing thread panicked"))?;
-        read?;
-        Ok((whole.finalize().into(), hashes))
+        }
+        Ok(hashes)
     })
+}
+
+/// The content hash of the first `size` bytes of `file` from its chunk hashes when its chunks are
+/// its blocks, else from its blocks hashed again on every core.
+pub fn content_hash_of(
+    file: &File,
+    size: u64,
+    chunk_size: u32,
+    chunk_hashes: &[Hash],
+) -> io::Result<Hash> {
+    if chunk_size == BLOCK_SIZE {
+        return Ok(protocol::content_hash(chunk_hashes));
+    }
+    Ok(protocol::content_hash(&hash_pieces(
+        file, size, BLOCK_SIZE,
+    )?))
+}
+
+/// The sender's pass over the first `size` bytes of `file`: its content hash and one SHA-256 per
+/// chunk of `chunk_size`, on every core. With the default chunk size (one block) every byte is
+/// hashed once; with another, the blocks are a second pass.
+pub fn hash_file(file: &File, size: u64, chunk_size: u32) -> io::Result<(Hash, Vec<Hash>)> {
+    let chunks = hash_pieces(file, size, chunk_size)?;
+    let whole = content_hash_of(file, size, chunk_size, &chunks)?;
+    Ok((whole, chunks))
+}
+
+/// The plain SHA-256 of the first `size` bytes of `file`, as `sha256sum` prints it: one stream,
+/// so one core, read in large pieces. The sender runs it on a thread of its own beside the
+/// transfer when asked (`send --sha256`).
+pub fn sha256_file(file: &File, size: u64) -> io::Result<Hash> {
+    let mut whole = Sha256::new();
+    let mut buf = vec![0u8; SEQUENTIAL_READ.min(size as usize)];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = (size - offset).min(SEQUENTIAL_READ as u64) as usize;
+        file.read_exact_at(&mut buf[..n], offset)?;
+        whole.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(whole.finalize().into())
+}
+
+/// A hash as lowercase hexadecimal, as `sha256sum` prints it.
+pub fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum Message {
@@ -90,7 +127,8 @@ enum Message {
     Finish,
 }
 
-/// The receiver's whole-file hash, computed on its own thread as chunks land. Chunks that arrive
+/// The receiver's plain whole-file SHA-256 (`recv --sha256`), computed on its own thread as
+/// chunks land. Chunks that arrive
 /// in order are hashed from memory; any others (held from an earlier transfer, re-sent, or out of
 /// order) are read back from the partial file when their turn comes.
 pub struct WholeHasher {
@@ -173,15 +211,32 @@ mod tests {
         let data = sample();
         let mut file = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut file, &data).unwrap();
-        // Fewer chunks than buffers in flight, more, one, and a last chunk that is short.
-        for chunk_size in [4096u32, 1000, 10_000, 20_000] {
+        // Fewer chunks than cores, more, one, and a last chunk that is short; one block.
+        for chunk_size in [4096u32, 1000, 10_000, 20_000, BLOCK_SIZE] {
             let (whole, chunks) = hash_file(&file, data.len() as u64, chunk_size).unwrap();
-            assert_eq!(whole, sha256(&data), "chunks of {chunk_size}");
+            assert_eq!(whole, sha256(&sha256(&data)), "chunks of {chunk_size}");
             let expected: Vec<Hash> = data.chunks(chunk_size as usize).map(sha256).collect();
             assert_eq!(chunks, expected, "chunks of {chunk_size}");
         }
         let (whole, chunks) = hash_file(&file, 0, 4096).unwrap();
         assert_eq!((whole, chunks), (sha256(b""), vec![]), "an empty file");
+        assert_eq!(
+            sha256_file(&file, data.len() as u64).unwrap(),
+            sha256(&data)
+        );
+    }
+
+    #[test]
+    fn the_content_hash_spans_blocks() {
+        let block = BLOCK_SIZE as usize;
+        let data: Vec<u8> = (0..2 * block + 5).map(|i| (i % 253) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &data).unwrap();
+        let blocks: Vec<u8> = data.chunks(block).flat_map(sha256).collect();
+        for chunk_size in [1 << 20, BLOCK_SIZE, 3 << 20] {
+            let (whole, _) = hash_file(&file, data.len() as u64, chunk_size).unwrap();
+            assert_eq!(whole, sha256(&blocks), "chunks of {chunk_size}");
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! Which file names a receiver accepts: plain names only, so that nothing outside its directory
 //! can ever be named.
 
+use unicode_normalization::{UnicodeNormalization, is_nfc};
+
 use crate::protocol::MAX_NAME_LEN;
 
 /// The suffix of a file being received (`.NAME.ft-partial`).
@@ -11,10 +13,12 @@ pub const STATE_SUFFIX: &str = ".ft-state";
 
 /// Names Windows reserves for devices, with or without an extension: refused everywhere, so that
 /// a directory received on Linux can be copied to Windows and so that no receiver on Windows
-/// ever opens a device.
-const DEVICES: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+/// ever opens a device. Windows counts the superscript digits of Latin-1 (`¹`, `²`, `³`) as port
+/// numbers too, and keeps `CONIN$` and `CONOUT$` for the console.
+const DEVICES: [&str; 32] = [
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM0", "COM1", "COM2", "COM3", "COM4",
+    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2", "LPT3",
+    "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
 
 /// Why a name is refused.
@@ -41,11 +45,16 @@ pub enum NameError {
     /// Longer than [`MAX_NAME_LEN`] bytes.
     #[error("the name is {0} bytes long, longer than {MAX_NAME_LEN}")]
     TooLong(usize),
+    /// Not in Unicode Normalization Form C: the same name could then arrive in two spellings.
+    #[error("the name {0:?} is not in Unicode NFC (send it as {1:?})")]
+    NotNfc(String, String),
 }
 
 /// Checks that `name` is a plain file name: not empty, `.` or `..`; no `/`, `\` or `:`; no
 /// control character (NUL included); not a device name; no trailing space or dot; not ending in
-/// [`PARTIAL_SUFFIX`] or [`STATE_SUFFIX`]; at most [`MAX_NAME_LEN`] bytes.
+/// [`PARTIAL_SUFFIX`] or [`STATE_SUFFIX`]; at most [`MAX_NAME_LEN`] bytes; in Unicode
+/// Normalization Form C (NFC), so that `café` composed and `cafe` + a combining accent, which
+/// macOS and most people take for one name, can never land as two files.
 pub fn check(name: &str) -> Result<(), NameError> {
     let owned = || name.to_owned();
     if name.len() > MAX_NAME_LEN {
@@ -64,13 +73,23 @@ pub fn check(name: &str) -> Result<(), NameError> {
         return Err(NameError::TrailingDot(owned()));
     }
     let stem = name.split('.').next().unwrap_or(name).trim_end();
+    // Windows folds case for the ASCII letters of a device name; the superscripts have no case.
     if DEVICES.iter().any(|d| d.eq_ignore_ascii_case(stem)) {
         return Err(NameError::Device(owned()));
     }
     if name.ends_with(PARTIAL_SUFFIX) || name.ends_with(STATE_SUFFIX) {
         return Err(NameError::Reserved(owned()));
     }
+    if !is_nfc(name) {
+        return Err(NameError::NotNfc(owned(), to_nfc(name)));
+    }
     Ok(())
+}
+
+/// `name` in Unicode Normalization Form C: what a sender sends, whatever spelling its file
+/// system gave it (macOS's HFS+ gives NFD).
+pub fn to_nfc(name: &str) -> String {
+    name.nfc().collect()
 }
 
 #[cfg(test)]
@@ -87,6 +106,9 @@ mod tests {
             "café",
             "..x",
             "CONFIG.sys",
+            "COM10",
+            "CONSOLE",
+            "LPT⁴",
         ] {
             assert_eq!(check(name), Ok(()), "{name}");
         }
@@ -108,6 +130,12 @@ mod tests {
             "CON",
             "nul.txt",
             "Lpt1.log",
+            "COM¹",
+            "lpt².txt",
+            "CONIN$",
+            "conout$.log",
+            "com0",
+            "cafe\u{301}",
             "x.",
             "x ",
             "y.ft-partial",

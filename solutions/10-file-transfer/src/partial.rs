@@ -11,11 +11,13 @@
 //! claims is read back and hashed again, so a state file that got ahead of the data after a crash
 //! costs a re-send, never a corrupt file.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -42,6 +44,69 @@ pub fn temp_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         dir.join(format!(".{name}{PARTIAL_SUFFIX}")),
         dir.join(format!(".{name}{STATE_SUFFIX}")),
     )
+}
+
+/// A partial file kept in a directory: what the expiry and the byte budget look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The name the file would get (`NAME` of `.NAME.ft-partial`).
+    pub name: String,
+    /// The partial file's length: the size its manifest declared (0 for a state file alone).
+    pub bytes: u64,
+    /// When the partial file or its state was last written, whichever is later.
+    pub modified: SystemTime,
+}
+
+/// Every partial file in `dir` (and every state file left without one), oldest first. Links
+/// are looked at, never followed: a link planted at a temporary name counts for no bytes.
+pub fn kept(dir: &Path) -> io::Result<Vec<Kept>> {
+    let mut found: HashMap<String, Kept> = HashMap::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(rest) = file_name.strip_prefix('.') else {
+            continue;
+        };
+        let (name, is_partial) = match (
+            rest.strip_suffix(PARTIAL_SUFFIX),
+            rest.strip_suffix(STATE_SUFFIX),
+        ) {
+            (Some(name), _) => (name, true),
+            (None, Some(name)) => (name, false),
+            (None, None) => continue,
+        };
+        // Removed by another connection since the listing: nothing to count.
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        let bytes = if is_partial && meta.is_file() {
+            meta.len()
+        } else {
+            0
+        };
+        let modified = meta.modified()?;
+        let k = found.entry(name.to_owned()).or_insert_with(|| Kept {
+            name: name.to_owned(),
+            bytes: 0,
+            modified,
+        });
+        k.bytes += bytes;
+        k.modified = k.modified.max(modified);
+    }
+    let mut found: Vec<Kept> = found.into_values().collect();
+    found.sort_by_key(|k| k.modified);
+    Ok(found)
+}
+
+/// Removes the partial file of `name` in `dir` and its state (links included, never what they
+/// point to).
+pub fn remove(dir: &Path, name: &str) {
+    let (partial, state) = temp_paths(dir, name);
+    let _ = fs::remove_file(partial);
+    let _ = fs::remove_file(state);
 }
 
 /// Opens the temporary file at `path` to pick up where an earlier transfer left it, if it is a

@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::protocol::Hash;
+
 /// How a file was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendReport {
@@ -21,6 +23,8 @@ pub struct SendReport {
     pub sent: u32,
     /// How many of those were re-sends the receiver asked for.
     pub resent: u32,
+    /// The plain SHA-256 of the file, when asked for (`send --sha256`).
+    pub sha256: Option<Hash>,
     /// From opening the file to the receiver's COMPLETE.
     pub elapsed: Duration,
 }
@@ -121,6 +125,10 @@ impl Progress {
     pub fn finished(&mut self, report: &SendReport) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if let Some(hash) = &report.sha256 {
+            // `sha256sum`'s format, so that `sha256sum -c` can check the received copy.
+            println!("{}  {}", crate::hasher::hex(hash), report.name);
         }
         let secs = report.elapsed.as_secs_f64().max(1e-9);
         println!(

@@ -6,21 +6,22 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::frame::{self, FrameError};
-use crate::hasher::{WholeHasher, sha256};
+use crate::hasher::{self, WholeHasher, sha256};
 use crate::name::{self, NameError};
-use crate::partial::Partial;
+use crate::partial::{self, Kept, Partial};
 use crate::protocol::{self, Kind, MAX_MANIFEST_LEN, Manifest, ProtocolError};
 
 /// How a receiver behaves.
@@ -36,6 +37,16 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// How many times one chunk may fail its check before the transfer is abandoned.
     pub max_retries: u32,
+    /// How long a partial file left by a failed transfer is kept for a resume, counted from its
+    /// last write; then it is deleted.
+    pub partial_ttl: Duration,
+    /// How many bytes the partial files in `dir` may take together (each counted at its declared
+    /// size), those being received included: the oldest kept ones are deleted to make room for a
+    /// new transfer, and a transfer that still does not fit is refused.
+    pub partial_budget: u64,
+    /// Whether to compute the plain SHA-256 of every file as well (`sha256sum`'s), given in the
+    /// `complete` event: one more pass, on one core, beside the transfer.
+    pub sha256: bool,
 }
 
 /// Why a transfer was refused or failed. The message is sent to the sender in an ERROR frame.
@@ -58,6 +69,20 @@ pub enum TransferError {
     /// Another sender is sending a file of the same name right now.
     #[error("{0:?} is being received from another sender; try again when it is done")]
     Busy(String),
+    /// The partial files would take more than `--partial-budget`, even with every kept one
+    /// deleted.
+    #[error(
+        "no room for a file of {size} bytes: partial files may take {budget} bytes, and \
+         transfers in progress hold {held}"
+    )]
+    NoRoom {
+        /// The declared size.
+        size: u64,
+        /// `--partial-budget`.
+        budget: u64,
+        /// The bytes held by the other transfers in progress.
+        held: u64,
+    },
     /// A chunk index past the end of the file.
     #[error("chunk {index} is beyond the declared size ({chunks} chunks)")]
     ChunkBeyond {
@@ -79,8 +104,8 @@ pub enum TransferError {
     /// A chunk that kept failing its check.
     #[error("chunk {0} failed its SHA-256 check {1} times; giving up")]
     TooManyRetries(u32, u32),
-    /// Every chunk matched its hash but the whole file did not match the manifest's.
-    #[error("the whole file's SHA-256 does not match the manifest (the manifest lies)")]
+    /// The whole file's content hash does not follow from its chunks (the manifest lies).
+    #[error("the whole file's content hash does not match the manifest (the manifest lies)")]
     FileHashMismatch,
     /// No frame within the timeout.
     #[error("no complete frame within {0:?}")]
@@ -115,6 +140,9 @@ pub struct Shared {
     events: Mutex<Box<dyn Write + Send>>,
     /// Names with a transfer in progress: two senders must never write one partial file.
     busy: Mutex<HashSet<String>>,
+    /// Held while the partial files are counted and a new one is made, so that two transfers
+    /// starting at once cannot both fit into the last of the budget.
+    room: Mutex<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -132,7 +160,66 @@ impl Shared {
             config,
             events: Mutex::new(Box::new(events)),
             busy: Mutex::new(HashSet::new()),
+            room: Mutex::new(()),
         }
+    }
+
+    /// Deletes the kept partial files (not those being received) last written longer ago than
+    /// `--partial-ttl`, emitting `discarded` for each. Blocking file I/O: the accept loop's sweep
+    /// runs it on `spawn_blocking`.
+    pub fn sweep(&self) -> io::Result<()> {
+        let _room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        for kept in partial::kept(&self.config.dir)? {
+            let age = now.duration_since(kept.modified).unwrap_or_default();
+            if age > self.config.partial_ttl && !self.is_busy(&kept.name) {
+                self.discard(&kept, "expired");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes room in the budget for a partial file of `size` bytes for `name`, deleting kept
+    /// partial files oldest first; `name`'s own does not count, since it is reused or replaced.
+    /// Call with `room` held.
+    fn make_room(&self, name: &str, size: u64) -> Result<(), TransferError> {
+        let budget = self.config.partial_budget;
+        let kept = partial::kept(&self.config.dir).map_err(TransferError::Disk)?;
+        let (busy, idle): (Vec<Kept>, Vec<Kept>) = kept
+            .into_iter()
+            .filter(|k| k.name != name)
+            .partition(|k| self.is_busy(&k.name));
+        let held: u64 = busy.iter().map(|k| k.bytes).sum();
+        if held.saturating_add(size) > budget {
+            return Err(TransferError::NoRoom { size, budget, held });
+        }
+        let mut taken = held + idle.iter().map(|k| k.bytes).sum::<u64>();
+        // Oldest first: the least likely to be resumed.
+        for k in &idle {
+            if taken.saturating_add(size) <= budget {
+                break;
+            }
+            self.discard(k, "budget");
+            taken -= k.bytes;
+        }
+        Ok(())
+    }
+
+    fn is_busy(&self, name: &str) -> bool {
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.contains(name)
+    }
+
+    fn discard(&self, kept: &Kept, reason: &str) {
+        partial::remove(&self.config.dir, &kept.name);
+        info!(
+            name = kept.name,
+            bytes = kept.bytes,
+            "partial file deleted ({reason})"
+        );
+        self.emit(json!({
+            "event": "discarded", "name": kept.name, "bytes": kept.bytes, "reason": reason,
+        }));
     }
 
     /// Writes one event as a JSON line, where tests and scripts watch for it. A failed write
@@ -230,20 +317,28 @@ async fn next_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// A chunk being verified and written on the blocking pool: its index, and whether it passed.
-type Pending = (u32, JoinHandle<io::Result<(bool, Bytes)>>);
+/// A chunk verified and written on the blocking pool: its index, whether it passed, its bytes.
+type Verdict = (u32, io::Result<(bool, Bytes)>);
+
+/// How many bytes of chunks may be verified at once on one connection: one chunk per core, but no
+/// more than this, so that a connection's memory stays bounded whatever the machine.
+const VERIFYING_BYTES: usize = 64 * 1024 * 1024;
 
 async fn receive<R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     name_out: &mut Option<String>,
 ) -> Result<(), TransferError> {
     let (manifest, mut partial, _claim) = handshake(read, write, shared, name_out).await?;
     let resumed = partial.held_count();
-    let hasher = WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec());
-    let resent = receive_chunks(read, write, shared, &manifest, &mut partial, &hasher).await?;
-    finish(write, shared, manifest, partial, hasher, resumed, resent).await
+    let plain = shared
+        .config
+        .sha256
+        .then(|| WholeHasher::spawn(&manifest, partial.file(), partial.held().to_vec()));
+    let resent =
+        receive_chunks(read, write, shared, &manifest, &mut partial, plain.as_ref()).await?;
+    finish(write, shared, manifest, partial, plain, resumed, resent).await
 }
 
 /// MANIFEST in, checked; the name claimed; the partial file opened (a resume reads its state);
@@ -251,7 +346,7 @@ async fn receive<R: AsyncRead + Unpin>(
 async fn handshake<'a, R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     name_out: &mut Option<String>,
 ) -> Result<(Arc<Manifest>, Partial, Claim<'a>), TransferError> {
     let config = &shared.config;
@@ -272,14 +367,25 @@ async fn handshake<'a, R: AsyncRead + Unpin>(
             max: config.max_size,
         });
     }
+    // With chunks of one block, the chunk hashes are the block hashes: a whole-file hash that
+    // does not follow from them is a lie seen before a byte is written.
+    if manifest.chunks_are_blocks()
+        && protocol::content_hash(&manifest.chunk_hashes) != manifest.file_hash
+    {
+        return Err(TransferError::FileHashMismatch);
+    }
     let claim = claim(shared, &manifest.name)?;
     let manifest = Arc::new(manifest);
     let partial = {
         let (dir, manifest) = (config.dir.clone(), Arc::clone(&manifest));
-        tokio::task::spawn_blocking(move || Partial::open(&dir, &manifest))
-            .await
-            .map_err(|e| TransferError::Disk(io::Error::other(e)))?
-            .map_err(TransferError::Disk)?
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || {
+            let _room = shared.room.lock().unwrap_or_else(|p| p.into_inner());
+            shared.make_room(&manifest.name, manifest.size)?;
+            Partial::open(&dir, &manifest).map_err(TransferError::Disk)
+        })
+        .await
+        .map_err(|e| TransferError::Disk(io::Error::other(e)))??
     };
     shared.emit(json!({
         "event": "started", "name": manifest.name, "size": manifest.size,
@@ -293,124 +399,212 @@ async fn handshake<'a, R: AsyncRead + Unpin>(
     Ok((manifest, partial, claim))
 }
 
-/// CHUNKs until every chunk is held, each verified and written while the next is read; RESEND
-/// for a chunk that failed its check, and for every one missing at SENT_ALL. Returns how many
-/// were asked for again.
+/// CHUNKs until every chunk is held, verified and written on the blocking pool (one per core at
+/// once) while the next are read; RESEND for a chunk that failed its check, and for every one
+/// missing at SENT_ALL. Returns how many were asked for again.
 async fn receive_chunks<R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
     shared: &Shared,
     manifest: &Arc<Manifest>,
     partial: &mut Partial,
-    hasher: &WholeHasher,
+    plain: Option<&WholeHasher>,
 ) -> Result<u32, TransferError> {
     let config = &shared.config;
-    let chunks = manifest.chunks();
-    let mut retries = vec![0u32; chunks as usize];
-    let mut resent = 0u32;
-    let mut pending: Option<Pending> = None;
     let max_body = 4 + manifest.chunk_size as usize;
-    while partial.held_count() < chunks {
-        let next = next_frame(
-            read,
-            config,
-            |kind| {
-                if kind == Kind::Chunk { max_body } else { 0 }
-            },
-        );
-        tokio::pin!(next);
-        let mut frame = None;
-        // Verifying one chunk overlaps with reading the next. Whichever ends first, the verdict
-        // is acted on at once: a RESEND must not wait for a frame that may only come after it,
-        // and a chunk that arrived whole before the connection broke still counts.
-        if let Some((index, mut job)) = pending.take() {
-            let verdict = tokio::select! {
-                verdict = &mut job => verdict,
-                read = &mut next => {
-                    frame = Some(read);
-                    job.await
-                }
-            };
-            let (ok, data) = verdict
-                .map_err(|e| TransferError::Disk(io::Error::other(e)))?
-                .map_err(TransferError::Disk)?;
-            if ok {
-                partial.mark_held(index).map_err(TransferError::Disk)?;
-                hasher.landed(index, data).await;
-            } else {
-                debug!(index, "chunk failed its check; asking again");
-                shared.emit(json!({"event": "resent", "name": manifest.name, "chunk": index}));
-                ask_again(write, &mut retries, index, config.max_retries).await?;
-                resent += 1;
-            }
-            if partial.held_count() == chunks {
+    // Frames are read on their own and handed over whole: `select!` below may stop waiting for
+    // the next frame when a verdict comes first, and a frame read halfway must not be lost.
+    let (tx, mut rx) = mpsc::channel(1);
+    let reader = async {
+        loop {
+            let frame = next_frame(
+                read,
+                config,
+                |kind| {
+                    if kind == Kind::Chunk { max_body } else { 0 }
+                },
+            )
+            .await;
+            let failed = frame.is_err();
+            if tx.send(frame).await.is_err() || failed {
                 break;
             }
         }
-        let frame = match frame {
-            Some(frame) => frame,
-            None => next.await,
+        std::future::pending().await
+    };
+    let verify = async {
+        let chunks = manifest.chunks();
+        let at_once = hasher::cores()
+            .min(VERIFYING_BYTES / manifest.chunk_size as usize)
+            .max(1);
+        let mut jobs: JoinSet<Verdict> = JoinSet::new();
+        let mut state = Verifying {
+            shared,
+            manifest,
+            verifying: vec![false; chunks as usize],
+            retries: vec![0u32; chunks as usize],
+            resent: 0,
         };
-        let (kind, body) = frame?;
-        match kind {
-            Kind::Chunk => {
-                let index = protocol::decode_index(Kind::Chunk, &body[..body.len().min(4)])
-                    .map_err(ProtocolError::into_transfer)?;
-                if index >= chunks {
-                    return Err(TransferError::ChunkBeyond { index, chunks });
+        while partial.held_count() < chunks {
+            // A verdict is acted on at once: a RESEND must not wait for a frame that may only
+            // come after it.
+            tokio::select! {
+                biased;
+                Some(done) = jobs.join_next(), if !jobs.is_empty() => {
+                    settle(done, &mut state, partial, plain, write).await?;
                 }
-                let expected = manifest.chunk_len(index);
-                if body.len() - 4 != expected {
-                    return Err(TransferError::ChunkLength {
-                        index,
-                        expected,
-                        got: body.len() - 4,
-                    });
-                }
-                if partial.held()[index as usize] {
-                    continue;
-                }
-                let (file, manifest) = (partial.file(), Arc::clone(manifest));
-                let data = Bytes::from(body).slice(4..);
-                pending = Some((
-                    index,
-                    tokio::task::spawn_blocking(move || {
-                        if sha256(&data) != manifest.chunk_hashes[index as usize] {
-                            return Ok((false, data));
+                frame = rx.recv(), if jobs.len() < at_once => {
+                    let frame = frame.unwrap_or(Err(TransferError::Frame(FrameError::Closed)));
+                    let (kind, body) = match frame {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            // A chunk that arrived whole before the connection broke still
+                            // counts.
+                            while let Some(Ok((index, Ok((true, _))))) = jobs.join_next().await {
+                                partial.mark_held(index).map_err(TransferError::Disk)?;
+                            }
+                            return Err(e);
                         }
-                        use std::os::unix::fs::FileExt;
-                        file.write_all_at(&data, manifest.offset(index))?;
-                        Ok((true, data))
-                    }),
-                ));
-            }
-            Kind::SentAll => {
-                for index in 0..chunks {
-                    let waiting = pending.as_ref().is_some_and(|(p, _)| *p == index);
-                    if !partial.held()[index as usize] && !waiting {
-                        ask_again(write, &mut retries, index, config.max_retries).await?;
+                    };
+                    match kind {
+                        Kind::Chunk => {
+                            let index = protocol::decode_index(Kind::Chunk, &body[..body.len().min(4)])
+                                .map_err(ProtocolError::into_transfer)?;
+                            if index >= chunks {
+                                return Err(TransferError::ChunkBeyond { index, chunks });
+                            }
+                            let expected = manifest.chunk_len(index);
+                            if body.len() - 4 != expected {
+                                return Err(TransferError::ChunkLength {
+                                    index,
+                                    expected,
+                                    got: body.len() - 4,
+                                });
+                            }
+                            // The same chunk again while its first copy is checked: wait for that
+                            // verdict, so that each copy that fails counts against the retries.
+                            while state.verifying[index as usize] {
+                                match jobs.join_next().await {
+                                    Some(done) => settle(done, &mut state, partial, plain, write).await?,
+                                    None => break,
+                                }
+                            }
+                            if partial.held()[index as usize] {
+                                continue;
+                            }
+                            state.verifying[index as usize] = true;
+                            let (file, manifest) = (partial.file(), Arc::clone(manifest));
+                            let data = Bytes::from(body).slice(4..);
+                            jobs.spawn_blocking(move || (index, check_and_write(&file, &manifest, index, data)));
+                        }
+                        Kind::SentAll => {
+                            for index in 0..chunks {
+                                let i = index as usize;
+                                if !partial.held()[i] && !state.verifying[i] {
+                                    ask_again(write, &mut state.retries, index, config.max_retries).await?;
+                                }
+                            }
+                        }
+                        other => return Err(ProtocolError::Unexpected(other).into_transfer()),
                     }
                 }
             }
-            other => return Err(ProtocolError::Unexpected(other).into_transfer()),
         }
+        Ok(state.resent)
+    };
+    tokio::select! {
+        never = reader => never,
+        result = verify => result,
     }
-    Ok(resent)
 }
 
-/// The whole file's hash checked against the manifest; the partial file renamed into place (or
-/// discarded when the manifest lied); `complete`; COMPLETE out.
+/// What the chunk loop knows besides the partial file: which chunks are being checked, and how
+/// often each was asked for again.
+struct Verifying<'a> {
+    shared: &'a Shared,
+    manifest: &'a Manifest,
+    verifying: Vec<bool>,
+    retries: Vec<u32>,
+    resent: u32,
+}
+
+/// Acts on one chunk's verdict: held (and handed to the plain hasher), or asked for again.
+async fn settle(
+    done: Result<Verdict, tokio::task::JoinError>,
+    state: &mut Verifying<'_>,
+    partial: &mut Partial,
+    plain: Option<&WholeHasher>,
+    write: &mut OwnedWriteHalf,
+) -> Result<(), TransferError> {
+    let (index, verdict) = done.map_err(|e| TransferError::Disk(io::Error::other(e)))?;
+    state.verifying[index as usize] = false;
+    let (ok, data) = verdict.map_err(TransferError::Disk)?;
+    if ok {
+        partial.mark_held(index).map_err(TransferError::Disk)?;
+        if let Some(plain) = plain {
+            plain.landed(index, data).await;
+        }
+        return Ok(());
+    }
+    debug!(index, "chunk failed its check; asking again");
+    let name = &state.manifest.name;
+    state
+        .shared
+        .emit(json!({"event": "resent", "name": name, "chunk": index}));
+    let max_retries = state.shared.config.max_retries;
+    ask_again(write, &mut state.retries, index, max_retries).await?;
+    state.resent += 1;
+    Ok(())
+}
+
+/// Checks chunk `index` against its hash and, if it passes, writes it into place: on the blocking
+/// pool, never on the runtime's threads.
+fn check_and_write(
+    file: &std::fs::File,
+    manifest: &Manifest,
+    index: u32,
+    data: Bytes,
+) -> io::Result<(bool, Bytes)> {
+    use std::os::unix::fs::FileExt;
+    if sha256(&data) != manifest.chunk_hashes[index as usize] {
+        return Ok((false, data));
+    }
+    file.write_all_at(&data, manifest.offset(index))?;
+    Ok((true, data))
+}
+
+/// The whole file's content hash checked against the manifest (from the chunk hashes when the
+/// chunks are its blocks, else the blocks read back and hashed on every core); the partial file
+/// renamed into place (or discarded when the manifest lied); `complete`, with the plain SHA-256
+/// when `--sha256` asked for it; COMPLETE out.
 async fn finish(
     write: &mut OwnedWriteHalf,
     shared: &Shared,
     manifest: Arc<Manifest>,
     partial: Partial,
-    hasher: WholeHasher,
+    plain: Option<WholeHasher>,
     resumed: u32,
     resent: u32,
 ) -> Result<(), TransferError> {
     let chunks = manifest.chunks();
-    let whole = hasher.finish().await.map_err(TransferError::Disk)?;
+    let whole = {
+        let (file, manifest) = (partial.file(), Arc::clone(&manifest));
+        tokio::task::spawn_blocking(move || {
+            hasher::content_hash_of(
+                &file,
+                manifest.size,
+                manifest.chunk_size,
+                &manifest.chunk_hashes,
+            )
+        })
+        .await
+        .map_err(|e| TransferError::Disk(io::Error::other(e)))?
+        .map_err(TransferError::Disk)?
+    };
+    let sha256 = match plain {
+        Some(plain) => Some(plain.finish().await.map_err(TransferError::Disk)?),
+        None => None,
+    };
     if whole != manifest.file_hash {
         tokio::task::spawn_blocking(move || partial.discard())
             .await
@@ -422,10 +616,14 @@ async fn finish(
         .map_err(|e| TransferError::Disk(io::Error::other(e)))?
         .map_err(TransferError::Disk)?;
     info!(name = %manifest.name, size = manifest.size, "received");
-    shared.emit(json!({
+    let mut event = json!({
         "event": "complete", "name": manifest.name, "size": manifest.size, "chunks": chunks,
         "received": chunks - resumed, "resent": resent,
-    }));
+    });
+    if let Some(hash) = sha256 {
+        event["sha256"] = hasher::hex(&hash).into();
+    }
+    shared.emit(event);
     frame::write_frame(write, Kind::Complete, &[])
         .await
         .map_err(FrameError::from)?;

@@ -122,21 +122,40 @@ async fn read_replies(
 }
 
 /// Sends the file at `path` to the receiver at `addr`, in chunks of `chunk_size` bytes (or a
-/// size chosen for it), reporting progress as it goes.
+/// size chosen for it), reporting progress as it goes. With `sha256`, the plain SHA-256 of the
+/// file is computed too, on a thread of its own from the start, and given in the report.
 pub async fn send_file(
     addr: SocketAddr,
     path: &Path,
     chunk_size: Option<u64>,
+    sha256: bool,
     progress: &mut Progress,
 ) -> Result<SendReport, SendError> {
     let started = Instant::now();
-    let (file, manifest) = prepare(path, chunk_size, progress).await?;
+    let file = Arc::new(File::open(path).map_err(SendError::Local)?);
+    // One stream, one core: started first, it overlaps the chunk hashes and the transfer.
+    let plain = sha256.then(|| {
+        let file = Arc::clone(&file);
+        tokio::task::spawn_blocking(move || {
+            let size = file.metadata()?.len();
+            hasher::sha256_file(&file, size)
+        })
+    });
+    let manifest = prepare(path, &file, chunk_size, progress).await?;
     debug!(name = manifest.name, elapsed = ?started.elapsed(), "hashed");
     let (mut read, mut write) = connect(addr).await?.into_split();
     let held = handshake(&mut read, &mut write, &manifest).await?;
     let chunks = manifest.chunks();
     let held_count = held.iter().filter(|&&h| h).count() as u32;
     let (sent, resent) = send_chunks(read, write, &file, &manifest, &held, progress).await?;
+    let sha256 = match plain {
+        Some(job) => Some(
+            job.await
+                .map_err(|e| SendError::Local(io::Error::other(e)))?
+                .map_err(SendError::Local)?,
+        ),
+        None => None,
+    };
     debug!(name = manifest.name, elapsed = ?started.elapsed(), "complete");
     Ok(SendReport {
         name: manifest.name,
@@ -145,44 +164,44 @@ pub async fn send_file(
         held: held_count,
         sent,
         resent,
+        sha256,
         elapsed: started.elapsed(),
     })
 }
 
-/// The file opened, its name checked, its chunk size chosen, and both hash passes made: its
+/// The file's name checked, its chunk size chosen, and its hashes computed on every core: its
 /// manifest.
 async fn prepare(
     path: &Path,
+    file: &Arc<File>,
     chunk_size: Option<u64>,
     progress: &mut Progress,
-) -> Result<(Arc<File>, Manifest), SendError> {
+) -> Result<Manifest, SendError> {
+    // One spelling on the wire: the name in NFC, whichever form the file system gave.
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| NameError::NotAName(path.display().to_string()))?
-        .to_owned();
+        .map(name::to_nfc)
+        .ok_or_else(|| NameError::NotAName(path.display().to_string()))?;
     name::check(&name)?;
-    let file = File::open(path).map_err(SendError::Local)?;
     let size = file.metadata().map_err(SendError::Local)?.len();
     let chunk_size = choose_chunk_size(size, chunk_size)?;
-    let file = Arc::new(file);
 
     progress.hashing(&name, size);
-    let hashed = {
-        let file = Arc::clone(&file);
+    let (file_hash, chunk_hashes) = {
+        let file = Arc::clone(file);
         tokio::task::spawn_blocking(move || hasher::hash_file(&file, size, chunk_size))
             .await
             .map_err(|e| SendError::Local(io::Error::other(e)))?
             .map_err(SendError::Local)?
     };
-    let manifest = Manifest {
+    Ok(Manifest {
         name,
         size,
         chunk_size,
-        file_hash: hashed.0,
-        chunk_hashes: hashed.1,
-    };
-    Ok((file, manifest))
+        file_hash,
+        chunk_hashes,
+    })
 }
 
 /// A connection to the receiver, with keepalive probes.

@@ -2,11 +2,12 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::frame;
 use crate::protocol::Kind;
@@ -14,6 +15,32 @@ use crate::receiver::{self, ServerConfig, Shared};
 
 /// What a sender past `max_connections` is told, in an ERROR frame, before it is disconnected.
 const REFUSAL: &[u8] = b"too many senders at once; try again later";
+
+/// Deletes expired partial files now and then until `shutdown`: at start, then every quarter of
+/// `--partial-ttl` (between 100 ms and a minute), so that none outlives it by much.
+async fn sweep(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let every = (shared.config.partial_ttl / 4).clamp(SWEEP_MIN, SWEEP_MAX);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let shared = Arc::clone(&shared);
+        match tokio::task::spawn_blocking(move || shared.sweep()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("cannot look for expired partial files: {e}"),
+            Err(e) => warn!("the sweep for expired partial files failed: {e}"),
+        }
+    }
+}
+
+/// The shortest time between two sweeps for expired partial files.
+const SWEEP_MIN: Duration = Duration::from_millis(100);
+
+/// The longest time between two sweeps: a day's TTL is kept to within a minute.
+const SWEEP_MAX: Duration = Duration::from_secs(60);
 
 /// Receives files on `listener` into `config.dir` until `shutdown` is cancelled, then waits for
 /// the connections to stop (a transfer cut short keeps its partial file for a later resume).
@@ -30,6 +57,7 @@ pub async fn run(
     let grace = config.frame_timeout;
     let shared = Arc::new(Shared::new(config, events));
     let tracker = TaskTracker::new();
+    tracker.spawn(sweep(Arc::clone(&shared), shutdown.clone()));
     plumbing::accept_loop(
         &listener,
         &accept,
