@@ -35,7 +35,7 @@ fn start(writer: &str, fsync: &str, relp: bool) -> Aggregator {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let out = dir.path().join("bench.log");
     let path = out.to_string_lossy().into_owned();
-    let mut args = vec!["server", "--bind", "127.0.0.1:0", "--out", &path];
+    let mut args = vec!["--out", path.as_str()];
     args.extend(["--format", "raw", "--writer", writer, "--fsync", fsync]);
     if relp {
         args.extend(["--relp-bind", "127.0.0.1:0"]);

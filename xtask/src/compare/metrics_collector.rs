@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Guard, free_port, require, start_theirs, wait_for_port};
-use crate::chart::{Comparison, Row};
+use super::{Guard, free_port, require, start_ours, start_theirs, wait_for_port};
+use crate::chart::{self, Comparison, Distribution, Row};
 use crate::projects::Project;
 use crate::tree::Tree;
 
@@ -58,6 +58,11 @@ pub struct Load {
     /// Distinct series.
     #[arg(long, default_value_t = 1000)]
     series: usize,
+    /// Also measure the latency batching costs (a sample's send to the flush that reports it,
+    /// straight to the collector and through an agent, `--flush 1s`) and draw its
+    /// distribution into FILE.
+    #[arg(long, value_name = "FILE")]
+    latency_svg: Option<PathBuf>,
     /// Extra arguments for the collector (after `--`), e.g. `-- --workers 1`.
     #[arg(last = true)]
     collector_args: Vec<String>,
@@ -120,8 +125,9 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<C
         );
         for (who, m) in [("ours", &ours), (peer, &theirs)] {
             if m.ingested != load.samples {
+                // Lost over UDP; over TCP, not reported within the time allowed.
                 println!(
-                    "{:<14} {who} ingested {} of {} ({:.1}% lost)",
+                    "{:<14} {who} reported {} of {} ({:.1}% missing)",
                     "",
                     m.ingested,
                     load.samples,
@@ -135,6 +141,9 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<C
             ours: ours.rate,
             theirs: theirs.rate,
         });
+    }
+    if let Some(svg) = &load.latency_svg {
+        latency(&binary, &dir, load, svg)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Comparison {
@@ -312,7 +321,15 @@ fn measure_carbon(dir: &Path, load: &Load) -> Result<Measured> {
             .arg(format!("--config={h}/carbon.conf"))
             .args(["--nodaemon", "start"]),
     )?;
-    wait_for_port(line)?;
+    // Python and twisted take a while to start on a loaded machine: up to 30 s.
+    let mut waited = wait_for_port(line);
+    for _ in 0..5 {
+        if waited.is_ok() {
+            break;
+        }
+        waited = wait_for_port(line);
+    }
+    waited.context("carbon-cache did not start listening within 30 s")?;
     let whisper = home.join("storage/whisper/carbon/agents");
     let measured = drive(load, Kind::Graphite, line, guard.0.id(), || {
         metrics_received(&whisper)
@@ -459,4 +476,113 @@ fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Samples sent for the latency distribution, on each path.
+const LATENCY_SAMPLES: usize = 1500;
+
+/// Sends `LATENCY_SAMPLES` counters of distinct names 2 ms apart, straight over TCP and through
+/// an agent (UDP in, default batching), into a collector flushing every second; reads from its
+/// output when each was reported (`flush_ms`) and draws the distributions into `svg`.
+fn latency(binary: &Path, dir: &Path, load: &Load, svg: &Path) -> Result<()> {
+    let out = dir.join("latency.jsonl");
+    let agent_port = free_port()?;
+    let mut collector = Command::new(binary);
+    collector
+        .args(["collector", "--bind", "127.0.0.1:0", "--flush", "1s"])
+        .args(["--agent-bind", &format!("127.0.0.1:{agent_port}"), "--out"])
+        .arg(&out)
+        .args(&load.collector_args);
+    let (_collector, tcp) = start_ours(collector)?;
+    let mut agent = Command::new(binary);
+    agent.args(["agent", "--listen", "127.0.0.1:0", "--to"]);
+    agent.arg(format!("127.0.0.1:{agent_port}"));
+    let (_agent, udp) = start_ours(agent)?;
+    eprintln!("latency: {LATENCY_SAMPLES} samples 2 ms apart on each path, --flush 1s...");
+    let mut stream = TcpStream::connect(tcp)?;
+    let _ = stream.set_nodelay(true);
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let mut sent = Vec::with_capacity(LATENCY_SAMPLES);
+    for k in 0..LATENCY_SAMPLES {
+        sent.push(now_ms());
+        stream.write_all(format!("lat.tcp.{k}:1|c\n").as_bytes())?;
+        socket.send_to(format!("lat.agent.{k}:1|c").as_bytes(), udp)?;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (tcp_ms, agent_ms) = loop {
+        let (tcp_ms, agent_ms) = reported(&out, &sent);
+        let done = tcp_ms.len() == LATENCY_SAMPLES && agent_ms.len() == LATENCY_SAMPLES;
+        if done || Instant::now() > deadline {
+            break (tcp_ms, agent_ms);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (path, values) in [
+        ("straight over TCP", &tcp_ms),
+        ("through an agent", &agent_ms),
+    ] {
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at =
+            |q: f64| sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().max(1) - 1));
+        println!(
+            "latency {path}: {} of {LATENCY_SAMPLES} reported; p50 {:.0} ms, p90 {:.0} ms, \
+             p99 {:.0} ms, max {:.0} ms",
+            values.len(),
+            at(0.5).copied().unwrap_or(f64::NAN),
+            at(0.9).copied().unwrap_or(f64::NAN),
+            at(0.99).copied().unwrap_or(f64::NAN),
+            sorted.last().copied().unwrap_or(f64::NAN),
+        );
+    }
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    chart::draw_cdf(
+        &Distribution {
+            title: "From a sample sent to the flush that reports it (--flush 1s)".into(),
+            unit: "milliseconds".into(),
+            note: format!("cargo xtask {command}, {} (UTC)", chart::today()),
+            series: vec![
+                ("straight to the collector over TCP".into(), tcp_ms),
+                ("through an agent (--batch-wait 100ms)".into(), agent_ms),
+            ],
+        },
+        svg,
+    )?;
+    eprintln!("drew the latency distribution into {}", svg.display());
+    let _ = std::fs::remove_file(&out);
+    Ok(())
+}
+
+/// From the collector's output: for each `stats_counts.lat.tcp.K` and `stats_counts.lat.agent.K`
+/// reported, its `flush_ms` minus when K was sent.
+fn reported(out: &Path, sent: &[u64]) -> (Vec<f64>, Vec<f64>) {
+    let (mut tcp, mut agent) = (Vec::new(), Vec::new());
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(name), Some(flush)) = (v["name"].as_str(), v["flush_ms"].as_u64()) else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("stats_counts.lat.") else {
+            continue;
+        };
+        let (list, k) = match rest.split_once('.') {
+            Some(("tcp", k)) => (&mut tcp, k),
+            Some(("agent", k)) => (&mut agent, k),
+            _ => continue,
+        };
+        if let Some(at) = k.parse::<usize>().ok().and_then(|k| sent.get(k)) {
+            list.push(flush.saturating_sub(*at) as f64);
+        }
+    }
+    (tcp, agent)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
