@@ -28,6 +28,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// After shutdown, how much a connection still reads of what its sender had already sent.
 const DRAIN_LIMIT: usize = 4 << 20;
 
+/// After shutdown, how long a connection waits for more once nothing is waiting: what the
+/// sender wrote before the signal may still be in its own kernel's send buffer, held back by
+/// our receive window, and arrives as the reads open it.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
 /// What every connection shares.
 pub struct Shared {
     /// The output file.
@@ -112,8 +117,9 @@ impl Reader {
     pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         // TODO: (stages 1 and 5) Reserve `READ_CHUNK` in `buf`. Until shutdown, `tokio::select!` (biased)
         // between `self.stream.read_buf(buf)` and `self.shutdown.cancelled()`. Once cancelled
-        // (`self.draining`), take only what is already there: `try_read_buf`, `Ok(0)` on
-        // `WouldBlock`, and at most `DRAIN_LIMIT` bytes in all. (Stage 4) A third branch,
+        // (`self.draining`), take what the sender had sent: `try_read_buf`; on `WouldBlock`
+        // wait up to `DRAIN_QUIET` for `self.stream.readable()` and try again, else `Ok(0)`;
+        // at most `DRAIN_LIMIT` bytes in all. (Stage 4) A third branch,
         // `tokio::time::sleep_until(self.deadline)`, returns an `io::ErrorKind::TimedOut` error.
         todo!()
     }

@@ -26,6 +26,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// After shutdown, how much a connection still reads of what its sender had already sent.
 const DRAIN_LIMIT: usize = 4 << 20;
 
+/// After shutdown, how long a connection waits for more once nothing is waiting: what the
+/// sender wrote before the signal may still be in its own kernel's send buffer, held back by
+/// our receive window, and arrives as the reads open it.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
 /// What every connection shares.
 pub struct Shared {
     /// The output file.
@@ -122,16 +127,23 @@ impl Reader {
                 }
             }
         }
-        if self.drained > DRAIN_LIMIT {
-            return Ok(0);
-        }
-        match self.stream.try_read_buf(buf) {
-            Ok(n) => {
-                self.drained += n;
-                Ok(n)
+        loop {
+            if self.drained > DRAIN_LIMIT {
+                return Ok(0);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
+            match self.stream.try_read_buf(buf) {
+                Ok(n) => {
+                    self.drained += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let more = tokio::time::timeout(DRAIN_QUIET, self.stream.readable()).await;
+                    if !matches!(more, Ok(Ok(()))) {
+                        return Ok(0);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
