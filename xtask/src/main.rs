@@ -125,7 +125,9 @@ enum Command {
         args: Vec<String>,
     },
     /// Measure a project's program and the real thing side by side, under the same load
-    /// (kv-store: against redis-server; pubsub: against nats-server; file-transfer: against rsync).
+    /// (kv-store: against redis-server; pubsub: against nats-server; file-transfer: against rsync;
+    /// log-aggregator: against rsyslogd; metrics-collector: against the StatsD daemon and
+    /// carbon-cache).
     Compare {
         #[command(subcommand)]
         comparison: compare::Comparison,
