@@ -119,6 +119,12 @@ fn run_once(c: &mut Collector, payloads: &[Vec<u8>]) -> Duration {
         .iter()
         .map(|p| p.iter().filter(|&&b| b == b'\n').count() as u64)
         .sum();
+    wait_reported(c, want);
+    started.elapsed()
+}
+
+/// Reads the collector's `flush` events until their samples add up to `want`.
+fn wait_reported(c: &mut Collector, want: u64) {
     let mut seen = 0;
     while seen < want {
         let event = c.program.expect_json(
@@ -128,7 +134,6 @@ fn run_once(c: &mut Collector, payloads: &[Vec<u8>]) -> Duration {
         );
         seen += event["samples"].as_u64().unwrap_or(0);
     }
-    started.elapsed()
 }
 
 fn ingest(crit: &mut Criterion) {
@@ -202,15 +207,7 @@ fn agent_once(c: &mut Collector, seq: &mut u64, pipelined: bool) -> Duration {
             ack(&mut conn);
         }
     }
-    let mut seen = 0;
-    while seen < SAMPLES as u64 {
-        let event = c.program.expect_json(
-            "flush events adding up to every sample sent",
-            Duration::from_secs(60),
-            |v| v["event"] == "flush",
-        );
-        seen += event["samples"].as_u64().unwrap_or(0);
-    }
+    wait_reported(c, SAMPLES as u64);
     started.elapsed()
 }
 
