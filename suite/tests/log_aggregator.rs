@@ -618,10 +618,9 @@ mod stage3_syslog {
             wire.extend_from_slice(b"42 is not an octet count\n");
             wire.extend_from_slice(&octet_counted(b"<15>fifth"));
             a.send(&wire);
-            let got = a.wait_lines(6, "mixing octet-counted and LF-terminated messages");
+            let got = a.wait_lines(5, "mixing octet-counted and LF-terminated messages");
             let expected = [
-                "<13>1 - - - - - - first",
-                "with an LF inside",
+                "<13>1 - - - - - - first#012with an LF inside",
                 "<13>second",
                 "<14>third",
                 "42 is not an octet count",
@@ -629,7 +628,8 @@ mod stage3_syslog {
             ];
             if got != expected {
                 a.program.fail(format_args!(
-                    "sent {:?}; expected these lines (an octet-counted message may hold an LF): \
+                    "sent {:?}; expected these lines (an octet-counted message may hold an LF, \
+                     written as #012 in raw output): \
                      {expected:?}; got {got:?}",
                     String::from_utf8_lossy(&wire)
                 ));
@@ -1021,6 +1021,90 @@ mod stage4_bounds {
             if accepted.is_none() {
                 a.program
                     .fail("after one of two connections closed, expected a new one served again");
+            }
+        });
+    }
+
+    #[test]
+    fn idle_and_dripping_connections_are_closed_and_free_their_slots() {
+        bounded(LIMIT, || {
+            let mut a = Agg::start(&[
+                "--format",
+                "raw",
+                "--max-connections",
+                "2",
+                "--idle-timeout",
+                "1s",
+                "--relp-bind",
+                "127.0.0.1:0",
+            ]);
+            let mut silent = a.connect();
+            let mut dripping = a.connect();
+            let _ = dripping.write_all(b"abc");
+            let mut session = a.relp_open();
+            for (what, stream) in [("silent", &mut silent), ("dripping", &mut dripping)] {
+                if !closed_within(stream, PROMPT) {
+                    a.program.fail(format_args!(
+                        "with --idle-timeout 1s, expected a {what} connection (sent {:?}) \
+                         closed within {PROMPT:?}",
+                        if what == "silent" { "" } else { "abc" }
+                    ));
+                }
+            }
+            if !relp_closed(&mut session, PROMPT) {
+                a.program.fail(
+                    "with --idle-timeout 1s, opened a RELP session and sent nothing more; \
+                     expected the server to close it",
+                );
+            }
+            a.send(b"fresh\n");
+            let got = a.wait_lines(2, "two connections timed out and a third sent `fresh`");
+            if got != ["abc", "fresh"] {
+                a.program.fail(format_args!(
+                    "expected the dripped `abc` kept as a last line, then `fresh`; got {got:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_sender_that_keeps_completing_messages_is_not_idle() {
+        bounded(LIMIT, || {
+            let mut a = Agg::start(&["--format", "raw", "--idle-timeout", "1s"]);
+            let mut stream = a.connect();
+            // Five lines 300 ms apart: the connection outlives the timeout by its messages.
+            for i in 0..5 {
+                if stream.write_all(format!("tick-{i}\n").as_bytes()).is_err() {
+                    a.program.fail(format_args!(
+                        "with --idle-timeout 1s and a line every 300 ms, the connection was \
+                         closed before line {i}"
+                    ));
+                }
+                a.wait_lines(i + 1, "a line every 300 ms");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            if closed_within(&mut stream, Duration::from_millis(100)) {
+                a.program.fail(
+                    "with --idle-timeout 1s, a connection that sent a line every 300 ms for \
+                     1.5 s was closed",
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn an_lf_inside_an_octet_counted_message_cannot_forge_a_record() {
+        bounded(LIMIT, || {
+            let mut a = Agg::start(&["--format", "raw"]);
+            let mut wire = octet_counted(b"<13>real\n<13>forged by the sender");
+            wire.extend_from_slice(b"next\n");
+            a.send(&wire);
+            let got = a.wait_lines(2, "an octet-counted message holding an LF, then a line");
+            if got != ["<13>real#012<13>forged by the sender", "next"] {
+                a.program.fail(format_args!(
+                    "sent `<13>real LF <13>forged by the sender` octet-counted, then `next`; \
+                     expected the LF written as #012 (one record per message), got {got:?}"
+                ));
             }
         });
     }

@@ -822,6 +822,76 @@ mod stage5_agent {
     }
 }
 
+/// The `*.batch` files under `dir` (one level of subdirectories) and their bytes in all.
+fn spooled(dir: &Path) -> (usize, u64) {
+    let files: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|sub| std::fs::read_dir(sub.path()).ok())
+        .flatten()
+        .flatten()
+        .filter(|f| f.path().extension().is_some_and(|e| e == "batch"))
+        .filter_map(|f| f.metadata().ok().map(|m| m.len()))
+        .collect();
+    (files.len(), files.iter().sum())
+}
+
+mod stage5_spool {
+    use super::*;
+
+    #[test]
+    fn the_spool_keeps_what_comes_while_the_collector_is_killed() {
+        bounded(LIMIT, || {
+            let spool = tempfile::tempdir().expect("a temporary directory");
+            let spool_dir = spool.path().to_str().expect("a UTF-8 temporary path");
+            let mut first = Collector::start(&[]);
+            let agent_addr = first.agent.to_string();
+            let (mut agent, local) =
+                start_agent(first.agent, &["--batch", "100", "--spool", spool_dir]);
+            udp_counts(local, "spool", 500);
+            first.wait_for("the first 500", |o| o.sum("stats_counts.spool") >= 500.0);
+            first.program.signal("KILL");
+            if first.program.wait_exit(PROMPT).is_none() {
+                first
+                    .program
+                    .fail("sent SIGKILL; the collector did not exit");
+            }
+            agent.expect_json("a disconnection", PROMPT, |v| v["event"] == "disconnected");
+            // 700 lines of 10 bytes while the collector is away: they go to the spool.
+            udp_counts(local, "spool", 700);
+            let written = poll_until(PROMPT, Duration::from_millis(20), || {
+                let (files, bytes) = spooled(spool.path());
+                (files > 0 && bytes == 7000).then_some(files)
+            });
+            if written.is_none() {
+                agent.fail(format_args!(
+                    "with --spool {spool_dir} and the collector killed, sent 700 lines of \
+                     `spool:1|c` (7000 bytes); expected them in *.batch files under \
+                     {spool_dir}/ID/, found (files, bytes) {:?}",
+                    spooled(spool.path())
+                ));
+            }
+            let Collector { dir, out, .. } = first;
+            let mut second = Collector::start_at(dir, out, &agent_addr, &[]);
+            let out = second.wait_for("1200 in all, across both collectors' batches", |o| {
+                o.sum("stats_counts.spool") >= 1200.0
+            });
+            assert_eq!(out.sum("stats_counts.spool"), 1200.0, "{}", out.describe());
+            let emptied = poll_until(PROMPT, Duration::from_millis(20), || {
+                (spooled(spool.path()).0 == 0).then_some(())
+            });
+            if emptied.is_none() {
+                agent.fail(format_args!(
+                    "the collector acknowledged every spooled batch; expected their files \
+                     removed, found (files, bytes) {:?}",
+                    spooled(spool.path())
+                ));
+            }
+        });
+    }
+}
+
 /// One sample line of an exposition: `name{labels} value`.
 fn exposed(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| {

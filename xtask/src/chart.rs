@@ -143,6 +143,87 @@ pub fn draw(comparison: &Comparison, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Measured distributions to draw as cumulative curves, one per series: for each value on the
+/// horizontal axis, the share of the samples at or below it.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    /// The chart's title.
+    pub title: String,
+    /// The unit of the values, on the horizontal axis (e.g. `milliseconds`).
+    pub unit: String,
+    /// The small print under the chart: the command and the date.
+    pub note: String,
+    /// Each series' legend and its samples, in any order.
+    pub series: Vec<(String, Vec<f64>)>,
+}
+
+/// Draws `distribution` as an SVG file at `path`: one cumulative curve per series, our colour
+/// first, then the others'.
+pub fn draw_cdf(distribution: &Distribution, path: &Path) -> Result<()> {
+    let plot = |e| anyhow!("drawing {}: {e}", path.display());
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot)?;
+    let right = distribution
+        .series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&distribution.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(56)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..right, 0.0..100.0)
+        .map_err(plot)?;
+    chart
+        .configure_mesh()
+        .x_desc(&distribution.unit)
+        .y_desc("% of samples at or below")
+        .x_label_formatter(&|v| short(*v))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot)?;
+    let colours = [
+        OURS,
+        RGBColor(0xd0, 0x6a, 0x1a),
+        RGBColor(0x3a, 0x9a, 0x4a),
+        THEIRS,
+    ];
+    for (i, (label, values)) in distribution.series.iter().enumerate() {
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len().max(1) as f64;
+        let colour = colours[i % colours.len()];
+        let points = sorted
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (*v, 100.0 * (k + 1) as f64 / n));
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(plot)?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot)?;
+    root.draw(&Text::new(
+        distribution.note.clone(),
+        (12, HEIGHT as i32 - 20),
+        ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+    ))
+    .map_err(plot)?;
+    root.present().map_err(plot)?;
+    Ok(())
+}
+
 /// `1234567` as `1.2M`, `2500` as `2.5k`: axis labels a reader takes in at a glance.
 fn short(v: f64) -> String {
     match v.abs() {

@@ -8,15 +8,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE, Decoder};
 use crate::record::{self, Origin, OutputFormat};
+use crate::server::DEFAULT_IDLE_TIMEOUT;
 use crate::writer::Sink;
 
 /// How much one read takes at most.
@@ -24,6 +27,11 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// After shutdown, how much a connection still reads of what its sender had already sent.
 const DRAIN_LIMIT: usize = 4 << 20;
+
+/// After shutdown, how long a connection waits for more once nothing is waiting: what the
+/// sender wrote before the signal may still be in its own kernel's send buffer, held back by
+/// our receive window, and arrives as the reads open it.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// What every connection shares.
 pub struct Shared {
@@ -35,6 +43,8 @@ pub struct Shared {
     pub max_message: usize,
     /// The largest octet count or RELP DATALEN accepted.
     pub max_frame: usize,
+    /// How long a connection may go without completing a message before it is closed.
+    pub idle_timeout: Duration,
     /// Messages accepted so far.
     pub messages: AtomicU64,
 }
@@ -47,6 +57,7 @@ impl Shared {
             format,
             max_message: DEFAULT_MAX_MESSAGE,
             max_frame: DEFAULT_MAX_FRAME,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             messages: AtomicU64::new(0),
         }
     }
@@ -66,35 +77,50 @@ impl Shared {
 }
 
 /// Reads a connection until its end, or until shutdown; then takes what the sender had already
-/// sent (what the kernel holds), so that a message sent before the signal is not lost.
+/// sent (what the kernel holds), so that a message sent before the signal is not lost. A sender
+/// that completes no message for the idle timeout is cut off: idle or dripping connections
+/// (slowloris) would otherwise hold every slot of the connection limit for ever.
 pub struct Reader {
     stream: TcpStream,
     shutdown: CancellationToken,
     draining: bool,
     drained: usize,
+    idle: Duration,
+    deadline: Instant,
 }
 
 impl Reader {
-    /// Reads `stream` until it ends or `shutdown` is cancelled.
-    pub fn new(stream: TcpStream, shutdown: CancellationToken) -> Reader {
+    /// Reads `stream` until it ends, `shutdown` is cancelled, or `idle` passes without
+    /// [`Reader::progressed`].
+    pub fn new(stream: TcpStream, shutdown: CancellationToken, idle: Duration) -> Reader {
         Reader {
             stream,
             shutdown,
             draining: false,
             drained: 0,
+            idle,
+            deadline: Instant::now() + idle,
         }
+    }
+
+    /// Says that a whole message arrived: the idle timeout starts again.
+    pub fn progressed(&mut self) {
+        self.deadline = Instant::now() + self.idle;
     }
 
     /// Reads more into `buf`; `Ok(0)` at the end of the stream, or once shutdown has taken
     /// everything that was waiting.
     ///
     /// # Errors
-    /// When the read fails.
+    /// When the read fails, and [`io::ErrorKind::TimedOut`] when the idle timeout passed
+    /// since the last [`Reader::progressed`].
     pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         // TODO: (stages 1 and 5) Reserve `READ_CHUNK` in `buf`. Until shutdown, `tokio::select!` (biased)
         // between `self.stream.read_buf(buf)` and `self.shutdown.cancelled()`. Once cancelled
-        // (`self.draining`), take only what is already there: `try_read_buf`, `Ok(0)` on
-        // `WouldBlock`, and at most `DRAIN_LIMIT` bytes in all.
+        // (`self.draining`), take what the sender had sent: `try_read_buf`; on `WouldBlock`
+        // wait up to `DRAIN_QUIET` for `self.stream.readable()` and try again, else `Ok(0)`;
+        // at most `DRAIN_LIMIT` bytes in all. (Stage 4) A third branch,
+        // `tokio::time::sleep_until(self.deadline)`, returns an `io::ErrorKind::TimedOut` error.
         todo!()
     }
 
@@ -115,7 +141,8 @@ pub async fn serve(
     // TODO: (stages 1, 3 and 4) Loop: `reader.read` into a `BytesMut`; take every whole frame off it
     // with `decoder.decode` (`finish` once the stream has ended), `record::write` each into one
     // `Vec` with one `Origin::now(peer, "tcp")`, then `shared.accept(lines, count).await` before
-    // reading again: that wait is the backpressure. A `ProtocolError`: append what came before
+    // reading again: that wait is the backpressure. `reader.progressed()` after a read that
+    // completed a message; a `TimedOut` read is the end of the stream, with a `warn!`. A `ProtocolError`: append what came before
     // it, `warn!` the reason, return (dropping the stream closes it).
     todo!()
 }

@@ -17,9 +17,13 @@ use crate::protocol::{self, Frame, TRUNCATION_MARKER};
 pub enum OutputFormat {
     /// One JSON object per line, with the parsed header fields.
     Json,
-    /// The message as received, then LF.
+    /// The message as received (an LF inside it written as [`LF_ESCAPE`]), then LF.
     Raw,
 }
+
+/// What an LF inside a message becomes in raw output, as rsyslog writes it: each record stays
+/// one line, and a sender cannot forge a record by putting an LF in an octet-counted message.
+pub const LF_ESCAPE: &[u8] = b"#012";
 
 /// Where a batch of messages came from, and when: one read from one connection.
 #[derive(Debug, Clone)]
@@ -76,9 +80,11 @@ struct Record<'a> {
 }
 
 /// Appends `frame` to `out` as one line in `format`. A truncated message ends with
-/// [`TRUNCATION_MARKER`] in raw output, and has `"truncated":true` in JSON.
+/// [`TRUNCATION_MARKER`] in raw output, and has `"truncated":true` in JSON; in raw output, each
+/// LF inside the message is written as [`LF_ESCAPE`].
 pub fn write(out: &mut Vec<u8>, format: OutputFormat, origin: &Origin, frame: &Frame) {
-    // TODO: (stages 1, 3 and 4) Raw: the message, the marker if truncated, LF. JSON: fill a `Record`
+    // TODO: (stages 1, 3 and 4) Raw: the message with each LF in it replaced by `LF_ESCAPE`
+    // (`split(|&b| b == b'\n')`), the marker if truncated, LF. JSON: fill a `Record`
     // from `protocol::parse` (facility is `pri >> 3`, severity `pri & 7`; bytes become text with
     // `String::from_utf8_lossy`), add `raw_base64` (`base64::engine::general_purpose::STANDARD`)
     // only when the message is not valid UTF-8, then `serde_json::to_writer(&mut *out, &record)`

@@ -55,7 +55,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     // TODO: (stage 6) Like `connection::serve`, with `relp::decode` (and `Buf::advance` by what it
-    // used): each frame goes through `command` into a `Round`; append the round's lines with
+    // used; `reader.progressed()` per frame): each frame goes through `command` into a `Round`; append the round's lines with
     // `shared.accept`, then write every answer in order, the `Ack`s as `rsp` `200 OK` (or `500`
     // if the append failed). After `close`, an error, the end of the stream or shutdown, stop;
     // say `0 serverclose 0` first unless the client closed. Bound the write with

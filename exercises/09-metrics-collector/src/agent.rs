@@ -3,11 +3,17 @@
 //! the collector acknowledges it, resending after a reconnect. The collector drops what it has
 //! already taken, by (agent, sequence), so a cut connection neither loses nor doubles a batch.
 //!
-//! Your task (stage 5): `Shared::push`, `Shared::acked`, [`run`], and the private `receive_loop`,
-//! `send_loop` and `session`. The config, the batch and outbox types, `seal`, `after`, `unacked`
-//! and `next_reply` are given.
+//! With a spool directory, a batch sealed while the collector is away (or while the memory
+//! buffer is full) is written there instead of kept in memory, and read back to be resent.
+//!
+//! Your task (stage 5): `Shared::push`, `Shared::spill`, `Shared::acked`, [`run`], and the
+//! private `receive_loop`, `send_loop` and `session`. The config, the batch and outbox types
+//! (with `drop_oldest` and `forget`), `open_spool`, `seal`, `after`, `unacked` and `next_reply`
+//! are given.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +38,8 @@ pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(100);
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The most bytes of unacknowledged batches kept; past it the oldest are dropped and counted.
 pub const DEFAULT_MAX_BUFFER: usize = 64 * 1024 * 1024;
+/// The most bytes of batches kept in the spool directory; past it the oldest spooled are dropped.
+pub const DEFAULT_MAX_SPOOL: usize = 256 * 1024 * 1024;
 /// The longest wait between two reconnection attempts.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the collector to acknowledge what is left.
@@ -52,6 +60,11 @@ pub struct AgentConfig {
     pub max_buffer: usize,
     /// See [`DEFAULT_MAX_BACKOFF`].
     pub max_backoff: Duration,
+    /// Where batches go while the collector is away; each run spools into its own
+    /// subdirectory, named after its id. `None`: memory only.
+    pub spool: Option<PathBuf>,
+    /// See [`DEFAULT_MAX_SPOOL`].
+    pub max_spool: usize,
 }
 
 impl Default for AgentConfig {
@@ -63,29 +76,86 @@ impl Default for AgentConfig {
             batch_wait: DEFAULT_BATCH_WAIT,
             max_buffer: DEFAULT_MAX_BUFFER,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            spool: None,
+            max_spool: DEFAULT_MAX_SPOOL,
         }
     }
+}
+
+/// Where a batch's lines are.
+#[derive(Debug, Clone)]
+enum Body {
+    Memory(Bytes),
+    /// In a file of the spool, `len` bytes.
+    Spooled {
+        path: PathBuf,
+        len: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
 struct Batch {
     seq: u64,
     received_ms: u64,
-    payload: Bytes,
+    body: Body,
 }
 
-/// Batches sealed and not yet acknowledged, oldest first, bounded in bytes.
+/// Batches sealed and not yet acknowledged, oldest first, bounded in bytes in memory and in the
+/// spool.
 #[derive(Debug, Default)]
 struct Outbox {
     queue: VecDeque<Batch>,
     bytes: usize,
+    spooled: usize,
     dropped: u64,
+}
+
+impl Outbox {
+    /// Drops the oldest batch held in memory (`spooled` false) or in the spool; whether there
+    /// was one.
+    fn drop_oldest(&mut self, spooled: bool) -> bool {
+        let Some(i) = self
+            .queue
+            .iter()
+            .position(|b| matches!(b.body, Body::Spooled { .. }) == spooled)
+        else {
+            return false;
+        };
+        if let Some(old) = self.queue.remove(i) {
+            self.forget(&old);
+            self.dropped += 1;
+        }
+        true
+    }
+
+    /// Takes `batch`'s bytes off the counts, and its file off the disk.
+    fn forget(&mut self, batch: &Batch) {
+        match &batch.body {
+            Body::Memory(payload) => self.bytes -= payload.len(),
+            Body::Spooled { path, len } => {
+                self.spooled -= len;
+                if let Err(e) = std::fs::remove_file(path) {
+                    warn!("cannot remove the spooled {}: {e}", path.display());
+                }
+            }
+        }
+    }
+}
+
+/// The spool directory of this run, and its bound.
+#[derive(Debug)]
+struct Spool {
+    dir: PathBuf,
+    max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     outbox: Mutex<Outbox>,
     more: Notify,
+    /// Whether a session with the collector is open: while not, batches go to the spool.
+    connected: AtomicBool,
+    spool: Option<Spool>,
 }
 
 impl Shared {
@@ -93,19 +163,30 @@ impl Shared {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, batch: Batch, max_bytes: usize) {
-        // TODO: add the batch and its bytes to the outbox; while over `max_bytes` (and more than one
-        //   is left) drop the oldest and count them; print a `dropped` event if any; `more.notify_one()`.
+    /// Writes `payload` to the spool if there is one and the collector is away or memory is
+    /// full; the body to queue.
+    fn spill(&self, seq: u64, payload: Bytes, memory_full: bool) -> Body {
+        // TODO: no spool, or connected and memory not full: `Body::Memory`. Otherwise
+        //   `std::fs::write` the payload to `dir/{seq:020}.batch` and return `Body::Spooled`; if
+        //   the write fails, `warn!` and keep it in memory.
+        todo!()
+    }
+
+    fn push(&self, seq: u64, received_ms: u64, payload: Bytes, max_bytes: usize) {
+        // TODO: `spill` the payload (is memory full: `bytes + len > max_bytes`?), outside the
+        //   lock; queue the batch, adding its bytes to `bytes` or `spooled`; then `drop_oldest`
+        //   from memory while over `max_bytes` (keeping one), and from the spool while over the
+        //   spool's `max_bytes`; print a `dropped` event if any; `more.notify_one()`.
         todo!()
     }
 
     /// Forgets every batch up to `seq`.
     fn acked(&self, seq: u64) {
-        // TODO: pop every batch at the front whose `seq` is at or below `seq`, subtracting its bytes.
+        // TODO: pop every batch at the front whose `seq` is at or below `seq`, and `forget` it.
         todo!()
     }
 
-    /// Copies of the batches after `seq`.
+    /// Copies of the batches after `seq` (a spooled one by its file name).
     fn after(&self, seq: u64) -> Vec<Batch> {
         self.outbox()
             .queue
@@ -120,18 +201,51 @@ impl Shared {
     }
 }
 
+/// Creates this run's spool directory, `DIR/ID` (the id's `/` replaced), and says how many
+/// batches earlier runs left beside it: they belong to another session, and are not resent.
+fn open_spool(config: &AgentConfig) -> Result<Option<Spool>> {
+    let Some(root) = &config.spool else {
+        return Ok(None);
+    };
+    let dir = root.join(config.id.replace(['/', '\\'], "_"));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the spool {}", dir.display()))?;
+    let left = std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path() != dir)
+                .filter_map(|e| std::fs::read_dir(e.path()).ok())
+                .map(Iterator::count)
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    if left > 0 {
+        warn!(
+            "{left} batches spooled by earlier runs are left in {} (not resent)",
+            root.display()
+        );
+    }
+    Ok(Some(Spool {
+        dir,
+        max_bytes: config.max_spool,
+    }))
+}
+
 /// Runs the agent until `shutdown`; then seals the open batch and waits up to
 /// [`SHUTDOWN_GRACE`] for the collector to acknowledge everything.
 ///
 /// # Errors
-/// None in practice: a collector that is away is retried, never an error.
+/// When the spool directory cannot be created; a collector that is away is retried, never an
+/// error.
 pub async fn run(
     socket: UdpSocket,
     config: AgentConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    // TODO: spawn `send_loop` with its own stop token; run `receive_loop` until `shutdown`; then wait
-    //   (bounded by SHUTDOWN_GRACE) for `unacked()` to reach 0, stop the sender, await it, and print
+    // TODO: build `Shared` with `open_spool(&config)?`; spawn `send_loop` with its own stop
+    //   token; run `receive_loop` until `shutdown`; then wait (bounded by SHUTDOWN_GRACE) for
+    //   `unacked()` to reach 0, stop the sender, await it, and print
     //   `{"event":"stopped","unacked":n}`.
     todo!()
 }
@@ -151,18 +265,11 @@ async fn receive_loop(
 
 fn seal(shared: &Shared, config: &AgentConfig, seq: u64, received_ms: u64, open: &mut Vec<u8>) {
     let payload = Bytes::from(std::mem::take(open));
-    shared.push(
-        Batch {
-            seq,
-            received_ms,
-            payload,
-        },
-        config.max_buffer,
-    );
+    shared.push(seq, received_ms, payload, config.max_buffer);
 }
 
 async fn send_loop(shared: Arc<Shared>, config: AgentConfig, stop: CancellationToken) {
-    // TODO: loop: run `session` (in a `select!` with `stop`); on error print a `disconnected`
+    // TODO: loop: run `session` (in a `select!` with `stop`); on error clear `connected`, print a `disconnected`
     //   event, sleep the backoff (from 50 ms, doubling up to `max_backoff`), and try again.
     todo!()
 }
@@ -170,10 +277,10 @@ async fn send_loop(shared: Arc<Shared>, config: AgentConfig, stop: CancellationT
 /// One connection: HELLO, resend what is unacknowledged, then send batches as they are sealed
 /// while reading acknowledgements. Returns `Ok` only when `stop` is cancelled.
 async fn session(shared: &Shared, config: &AgentConfig, stop: &CancellationToken) -> Result<()> {
-    // TODO: resolve and connect; send `HELLO id`; the `OK n` reply: `acked(n)` and print the
+    // TODO: resolve and connect; send `HELLO id`; the `OK n` reply: `acked(n)`, set `connected`, print the
     //   `connected` event with `taken: n`. Then, at the same time (one `select!` of two futures): read
     //   replies (`ACK seq` -> `acked`), and write every batch after the last one sent
-    //   (`BATCH seq received_ms len` + payload), waiting on `more.notified()` when there is none.
+    //   (`BATCH seq received_ms len` + payload, read back from its file when `Body::Spooled`), waiting on `more.notified()` when there is none.
     todo!()
 }
 

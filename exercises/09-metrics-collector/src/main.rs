@@ -100,6 +100,12 @@ enum Command {
         /// The longest wait between reconnection attempts.
         #[arg(long, default_value = "2s", value_parser = plumbing::parse::positive_duration)]
         max_backoff: Duration,
+        /// Spill batches to this directory while the collector is away (or memory is full).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// The most bytes of batches in the spool; past it the oldest spooled are dropped.
+        #[arg(long, default_value = "256MiB", value_parser = plumbing::parse::positive_size)]
+        max_spool: usize,
     },
 }
 
@@ -198,6 +204,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             batch_wait,
             max_buffer,
             max_backoff,
+            spool,
+            max_spool,
         } => {
             let socket = UdpSocket::bind(listen)
                 .await
@@ -209,6 +217,8 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 batch_wait,
                 max_buffer,
                 max_backoff,
+                spool,
+                max_spool,
                 ..AgentConfig::default()
             };
             if let Some(id) = id {

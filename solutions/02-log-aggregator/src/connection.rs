@@ -6,15 +6,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::protocol::{DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE, Decoder};
 use crate::record::{self, Origin, OutputFormat};
+use crate::server::DEFAULT_IDLE_TIMEOUT;
 use crate::writer::Sink;
 
 /// How much one read takes at most.
@@ -22,6 +25,11 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// After shutdown, how much a connection still reads of what its sender had already sent.
 const DRAIN_LIMIT: usize = 4 << 20;
+
+/// After shutdown, how long a connection waits for more once nothing is waiting: what the
+/// sender wrote before the signal may still be in its own kernel's send buffer, held back by
+/// our receive window, and arrives as the reads open it.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// What every connection shares.
 pub struct Shared {
@@ -33,6 +41,8 @@ pub struct Shared {
     pub max_message: usize,
     /// The largest octet count or RELP DATALEN accepted.
     pub max_frame: usize,
+    /// How long a connection may go without completing a message before it is closed.
+    pub idle_timeout: Duration,
     /// Messages accepted so far.
     pub messages: AtomicU64,
 }
@@ -45,6 +55,7 @@ impl Shared {
             format,
             max_message: DEFAULT_MAX_MESSAGE,
             max_frame: DEFAULT_MAX_FRAME,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             messages: AtomicU64::new(0),
         }
     }
@@ -64,30 +75,43 @@ impl Shared {
 }
 
 /// Reads a connection until its end, or until shutdown; then takes what the sender had already
-/// sent (what the kernel holds), so that a message sent before the signal is not lost.
+/// sent (what the kernel holds), so that a message sent before the signal is not lost. A sender
+/// that completes no message for the idle timeout is cut off: idle or dripping connections
+/// (slowloris) would otherwise hold every slot of the connection limit for ever.
 pub struct Reader {
     stream: TcpStream,
     shutdown: CancellationToken,
     draining: bool,
     drained: usize,
+    idle: Duration,
+    deadline: Instant,
 }
 
 impl Reader {
-    /// Reads `stream` until it ends or `shutdown` is cancelled.
-    pub fn new(stream: TcpStream, shutdown: CancellationToken) -> Reader {
+    /// Reads `stream` until it ends, `shutdown` is cancelled, or `idle` passes without
+    /// [`Reader::progressed`].
+    pub fn new(stream: TcpStream, shutdown: CancellationToken, idle: Duration) -> Reader {
         Reader {
             stream,
             shutdown,
             draining: false,
             drained: 0,
+            idle,
+            deadline: Instant::now() + idle,
         }
+    }
+
+    /// Says that a whole message arrived: the idle timeout starts again.
+    pub fn progressed(&mut self) {
+        self.deadline = Instant::now() + self.idle;
     }
 
     /// Reads more into `buf`; `Ok(0)` at the end of the stream, or once shutdown has taken
     /// everything that was waiting.
     ///
     /// # Errors
-    /// When the read fails.
+    /// When the read fails, and [`io::ErrorKind::TimedOut`] when the idle timeout passed
+    /// since the last [`Reader::progressed`].
     pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         buf.reserve(READ_CHUNK);
         if !self.draining {
@@ -95,18 +119,31 @@ impl Reader {
                 biased;
                 read = self.stream.read_buf(buf) => return read,
                 () = self.shutdown.cancelled() => self.draining = true,
+                () = tokio::time::sleep_until(self.deadline) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no whole message for {:?}", self.idle),
+                    ));
+                }
             }
         }
-        if self.drained > DRAIN_LIMIT {
-            return Ok(0);
-        }
-        match self.stream.try_read_buf(buf) {
-            Ok(n) => {
-                self.drained += n;
-                Ok(n)
+        loop {
+            if self.drained > DRAIN_LIMIT {
+                return Ok(0);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
+            match self.stream.try_read_buf(buf) {
+                Ok(n) => {
+                    self.drained += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let more = tokio::time::timeout(DRAIN_QUIET, self.stream.readable()).await;
+                    if !matches!(more, Ok(Ok(()))) {
+                        return Ok(0);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -124,12 +161,16 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let mut reader = Reader::new(stream, shutdown);
+    let mut reader = Reader::new(stream, shutdown, shared.idle_timeout);
     let mut decoder = Decoder::new(shared.max_message, shared.max_frame);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let ended = match reader.read(&mut buf).await {
             Ok(n) => n == 0,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                warn!(%peer, "closing the connection: {e}");
+                true
+            }
             Err(e) => {
                 debug!(%peer, "read failed: {e}");
                 true
@@ -156,6 +197,9 @@ pub async fn serve(
                     break;
                 }
             }
+        }
+        if count > 0 {
+            reader.progressed();
         }
         if let Err(e) = shared.accept(lines, count).await {
             warn!(%peer, "cannot write to the output file: {e}; closing the connection");

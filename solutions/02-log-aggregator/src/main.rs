@@ -66,6 +66,10 @@ enum Command {
         /// How long connections get to finish after SIGTERM.
         #[arg(long, default_value = "5s", value_parser = plumbing::parse::duration)]
         grace: Duration,
+        /// Close a connection that completes no message for this long (idle or dripping).
+        #[arg(long, default_value = plumbing::parse::duration_text(server::DEFAULT_IDLE_TIMEOUT),
+              value_parser = plumbing::parse::positive_duration)]
+        idle_timeout: Duration,
     },
     /// Send lines from a file or stdin, one message each.
     Send {
@@ -145,6 +149,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             rotate_size,
             keep,
             grace,
+            idle_timeout,
         } => {
             // Before `listening on`: a SIGTERM right after it must find the handler installed.
             let shutdown = plumbing::shutdown_on_signal();
@@ -175,6 +180,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 rotate_size: rotate_size.map(|s| s as u64),
                 keep,
                 grace,
+                idle_timeout,
             };
             let listeners = Listeners { syslog, relp };
             let written = server::run(listeners, config, shutdown).await?;

@@ -15,9 +15,13 @@ use crate::protocol::{self, Frame, TRUNCATION_MARKER};
 pub enum OutputFormat {
     /// One JSON object per line, with the parsed header fields.
     Json,
-    /// The message as received, then LF.
+    /// The message as received (an LF inside it written as [`LF_ESCAPE`]), then LF.
     Raw,
 }
+
+/// What an LF inside a message becomes in raw output, as rsyslog writes it: each record stays
+/// one line, and a sender cannot forge a record by putting an LF in an octet-counted message.
+pub const LF_ESCAPE: &[u8] = b"#012";
 
 /// Where a batch of messages came from, and when: one read from one connection.
 #[derive(Debug, Clone)]
@@ -78,11 +82,21 @@ fn text(bytes: Option<&[u8]>) -> Option<Cow<'_, str>> {
 }
 
 /// Appends `frame` to `out` as one line in `format`. A truncated message ends with
-/// [`TRUNCATION_MARKER`] in raw output, and has `"truncated":true` in JSON.
+/// [`TRUNCATION_MARKER`] in raw output, and has `"truncated":true` in JSON; in raw output, each
+/// LF inside the message is written as [`LF_ESCAPE`].
 pub fn write(out: &mut Vec<u8>, format: OutputFormat, origin: &Origin, frame: &Frame) {
     match format {
         OutputFormat::Raw => {
-            out.extend_from_slice(&frame.message);
+            // An octet-counted or RELP message may hold LFs: written as they are, they would
+            // let a sender forge whole records of its own. They are escaped as rsyslog does.
+            let mut parts = frame.message.split(|&b| b == b'\n');
+            if let Some(first) = parts.next() {
+                out.extend_from_slice(first);
+            }
+            for part in parts {
+                out.extend_from_slice(LF_ESCAPE);
+                out.extend_from_slice(part);
+            }
             if frame.truncated {
                 out.extend_from_slice(TRUNCATION_MARKER);
             }

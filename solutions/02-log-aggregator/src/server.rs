@@ -27,6 +27,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// How long connections get to finish after shutdown.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a connection may go without completing a message: an idle or dripping connection
+/// (slowloris) is closed after it, so that it cannot hold a slot of the limit for ever. Honest
+/// senders reconnect when they next have something to send.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The default design: measured fastest (see the chapter), and the only one that groups syncs.
 pub const DEFAULT_WRITER: WriterKind = WriterKind::Task;
 
@@ -69,6 +74,8 @@ pub struct ServerConfig {
     pub keep: usize,
     /// How long connections get to finish after shutdown.
     pub grace: Duration,
+    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +92,7 @@ impl Default for ServerConfig {
             rotate_size: None,
             keep: DEFAULT_KEEP,
             grace: DEFAULT_GRACE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -113,6 +121,7 @@ pub async fn run(
     let mut shared = Shared::new(sink.clone(), config.format);
     shared.max_message = config.max_message;
     shared.max_frame = config.max_frame;
+    shared.idle_timeout = config.idle_timeout;
     let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
     let hangups = tokio::spawn(reopen_on_hangup(

@@ -52,12 +52,16 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let mut reader = Reader::new(stream, shutdown);
+    let mut reader = Reader::new(stream, shutdown, shared.idle_timeout);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut open = false;
     loop {
         let ended = match reader.read(&mut buf).await {
             Ok(n) => n == 0,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                warn!(%peer, "closing the RELP session: {e}");
+                true
+            }
             Err(e) => {
                 debug!(%peer, "read failed: {e}");
                 true
@@ -70,6 +74,7 @@ pub async fn serve(
             match relp::decode(&buf, shared.max_frame) {
                 Ok(Some((frame, used))) => {
                     buf.advance(used);
+                    reader.progressed();
                     if let Err(reason) = command(&shared, &origin, &mut open, frame, &mut round) {
                         failure = Some(reason);
                         break;

@@ -5,9 +5,14 @@
 //! timed from the first connection to the last line in the file.
 //!
 //! The load comes from the project's own `bench`, and from syslog-ng's `loggen`, which nobody
-//! here wrote, where it is found: `$LOGGEN`, or `target/loggen/usr/bin/loggen` unpacked from
-//! Debian's `syslog-ng-core` (which conflicts with rsyslog, so it is not installed: see
+//! here wrote: `$LOGGEN`, or `target/loggen/usr/bin/loggen` unpacked from Debian's
+//! `syslog-ng-core`, which conflicts with rsyslog and so is never installed: the comparison
+//! fetches it with `apt-get download` and unpacks it with `dpkg -x` when it is missing (see
 //! [`LOGGEN_HOWTO`]).
+//!
+//! The disk's own sequential write rate is measured in the same run (256 MiB written in 1 MiB
+//! writes and synced, on the disk the outputs go to), and each receiver's rate is given as a
+//! share of it, counting the bytes written to the file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{Guard, free_port, require, start_ours, start_theirs, wait_for_port};
+use crate::chart::{Comparison, Row};
 use crate::projects::Project;
 use crate::tree::Tree;
 
@@ -58,21 +64,27 @@ enum Generator<'a> {
 }
 
 /// Runs every framing with every generator against both receivers.
-pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<()> {
+pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<Comparison> {
     require("rsyslogd", "rsyslog")?;
     let binary = tree.build(root, project, true)?;
-    let loggen = std::env::var_os("LOGGEN")
-        .map(PathBuf::from)
-        .or_else(|| Some(root.join("target/loggen/usr/bin/loggen")))
-        .filter(|p| p.is_file());
+    let loggen = match std::env::var_os("LOGGEN") {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+        None => fetch_loggen(root),
+    };
     let mut generators = vec![("bench", Generator::Bench(&binary))];
-    match &loggen {
-        Some(path) => generators.push(("loggen", Generator::Loggen(path))),
-        None => eprintln!("loggen not found: only bench loads (to get it: {LOGGEN_HOWTO})"),
+    if let Some(path) = &loggen {
+        generators.push(("loggen", Generator::Loggen(path)));
     }
     // Under target/, on the same disk as a build: the files are large and dropped each run.
     let dir = root.join("target/compare/log-aggregator");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let disk = disk_write_rate(&dir)?;
+    eprintln!(
+        "the disk's sequential write rate: {:.0} MB/s (256 MiB in 1 MiB writes, then fsync)",
+        disk / 1e6
+    );
+    // Raw output: each message and its LF.
+    let share = |rate: f64| 100.0 * rate * (load.size as f64 + 1.0) / disk;
     eprintln!(
         "{} connections x {} messages of {} B into {} and rsyslogd (imtcp -> omfile), raw, no fsync",
         load.connections,
@@ -81,13 +93,16 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<(
         tree.label()
     );
     println!(
-        "{:<8} {:<7} {:>20} {:>18} {:>8}",
+        "{:<8} {:<7} {:>20} {:>7} {:>15} {:>7} {:>7}",
         "load",
         "framing",
         format!("{} msg/s", project.slug),
+        "of disk",
         "rsyslogd msg/s",
+        "of disk",
         "ratio"
     );
+    let mut rows = Vec::new();
     for framing in &load.framings {
         let octet = match framing.as_str() {
             "lf" => false,
@@ -112,12 +127,99 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<(
             let _ = std::fs::remove_file(dir.join("ours.log"));
             let _ = std::fs::remove_file(&out);
             println!(
-                "{name:<8} {framing:<7} {mine:>20.0} {theirs:>18.0} {:>7.2}x",
+                "{name:<8} {framing:<7} {mine:>20.0} {:>6.1}% {theirs:>15.0} {:>6.1}% {:>6.2}x",
+                share(mine),
+                share(theirs),
                 mine / theirs
             );
+            rows.push(Row {
+                label: format!("{name}, {framing}"),
+                ours: mine,
+                theirs,
+            });
         }
     }
-    Ok(())
+    Ok(Comparison {
+        title: format!(
+            "{} against rsyslogd: {} connections x {} messages of {} B",
+            project.slug, load.connections, load.messages, load.size
+        ),
+        unit: "messages per second".into(),
+        ours: format!("{} ({})", project.slug, tree.label()),
+        theirs: "rsyslogd (imtcp -> omfile)".into(),
+        note: String::new(),
+        rows,
+    })
+}
+
+/// `loggen` under `target/loggen`, fetched and unpacked there first if it is missing; `None`
+/// (and how to get it) when that fails.
+fn fetch_loggen(root: &Path) -> Option<PathBuf> {
+    let loggen = root.join("target/loggen/usr/bin/loggen");
+    if loggen.is_file() {
+        return Some(loggen);
+    }
+    let fetched = (|| -> Result<()> {
+        let debs = root.join("target/loggen-deb");
+        std::fs::create_dir_all(&debs)?;
+        eprintln!("fetching syslog-ng-core for its loggen (apt-get download, dpkg -x)...");
+        let status = Command::new("apt-get")
+            .args(["download", "-qq", "syslog-ng-core"])
+            .current_dir(&debs)
+            .stdout(Stdio::null())
+            .status()
+            .context("running apt-get download")?;
+        if !status.success() {
+            bail!("apt-get download syslog-ng-core failed ({status})");
+        }
+        let deb = std::fs::read_dir(&debs)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .context("no .deb downloaded")?;
+        let status = Command::new("dpkg")
+            .arg("-x")
+            .arg(&deb)
+            .arg(root.join("target/loggen"))
+            .status()
+            .context("running dpkg -x")?;
+        if !status.success() {
+            bail!("dpkg -x {} failed ({status})", deb.display());
+        }
+        Ok(())
+    })();
+    match fetched {
+        Ok(()) if loggen.is_file() => Some(loggen),
+        Ok(()) => {
+            eprintln!("syslog-ng-core holds no usr/bin/loggen: only bench loads");
+            None
+        }
+        Err(e) => {
+            eprintln!("cannot fetch loggen ({e:#}): only bench loads (to get it: {LOGGEN_HOWTO})");
+            None
+        }
+    }
+}
+
+/// The disk's sequential write rate in bytes per second, measured in `dir`: 256 MiB in writes
+/// of 1 MiB, then one fsync, the file removed afterwards.
+fn disk_write_rate(dir: &Path) -> Result<f64> {
+    use std::io::Write;
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 256;
+    let path = dir.join("disk-rate.tmp");
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
+    let start = Instant::now();
+    let mut file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    for _ in 0..CHUNKS {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok((CHUNK * CHUNKS) as f64 / elapsed)
 }
 
 /// Starts `rsyslogd -n` writing every message it gets on a free port to `out`, as received.

@@ -6,6 +6,8 @@
 //!   targets, and UDP nodes beside serf ([`serf`]).
 //! - [`kv_store`]: `redis-benchmark` against the kv-store and a real `redis-server`.
 //! - [`log_aggregator`]: `bench` and syslog-ng's `loggen` into the aggregator and into rsyslog.
+//! - [`metrics_collector`]: one StatsD load into the collector and the StatsD daemon, one
+//!   Graphite load into the collector and carbon-cache.
 //! - [`pubsub`]: the project's own load generator against the broker and a real `nats-server`.
 //! - [`file_transfer`]: one fresh transfer by the file-transfer and by `rsync`.
 //! - [`file_writer`]: one upload into the file-writer and into `@tus/server`, beside the
@@ -21,6 +23,7 @@ mod gossip;
 mod kv_store;
 mod leader_election;
 mod log_aggregator;
+mod metrics_collector;
 mod pubsub;
 mod serf;
 mod service_registry;
@@ -44,6 +47,10 @@ pub enum Comparison {
     /// found, syslog-ng's `loggen`.
     #[command(name = "log-aggregator", visible_alias = "2")]
     LogAggregator(log_aggregator::Load),
+    /// The metrics collector against Etsy's StatsD daemon (npm statsd, TCP and UDP) and
+    /// carbon-cache (Graphite plaintext), all loaded by the same generator.
+    #[command(name = "metrics-collector", visible_alias = "9")]
+    MetricsCollector(metrics_collector::Load),
     /// The gossip simulator against the theory of epidemics, gossip net against the Gossip
     /// Glomers 3d and 3e targets, and UDP nodes against HashiCorp serf.
     #[command(name = "gossip", visible_alias = "4")]
@@ -77,6 +84,7 @@ pub enum Comparison {
 pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>) -> Result<()> {
     let slug = match comparison {
         Comparison::LogAggregator(_) => "log-aggregator",
+        Comparison::MetricsCollector(_) => "metrics-collector",
         Comparison::Gossip(_) => "gossip",
         Comparison::KvStore(_) => "kv-store",
         Comparison::Pubsub(_) => "pubsub",
@@ -87,12 +95,8 @@ pub fn run(root: &Path, comparison: &Comparison, tree: &Tree, svg: Option<&Path>
     };
     let project = projects::find_existing(slug, root)?;
     let measured = match comparison {
-        Comparison::LogAggregator(load) => {
-            if svg.is_some() {
-                bail!("log-aggregator's comparison draws no chart yet");
-            }
-            return log_aggregator::run(root, &project, tree, load);
-        }
+        Comparison::LogAggregator(load) => log_aggregator::run(root, &project, tree, load)?,
+        Comparison::MetricsCollector(load) => metrics_collector::run(root, &project, tree, load)?,
         Comparison::Gossip(runs) => {
             if svg.is_some() {
                 bail!("gossip draws its charts itself: `gossip simulate --svg FILE`");
