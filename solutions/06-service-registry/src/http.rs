@@ -1,15 +1,14 @@
 //! The HTTP API: Consul's routes, its status codes and plain-text errors, and blocking queries.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use axum::{Extension, Router};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
@@ -42,50 +41,7 @@ pub fn router(shared: App) -> Router {
         .route("/v1/health/state/{state}", only(get, health_state))
         .route("/v1/status/leader", only(get, status_leader))
         .fallback(not_found)
-        .layer(Extension(Arc::new(AnswerCache::default())))
         .with_state(shared)
-}
-
-/// What a cached answer depends on besides its scope's index: the route, the name, `?passing`
-/// and the tags.
-type CacheKey = (&'static str, String, bool, Vec<String>);
-
-/// The most answers kept, and the most bytes they may hold together; past either the cache
-/// starts afresh (made-up names and tags cannot make it grow without bound).
-const CACHED_ANSWERS: usize = 4096;
-const CACHED_BYTES: usize = 64 << 20;
-
-/// Rendered answers of the hot reads (a service's instances), each valid while its name's
-/// index stays where it was: a service read a thousand times between two changes is rendered
-/// once. An entry is only ever used at the index it was rendered at, so it is never stale.
-#[derive(Default)]
-struct AnswerCache(Mutex<Answers>);
-
-/// Each cached answer with the index it was rendered at, and the bytes they hold together.
-type Answers = (HashMap<CacheKey, (u64, Bytes)>, usize);
-
-impl AnswerCache {
-    fn get(&self, key: &CacheKey, index: u64) -> Option<Bytes> {
-        let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .0
-            .get(key)
-            .filter(|(at, _)| *at == index)
-            .map(|(_, body)| body.clone())
-    }
-
-    fn put(&self, key: CacheKey, index: u64, body: Bytes) {
-        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (answers, bytes) = &mut *cache;
-        if answers.len() >= CACHED_ANSWERS || *bytes + body.len() > CACHED_BYTES {
-            answers.clear();
-            *bytes = 0;
-        }
-        *bytes += body.len();
-        if let Some((_, old)) = answers.insert(key, (index, body)) {
-            *bytes -= old.len();
-        }
-    }
 }
 
 fn only<H, T>(filter: MethodFilter, handler: H) -> MethodRouter<App>
@@ -272,19 +228,6 @@ async fn read(
     missing: String,
     view: impl Fn(&Registry, &QueryOptions) -> Option<Value>,
 ) -> Response {
-    read_cached(shared, query, scope, missing, None, view).await
-}
-
-/// [`read`], with its answers kept in `cache` under `route` (and the name, `?passing` and the
-/// tags) when given.
-async fn read_cached(
-    shared: App,
-    query: Option<String>,
-    scope: ReadScope,
-    missing: String,
-    cache: Option<(&AnswerCache, &'static str)>,
-    view: impl Fn(&Registry, &QueryOptions) -> Option<Value>,
-) -> Response {
     let options = match protocol::parse_query(query.as_deref().unwrap_or("")) {
         Ok(options) => options,
         Err(e) => return protocol_error(&e),
@@ -313,24 +256,7 @@ async fn read_cached(
                 || tokio::time::Instant::now() >= deadline
                 || shared.shutdown.is_cancelled();
             if done {
-                let Some((cache, route)) = cache else {
-                    return answer(index, view(&registry, &options), &missing);
-                };
-                let name = match &scope {
-                    ReadScope::Name(name) => name.clone(),
-                    ReadScope::All => String::new(),
-                };
-                let key = (route, name, options.passing, options.tags.clone());
-                if let Some(body) = cache.get(&key, index) {
-                    return json_answer(index, body);
-                }
-                let Some(value) = view(&registry, &options) else {
-                    return answer(index, None, &missing);
-                };
-                drop(registry);
-                let body = Bytes::from(value.to_string());
-                cache.put(key, index, body.clone());
-                return json_answer(index, body);
+                return answer(index, view(&registry, &options), &missing);
             }
             registry.subscribe(scope.get())
         };
@@ -343,23 +269,15 @@ async fn read_cached(
 }
 
 fn answer(index: u64, body: Option<Value>, missing: &str) -> Response {
-    match body {
-        Some(body) => json_answer(index, Bytes::from(body.to_string())),
-        None => with_index(index, text(StatusCode::NOT_FOUND, missing.to_owned())),
-    }
-}
-
-fn json_answer(index: u64, body: Bytes) -> Response {
-    let response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    );
-    with_index(index, response.into_response())
-}
-
-/// Adds the headers every read answer carries, a 404 included.
-fn with_index(index: u64, mut response: Response) -> Response {
+    let mut response = match body {
+        Some(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response(),
+        None => text(StatusCode::NOT_FOUND, missing.to_owned()),
+    };
     let headers = response.headers_mut();
     headers.insert("X-Consul-Index", HeaderValue::from(index));
     headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
@@ -395,13 +313,11 @@ async fn catalog_services(State(shared): State<App>, RawQuery(query): RawQuery) 
 
 async fn catalog_service(
     State(shared): State<App>,
-    Extension(cache): Extension<Arc<AnswerCache>>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let scope = ReadScope::Name(name.clone());
-    let cache = Some((&*cache, "catalog"));
-    read_cached(shared, query, scope, String::new(), cache, move |r, o| {
+    read(shared, query, scope, String::new(), move |r, o| {
         Some(r.catalog_service(&name, &o.tags))
     })
     .await
@@ -409,13 +325,11 @@ async fn catalog_service(
 
 async fn health_service(
     State(shared): State<App>,
-    Extension(cache): Extension<Arc<AnswerCache>>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let scope = ReadScope::Name(name.clone());
-    let cache = Some((&*cache, "health"));
-    read_cached(shared, query, scope, String::new(), cache, move |r, o| {
+    read(shared, query, scope, String::new(), move |r, o| {
         Some(r.health_service(&name, &o.tags, o.passing))
     })
     .await
