@@ -25,7 +25,7 @@ use syn::{Block, ImplItem, Item, Type};
 
 use crate::check;
 use crate::projects::Project;
-use crate::tree::{PLUMBING, copy_tree, root_manifest_with_members};
+use crate::tree::stage_workspace;
 
 /// The variable the merged binary reads its ladder level from.
 pub const LEVEL_VAR: &str = "WORKBOOK_LADDER_STAGE";
@@ -296,19 +296,13 @@ fn gated(stub: &Stub, stage: u32, body: &Block) -> Block {
 /// Writes the merged tree of `project` under `target/xtask/ladder/` and returns its manifest.
 fn merged_tree(root: &Path, project: &Project, assigned: &[(Stub, u32)]) -> Result<PathBuf> {
     let workspace = root.join("target/xtask/ladder").join(project.slug);
-    if workspace.exists() {
-        std::fs::remove_dir_all(&workspace)
-            .with_context(|| format!("clearing {}", workspace.display()))?;
-    }
-    let crate_dir = workspace.join(project.dir_name());
-    copy_tree(&root.join("solutions").join(project.dir_name()), &crate_dir)?;
-    copy_tree(&root.join(PLUMBING), &workspace.join(PLUMBING))?;
-    std::fs::write(
-        workspace.join("Cargo.toml"),
-        root_manifest_with_members(root, &project.dir_name())?,
+    let workspace_manifest = stage_workspace(
+        root,
+        &root.join("solutions").join(project.dir_name()),
+        &workspace,
+        &project.dir_name(),
     )?;
-    std::fs::copy(root.join("Cargo.lock"), workspace.join("Cargo.lock"))
-        .context("copying Cargo.lock")?;
+    let crate_dir = workspace.join(project.dir_name());
 
     // A package and binary name of its own, so that building it in the shared target directory
     // never replaces the solution's binary there; the library keeps its name for `main.rs`.
@@ -360,7 +354,7 @@ fn merged_tree(root: &Path, project: &Project, assigned: &[(Stub, u32)]) -> Resu
         }
         std::fs::write(&path, syntax.into_token_stream().to_string())?;
     }
-    Ok(workspace.join("Cargo.toml"))
+    Ok(workspace_manifest)
 }
 
 fn ladder_package(project: &Project) -> String {

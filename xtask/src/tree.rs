@@ -97,16 +97,27 @@ fn stage_dir_tree(root: &Path, dir: &Path, project: &Project) -> Result<PathBuf>
         std::hash::Hasher::finish(&hasher)
     );
     let workspace = root.join("target/xtask/dir-grade").join(key);
+    stage_workspace(root, &source, &workspace, &project.dir_name())
+}
+
+/// Makes `workspace` afresh: a copy of the crate at `source` as its one member `member`, the
+/// shared plumbing, the root manifest and `Cargo.lock`. Returns its manifest.
+pub fn stage_workspace(
+    root: &Path,
+    source: &Path,
+    workspace: &Path,
+    member: &str,
+) -> Result<PathBuf> {
     if workspace.exists() {
-        std::fs::remove_dir_all(&workspace)
+        std::fs::remove_dir_all(workspace)
             .with_context(|| format!("clearing {}", workspace.display()))?;
     }
-    copy_tree(&source, &workspace.join(project.dir_name()))?;
+    copy_tree(source, &workspace.join(member))?;
     // The shared plumbing is the workbook's, not the learner's: graded as the repository has it.
     copy_tree(&root.join(PLUMBING), &workspace.join(PLUMBING))?;
     std::fs::write(
         workspace.join("Cargo.toml"),
-        root_manifest_with_members(root, &project.dir_name())?,
+        root_manifest_with_members(root, member)?,
     )?;
     std::fs::copy(root.join("Cargo.lock"), workspace.join("Cargo.lock"))
         .context("copying Cargo.lock")?;
