@@ -88,17 +88,22 @@ impl RequestParser {
             let Some(end) = self.line_end(buf)? else {
                 return Ok(None);
             };
-            let line = buf.split_to(end + 1);
             self.scanned = 0;
-            let text = strip_cr(&line[..end]);
+            // The line is read where it lies and then dropped from the buffer: splitting it off
+            // would cost a reference count per line.
+            let text = strip_cr(&buf[..end]);
             if first != b'*' {
-                return split_inline(text).map(Some);
+                let args = split_inline(text);
+                buf.advance(end + 1);
+                return args.map(Some);
             }
             // `*-1` and `*0` are legal and mean "nothing": Redis skips them silently.
             if text == b"*-1" {
+                buf.advance(end + 1);
                 return Ok(Some(Vec::new()));
             }
             let count = number(&text[1..], MAX_ARGS).ok_or(ProtocolError::BadArrayLength)?;
+            buf.advance(end + 1);
             // Grow as arguments actually arrive: a declared count is a claim, not a promise.
             self.args = Vec::with_capacity(count.min(64));
             self.taken = end + 1;
@@ -111,16 +116,16 @@ impl RequestParser {
                     let Some(end) = self.line_end(buf)? else {
                         return self.incomplete(buf);
                     };
-                    let line = buf.split_to(end + 1);
                     self.scanned = 0;
-                    self.taken += end + 1;
-                    let header = strip_cr(&line[..end]);
+                    let header = strip_cr(&buf[..end]);
                     match header.first() {
                         Some(b'$') => {}
                         Some(&other) => return Err(ProtocolError::ExpectedBulk(char::from(other))),
                         None => return Err(ProtocolError::ExpectedBulk(' ')),
                     }
                     let len = number(&header[1..], MAX_BULK).ok_or(ProtocolError::BadBulkLength)?;
+                    buf.advance(end + 1);
+                    self.taken += end + 1;
                     self.bulk_len = Some(len);
                     len
                 }
@@ -194,10 +199,14 @@ fn number(digits: &[u8], max: usize) -> Option<usize> {
     if digits.is_empty() || digits.len() > 20 {
         return None;
     }
-    std::str::from_utf8(digits)
-        .ok()?
-        .parse::<usize>()
-        .ok()
+    // Digits only (no sign, no spaces), read without a detour through `str`: this runs twice
+    // per argument.
+    digits
+        .iter()
+        .try_fold(0usize, |n, &d| {
+            let digit = d.checked_sub(b'0').filter(|d| *d <= 9)?;
+            n.checked_mul(10)?.checked_add(usize::from(digit))
+        })
         .filter(|n| *n <= max)
 }
 

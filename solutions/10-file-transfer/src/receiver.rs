@@ -324,6 +324,13 @@ type Verdict = (u32, io::Result<(bool, Bytes)>);
 /// more than this, so that a connection's memory stays bounded whatever the machine.
 const VERIFYING_BYTES: usize = 64 * 1024 * 1024;
 
+/// Bytes written after which the receiver starts an `fdatasync` of the partial file on the
+/// blocking pool while the transfer goes on. Without it the kernel may hold a whole file of dirty
+/// pages until the fsync before COMPLETE, which then writes all of it at once while the sender
+/// waits; with it the disk works during the transfer, and that last fsync waits only for what
+/// came after the last one.
+const WRITE_BACK_EVERY: u64 = 64 * 1024 * 1024;
+
 async fn receive<R: AsyncRead + Unpin>(
     read: &mut R,
     write: &mut OwnedWriteHalf,
@@ -444,6 +451,8 @@ async fn receive_chunks<R: AsyncRead + Unpin>(
             verifying: vec![false; chunks as usize],
             retries: vec![0u32; chunks as usize],
             resent: 0,
+            unsynced: 0,
+            syncing: None,
         };
         while partial.held_count() < chunks {
             // A verdict is acted on at once: a RESEND must not wait for a frame that may only
@@ -526,6 +535,10 @@ struct Verifying<'a> {
     verifying: Vec<bool>,
     retries: Vec<u32>,
     resent: u32,
+    /// Bytes held since the last background `fdatasync` began.
+    unsynced: u64,
+    /// That `fdatasync`, while it runs.
+    syncing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Acts on one chunk's verdict: held (and handed to the plain hasher), or asked for again.
@@ -541,6 +554,20 @@ async fn settle(
     let (ok, data) = verdict.map_err(TransferError::Disk)?;
     if ok {
         partial.mark_held(index).map_err(TransferError::Disk)?;
+        state.unsynced += data.len() as u64;
+        if state.unsynced >= WRITE_BACK_EVERY
+            && state.syncing.as_ref().is_none_or(|sync| sync.is_finished())
+        {
+            state.unsynced = 0;
+            let file = partial.file();
+            // An error here is not the transfer's verdict: the fsync before COMPLETE is, and it
+            // reports the same failure.
+            state.syncing = Some(tokio::task::spawn_blocking(move || {
+                if let Err(error) = file.sync_data() {
+                    debug!(%error, "background fdatasync failed");
+                }
+            }));
+        }
         if let Some(plain) = plain {
             plain.landed(index, data).await;
         }

@@ -91,10 +91,12 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, transfer: &Transfer) -> 
         tree.label()
     );
     // rsync's default whole-file checksum is xxh128, far cheaper than SHA-256; with sha1 it does
-    // cryptographic work comparable to ours.
-    let rsyncs: [(&str, &[&str]); 2] = [
+    // cryptographic work comparable to ours. By default it leaves the file in the page cache,
+    // where ours is fsynced before COMPLETE: `--fsync` gives rsync the same durability.
+    let rsyncs: [(&str, &[&str]); 3] = [
         ("rsync", &[]),
         ("rsync --cc=sha1", &["--checksum-choice=sha1"]),
+        ("rsync --fsync", &["--fsync"]),
     ];
     let mut ours = Vec::new();
     let mut theirs = vec![Vec::new(); rsyncs.len()];
