@@ -103,7 +103,11 @@ impl Router {
                 .await
                 .map_err(|_| Closed);
         }
-        let mut by_shard: Vec<Vec<Stamped>> = vec![Vec::new(); self.workers.len()];
+        // Room for an even share each (and a little more), so that a batch rarely grows.
+        let share = samples.len() / self.workers.len() + samples.len() / 8;
+        let mut by_shard: Vec<Vec<Stamped>> = (0..self.workers.len())
+            .map(|_| Vec::with_capacity(share))
+            .collect();
         for s in samples {
             by_shard[self.shard_of(&s.sample)].push(s);
         }
