@@ -74,10 +74,10 @@ enum Event {
 impl Client {
     /// Connects, reads the server's `INFO` and introduces itself with a quiet `CONNECT`.
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
-        // TODO: `TcpStream::connect`, `set_nodelay(true)`; read until `protocol::parse_server`
-        // yields the `INFO` (anything else first: `ClientError::NoInfo`) and take `max_payload`
-        // from its JSON; queue `CONNECT {"verbose":false,"pedantic":true,...}\r\n` in `output`
-        // (sent with the first flush).
+        // TODO: a client past the handshake: connected (`TCP_NODELAY`), the broker's `INFO` read
+        // first (else `ClientError::NoInfo`) and its `max_payload` kept, and a `CONNECT` with
+        // `verbose` false and `pedantic` true queued for the first flush. `TcpStream::connect`,
+        // `protocol::parse_server`.
         todo!()
     }
 
