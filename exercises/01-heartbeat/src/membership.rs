@@ -187,10 +187,10 @@ impl Membership {
 
     /// Declares dead every alive node the detector gives up on at `now`, in id order.
     pub fn sweep(&mut self, now: Instant) -> Vec<Transition> {
-        // TODO: for every node not already dead, ask `self.detector.is_dead(&arrivals, silence)`
-        // with silence = `now.saturating_duration_since(last_seen)`; mark the ones it gives up on
-        // dead (remember when: recovery reports `down`) and return a `Transition::Dead` for each.
-        // A node is declared dead once, not at every sweep.
+        // TODO: each node that `self.detector.is_dead` gives up on (its silence measured with
+        // `Instant::saturating_duration_since`) declared dead once, not at every sweep, with the
+        // time it died kept (a recovery reports `down`), and one `Transition::Dead` returned for
+        // it.
         todo!()
     }
 

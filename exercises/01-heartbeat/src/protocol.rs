@@ -165,18 +165,12 @@ pub fn validate_node_id(node: &str) -> Result<(), NodeIdError> {
 
 /// Decodes one datagram into a [`Request`], or says precisely why it cannot.
 pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
-    // TODO: check the cheap things first, in this order, each with its own ProtocolError:
-    // - empty, then longer than MAX_DATAGRAM;
-    // - not UTF-8 (`std::str::from_utf8`): checking it yourself gives a clearer error than
-    //   letting serde_json find a bad byte somewhere in a string;
-    // - `serde_json::from_str::<Heartbeat>`: on success, validate the node id
-    //   (`validate_node_id`, `map_err(ProtocolError::BadNodeId)`), refuse a `meta` that is not
-    //   an object (`Meta::is_object`, `ProtocolError::MetaNotObject`: `Meta` keeps any JSON
-    //   value as text) and return `Request::Heartbeat`;
-    // - on failure, try `serde_json::from_str::<StatusRequest>`; if that fails too, return
-    //   `ProtocolError::Malformed` with the *heartbeat* error's text (`to_string()`):
-    //   heartbeats are what senders mostly mean to send, so that error is the helpful one.
-    // `#[serde(deny_unknown_fields)]` on the types already turns an extra field into an error.
+    // TODO: the contract's "Bad input", each reason its own `ProtocolError`, the cheap checks
+    // first: the size (empty, past MAX_DATAGRAM), UTF-8, then a `Heartbeat` (its node id valid:
+    // `BadNodeId`; its `meta` an object: `MetaNotObject`) or a `StatusRequest`. JSON that is
+    // neither is `Malformed` with the heartbeat's error text: heartbeats are what senders mostly
+    // mean to send. The types' `#[serde(deny_unknown_fields)]` refuses an extra field.
+    // `std::str::from_utf8`, `serde_json::from_str`, `validate_node_id`, `Meta::is_object`.
     todo!()
 }
 

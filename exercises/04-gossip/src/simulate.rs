@@ -176,10 +176,9 @@ impl Sim {
 
     /// Runs rounds until every live node knows, nobody spreads, or `max_rounds`.
     pub fn run(mut self, seed: u64) -> RunResult {
-        // TODO: Start `curve` with the informed fraction, then loop while fewer than
-        // `max_rounds` rounds ran: stop when every live node is informed (`rounds` is the number of
-        // rounds so far) or when nobody spreads any more; else run a `round` and push the fraction.
-        // Time the loop with `std::time::Instant` for `elapsed_ms`.
+        // TODO: the run of the contract's "simulate": `curve` from round 0, rounds until every live
+        // node is informed (`rounds` is then the number run), nobody spreads any more, or
+        // `max_rounds`; timed with `std::time::Instant` for `elapsed_ms`.
         todo!()
     }
 }

@@ -107,8 +107,9 @@ impl Client {
     /// Sends everything queued, then `PING`, and waits for the `PONG`: the server has then
     /// processed all of it. An `-ERR` on the way is returned as an error.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        // TODO: queue `PING\r\n`, `write_all` the output, then read frames until `PONG`: keep MSGs
-        // in `self.queued` (at most MAX_QUEUED), answer a server PING with PONG, turn `-ERR` into
+        // TODO: everything queued sent, and returns once the broker has handled it (its `PONG` to a
+        // `PING`, contract: "`PONG` means processed"); a `MSG` that comes first is kept for
+        // `next_message` (at most MAX_QUEUED), a server `PING` answered, a `-ERR` is
         // `ClientError::Server`.
         todo!()
     }
