@@ -36,16 +36,10 @@ pub struct ClientConfig {
 /// The first heartbeat leaves at once; a send that fails is logged and the next tick tries
 /// again, since a server that is down now may be up by then.
 pub async fn run(config: ClientConfig, shutdown: CancellationToken) -> io::Result<u64> {
-    // TODO:
-    // - `UdpSocket::bind("0.0.0.0:0")` gives a socket on a free port (for IPv6 servers you need
-    //   one bound to `[::]:0`; a socket speaks one address family).
-    // - `tokio::time::interval(config.interval)` ticks at once, then every interval; set
-    //   `MissedTickBehavior::Delay` so a stalled client does not send a burst to catch up.
-    // - Each tick: `seq` += 1 (the first heartbeat has seq 1), `sent_ms = wall_clock_ms()`,
-    //   `protocol::encode` the `Heartbeat` once and `send_to` every server (its `meta` is
-    //   `config.meta` made into a `protocol::Meta` once, with `Meta::from_map`). A failed send is
-    //   logged (`tracing::warn!`) and the loop goes on.
-    // - Stop after `config.count` ticks, or when `shutdown` is cancelled: `tokio::select!` on
-    //   `shutdown.cancelled()` and `ticks.tick()`. Return the number of ticks sent.
+    // TODO: one `Heartbeat` to every server each `config.interval`, the first at once, `seq` 1, 2,
+    // 3... with no gap; stop after `config.count` ticks or when `shutdown` fires, and return the
+    // ticks sent. A failed send is logged and the loop goes on. Reach for `tokio::net::UdpSocket`,
+    // `tokio::time::interval`, `protocol::encode`, `Meta::from_map` and `tokio::select!` (contract:
+    // "Heartbeats"; `cargo xtask hint heartbeat 1` has the steps).
     todo!()
 }

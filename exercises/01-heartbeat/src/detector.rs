@@ -83,10 +83,9 @@ impl ArrivalWindow {
     /// Records the time between two consecutive heartbeats, forgetting the oldest beyond
     /// [`PHI_WINDOW`].
     pub fn record(&mut self, interval: Duration) {
-        // TODO: convert to milliseconds as f64 (`Duration::as_secs_f64() * 1000.0`). If the window
-        // already holds PHI_WINDOW intervals, `pop_front` the oldest and take it out of `sum` and
-        // `sum_of_squares`; then `push_back` the new one and add it to both. Keeping running sums
-        // makes `phi` O(1) however long the window.
+        // TODO: the window holds the last PHI_WINDOW intervals, in milliseconds as `f64`, and `sum`
+        // and `sum_of_squares` are always their sums, so `phi` costs O(1) however long the window
+        // (`VecDeque`, `Duration::as_secs_f64`).
         todo!()
     }
 
@@ -101,15 +100,10 @@ impl ArrivalWindow {
     ///
     /// `None` until two intervals are known, since one sample has no spread.
     pub fn phi(&self, silence: Duration) -> Option<f64> {
-        // TODO:
-        // - fewer than 2 intervals: `None`;
-        // - mean = sum / n; variance = sum_of_squares / n - mean^2 (clamp at 0.0: rounding can
-        //   push it a hair below); std_dev = sqrt(variance), but never below
-        //   max(mean * MIN_STD_DEV_FRACTION, MIN_STD_DEV_MS);
-        // - t = silence in ms; p = normal_tail(t, mean, std_dev) is the chance a live node would
-        //   be even later than this;
-        // - phi = -log10(p). Guard p against 0 first (`p.max(f64::MIN_POSITIVE)`), or a long
-        //   silence gives infinity.
+        // TODO: phi as the contract's "Phi accrual" defines it, with σ floored at max(mean *
+        // MIN_STD_DEV_FRACTION, MIN_STD_DEV_MS); `None` with fewer than 2 intervals, and never
+        // infinite or NaN, however long the silence. `normal_tail` (given) is P(X > t);
+        // `f64::log10`, `f64::sqrt`.
         todo!()
     }
 }

@@ -56,14 +56,9 @@ impl SeqWindow {
 
     /// Takes in one sequence number and says what it meant.
     pub fn observe(&mut self, seq: u64) -> SeqOutcome {
-        // TODO: three cases (the book's "Sequence accounting" has worked examples):
-        // - `seq > highest`: shift the bitmap left by the difference (if the difference is
-        //   SEQ_WINDOW or more, the whole window is new: start from 0, since `<<` by 64 or more
-        //   panics in debug builds), set bit 0, move `highest`; `skipped` is difference - 1;
-        // - `highest - seq >= SEQ_WINDOW`: too far back to be a late arrival: the sender
-        //   restarted; start a new window at `seq`;
-        // - otherwise look at bit `highest - seq`: set means Duplicate; clear means Reordered
-        //   (set it, so a second copy is a duplicate).
+        // TODO: the outcome of `seq` by the contract's "Sequence accounting" (cases 2 to 5), with
+        // the window updated so that a second copy of any number it remembers is a `Duplicate`. Bit
+        // `i` of `seen` stands for `highest - i`; mind that `u64 << 64` panics in a debug build.
         todo!()
     }
 }
@@ -181,34 +176,21 @@ impl Membership {
         from: SocketAddr,
         now: Instant,
     ) -> Result<Option<Transition>, Refused> {
-        // TODO:
-        // - unknown node: if the table holds `limits.max_nodes` already,
-        //   `Err(Refused::TableFull)`; otherwise insert a fresh record (received 1, window at
-        //   `heartbeat.seq`) and return `Transition::Joined`. `BTreeMap::get_mut` then `insert`
-        //   (or the entry API) will do;
-        // - `meta` (stage 5): keep it only if `Meta::len` is at most `limits.max_meta_bytes` and
-        //   the table's total, with this node's previous `meta` taken out and this one put in,
-        //   stays within `limits.max_meta_total`; otherwise keep none for the node and count one
-        //   in `meta_dropped`. Keep `meta_bytes` equal to the sum of every `meta` kept;
-        // - known node: refresh `last_seen`, `addr` and `meta` whatever the sequence number says;
-        // - if it was dead: it recovered. Reset its window and arrival history (the outage says
-        //   nothing about its rhythm), count it received, return `Transition::Recovered` with how
-        //   long it was dead;
-        // - otherwise feed `seq` to its window and update the counters by the outcome
-        //   (Advanced: received, lost += skipped with `u64::saturating_add` (a sender may jump
-        //   to 2^64 - 1, twice: a plain `+=` then panics in a debug build), and record the
-        //   interval since the last heartbeat in `arrivals`; Duplicate: duplicates only;
-        //   Reordered: received, reordered, lost - 1; Restarted: received, restarts).
-        // Keep the count of dead nodes up to date here and in `sweep`, so `dead_count` is O(1).
+        // TODO: the contract's "Sequence accounting" (every case, `lost` saturating with
+        // `u64::saturating_add`) and "Limits": a new node when the table is full is
+        // `Err(Refused::TableFull)`; a `meta` beyond `max_meta_bytes`, or one that would take the
+        // table's total past `max_meta_total`, is not kept and counts in `meta_dropped` (stage 5).
+        // Keep `meta_bytes` and the dead count exact here and in `sweep`, so their getters are
+        // O(1).
         todo!()
     }
 
     /// Declares dead every alive node the detector gives up on at `now`, in id order.
     pub fn sweep(&mut self, now: Instant) -> Vec<Transition> {
-        // TODO: for every node not already dead, ask `self.detector.is_dead(&arrivals, silence)`
-        // with silence = `now.saturating_duration_since(last_seen)`; mark the ones it gives up on
-        // dead (remember when: recovery reports `down`) and return a `Transition::Dead` for each.
-        // A node is declared dead once, not at every sweep.
+        // TODO: each node that `self.detector.is_dead` gives up on (its silence measured with
+        // `Instant::saturating_duration_since`) declared dead once, not at every sweep, with the
+        // time it died kept (a recovery reports `down`), and one `Transition::Dead` returned for
+        // it.
         todo!()
     }
 

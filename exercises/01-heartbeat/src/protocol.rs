@@ -165,18 +165,12 @@ pub fn validate_node_id(node: &str) -> Result<(), NodeIdError> {
 
 /// Decodes one datagram into a [`Request`], or says precisely why it cannot.
 pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
-    // TODO: check the cheap things first, in this order, each with its own ProtocolError:
-    // - empty, then longer than MAX_DATAGRAM;
-    // - not UTF-8 (`std::str::from_utf8`): checking it yourself gives a clearer error than
-    //   letting serde_json find a bad byte somewhere in a string;
-    // - `serde_json::from_str::<Heartbeat>`: on success, validate the node id
-    //   (`validate_node_id`, `map_err(ProtocolError::BadNodeId)`), refuse a `meta` that is not
-    //   an object (`Meta::is_object`, `ProtocolError::MetaNotObject`: `Meta` keeps any JSON
-    //   value as text) and return `Request::Heartbeat`;
-    // - on failure, try `serde_json::from_str::<StatusRequest>`; if that fails too, return
-    //   `ProtocolError::Malformed` with the *heartbeat* error's text (`to_string()`):
-    //   heartbeats are what senders mostly mean to send, so that error is the helpful one.
-    // `#[serde(deny_unknown_fields)]` on the types already turns an extra field into an error.
+    // TODO: the contract's "Bad input", each reason its own `ProtocolError`, the cheap checks
+    // first: the size (empty, past MAX_DATAGRAM), UTF-8, then a `Heartbeat` (its node id valid:
+    // `BadNodeId`; its `meta` an object: `MetaNotObject`) or a `StatusRequest`. JSON that is
+    // neither is `Malformed` with the heartbeat's error text: heartbeats are what senders mostly
+    // mean to send. The types' `#[serde(deny_unknown_fields)]` refuses an extra field.
+    // `std::str::from_utf8`, `serde_json::from_str`, `validate_node_id`, `Meta::is_object`.
     todo!()
 }
 
@@ -184,9 +178,9 @@ pub fn decode(datagram: &[u8]) -> Result<Request, ProtocolError> {
 /// allowed): the server's cheap test for a request it would refuse anyway, when no status reply
 /// may be sent, so that a flood of them costs no JSON parse.
 pub fn looks_like_status(datagram: &[u8]) -> bool {
-    // TODO: no JSON parser here, only bytes: skip leading ASCII whitespace
-    // (`<[u8]>::trim_ascii_start`), expect `{` (`strip_prefix(b"{")`), skip whitespace again, and
-    // answer whether what is left `starts_with(b"\"op\"")`.
+    // TODO: whether the datagram is a JSON object whose first key is `"op"`, allowing ASCII
+    // whitespace where JSON does, by a look at its first bytes and no parsing
+    // (`<[u8]>::trim_ascii_start`, `strip_prefix`, `starts_with`).
     todo!()
 }
 
@@ -283,14 +277,10 @@ pub struct StatusReply {
 ///
 /// Returns the datagram; its `next` names the last node included when some were left out.
 pub fn encode_page(server: &ServerStats, nodes: impl IntoIterator<Item = NodeStatus>) -> Vec<u8> {
-    // TODO: build the JSON by hand so you can stop before the limit:
-    // - start with `{"server":` + `encode(server)` + `,"nodes":[`;
-    // - for each node, `encode` it and append it (comma-separated) only if the result, plus room
-    //   for the closing `],"next":"<id>"}` (an id may take up to 6 * MAX_NODE_ID bytes once
-    //   escaped), stays within MAX_REPLY; otherwise stop;
-    // - close with `],"next":` + `encode(&next)` + `}`, where `next` is `Some(last node's id)` if
-    //   you stopped early and `None` if every node fitted.
-    // A test: parse the result back with `serde_json::from_slice::<StatusReply>`.
+    // TODO: one `StatusReply` document of at most MAX_REPLY bytes: the rows in order, as many as
+    // fit, and `next` the id of the last row sent when some were left out, `null` when all fitted
+    // (contract: "Status"). serde cannot stop at a size, so build the JSON around `encode` of each
+    // part; parse the result back with `serde_json::from_slice::<StatusReply>` in a test.
     todo!()
 }
 

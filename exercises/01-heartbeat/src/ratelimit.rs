@@ -27,9 +27,9 @@ impl TokenBucket {
 
     /// Takes a token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        // TODO: first refill: add `elapsed seconds * per_second` tokens since `last`, capped at
-        // `capacity` (`f64::min`), and set `last = now`. Then take one if at least one is there.
-        // Use `saturating_duration_since`: never trust two instants to be in order.
+        // TODO: a token bucket: it refills at `per_second` tokens a second since the last call,
+        // never past `capacity`, and a call takes one token if a whole one is there. Never trust
+        // two instants to be in order (`Instant::saturating_duration_since`, `f64::min`).
         todo!()
     }
 }

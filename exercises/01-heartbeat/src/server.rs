@@ -83,41 +83,11 @@ pub async fn run<W: Write + Send + 'static>(
     events: W,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: one loop, one task, no locks: this task owns the `Membership` outright.
-    // Everything the loop calls runs from the first datagram and the first tick, so stage 2
-    // writes all of it, simply (the book's "Stages" page lists it); stages 3 to 6 test it harder.
-    // - Before the loop: a `Membership::new(config.detector, TableLimits { .. })` from the
-    //   config, a `ServerStats` (fill in `detector` and `timeout_ms`), a
-    //   `TokenBucket::new(STATUS_BURST, STATUS_PER_SECOND, now)`, a `LogThrottle` for rejected
-    //   datagrams, a receive buffer of `MAX_DATAGRAM + 1` bytes (one more than the limit, so an
-    //   over-long datagram shows itself by filling it), and
-    //   `tokio::time::interval(config.check_interval)` with
-    //   `set_missed_tick_behavior(MissedTickBehavior::Delay)`.
-    // - `tokio::select!` (with `biased;`) over: `shutdown.cancelled()` (break), the interval's
-    //   `tick()` (call `sweep(Instant::now())` and announce each transition), and
-    //   `socket.recv_from(&mut buf)` (handle one datagram). Faster under load: await
-    //   `socket.readable()` and then drain up to RECV_BATCH datagrams with `try_recv_from`
-    //   until it says `ErrorKind::WouldBlock`.
-    // - A datagram: `protocol::decode`. A heartbeat counts in `stats.received` and goes to
-    //   `record`; a transition it returns is announced; `Refused` counts in `nodes_refused`.
-    //   A status request counts in `status_requests`; if the bucket has no token it counts in
-    //   `status_dropped`, else reply with `protocol::encode_page(&stats, rows_after(...))` via
-    //   `socket.try_send_to` (never await a send here: the loop must keep receiving). Errors
-    //   count in `rejected` and are logged through the throttle with `tracing::warn!`.
-    // - Announcing: turn the `Transition` into an `Event` stamped `at_ms: wall_clock_ms()` and
-    //   write `protocol::encode(&event)` plus `\n` to `events`, flushed at once (an alarm stuck
-    //   in a buffer is a late alarm). Stage 6: never on this task, since a reader of stdout that
-    //   stalls would stall the loop: `mpsc::sync_channel(config.event_queue)` to a
-    //   `std::thread::spawn` that writes and flushes; `try_send`, and on `Full` count the event
-    //   in `events_dropped` and later queue `Event::Dropped` with how many (before any newer
-    //   event, and from the timer too, so it is said once there is room). At shutdown, drop the
-    //   sender and give the thread EVENT_FLUSH_GRACE to finish.
-    // - Stage 5, floods: `socket2::SockRef::from(&socket).set_recv_buffer_size(config.recv_buffer)`
-    //   before the loop; with no token left, a datagram `protocol::looks_like_status` is counted
-    //   and dropped without `decode`; and answer a batch's status requests after its heartbeats.
-    // - Status replies carry `meta_dropped` and `meta_bytes` from the table, and
-    //   `events_dropped`.
-    // - A receive error is logged and survived; only failing to write `events` ends `run`.
+    // TODO: one task owns the `Membership` (no locks): `tokio::select!` over `shutdown`, the
+    // `config.check_interval` timer (`sweep`, announce each transition) and the socket (`decode`,
+    // then `record` or a status page, every outcome counted in `ServerStats` as the contract's
+    // "Status" names it). Stage 5 adds the flood defences of "Limits" and "Floods", stage 6 the
+    // event queue. `cargo xtask hint heartbeat 2` (then 5 and 6) has the steps.
     todo!()
 }
 

@@ -52,15 +52,10 @@ pub enum StatusError {
 /// answer comes within `wait` (UDP may lose the request, the reply, or the server may be
 /// rate-limiting status replies).
 pub async fn fetch(server: SocketAddr, wait: Duration, tries: u32) -> Result<Status, StatusError> {
-    // TODO:
-    // - bind a UDP socket on port 0 of the server's address family;
-    // - page loop (at most MAX_PAGES): send `StatusRequest { op: Op::Status, after }`, then
-    //   `recv_from` into a `MAX_REPLY + 1` buffer with `tokio::time::timeout(wait, ...)`; after
-    //   `tries` timeouts give up with `StatusError::NoAnswer`;
-    // - ignore datagrams that are not from `server`, do not parse as `StatusReply`, or are a late
-    //   reply to an earlier page (their first node sorts at or before `after`);
-    // - collect the nodes; a reply's `next` is the next `after`, `None` means done: return the
-    //   nodes with that last page's `server` counters.
+    // TODO: every page of the table (contract: "Status"), at most MAX_PAGES, each page tried up to
+    // `tries` times with `wait` for each, else `StatusError::NoAnswer`. Ignore datagrams not from
+    // `server`, not a `StatusReply`, or a late reply to an earlier page. `UdpSocket::bind` in the
+    // server's address family, `tokio::time::timeout`.
     todo!()
 }
 

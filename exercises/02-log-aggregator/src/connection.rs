@@ -115,12 +115,12 @@ impl Reader {
     /// When the read fails, and [`io::ErrorKind::TimedOut`] when the idle timeout passed
     /// since the last [`Reader::progressed`].
     pub async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        // TODO: (stages 1 and 5) Reserve `READ_CHUNK` in `buf`. Until shutdown, `tokio::select!` (biased)
-        // between `self.stream.read_buf(buf)` and `self.shutdown.cancelled()`. Once cancelled
-        // (`self.draining`), take what the sender had sent: `try_read_buf`; on `WouldBlock`
-        // wait up to `DRAIN_QUIET` for `self.stream.readable()` and try again, else `Ok(0)`;
-        // at most `DRAIN_LIMIT` bytes in all. (Stage 4) A third branch,
-        // `tokio::time::sleep_until(self.deadline)`, returns an `io::ErrorKind::TimedOut` error.
+        // TODO: (stage 1) read more into `buf`, `READ_CHUNK` at a time, until the end of the stream
+        // or shutdown. (Stage 4) past `self.deadline`, an `io::ErrorKind::TimedOut` error. (Stage
+        // 5) once cancelled, take what the sender had already sent, at most `DRAIN_LIMIT` bytes,
+        // and call it the end after `DRAIN_QUIET` with nothing new. `tokio::select!`,
+        // `AsyncReadExt::read_buf`, `TcpStream::try_read_buf` and `readable`,
+        // `tokio::time::sleep_until`.
         todo!()
     }
 
@@ -138,11 +138,10 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    // TODO: (stages 1, 3 and 4) Loop: `reader.read` into a `BytesMut`; take every whole frame off it
-    // with `decoder.decode` (`finish` once the stream has ended), `record::write` each into one
-    // `Vec` with one `Origin::now(peer, "tcp")`, then `shared.accept(lines, count).await` before
-    // reading again: that wait is the backpressure. `reader.progressed()` after a read that
-    // completed a message; a `TimedOut` read is the end of the stream, with a `warn!`. A `ProtocolError`: append what came before
-    // it, `warn!` the reason, return (dropping the stream closes it).
+    // TODO: (stage 1) every whole message the sender sent, appended in its order, the messages of
+    // one read as one batch, and no more read until that batch is accepted (the backpressure):
+    // `Reader`, `Decoder::decode` and `finish`, `record::write`, `Shared::accept`. (Stage 3 and 4)
+    // a `ProtocolError` or an idle timeout ends the connection after appending what came before,
+    // with the reason logged (contract: "Limits").
     todo!()
 }

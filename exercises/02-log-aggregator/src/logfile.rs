@@ -32,9 +32,10 @@ pub fn rotated_name(path: &Path, n: usize) -> PathBuf {
 
 /// Moves FILE.(keep-1) to FILE.keep, ..., FILE to FILE.1 (the oldest falls off the end).
 pub fn shift_rotated(path: &Path, keep: usize) -> io::Result<()> {
-    // TODO: (stage 7) Oldest first: rename FILE.(keep-1) to FILE.keep, ..., FILE.1 to FILE.2 (a missing
-    // one is not an error: `io::ErrorKind::NotFound`), then FILE to FILE.1. With `keep` 0, remove
-    // FILE instead.
+    // TODO: (stage 7) the shift of the contract's "Rotation and SIGHUP": FILE.1 becomes FILE.2 and
+    // so on up to FILE.`keep` (the oldest is lost; a name missing in the chain is no error:
+    // `io::ErrorKind::NotFound`), and FILE becomes FILE.1; with `keep` 0, FILE is removed instead.
+    // `fs::rename`, `fs::remove_file`.
     todo!()
 }
 
@@ -76,9 +77,9 @@ impl LogFile {
     /// # Errors
     /// When writing or rotating fails.
     pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
-        // TODO: (stage 1; rotation in stage 7) `self.out.write_all(lines)` and count the bytes in
-        // `self.size`. Stage 7: before writing, if a rotation is set, the file is not empty and these
-        // lines would take it past the size, `self.rotate(keep)` first: lines never straddle files.
+        // TODO: (stage 1) `lines` appended and counted in `self.size`. (Stage 7) with a rotation
+        // set, lines never straddle files: a batch that would take a non-empty file past the size
+        // rotates it first (`self.rotate`).
         todo!()
     }
 

@@ -112,14 +112,12 @@ impl Decoder {
     /// [`ProtocolError::BadOctetCount`] or [`ProtocolError::OctetCountTooLarge`]: the stream
     /// cannot be followed any further.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
-        // TODO: (stages 1, 3 and 4) First drop what is left of a truncated message (`self.skip`: so many
-        // bytes, or up to the next LF), then skip blank lines (LF, CR). Octet counting is
-        // `DIGITS SP <`: at most 20 digits, a space, then a PRI's `<`; a count starting with `0` is
-        // `BadOctetCount`, one above `self.max_frame` is `OctetCountTooLarge`. Anything else runs to
-        // the next LF (a CR before it is dropped). Not enough bytes for a whole message? `Ok(None)`.
-        // Longer than `max_message`? Keep the first `max_message` bytes, mark `truncated`, and set
-        // `self.skip` for the rest. `BytesMut::split_to(n).freeze()` takes a message without copying;
-        // `Buf::advance` drops bytes.
+        // TODO: (stage 1) the next whole message, LF-terminated (a CR before the LF dropped, blank
+        // lines skipped), or `Ok(None)` until there is one. (Stage 3) octet counting as the
+        // contract's "Framing" defines it, trailing LFs and CRs inside the count dropped. (Stage 4)
+        // the bounds of "Limits": a message past `max_message` is cut, marked `truncated`, and the
+        // rest dropped as it arrives (`self.skip`); a bad count is `BadOctetCount` or
+        // `OctetCountTooLarge`. `BytesMut::split_to`, `Bytes::freeze`, `Buf::advance`.
         todo!()
     }
 
@@ -184,12 +182,9 @@ pub struct Syslog<'a> {
 /// Reads `message` as RFC 5424, else RFC 3164 (anything with a valid PRI), else plain text.
 /// Never fails: every message is kept.
 pub fn parse(message: &[u8]) -> Syslog<'_> {
-    // TODO: (stage 3) `<PRI>` is `<`, one to three digits (0 to 191), `>`; without it the message is
-    // plain. RFC 5424 follows with `1 `, then TIMESTAMP HOSTNAME APP-NAME PROCID MSGID separated
-    // by single spaces (`-` is the NILVALUE: `None`), then STRUCTURED-DATA (`-`, or `[...]`
-    // elements where `\"`, `\\` and `\]` are escaped inside quoted values), then SP MSG (drop a
-    // UTF-8 BOM, EF BB BF). Anything else with a PRI is RFC 3164: a `Mmm dd hh:mm:ss` timestamp
-    // (or, as rsyslog forwards, an RFC 3339 one), a host, a `TAG[PID]:`, the message; what is
-    // missing is `None` and the rest is `msg`. Small helpers that split off a token keep it short.
+    // TODO: (stage 3) the fields of the contract's "Parsing and output": RFC 5424, else RFC 3164
+    // (the host only after a timestamp), else plain; a PRI is 0 to 191, and nothing is ever dropped
+    // (what does not fit a header is `msg`). Small helpers that split off one token and return
+    // `Option` keep it short.
     todo!()
 }

@@ -83,11 +83,10 @@ struct Record<'a> {
 /// [`TRUNCATION_MARKER`] in raw output, and has `"truncated":true` in JSON; in raw output, each
 /// LF inside the message is written as [`LF_ESCAPE`].
 pub fn write(out: &mut Vec<u8>, format: OutputFormat, origin: &Origin, frame: &Frame) {
-    // TODO: (stages 1, 3 and 4) Raw: the message with each LF in it replaced by `LF_ESCAPE`
-    // (`split(|&b| b == b'\n')`), the marker if truncated, LF. JSON: fill a `Record`
-    // from `protocol::parse` (facility is `pri >> 3`, severity `pri & 7`; bytes become text with
-    // `String::from_utf8_lossy`), add `raw_base64` (`base64::engine::general_purpose::STANDARD`)
-    // only when the message is not valid UTF-8, then `serde_json::to_writer(&mut *out, &record)`
-    // and LF.
+    // TODO: (stage 1) one line per message as the contract's "Parsing and output" says: `raw` (LFs
+    // written as `LF_ESCAPE`, the truncation marker) or one JSON `Record` (stage 3 fills it from
+    // `protocol::parse`; until then `Format::Plain` will do). (Stage 4) `raw_base64` only for a
+    // message that is not UTF-8. `String::from_utf8_lossy`,
+    // `base64::engine::general_purpose::STANDARD`, `serde_json::to_writer`.
     todo!()
 }

@@ -32,18 +32,17 @@ pub struct RelpFrame {
 /// [`ProtocolError::BadRelpFrame`] for bytes that are not a RELP frame, and
 /// [`ProtocolError::RelpFrameTooLarge`] for a DATALEN above `max_data`.
 pub fn decode(buf: &[u8], max_data: usize) -> Result<Option<(RelpFrame, usize)>, ProtocolError> {
-    // TODO: (stage 6) TXNR: one to nine digits, then SP; COMMAND: one to 32 ASCII letters, then SP;
-    // DATALEN: one to nine digits; if it is not 0, SP and exactly DATALEN bytes of DATA; then LF
-    // (librelp may put a space before the LF of an empty frame). Running out of bytes anywhere
-    // is `Ok(None)`; a wrong byte is `BadRelpFrame` with what was wrong; check DATALEN against
-    // `max_data` before waiting for the data (`RelpFrameTooLarge`).
+    // TODO: (stage 6) the next frame as the contract's "RELP" defines it (librelp may put a space
+    // before the LF of an empty frame), `Ok(None)` while bytes are missing, `BadRelpFrame` saying
+    // what was wrong, and `RelpFrameTooLarge` as soon as DATALEN is past `max_data`, before waiting
+    // for the data.
     todo!()
 }
 
 /// Appends the frame `TXNR COMMAND DATALEN [DATA]` and its LF to `out`.
 pub fn encode(out: &mut Vec<u8>, txnr: u32, command: &str, data: &[u8]) {
-    // TODO: (stage 6) `format!("{txnr} {command} {}", data.len())`, then SP and the data if there is
-    // any, then LF.
+    // TODO: (stage 6) the frame `TXNR SP COMMAND SP DATALEN [SP DATA] LF` of the contract's "RELP",
+    // with DATA only when there is some (`write!` into the `Vec`).
     todo!()
 }
 

@@ -109,14 +109,12 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<u64> {
-    // TODO: (stages 1, 4, 5 and 6) `writer::start`, an `Arc<Shared>` with the configured limits, a
-    // `TaskTracker`, and `reopen_on_hangup` spawned (stage 7). Run `plumbing::accept_loop` on the
-    // syslog listener (`connection::serve`; a refusal is just a close) and, in a `tokio::join!`,
-    // on the RELP one if there is one (`session::serve`; refuse with `0 serverclose 0`). Once
-    // shutdown ends them, serve the connections still waiting in the backlogs too (stage 5: a
-    // zero `tokio::time::timeout` around `accept()` takes only what is ready), then
-    // `plumbing::drain(&tracker, config.grace)`, await the hangup task, read
-    // the count, drop the `Arc<Shared>` (its `Sink`) and `writer.finish()`.
+    // TODO: the server of the contract: (stage 1) the writer (`writer::start`), the state shared by
+    // the connections (`Shared`), and `plumbing::accept_loop` on the syslog listener (a refusal is
+    // a close). (Stage 5) at shutdown, the backlogs served too, every connection drained within
+    // `config.grace`, and the writer finished before the `stopped` event. (Stage 6) the RELP
+    // listener beside it (`tokio::join!`; refuse with `0 serverclose 0`). (Stage 7)
+    // `reopen_on_hangup`.
     todo!()
 }
 

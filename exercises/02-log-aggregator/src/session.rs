@@ -54,13 +54,11 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    // TODO: (stage 6) Like `connection::serve`, with `relp::decode` (and `Buf::advance` by what it
-    // used; `reader.progressed()` per frame): each frame goes through `command` into a `Round`; append the round's lines with
-    // `shared.accept`, then write every answer in order, the `Ack`s as `rsp` `200 OK` (or `500`
-    // if the append failed). After `close`, an error, the end of the stream or shutdown, stop;
-    // say `0 serverclose 0` first unless the client closed. Bound the write with
-    // `tokio::time::timeout(WRITE_DEADLINE, ...)`: a client that does not read must not hold
-    // the session.
+    // TODO: (stage 6) the RELP session of the contract: every frame of one read through `command`
+    // into a `Round`, its lines appended as one batch, then the answers in order (an ack is `200
+    // OK` once accepted, `500` if the append failed); `0 serverclose 0` before closing unless the
+    // client closed. A client that does not read its answers is dropped after `WRITE_DEADLINE`
+    // (`tokio::time::timeout`). `relp::decode`, `Reader`, `Shared::accept`.
     todo!()
 }
 
@@ -72,9 +70,8 @@ fn command(
     frame: relp::RelpFrame,
     round: &mut Round,
 ) -> Result<(), String> {
-    // TODO: (stage 6) `open` (once): answer `relp::open_response`. `syslog` after open: format the
-    // data as a message (cut to `max_message`, marked truncated) into `round.lines` and owe an
-    // `Answer::Ack`. `close`: answer `200 OK` and set `round.close`. Anything before `open`:
-    // answer `500` and return `Err` with the reason. An unknown command: answer `500`.
+    // TODO: (stage 6) one command by the contract's RELP table: `open` once
+    // (`relp::open_response`), `syslog` after it (a message cut at `max_message`, one `Answer::Ack`
+    // owed), `close`, anything before `open` (`Err` with the reason), an unknown command.
     todo!()
 }

@@ -137,21 +137,20 @@ pub struct Writer {
 /// # Errors
 /// When the file cannot be opened.
 pub async fn start(config: &WriterConfig) -> io::Result<(Writer, Sink)> {
-    // TODO: (stage 1: `Task`; stage 2: the mutexes) `StdMutex`: a `LogFile` in an
-    // `Arc<std::sync::Mutex<_>>`; `TokioMutex`: an `AsyncLog` in an `Arc<tokio::sync::Mutex<_>>`;
-    // `Task`: a `LogFile` moved to a thread of its own (`std::thread::Builder::spawn`) running
-    // `write_loop`, fed by an `mpsc::channel`, with a `Semaphore` of `queue_bytes` permits as the
-    // byte bound. Return a `Writer` (holding a clone of the handle, and the thread) and the `Sink`.
+    // TODO: (stage 1: `Task`; stage 2: the mutexes) the design the contract's "Safety" table names
+    // for `config.kind`, and a `Writer` that can finish it. `Task` is a `LogFile` on a thread of
+    // its own (`std::thread::Builder`) running `write_loop`, fed by a `tokio::sync::mpsc` channel,
+    // bounded in bytes by a `Semaphore` of `queue_bytes` permits.
     todo!()
 }
 
 /// The writer task: takes what is queued (up to [`GROUP_BYTES`]), writes it, syncs once per
 /// the policy, then tells every sender. Ends, synced, when every [`Sink`] is gone.
 fn write_loop(mut file: LogFile, mut rx: mpsc::Receiver<Command>, fsync: Fsync) -> io::Result<()> {
-    // TODO: (stage 1) `rx.blocking_recv()` the first command, then `try_recv` whatever else is queued
-    // (up to `GROUP_BYTES`). Append each batch (sync after each one with `Fsync::Always`), do a
-    // `Reopen` in its place, then `flush` (`Never`) or `sync` once for the group, and only then
-    // send each batch's result on its `done`. When the channel ends, `sync` and return.
+    // TODO: (stage 1) group commit: each time, everything queued (up to `GROUP_BYTES`) is written
+    // and then flushed or synced once per the policy (`Always`: after each batch), a `Reopen` lands
+    // between two batches, and a batch's `done` is answered only after its sync. When the channel
+    // ends, sync and return. `blocking_recv`, `try_recv`.
     todo!()
 }
 
@@ -166,11 +165,11 @@ impl Sink {
     /// # Errors
     /// When the write or sync fails (the lines may or may not be in the file).
     pub async fn append(&self, lines: Vec<u8>) -> io::Result<()> {
-        // TODO: (stage 1: `Task`; stage 2: the mutexes) `Task`: `acquire_many_owned` as many permits as
-        // bytes (at least 1, at most the whole queue), send `Command::Append` with the permit and a
-        // `oneshot` sender, await the answer. `StdMutex`: lock (a poisoned lock still holds the
-        // file: `unwrap_or_else(|p| p.into_inner())`), append, flush or sync per the policy.
-        // `TokioMutex`: `lock().await`, then `AsyncLog::append`.
+        // TODO: (stage 1: `Task`; stage 2: the mutexes) return only once `lines` are accepted, as
+        // the contract's "Durability" says for the policy. `Task`: a batch holds as many queue
+        // permits as bytes, at least 1 and at most the whole queue
+        // (`Semaphore::acquire_many_owned`, a `oneshot` for the answer). A poisoned std lock still
+        // holds the file; a std guard never crosses an `.await`.
         todo!()
     }
 
@@ -192,9 +191,9 @@ impl Writer {
     /// # Errors
     /// When the last write or sync fails.
     pub async fn finish(self) -> io::Result<()> {
-        // TODO: (stage 5) The mutexes: lock and `sync`. `Task`: drop this handle's sender, so the channel
-        // ends once every connection's `Sink` is gone, then join the thread (it blocks: do it in
-        // `tokio::task::spawn_blocking`).
+        // TODO: (stage 5) everything accepted written and synced, and the file closed. `Task`: the
+        // thread ends once every `Sink`'s sender is gone, this one's included; join it off the
+        // runtime (`tokio::task::spawn_blocking`).
         todo!()
     }
 }

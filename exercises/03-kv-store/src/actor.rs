@@ -109,29 +109,21 @@ impl Actors {
     /// once. An operation spanning shards (`MGET`, `DEL`, `KEYS`...) first waits for everything
     /// before it, so no client can observe the reordering: effects on different keys commute.
     pub async fn execute_batch(&self, commands: Vec<Command>) -> Vec<Reply> {
-        // TODO: growing stage by stage.
-        // - Stage 2 (one shard): each command in turn: `Op::of` it (`None`:
-        //   `Reply::err("not a key-space command")`), send it as a one-op `Job::Ops` with a
-        //   `oneshot::channel()` for the answer, and await it. A shard that is gone answers
-        //   `Reply::err("the store is shutting down")`.
-        // - Stage 3 (shards): an op with a key (`op.key()`) goes to the shard that owns it (hash
-        //   the key with `DefaultHasher`, modulo the number of shards); the others go to every
-        //   shard concerned and combine: DEL/EXISTS/DBSIZE add up, MGET puts values back in the
-        //   order asked. KEYS asks each shard for a `Job::LiveKeys` and matches them in
-        //   `tokio::task::spawn_blocking` (`glob::Pattern`): a long match must stall neither
-        //   the shard nor the other clients.
-        // - Stage 5 (pipelines): group single-key ops by shard and send each shard one `Job` for
-        //   its group; an op spanning shards first waits for everything queued before it.
+        // TODO: every command's reply, in order, each op applied by the shard that owns its key. A
+        // command that is not key-space (`Op::of` gives `None`) answers `not a key-space command`;
+        // a shard that is gone, `the store is shutting down`. Stage 2: one shard, one command at a
+        // time. Stage 3: routing by a hash of the key (`DefaultHasher`); multi-key ops combined
+        // from every shard concerned; KEYS matched off the shards (`Job::LiveKeys`,
+        // `spawn_blocking`, `glob::Pattern`). Stage 5: as this doc says. `Job`, `oneshot`.
         todo!()
     }
 }
 
 /// One shard's actor: applies jobs in arrival order, and sweeps expired keys between them.
 async fn run_shard(mut jobs: mpsc::Receiver<Job>) {
-    // TODO: (stage 2; given `spawn` starts it, so stage 1 runs without it) own a `Store` and
-    // loop with `tokio::select!` over `jobs.recv()` (`Job::Ops`: `apply` the ops in order and
-    // send the replies back on the job's oneshot; `Job::LiveKeys`: `store.live_keys`; `None`:
-    // every handle is gone, return) and a `tokio::time::interval(SWEEP_EVERY)` tick (stage 4:
-    // `store.sweep(Instant::now(), SWEEP_LIMIT)`).
+    // TODO: (stage 2; the given `spawn` starts it, so stage 1 runs without it) the actor: it owns a
+    // `Store`, answers each `Job` in arrival order, and returns once every handle is gone; every
+    // `SWEEP_EVERY` it removes at most `SWEEP_LIMIT` expired keys (`Store::sweep`, tested in stage
+    // 4). `tokio::select!`, `tokio::time::interval`.
     todo!()
 }

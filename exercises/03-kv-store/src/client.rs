@@ -13,9 +13,9 @@ use crate::resp::{self, Reply};
 
 /// Sends `args` as one RESP array to `server` and returns the reply.
 pub async fn call(server: SocketAddr, args: &[String]) -> io::Result<Reply> {
-    // TODO: `TcpStream::connect`, encode `args` as a `Reply::Array` of bulk strings (that is
-    // exactly a RESP request), `write_all`, then read into a `BytesMut` until `resp::parse_reply`
-    // returns a reply. The server closing first is an `UnexpectedEof` error.
+    // TODO: one request to `server` and its reply: a RESP request is a `Reply::Array` of bulk
+    // strings, and the reply is whole once `resp::parse_reply` says so; a server that closes first
+    // is an `io::ErrorKind::UnexpectedEof` error. `TcpStream`, `BytesMut`, `Reply::encode`.
     todo!()
 }
 

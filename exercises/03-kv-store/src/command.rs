@@ -77,20 +77,11 @@ pub enum Command {
 
 /// Parses a request's arguments, or returns the error reply Redis would send.
 pub fn parse(args: Vec<Blob>) -> Result<Command, Reply> {
-    // TODO: the first argument names the command, case-insensitively (`to_lowercase` on a
-    // `String::from_utf8_lossy`). Check the arity of each, and build the `Command`:
-    // - wrong arity: `Reply::err(format!("wrong number of arguments for '{name}' command"))`;
-    // - unknown: `Reply::err(format!("unknown command '{name}', with args beginning with: {shown}"))`,
-    //   with the name as it was sent (not lowercased), and `shown` up to three arguments, each
-    //   as `'arg' ` (quote, text, quote, space);
-    // - SET options: EX seconds, PX milliseconds (positive, and EX at most MAX_EXPIRE_SECONDS,
-    //   else "invalid expire time in 'set' command"), NX, XX; anything else or a repeat is
-    //   "syntax error"; EXPIRE past MAX_EXPIRE_SECONDS either way is "invalid expire time in
-    //   'expire' command" (a clock plus such a time overflows);
-    // - KEYS with a pattern over `glob::MAX_PATTERN` bytes is "pattern too long";
-    // - INCR/DECR are INCRBY with 1 and -1; DECRBY negates (watch `i64::MIN`);
-    // - MSET needs an even, non-zero number of arguments after its name;
-    // - COMMAND with any arguments is `Command::CommandInfo`.
+    // TODO: a `Command` for each row of the contract's "Commands" table, the name matched
+    // case-insensitively and the arity checked, or the error reply its list gives, word for word
+    // (`Reply::err`; the unknown name in the case it was sent). COMMAND with any arguments is
+    // `Command::CommandInfo`. `String::from_utf8_lossy`, `integer`, `MAX_EXPIRE_SECONDS`,
+    // `glob::MAX_PATTERN`.
     todo!()
 }
 

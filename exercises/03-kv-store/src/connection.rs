@@ -127,14 +127,10 @@ pub async fn serve(
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: the contract's "The protocol", "Limits" and "Bad input": a loop that parses every
-    // complete request already read (one `RequestParser`, one `BytesMut`), answers PING, ECHO,
-    // COMMAND and QUIT itself and sends the rest to the store as one batch
-    // (`store.execute_batch`), then writes the replies in order, never holding more than
-    // MAX_PENDING_OUTPUT of them unwritten (long values written from their own `Bytes`);
-    // then `tokio::select!` over `stream.read_buf`, the idle deadline
-    // (`tokio::time::sleep_until`) and `shutdown.cancelled()`. After each read, hold
-    // `parser.held() + input.len()` in a `Share` of `budget`; when it cannot, write
-    // OVER_BUDGET and return.
+    // TODO: the contract's "The protocol", "Limits" and "Bad input": every complete request already
+    // read is answered, in order (PING, ECHO, COMMAND and QUIT here, the rest through
+    // `store.execute_batch` as one batch), never with more than MAX_PENDING_OUTPUT of replies
+    // unwritten; the idle timeout, `shutdown` and the buffer budget (a `Share` of `budget`,
+    // OVER_BUDGET) end the connection. `RequestParser`, `BytesMut`, `tokio::select!`.
     todo!()
 }

@@ -22,9 +22,9 @@ pub struct Locked {
 impl Locked {
     /// An empty store, and a task that sweeps its expired keys until the last clone is dropped.
     pub fn new() -> Locked {
-        // TODO: `Arc::new(Mutex::new(Store::new()))`, and a sweep task holding only a `Weak` of it
-        // (`Arc::downgrade`): every `SWEEP_EVERY`, upgrade it (gone: stop) and
-        // `sweep(Instant::now(), SWEEP_LIMIT)` under the lock.
+        // TODO: (stage 3) one `Store` behind an `Arc<Mutex<_>>`, and a sweep every `SWEEP_EVERY`
+        // (at most `SWEEP_LIMIT` keys, under the lock) that stops once the store is dropped: the
+        // sweep task holds only a `Weak` (`Arc::downgrade`).
         todo!()
     }
 

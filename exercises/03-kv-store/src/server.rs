@@ -60,13 +60,10 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: the store: `StoreHandle::spawn(config.shards)`, or `StoreHandle::locked()` for
-    // `Backend::Mutex`. Then the shared accept loop (given, in `plumbing`):
-    // `plumbing::accept_loop(&listener, &plumbing::AcceptConfig::new(config.max_connections),
-    // &shutdown, &tracker, refuse, serve)`, where `refuse` writes `REFUSAL` to the stream and
-    // `serve` runs `connection::serve` with clones of the store, of one `connection::Budget`
-    // (`config.max_buffered`) and of `shutdown`, and `config.idle_timeout`. When it
-    // returns (shutdown), `plumbing::drain(&tracker, SHUTDOWN_GRACE)`: a client that stopped
-    // reading must not keep the server from exiting.
+    // TODO: the store `config.backend` names (`StoreHandle::spawn(config.shards)` or
+    // `StoreHandle::locked()`), the connections served through `plumbing::accept_loop` (at most
+    // `config.max_connections`, a refusal writes `REFUSAL`, one `connection::Budget` of
+    // `config.max_buffered` for all), and at shutdown `plumbing::drain` within `SHUTDOWN_GRACE`
+    // (contract: "Shutdown").
     todo!()
 }

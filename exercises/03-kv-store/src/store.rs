@@ -118,10 +118,10 @@ impl Store {
         condition: SetCondition,
         now: Instant,
     ) -> bool {
-        // TODO: decide by `condition` (NX: only if absent, XX: only if present; expired counts as
-        // absent); store `Item::new(&key, &value)` with `values.replace` (`insert` keeps an equal old
-        // item), and its deadline `now.checked_add(ttl)` in `deadlines` (or remove an old one);
-        // return whether it was applied.
+        // TODO: applied by `condition` (NX only if absent, XX only if present; an expired key is
+        // absent), the value and its deadline stored (or an old deadline removed), never
+        // overflowing the clock (`Instant::checked_add`); returns whether it was applied.
+        // `values.replace`, since `insert` keeps an equal old item.
         todo!()
     }
 

@@ -83,15 +83,12 @@ impl Node {
 
     /// Acts on one decoded message; returns the lines to write.
     pub fn handle(&mut self, message: Incoming, now: Instant) -> Vec<String> {
-        // TODO: Destructure the message. `init` is answered always (call `self.init`, reply
-        // `init_ok`); before it, any request with a `msg_id` gets `error` 11 (sent with the request's
-        // `dest` as `src`, since the node has no id yet). After: `echo` -> `echo_ok` with the same
-        // `echo`; `topology` -> store it, `choose_peers`, `topology_ok`; `broadcast` -> `learn` it,
-        // `broadcast_ok`; `read` -> `read_ok` with `messages: self.values()`; `gossip` -> `learn` each
-        // value from `src`, then `gossip_ok`; `gossip_ok` -> remove its flight (`in_reply_to`);
-        // `sync` -> if `count`/`hash` differ from yours, answer `sync_values` with your values in
-        // chunks of `max_batch`; `sync_values` -> learn them, then `send_gossip` (in `max_batch`
-        // chunks) every value you hold that is not in this chunk: each chunk is handled alone.
+        // TODO: every request answered as the contract's "Messages" and "Errors" say (`init`
+        // always; before it, error 11 from the request's `dest`), and the node-to-node messages:
+        // (stage 3) `gossip` learned from `src` and acknowledged, `gossip_ok` ending its flight;
+        // (stage 4) a `sync` digest that differs answered with `sync_values` in `max_batch` chunks,
+        // each chunk handled alone as "Messages" says. `init`, `choose_peers`, `learn`, `reply`,
+        // `send_gossip`, `values`.
         todo!()
     }
 
@@ -105,12 +102,12 @@ impl Node {
 
     /// One gossip round at `now`: retries, batches to the round's peers, and anti-entropy.
     pub fn tick(&mut self, now: Instant) -> Vec<String> {
-        // TODO: Nothing before `init`. First `expire` late flights. Then the targets: the
-        // peers whose `unsent` set is not empty; with `Overlay::Random`, shuffle them
-        // (`self.rng.shuffle`) and keep `fanout`. To each, take up to `max_batch` values out of its
-        // `unsent` and `send_gossip` them. Last, anti-entropy: if `anti_entropy` is not zero and that
-        // long has passed since `last_sync`, send `sync` (`count` and `hash` = `self.digest`) to one
-        // random other node (`rng.below_except`).
+        // TODO: (stage 3) one round: each peer owed values gets at most `max_batch` of them in one
+        // `gossip` (with `Overlay::Random`, only `fanout` such peers, at random); nothing before
+        // `init`. (Stage 4) late flights first go back to be sent again (`expire`), and every
+        // `anti_entropy` (not zero) one random other node gets a `sync` with this node's `digest`.
+        // `send_gossip`, `self.rng.shuffle`, `Rng::below_except`. Until stage 3, returning nothing
+        // keeps stage 1 going.
         todo!()
     }
 
@@ -122,11 +119,11 @@ impl Node {
 
     /// Sets `peers` from the overlay: the tree over `node_ids`, the given topology, or everyone.
     fn choose_peers(&mut self) {
-        // TODO: Compute the peer list for `config.overlay`: `Random` is every other node;
-        // `Topology` the neighbours `self.topology` lists for this node (every other node until a
-        // topology came); `Tree` the parent `(i - 1) / b` and children `b*i+1 ..= b*i+b` of this
-        // node's index `i` in `ids`. Rebuild `unsent` for exactly these peers: a peer already there
-        // keeps its set, a new one is owed every value held.
+        // TODO: (stage 3) the peers `config.overlay` names (contract: `node --overlay`): `Random`
+        // every other node; `Topology` this node's neighbours in `self.topology` (every other node
+        // until one came); `Tree` its parent and children in a tree of `branching` children a node
+        // over `ids` in order. Rebuild `unsent` for exactly these peers: a peer kept keeps its set,
+        // a new one is owed every value held.
         todo!()
     }
 

@@ -143,16 +143,11 @@ pub struct Incoming {
 
 /// Decodes one line (without its newline).
 pub fn decode(line: &str) -> Result<Incoming, Bad> {
-    // TODO: Parse the line with `serde_json::from_str::<Value>`; not JSON is `NotJson`.
-    // The envelope needs a string `src`, a string `dest` and an object `body` whose `type` is a
-    // string (`NotAMessage` otherwise). Read `body.msg_id` early: as soon as you have `src` and
-    // `msg_id`, every later error carries `reply_to` so the node can answer it.
-    // Then match on `type` and build the `Payload`: each variant's fields are required
-    // (`MissingField`) with the JSON type its doc says (`BadField`); `Value::as_i64`, `as_u64`,
-    // `as_str`, `as_array`, `as_object` do the checking. `init`'s `node_ids` must hold `node_id`
-    // (else `BadField` on `node_ids`).
-    // Replies (`init_ok`, `read_ok`, `error`, ...) are `Payload::Ignored`; any other type is
-    // `UnknownType`.
+    // TODO: the contract's "Messages" and "Errors" as `ProtocolError`s: `NotJson`, `NotAMessage`
+    // (the envelope), then each variant's fields required (`MissingField`) with the JSON type its
+    // doc says (`BadField`; `init`'s `node_ids` must hold its `node_id`, else `BadField` on
+    // `node_ids`); replies are `Payload::Ignored`, other types `UnknownType`. Once `src` and
+    // `msg_id` are read, every error carries `reply_to`. `serde_json::Value`, `as_i64`, `as_str`...
     todo!()
 }
 

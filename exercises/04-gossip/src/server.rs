@@ -125,12 +125,11 @@ where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
-    // TODO: Spawn `read_lines(input, config.max_line, tx)` on a bounded `mpsc::channel`
-    // (`READ_AHEAD`), wrap `output` in a `BufWriter`, make the timer with
-    // `round_timer(config.interval)`, and build the `Node`. Then loop on `tokio::select!` over
-    // `shutdown.cancelled()` (stop), a tick (`node.tick`) and a line (`None`: input ended, stop;
-    // `TooLong`: log it; `Text`: `protocol::decode` it, then `node.handle` or `node.reject`).
-    // Write every returned line with a newline, and flush after each batch.
+    // TODO: the node on stdin and stdout until the input ends or `shutdown`: lines read ahead by
+    // `read_lines` on a task of its own (a channel of `READ_AHEAD`), a round every
+    // `config.interval` (`round_timer`, `node.tick`), each line decoded and handled or rejected (a
+    // `TooLong` line logged), and every line the node returns written and flushed after each batch.
+    // `tokio::select!`, `protocol::decode`, `BufWriter`.
     todo!()
 }
 
@@ -190,13 +189,11 @@ pub async fn run_udp(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    // TODO: Build the node's ids (`peers` and the socket's own address, as strings, sorted and
-    // deduplicated), cap `config.max_batch` at `UDP_MAX_BATCH`, and `node.handle` an `init` you
-    // make yourself (`Payload::Init`). Then loop as `run` does, with `socket.recv_from` in place
-    // of a line: count datagrams from peers (`received`), `remember` a client's address, answer
-    // `stats` (it decodes as `UnknownType("stats")`) with `stats_ok`, and send each line the
-    // node returns to its `destination`: a peer's id is its address (count it in `sent`), a
-    // client's is in `clients`.
+    // TODO: (stage 3) the node over UDP as the contract's "Over UDP" says: it initialises itself
+    // (ids its own address and `peers`, sorted, deduplicated; `config.max_batch` capped at
+    // `UDP_MAX_BATCH`), sends each line the node returns to the address its `dest` names, answers
+    // `stats` (it decodes as `UnknownType("stats")`) with the datagrams counted, and remembers
+    // clients' addresses (`UDP_MAX_CLIENTS`). `socket.recv_from`, `send_to`.
     todo!()
 }
 

@@ -129,12 +129,10 @@ pub struct Sim {
 impl Sim {
     /// A simulation with node 0 informed and the crashed nodes chosen, seeded with `seed`.
     pub fn new(config: SimConfig, seed: u64) -> Sim {
-        // TODO: `n = config.nodes.max(2)` bytes of `SUSCEPTIBLE`; with `crashed > 0`, each
-        // node but 0 is `CRASHED` with that probability (`rng.chance`), and `live` counts the rest.
-        // Node 0 is `INFECTED` (`informed = 1`). Counters (one byte a node) only for the counter stop
-        // rules; `neighbours` from `regular(n, degree, &mut rng)` only for the regular topology,
-        // and `(neighbours, offsets)` from `small_world(n, degree, rewire, &mut rng)` only for
-        // the small world.
+        // TODO: a run's start as the contract's "simulate" says: at least 2 nodes, node 0 informed,
+        // every other node crashed with probability `crashed` (`rng.chance`) and `live` the rest;
+        // and only what the topology and stop rule need: the neighbours of `regular` or
+        // `small_world` (given), counters (one byte a node) for the counter rules.
         todo!()
     }
 
@@ -158,16 +156,12 @@ impl Sim {
 
     /// Runs one synchronous round.
     pub fn round(&mut self) {
-        // TODO: One pass over all nodes. Who calls: in push the `INFECTED`, in pull the
-        // `SUSCEPTIBLE`, in push-pull every node but `CRASHED` and `FRESH`. Each caller makes
-        // `fanout` calls to `peer(i)`, each counted in `messages`, each lost with probability `loss`.
-        // An informed caller (not in pull) that reaches a susceptible node makes it `FRESH` (+1
-        // informed) and calls `after_call(i, false)`; reaching an informed one, `after_call(i, true)`
-        // (a crashed peer is no feedback: `after_call(i, false)`; a lost call, no `after_call`).
-        // A susceptible caller (not in push) that reaches an `INFECTED` or `REMOVED` node becomes
-        // `FRESH` itself. Stop a caller's calls once its own
-        // state changed. After the pass, every `FRESH` becomes `INFECTED`: newly informed nodes
-        // spread from the next round on, which is what makes the rounds synchronous.
+        // TODO: one synchronous round by the contract's "simulate" (who calls in each mode,
+        // `fanout` calls to `peer(i)`, each counted in `messages` and lost with probability
+        // `loss`): a node informed in this round is `FRESH` and spreads only from the next, and a
+        // caller stops calling once its own state changed. Each call of an informed caller that
+        // arrived is followed by `after_call(i, useless)` (a crashed peer is not useless); a lost
+        // call has none.
         todo!()
     }
 
@@ -182,10 +176,9 @@ impl Sim {
 
     /// Runs rounds until every live node knows, nobody spreads, or `max_rounds`.
     pub fn run(mut self, seed: u64) -> RunResult {
-        // TODO: Start `curve` with the informed fraction, then loop while fewer than
-        // `max_rounds` rounds ran: stop when every live node is informed (`rounds` is the number of
-        // rounds so far) or when nobody spreads any more; else run a `round` and push the fraction.
-        // Time the loop with `std::time::Instant` for `elapsed_ms`.
+        // TODO: the run of the contract's "simulate": `curve` from round 0, rounds until every live
+        // node is informed (`rounds` is then the number run), nobody spreads any more, or
+        // `max_rounds`; timed with `std::time::Instant` for `elapsed_ms`.
         todo!()
     }
 }

@@ -90,11 +90,11 @@ pub async fn upload(
     config: &ClientConfig,
     bar: indicatif::ProgressBar,
 ) -> Result<Uploaded> {
-    // TODO: Stage 2 (one part), 5 (`parallel`), 6 (resume). Read the file's size and modification time;
-    // a `State` from `FILE.tus` that matches (same endpoint, size, time) and whose first part still
-    // answers HEAD is resumed, else `create` and write the state (tmp + rename). Send every part
-    // with `send_part` in a `JoinSet`, each on its own `Conn`. HEAD the whole: its offset must be
-    // the size. Remove the state file.
+    // TODO: Stage 2 (one part), 5 (`parallel`), 6 (resume). The `upload` of the contract's
+    // "Commands": the whole file on the server, checked by a HEAD of the whole, resuming only from
+    // a state file of the same endpoint, size and modification time whose first part still answers
+    // HEAD. The state file is written atomically (tmp + rename) and removed at the end. `create`,
+    // `send_part` on a `Conn` each (`tokio::task::JoinSet`), `State`.
     todo!()
 }
 
@@ -121,10 +121,10 @@ async fn send_part(
     config: &ClientConfig,
     bar: indicatif::ProgressBar,
 ) -> Result<()> {
-    // TODO: Stage 2. HEAD for the offset, then PATCH chunks of `chunk_size` (`read_exact_at` on the
-    // blocking pool, `Upload-Checksum: sha256 ...`), taking the answer's `Upload-Offset`. After a
-    // network error, 408, 409, 423, 460 or a 5xx: `backoff` and HEAD again, at most `retries`
-    // times in a row; other 4xx answers are fatal. `show` keeps the progress bar right.
+    // TODO: Stage 2. The part on the server from the offset its HEAD gives, in PATCHes of at most
+    // `chunk_size` bytes, each with `Upload-Checksum: sha256 ...`. A network error, 408, 409, 423,
+    // 460 or a 5xx is survived up to `retries` times in a row (`backoff`, then HEAD again); another
+    // 4xx is fatal. `FileExt::read_exact_at` on the blocking pool; `show` for the progress bar.
     todo!()
 }
 

@@ -20,12 +20,11 @@ use crate::tus::{self, App, event, header, locked, reason, set, set_expires};
 
 /// POST /files/.
 pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    // TODO: Stage 1 (single uploads), 2 (a body), 5 (Upload-Concat). 503 past `max_uploads`; parse
-    // `Upload-Concat` and `Upload-Metadata` (400 with the error's text); a final goes to
-    // `create_final`. Exactly one of `Upload-Length` / `Upload-Defer-Length`; 413 past `max_size`;
-    // a body needs the offset+octet-stream type (415). New `Info` with `upload_id(rand::random())`,
-    // `on_disk`, `store.insert`, the `created` event; a body goes through `patch::apply` under the
-    // slot's write lock (204 becomes 201). Always a `Location`.
+    // TODO: Stage 1 (single uploads), 2 (a body), 5 (Upload-Concat). The contract's "POST
+    // (creation)" table, every refusal with its status and reason; a final goes to `create_final`.
+    // A new upload is on disk (`on_disk`) and in the store before its `created` event; a body is
+    // applied as a PATCH (`patch::apply`) under the slot's write lock, 204 becoming 201. Always a
+    // `Location`. `upload_id(rand::random())`, `protocol::parse_*`, `too_large`.
     todo!()
 }
 
@@ -64,11 +63,12 @@ async fn create_final(
     metadata: Option<String>,
     location: String,
 ) -> Response {
-    // TODO: Stage 5. Every listed id must exist (and appear once), be partial, have a length, and not be
-    // an unfinished part elsewhere (400). Lock every part, sum the lengths (413), create the final
-    // at full length with `on_disk(.., total)` and insert it; then `place` each part at its base
-    // on the blocking pool (a `JoinSet`, in parallel) and store the placed record in its slot.
-    // The `created` event, `patch::finish_final`, 201 with `Location`.
+    // TODO: Stage 5. The final upload of the contract's "Concatenation": the parts checked (each
+    // exists once, is partial, has a length, is no unfinished part elsewhere: 400; the sum past
+    // `max_size`: 413) while every part is locked; the final created at full length and inserted,
+    // then each part's bytes placed at its base in parallel (`place` on the blocking pool, a
+    // `JoinSet`) and its placed record stored in its slot; `created`, `patch::finish_final`, 201
+    // with `Location`.
     todo!()
 }
 
@@ -76,17 +76,18 @@ async fn create_final(
 /// not placed yet, records it there and removes its own file. Idempotent, so that a restart can
 /// run it again.
 fn place(dir: &Path, final_id: &str, base: u64, mut part: Info) -> io::Result<Info> {
-    // TODO: Stage 5. `copy_range` the part's `offset` bytes from where they are (`part.target()`) to
-    // `base` of the final's file. If it was not placed yet: record `Placement`, `persist`, remove
-    // its own bytes file (NotFound is fine). Return the new record.
+    // TODO: Stage 5. The part's `offset` bytes at `base` of the final's file (`store::copy_range`
+    // from `part.target()`); a part not yet placed gets its `Placement` recorded (`store::persist`)
+    // before its own bytes file goes (NotFound is fine). Idempotent: a restart runs it again.
     todo!()
 }
 
 /// After a restart: finishes placing the parts of every final upload (a crash may have come
 /// between creating the final and recording its parts), and removes files no record names.
 pub fn recover(app: &App) -> io::Result<()> {
-    // TODO: Stage 1 (`run` calls it at start), tested in stage 6. For every final upload in
-    // `snapshot()`, walk its parts with a running base and `place` those still `placed: None`.
-    // Then remove `ID.tmp` files and `ID` files no record names.
+    // TODO: Stage 1 (`run` calls it at start: until stage 5 there is nothing to place), tested in
+    // stage 6. Every final upload in `snapshot()` ends with all its parts placed (`place`, at the
+    // running base of each part still `placed: None`), and DIR holds no `ID.tmp` and no `ID` file
+    // that no record names (contract: "Concatenation").
     todo!()
 }

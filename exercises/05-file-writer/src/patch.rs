@@ -31,11 +31,10 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // TODO: Stage 2. In the contract's order: `find`; 415 unless offset+octet-stream; 400 for a missing or
-    // bad `Upload-Offset`, `Upload-Checksum`, `Upload-Length`, `Content-Length`; the write lock
-    // within `lock_wait` (else `locked()`), and check the slot is still the store's; 403 for a
-    // final; 409 with `Upload-Offset` on a mismatch; set a deferred length; 413 if
-    // `Content-Length` goes past the end. Then `apply`.
+    // TODO: Stage 2. The contract's "PATCH" table, in its order, each refusal writing nothing, then
+    // `apply`. The write lock is waited for at most `lock_wait` (else `locked()`), and the slot
+    // must still be the store's once it is held. `find`, `protocol::parse_*`, `header`, the slot's
+    // `write` lock (`tokio::time::timeout`).
     todo!()
 }
 
@@ -70,12 +69,12 @@ pub async fn apply(
     mut body: Body,
     checksum: Option<&Checksum>,
 ) -> Response {
-    // TODO: Stage 2. Open the target file (`info.target()`); loop `timeout(idle_timeout, body.frame())`:
-    // silence or an error is a cut, data goes into a buffer (never past the length: 413), and a
-    // full buffer is written by `flush`. Write the rest. Checksum (stage 3): count the bytes only
-    // if the body came whole and the digest matches, else 460. Bytes counted: `expires` again from
-    // `app.expiry_from_now()`, `sync_data`, then `store::persist`, then the slot's record, then
-    // `completed` if done. Answer with `Upload-Offset` and `set_expires`.
+    // TODO: Stage 2. The body written at the offset as "PATCH" says: never past the length (413,
+    // keeping what fits), a silence of `idle_timeout` or a broken body a cut that keeps what came,
+    // the buffer at most `WRITE_BUFFER` before `flush`. The offset moves only once the bytes are
+    // synced, and the record is persisted before the slot's: a crash leaves it between the last
+    // acked and the bytes sent. Checksum (stage 3): bytes count only if the body came whole and
+    // matched, else 460.
     todo!()
 }
 
@@ -88,8 +87,9 @@ async fn flush(
     at: u64,
     hasher: Option<Hasher>,
 ) -> std::io::Result<(u64, Vec<u8>, Option<Hasher>)> {
-    // TODO: Stage 2. `spawn_blocking`: `store::write_at(&file, &buffer, at)`, update the hasher with the
-    // same bytes, `clear()` the buffer and hand everything back.
+    // TODO: Stage 2. `buffer` written at `at` and hashed, off the runtime
+    // (`tokio::task::spawn_blocking`, `store::write_at`); returns the bytes written, the buffer
+    // emptied for reuse, and the hasher.
     todo!()
 }
 

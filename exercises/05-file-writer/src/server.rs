@@ -141,8 +141,9 @@ async fn handle(
     router: axum::Router,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    // TODO: Stage 1. Sum the header bytes (name + value + 4 each): over `max_header_bytes` is 431.
-    // Apply `X-HTTP-Method-Override`. Unless OPTIONS, `Tus-Resumable` must be `1.0.0`, else 412
-    // with `Tus-Version`. Otherwise `router.oneshot(req)`. Every answer gets `Tus-Resumable`.
+    // TODO: Stage 1. The contract's "Every request": 431 for headers past `max_header_bytes` (name
+    // + value + 4 bytes each), `X-HTTP-Method-Override`, 412 with `Tus-Version` for a request but
+    // OPTIONS without `Tus-Resumable: 1.0.0`, and `Tus-Resumable` on every answer; else the router
+    // answers (`router.oneshot(req)`).
     todo!()
 }

@@ -110,9 +110,9 @@ impl Store {
     /// The uploads recorded in `dir`, read back after a restart. Records that do not parse are
     /// skipped with a warning, never deleted.
     pub fn open(dir: &Path) -> io::Result<Store> {
-        // TODO: Stage 1. `fs::read_dir(dir)`: for each `ID.info` whose ID passes `is_upload_id`, parse the
-        // JSON (`serde_json::from_slice::<Info>`) and insert `Arc::new(new_slot(info))`; skip (with
-        // `tracing::warn!`) what does not parse. Empty `gone`.
+        // TODO: Stage 1. The store of every `ID.info` record in `dir` whose ID passes
+        // `is_upload_id` (a record that does not parse is skipped with a warning, never deleted),
+        // and nothing `gone`. `fs::read_dir`, `serde_json::from_slice::<Info>`, `new_slot`.
         todo!()
     }
 
@@ -193,16 +193,17 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Replaces the record durably: a temporary file, synced, renamed over the old one.
 pub fn persist(dir: &Path, info: &Info) -> io::Result<()> {
-    // TODO: Stage 1. `File::create(dir/ID.tmp)`, `write_all(serde_json::to_vec(info))`, `sync_all`,
-    // then `fs::rename` over `dir/ID.info`: the record is replaced whole or not at all.
+    // TODO: Stage 1. `dir/ID.info` replaced whole or not at all, and durable before this returns:
+    // written to `dir/ID.tmp`, synced, then renamed over it (`File::sync_all`, `fs::rename`).
     todo!()
 }
 
 /// Creates the bytes file of a new upload (`size` bytes long, a sparse preallocation, for a
 /// final upload) and its record, then syncs the directory so that both survive a crash.
 pub fn create(dir: &Path, info: &Info, size: u64) -> io::Result<()> {
-    // TODO: Stage 1. `OpenOptions::new().write(true).create_new(true)` on `dir/ID`, `set_len(size)`,
-    // `sync_all`; then `persist` and `sync_dir` so that the new names survive a crash.
+    // TODO: Stage 1. A new `dir/ID` of `size` bytes (never one that exists: `create_new`), synced,
+    // its record persisted, and the directory synced so that both names survive a crash
+    // (`File::set_len`, `persist`, `sync_dir`).
     todo!()
 }
 
@@ -234,9 +235,9 @@ pub fn copy_range(
     dst_offset: u64,
     len: u64,
 ) -> io::Result<()> {
-    // TODO: Stage 5. Open `src` (read) and `dst` (write) separately, `seek` each to its offset, then
-    // `io::copy(&mut from.take(len), &mut to)` (copy_file_range on Linux); fewer bytes than `len`
-    // is an `UnexpectedEof` error; finish with `to.sync_data()`.
+    // TODO: Stage 5. The bytes copied and synced (`to.sync_data()`), each file opened on its own
+    // here; fewer than `len` bytes at `src` is an `UnexpectedEof` error. `Seek`, `Read::take`,
+    // `io::copy`.
     todo!()
 }
 

@@ -203,9 +203,10 @@ async fn remove_all(
     what: &'static str,
     keep: impl Fn() -> bool,
 ) -> Result<(), Response> {
-    // TODO: Stage 4. Take every slot's `write` lock (`timeout(lock_wait, lock_owned())`, else
-    // `locked()`); then, unless `keep()`, `store.forget` each id, `store::remove` their files on
-    // the blocking pool, and emit `{"event": what, "id": id}` for each.
+    // TODO: Stage 4. No upload removed while a request writes it: every slot's `write` lock held
+    // first, each waited for at most `lock_wait` (else `locked()`); then, unless `keep()`, every id
+    // forgotten by the store, its files removed on the blocking pool, and `{"event": what, "id":
+    // id}` printed for each. `Store::forget`, `store::remove`, `event`.
     todo!()
 }
 
@@ -221,11 +222,10 @@ pub fn locked() -> Response {
 /// final expires with its final, and the final only once none of its parts has been written
 /// for the lifetime either.
 pub async fn expire_loop(app: Arc<App>, shutdown: CancellationToken) {
-    // TODO: Stage 1 (`run` starts it), tested in stage 4. Nothing if `expire` is zero. Every
-    // `expire / 4` (clamped to 50ms..30s), until `shutdown`: each `snapshot()` record past
-    // `expires` (a final: the latest of its own and its placed parts'), unfinished and not a
-    // placed part, goes through `remove_all(.., "expired", keep)` (a final with its `group`),
-    // where `keep` checks again that it is still unfinished: it may have finished while the
-    // sweep waited.
+    // TODO: Stage 1 (`run` starts it), tested in stage 4. The contract's "Expiration": nothing when
+    // `expire` is zero; else, until `shutdown`, a sweep every `expire / 4` (clamped to 50 ms..30 s)
+    // removes each unfinished group past its latest expiry (`remove_all(.., "expired", keep)`,
+    // `keep` checking that it is still unfinished: it may have finished while the sweep waited).
+    // `snapshot`, `group`.
     todo!()
 }

@@ -186,8 +186,8 @@ pub fn render_health(body: &str) -> Result<String> {
 /// # Errors
 /// When the agent cannot be reached or refuses.
 pub async fn watch(addr: SocketAddr, name: &str, passing: bool, wait: Duration) -> Result<()> {
-    // TODO: loop on `call(addr, "GET", "/v1/health/service/NAME?index=I&wait=...ms")` starting from
-    // index 0; print `{"index":N,"instances":instances(body)}` when the answer's X-Consul-Index
-    // differs from I; then I = N, or 0 if N went below I (Consul's reset rule), never less than 1.
+    // TODO: the loop this doc describes, over blocking queries of `/v1/health/service/NAME`
+    // (`call`), printing each answer whose `X-Consul-Index` moved (`instances(body)`); the reset
+    // rule is the contract's "Blocking queries".
     todo!()
 }

@@ -152,12 +152,10 @@ fn parse_name(labels: &[String], datacenter: &str) -> Option<Lookup> {
 /// The answer to one DNS message, or `None` when it is too broken to answer at all (fewer
 /// bytes than a header). `limit` caps A and SRV records (a UDP answer's limit).
 pub fn answer(query: &[u8], registry: &Registry, limit: Option<usize>) -> Option<Vec<u8>> {
-    // TODO: `Message::from_bytes` (FORMERR with the query's ID when it does not parse); copy ID,
-    // opcode, RD; set AA and the question. Names outside `.consul` are REFUSED. Look the name up
-    // (`parse_name`, `passing_instances`); none is NXDOMAIN (with an SOA in the authority section).
-    // Shuffle (`rand::seq::SliceRandom`), cap at `limit`; A queries get `RData::A`, SRV queries
-    // `SRV::new(1, 1, port, target)` with target `<hex ip>.addr.<dc>.consul.` and that target's A
-    // record in the additional section; another type (AAAA...) of a name that has passing
-    // instances is NOERROR with no answer and the SOA in the authority section. `reply.to_vec()`.
+    // TODO: the contract's "DNS", every rule of it: the header copied from the query (ID, opcode,
+    // RD) with AA set and the question echoed; FORMERR, REFUSED, NXDOMAIN and the empty NOERROR
+    // each where it says, the latter two with an SOA in the authority section; A and SRV records of
+    // the passing instances, shuffled, at most `limit`, an SRV's target A record in the additional
+    // section. hickory-proto's `Message`, `Record::from_rdata`, `RData::A`, `SRV`; `parse_name`.
     todo!()
 }

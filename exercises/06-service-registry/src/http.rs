@@ -228,13 +228,11 @@ async fn read(
     missing: String,
     view: impl Fn(&Registry, &QueryOptions) -> Option<Value>,
 ) -> Response {
-    // TODO: parse the query (`protocol::parse_query`, 400 on error). With `index > 0`, take a
-    // permit from `shared.waiting` (`try_acquire`, 429 when none) and compute the deadline with
-    // `blocking_wait(options.wait, rand::random())`. Loop: with the registry locked, read
-    // `index_of(scope)`; answer (`answer(index, view(..), &missing)`) when index was 0, the index
-    // differs from the one asked (moved on, or reset below it), the deadline passed or shutdown began;
-    // else `subscribe` while still locked (no change can slip between), unlock, and `select!` on
-    // `changed()`, `sleep_until(deadline)` and `shared.shutdown.cancelled()`.
+    // TODO: the contract's "Blocking queries" as this doc says it, with no change lost between the
+    // check and the wait: `index_of` and `subscribe` under one lock of the registry. A waiting
+    // query holds a permit of `shared.waiting` (none: 429) and ends at `blocking_wait`'s deadline
+    // or shutdown; a bad query is 400. `protocol::parse_query`, `answer`, `tokio::select!`,
+    // `watch::Receiver`.
     todo!()
 }
 

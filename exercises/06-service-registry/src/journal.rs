@@ -33,9 +33,11 @@ impl Journal {
     /// # Errors
     /// When the directory or file cannot be used, or a line before the last is not a record.
     pub fn open(dir: &Path) -> io::Result<(Journal, Vec<Record>)> {
-        // TODO: `create_dir_all`, then read `FILE_NAME` line by line (`BufReader::read_line`): a line
-        // without its final `\n` is a torn write, never acknowledged: stop there; any other line that is
-        // not a `Record` is `InvalidData`. Open the file for append and `set_len` it to the good bytes.
+        // TODO: the records of `dir/FILE_NAME` (the directory and file created if missing), as the
+        // contract's "Persistence" says: a last line without its `\n` is a torn write, dropped and
+        // cut off the file (`set_len`); any other line that is not a `Record` is
+        // `io::ErrorKind::InvalidData`. The journal returned appends after the good bytes.
+        // `BufReader::read_line`.
         todo!()
     }
 
@@ -60,8 +62,8 @@ impl Journal {
     /// # Errors
     /// When a step fails; the old journal is then still whole.
     pub fn compact(&mut self, snapshot: &[Record]) -> io::Result<()> {
-        // TODO: write `snapshot` to `FILE_NAME.tmp`, `sync_all` it, `rename` it over the journal,
-        // `sync_all` the directory (`File::open(dir)`), reopen for append.
+        // TODO: the atomic replacement this doc describes, the journal open for append afterwards
+        // (`File::sync_all`, `fs::rename`, `File::open(dir)` to sync the directory).
         todo!()
     }
 }

@@ -166,9 +166,9 @@ pub fn field_key(name: &str) -> String {
 /// # Errors
 /// A message naming the input, as Go's is.
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    // TODO: Go's syntax: one or more NUMBER UNIT pairs (`1m30s`, `1.5s`), units ns us ms s m h;
-    // "0" alone is allowed; a bare number, a sign or an unknown unit is an error
-    // (`time: invalid duration "..."`). Sum the parts in nanoseconds as f64, then `Duration::from_nanos`.
+    // TODO: Go's `time.ParseDuration` syntax: one or more NUMBER UNIT pairs (`1m30s`, `1.5s`),
+    // units ns us ms s m h, and "0" alone; a bare number, a sign or an unknown unit is an error
+    // whose text is `time: invalid duration "..."`.
     todo!()
 }
 
@@ -178,12 +178,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 /// [`ProtocolError`] for bad JSON, wrong types, unknown fields, a missing name, a check that is
 /// not a TTL check, or metadata Consul would refuse.
 pub fn parse_registration(body: &[u8]) -> Result<Registration, ProtocolError> {
-    // TODO: `serde_json::from_slice::<Value>`, then walk the object's keys through `field_key` so
-    // that `Name`, `name` and `NAME` are one field. Strings, an array of strings for Tags, a u16 for
-    // Port, an object of strings for Meta; `Check` (an object) and `Checks` (an array) become
-    // `CheckDefinition`s whose TTL is a Go duration string (or nanoseconds) and must be set. An
-    // unknown field is `Decode`; an empty Name is `MissingName`; the ID defaults to the name. Check
-    // Meta against `MAX_META_PAIRS`, `MAX_META_KEY`, `MAX_META_VALUE`.
+    // TODO: the contract's "Registering" table and check object, every error as its
+    // `ProtocolError`: field names matched as `field_key` folds them, each field of its JSON type,
+    // a check's TTL (a Go duration string or nanoseconds) required, the ID defaulting to the name,
+    // Meta within `MAX_META_PAIRS`, `MAX_META_KEY`, `MAX_META_VALUE`. `serde_json::Value`,
+    // `parse_go_duration`, `Status::parse`.
     todo!()
 }
 
@@ -214,7 +213,7 @@ pub fn parse_query(query: &str) -> Result<QueryOptions, ProtocolError> {
 /// when none), at most ten minutes, plus `jitter`, which the caller draws from `[0, 1)` and
 /// which adds up to a sixteenth of the wait, as Consul spreads its waiters' returns.
 pub fn blocking_wait(asked: Option<Duration>, jitter: f64) -> Duration {
-    // TODO: `asked` (or `DEFAULT_WAIT` when absent or zero), `.min(MAX_WAIT)`, plus
-    // `(wait / 16).mul_f64(jitter)`.
+    // TODO: the wait this doc describes, with `DEFAULT_WAIT`, `MAX_WAIT` and `Duration::mul_f64`
+    // (an asked wait of zero counts as none).
     todo!()
 }

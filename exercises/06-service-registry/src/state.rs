@@ -212,9 +212,10 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::CheckTaken`] or [`RegistryError::TooManyServices`].
     pub fn register(&mut self, reg: Registration, now: Instant) -> Result<Record, RegistryError> {
-        // TODO: build the record first: index = self.index + 1; check IDs `service:<id>` (or
-        // `service:<id>:<n>` from 1 when there are several); a check that already exists keeps its
-        // status and output; refuse a new ID past `max_services`. Then `self.apply(&record, now)`.
+        // TODO: the contract's "Registering": check IDs `service:<id>`, or `service:<id>:<n>` from
+        // 1 when there are several; a check whose ID already exists keeps its status and output; a
+        // check ID that is another service's is `CheckTaken`; a new ID past `max_services` is
+        // `TooManyServices`. The record is built at index `self.index + 1`, then applied (`apply`).
         todo!()
     }
 
@@ -269,11 +270,11 @@ impl Registry {
     /// Applies a record: a live change just made, or one replayed from the journal (whose TTL
     /// deadlines then start again from `now`).
     pub fn apply(&mut self, record: &Record, now: Instant) {
-        // TODO: one arm per record. Register: drop the old instance's checks that are gone, insert the
-        // checks (deadline now + TTL; `critical_since` set for critical ones) and the service. Deregister:
-        // remove it and its checks. Check: set status, output, modify index. Names: raise each name's
-        // index. In every arm, raise the index of each name touched (never lower it) and send it on that
-        // name's `watch::Sender` (`send_replace`), then raise `self.index` and send on `self.changed`.
+        // TODO: the only function that changes the maps, live or replayed: after it, the services,
+        // their checks (TTL deadlines from `now`, `critical_since` for critical ones) and the
+        // indices are what the record says. Every name touched gets a higher index (never lower)
+        // sent on its own `watch::Sender`, and `self.index` moves on and is sent on `self.changed`
+        // (`send_replace`).
         todo!()
     }
 

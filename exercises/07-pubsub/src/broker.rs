@@ -195,16 +195,12 @@ impl Broker {
         payload: &[u8],
         wakes: &mut Wakes,
     ) -> Published {
-        // TODO: under `self.index.read()`, `for_each_match(subject, ..)`: skip the publisher's own
-        // subscriptions when `echo` is off; deliver to plain ones at once
-        // (`sub.outbound.push_msg(.., wakes)`, counting `Push::Queued` and `Push::Slow`); set queue
-        // subscriptions aside, then group them by queue name (`sort_by`, `chunk_by`) and deliver to
-        // one member of each group, chosen from `self.turn.fetch_add(1, ..)` scrambled (a
-        // splitmix64-style mix), not `turn % members`: the counter is shared by every subject, so a
-        // publisher alternating two subjects would give one subject's messages to the same
-        // member; if the chosen one is closed, slow or done, try the next. Respect `UNSUB`
-        // maximums: claim a delivery first, and after releasing the read lock unsubscribe the ones
-        // whose last delivery this was. Never `.await` here.
+        // TODO: the contract's "Delivery" for one `PUB`, without ever awaiting or blocking on a
+        // subscriber: `MSG` to every matching plain subscription and to one member of each queue
+        // group, a member able to take it (not closed, slow or done), spread evenly for every
+        // subject, even when a publisher alternates subjects (the turn counter is shared by all).
+        // `UNSUB` maximums hold exactly, under racing publishers. `Index::for_each_match` under
+        // `self.index.read()`, `Outbound::push_msg`, `Subscription::claim`, `slice::chunk_by`.
         todo!()
     }
 }

@@ -74,10 +74,10 @@ enum Event {
 impl Client {
     /// Connects, reads the server's `INFO` and introduces itself with a quiet `CONNECT`.
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, ClientError> {
-        // TODO: `TcpStream::connect`, `set_nodelay(true)`; read until `protocol::parse_server`
-        // yields the `INFO` (anything else first: `ClientError::NoInfo`) and take `max_payload`
-        // from its JSON; queue `CONNECT {"verbose":false,"pedantic":true,...}\r\n` in `output`
-        // (sent with the first flush).
+        // TODO: a client past the handshake: connected (`TCP_NODELAY`), the broker's `INFO` read
+        // first (else `ClientError::NoInfo`) and its `max_payload` kept, and a `CONNECT` with
+        // `verbose` false and `pedantic` true queued for the first flush. `TcpStream::connect`,
+        // `protocol::parse_server`.
         todo!()
     }
 
@@ -107,8 +107,9 @@ impl Client {
     /// Sends everything queued, then `PING`, and waits for the `PONG`: the server has then
     /// processed all of it. An `-ERR` on the way is returned as an error.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        // TODO: queue `PING\r\n`, `write_all` the output, then read frames until `PONG`: keep MSGs
-        // in `self.queued` (at most MAX_QUEUED), answer a server PING with PONG, turn `-ERR` into
+        // TODO: everything queued sent, and returns once the broker has handled it (its `PONG` to a
+        // `PING`, contract: "`PONG` means processed"); a `MSG` that comes first is kept for
+        // `next_message` (at most MAX_QUEUED), a server `PING` answered, a `-ERR` is
         // `ClientError::Server`.
         todo!()
     }

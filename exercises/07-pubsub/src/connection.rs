@@ -73,35 +73,12 @@ pub async fn serve(
     shutdown: Shutdown,
     reading: TaskTrackerToken,
 ) -> io::Result<()> {
-    // TODO: growing stage by stage (the later parts can wait):
-    // - Stage 1: a fresh client id (`broker.next_id()`), an `Arc<Outbound>` of
-    //   `settings.config.max_pending` drawing on `broker.queue_budget()`;
-    //   `stream.into_split()`, and the writer `tokio::spawn`ed on
-    //   `outbound.write_loop(writer, settings.config.write_deadline)`. Queue
-    //   `protocol::info_line(..)` first. Then loop: handle every whole operation in the input buffer
-    //   (`protocol::parse_client`; answer through the outbound queue: PONG, `+OK` when verbose),
-    //   drop the bytes used, then `tokio::select!` over `reader.read_buf(&mut input)` (0: the
-    //   client left) and `shutdown.stop.cancelled()`. At the end: `outbound.close()` and await
-    //   the writer.
-    // - Stage 2: SUB and PUB through the `broker`; keep the client's subscriptions in a
-    //   `HashMap` by sid. Pass one `Wakes` to every `publish` of a batch and `wake_all()` once
-    //   the batch is handled: until then no writer is woken.
-    // - Stage 5: UNSUB (`Subscription::set_max`, `Broker::unsubscribe`); a sid whose
-    //   subscription `is_done()` is free again; when the client leaves, however it leaves,
-    //   unsubscribe everything.
-    // - Stage 6: one more `select!` branch, `outbound.killed().cancelled()` (a slow consumer, or
-    //   a failed write), and a ping timer: `interval_at` one `settings.config.ping_interval`
-    //   from now (a zero interval means never ping, and `interval_at` panics on one). Nothing heard since
-    //   the last tick? Send PING. `MAX_PINGS_OUT` already unanswered? End with
-    //   `-ERR 'Stale Connection'`.
-    // - Stage 7: `-ERR 'Invalid Subject'` (the connection stays); the sum of the subscriptions'
-    //   `Subscription::memory` (given): a SUB past `max_subscriptions` or
-    //   `max_subscription_bytes` gets `-ERR 'Maximum Subscriptions Exceeded'`, and so does one
-    //   the broker's `subscription_budget()` cannot `try_take` (`give` back what every
-    //   subscription gone held, and all of it when the client leaves); a protocol error
-    //   queues its `-ERR` line before the close.
-    // - Stage 8: `drop(reading)` as soon as this connection stops reading; on shutdown await
-    //   `shutdown.drain.cancelled()` (every connection has stopped publishing) and queue
-    //   `INFO {\"ldm\":true}\r\n` before the close.
+    // TODO: one client by the contract, growing stage by stage (stages.md's table says which part
+    // is which stage's): (1) `INFO` first, then every whole operation answered in order, replies
+    // through the client's `Outbound` and its writer task; (2) SUB and PUB through the `broker`,
+    // the writers woken once a batch (`Wakes`); (5) UNSUB, and every subscription gone when the
+    // client goes; (6) slow and silent clients, (7) the errors and subscription bounds, (8) the
+    // lame-duck shutdown, as "Errors", "Limits" and "Shutdown" say. `cargo xtask hint pubsub N` has
+    // the steps.
     todo!()
 }

@@ -152,18 +152,12 @@ impl Outbound {
     /// Appends without waking the writer; whether it needs waking (the queue was empty: the
     /// writer takes everything when it wakes, so only the first push of a batch needs to).
     fn append(&self, len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> (Push, bool) {
-        // TODO:
-        // - Stage 1: lock `self.state()`. Closed: `(Push::Closed, false)`. Otherwise `encode` into
-        //   the buffer and return `(Push::Queued, was_empty)`: the writer takes everything when
-        //   it wakes, so only a push into an empty queue needs to wake it.
-        // - Stage 6: before encoding, would `buf.len() + writing + len` pass `self.limit`? Then
-        //   this client is a slow consumer: clear the buffer, put `-ERR 'Slow Consumer'\r\n` in
-        //   it, mark it closed, unlock, cancel `self.kill`, and return `(Push::Slow, true)` (the
-        //   writer must wake to send the verdict).
-        // - Stage 6 too: the queue holds `buf.len() + writing` bytes of `self.budget`. Take `len`
-        //   with `try_take`; when it is spent, a queue already holding bytes is a slow consumer
-        //   (an empty one takes the message with `take_anyway`: its client keeps up). A slow
-        //   consumer `give`s back what its cleared buffer held, and takes its verdict's bytes.
+        // TODO: (stage 1) the bytes `encode` writes appended to the queue unless it is closed
+        // (`Push::Closed`); `true` only when the writer needs waking (the queue was empty). (Stage
+        // 6) the bounds of "Limits": past `self.limit`, counting what is being written, or with
+        // `self.budget` spent while bytes are queued, this client is a slow consumer: its queue
+        // replaced by `-ERR 'Slow Consumer'`, closed, `self.kill` cancelled, and the budget kept
+        // exact (`try_take`, `take_anyway`, `give`).
         todo!()
     }
 
@@ -213,16 +207,11 @@ impl Outbound {
         mut stream: impl AsyncWrite + Unpin,
         deadline: Duration,
     ) -> io::Result<()> {
-        // TODO:
-        // - Stage 1: loop: create `self.wake.notified()` first; then, under the lock,
-        //   `std::mem::swap` the pending buffer with your (empty) batch, and note whether the
-        //   queue is closed. A non-empty batch: `write_all` it, clear it, loop. Empty and closed:
-        //   `stream.shutdown().await`, return. Empty and open: await the `notified` future.
-        // - Stage 6: set `writing` to the batch's length while you write it (what is being
-        //   written still counts against the bound; and `give` the budget the previous
-        //   batch's `writing` when you take the next); `write_all` inside
-        //   `tokio::time::timeout(deadline, ..)`; on any write error or timeout, mark the queue
-        //   closed and cancel `self.kill` before returning the error.
+        // TODO: (stage 1) the loop this doc describes, with no wake-up lost between looking at the
+        // queue and waiting (`Notify::notified` created first) and each batch taken whole
+        // (`std::mem::swap`). (Stage 6) the batch being written counts in `writing` against the
+        // bound and the budget; each write within `deadline` (`tokio::time::timeout`); a failed or
+        // late write closes the queue and cancels `self.kill`.
         todo!()
     }
 }

@@ -215,12 +215,10 @@ pub fn parse_client(
     buf: &[u8],
     max_payload: usize,
 ) -> Result<Option<Parsed<'_, ClientOp<'_>>>, ProtocolError> {
-    // TODO: take the `control_line` (none yet: `Ok(None)`), `split_verb` it, and match the verb in
-    // upper case (`Upper::new(verb).as_bytes()`): PING, PONG, CONNECT (`serde_json::from_slice` of
-    // the rest, `ProtocolError::Parser` if it fails), PUB (`args::<3>`: 2 or 3 arguments, the last
-    // a size; check the size against `max_payload` *before* waiting for the payload, then
-    // `payload(..)`), SUB (2 or 3 arguments), UNSUB (1 or 2), INFO/+OK/-ERR (`Ignored`); anything
-    // else is `UnknownOperation`. Return the op with the bytes used (the payload's included).
+    // TODO: one operation of the contract's "The protocol" table, the verb in any case (`Upper`),
+    // with the bytes it used (its payload's included), `Ok(None)` until it is whole, and each error
+    // of "Errors" as its `ProtocolError`; a PUB's size is checked against `max_payload` before any
+    // payload is waited for. `control_line`, `split_verb`, `args`, `payload`, `serde_json`.
     todo!()
 }
 

@@ -85,14 +85,11 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Broker>` (`Broker::new` with the two process-wide budgets of the config);
-    // `Settings` holding the config (a `server_id` of your choice, the listener's port);
-    // `Shutdown { stop: shutdown.clone(), drain: CancellationToken::new() }`; two
-    // `TaskTracker`s, one for the connection tasks and one whose tokens (`readers.token()`) the
-    // readers hold. Then the shared accept loop (given, in `plumbing`): `plumbing::accept_loop`
-    // with an `AcceptConfig` of `max_connections` whose `refusal_deadline` is the write deadline,
-    // a refusal that writes `-ERR 'Maximum Connections Exceeded'\r\n`, and a `serve` that runs
-    // `connection::serve`. When it returns: close and wait for the readers, cancel `drain`, close
-    // and wait for the tracker.
+    // TODO: the broker of the contract until `shutdown`: one `Broker` with the config's two
+    // process-wide budgets, the connections served through `plumbing::accept_loop` (at most
+    // `max_connections`, a refusal `-ERR 'Maximum Connections Exceeded'` within the write
+    // deadline), and the shutdown of "Shutdown": every reader stopped (a `TaskTracker` whose tokens
+    // they hold) before `drain` is cancelled, then every connection finished. `Settings`,
+    // `Shutdown`, `connection::serve`.
     todo!()
 }

@@ -96,27 +96,25 @@ impl<T: PartialEq> Index<T> {
 
     /// Adds `value` under `pattern`, which must be a [`valid_subject`].
     pub fn insert(&mut self, pattern: &[u8], value: T) {
-        // TODO: walk the tokens from `self.root`: `*` goes to `node.star` (`get_or_insert_with`), a
-        // literal to `node.literal.entry(token.into()).or_default()`; a last `>` pushes onto
-        // `node.rest`; at the end push onto `node.here`. Count it in `self.len`.
+        // TODO: (stage 2, wildcards in stage 4) the subscription stored at the node its subject's
+        // tokens lead to: a literal under `node.literal`, `*` under `node.star`, a last `>` in
+        // `node.rest`, else `node.here`; `self.len` counts it. `HashMap::entry`,
+        // `Option::get_or_insert_with`.
         todo!()
     }
 
     /// Removes one entry equal to `value` under `pattern`; whether there was one. Branches left
     /// empty are pruned, so the index does not grow with subjects nobody listens to any more.
     pub fn remove(&mut self, pattern: &[u8], value: &T) -> bool {
-        // TODO: walk the same path (a recursive helper is easiest), `swap_remove` the first equal
-        // entry, and on the way back remove children left empty (`Node::is_empty`). Keep `self.len`
-        // right.
+        // TODO: one entry equal to `value` gone from the node its subject leads to, no empty node
+        // left behind (`Node::is_empty`), and `self.len` right. A recursive helper is easiest.
         todo!()
     }
 
     /// Calls `visit` once for every entry whose pattern matches `subject` (a literal subject).
     pub fn for_each_match<'a>(&'a self, subject: &[u8], mut visit: impl FnMut(&'a T)) {
-        // TODO: a recursive walk over the subject's tokens: at each node with tokens left, visit
-        // `node.rest` (a `>` there matches the rest), then recurse into the literal child for the
-        // next token and into the `*` child; with no tokens left, visit `node.here`. Avoid
-        // allocating for short subjects (a fixed array of token slices).
+        // TODO: (stage 2, wildcards in stage 4) `visit` called once for every subscription the
+        // contract's "Subjects" says matches `subject`, with no allocation for short subjects.
         todo!()
     }
 }

@@ -103,10 +103,10 @@ impl Bully {
 
     /// Sends heartbeats and re-reads who is the best live node.
     pub fn tick(&mut self, now: Instant) -> Output {
-        // TODO: send the heartbeat when it is due (as `Election` does, to `Dest::All`). From one
-        // timeout after the start, find the live node of highest `(priority, id)`, this one
-        // included: if it is this node and it does not lead yet, take term + 1 and lead (event
-        // `bully`); if it is another node we do not follow yet, follow it (event `bully`).
+        // TODO: the contract's "The bully algorithm": heartbeats when due (to `Dest::All`, as
+        // `Election` sends them), and from one timeout after the start the live node of highest
+        // `(priority, id)`, this one included, followed or led, each change one `bully` event;
+        // crowning itself takes a term one above any seen.
         todo!()
     }
 }

@@ -110,10 +110,9 @@ pub struct Election {
 impl Election {
     /// A node starting at `now` from its durable state, as a follower with no leader.
     pub fn new(cfg: ElectionConfig, durable: Durable, now: Instant) -> Election {
-        // TODO: the node starts as a follower with no leader, every peer unheard. Its first
-        // `deadline` is one timeout away plus a jitter below one heartbeat
-        // (`rng.below(cfg.heartbeat)`, with `Rng::from_str_seed(&cfg.id)`): time to hear
-        // everyone's priority first. The first heartbeat is due at once (`next_heartbeat: now`).
+        // TODO: a follower with no leader, every peer unheard, its first heartbeat due at once; it
+        // stands no sooner than one timeout from `now` (time to hear everyone's priority), plus a
+        // jitter below one heartbeat drawn from `Rng::from_str_seed(&cfg.id)` (`rng.below`).
         todo!()
     }
 
@@ -180,37 +179,22 @@ impl Election {
 
     /// Handles one message from member `from` (the caller has checked the membership).
     pub fn on_message(&mut self, message: Message, now: Instant) -> Output {
-        // TODO: first note that `from` was heard (`last_heard`, and `alive_since` if it was
-        // silent for a timeout), then one arm per message, as the contract's rules say:
-        // - Heartbeat: record the priority; if `leader` names the sender it is the leader's
-        //   (rule 1): a lower term gets an `Ack` with our term; otherwise raise the term, follow
-        //   the sender, set `promised_at = now`, push the deadline a timeout away, `Ack` the seq.
-        // - Ack: a higher term deposes us (rule 7); (stage 5) a leader notes the send time of the
-        //   acked seq (`sent`) in the peer's `acked` and renews its lease from the majority-th
-        //   newest (rule 6).
-        // - Prevote / Vote: decide with one `would_vote` helper (rule 3); a vote also needs
-        //   `voted_for` empty or equal to the candidate, and sets `voted_for` (so `out.save = true`)
-        //   and `promised_at`. A refusal never changes the term; a repeat from the candidate we
-        //   voted for in this term is granted again (rule 4).
-        // - PrevoteReply / VoteReply: count grants for the round in progress; a majority moves
-        //   on (stand for election, or win). A higher term in a reply deposes us.
-        // - Resign from our leader in our term: stop hearing it; if `to` is us, stand soon (rule 8).
+        // TODO: the contract's "The rules of the safe algorithm", rules 1, 3, 4, 5, 7 and 8 (and 6
+        // in stage 5: acks renew the lease), each change of role, term or leader one event with its
+        // reason from "Events", and `out.save = true` whenever `term` or `voted_for` changes. Every
+        // valid message makes `from` heard (`last_heard`; `alive_since` after a silence of a
+        // timeout). A refused vote never changes the term. One `would_vote` helper serves prevotes
+        // and votes.
         todo!()
     }
 
     /// Runs the timers: heartbeats, the lease, hand-over, and standing for election.
     pub fn tick(&mut self, now: Instant) -> Output {
-        // TODO: the timers, in this order:
-        // - (stage 5) a leader whose lease has run out steps down (reason `lease`); (stage 3) one
-        //   that sees a successor (with `cfg.preempt`: a live peer of higher `(priority, id)`
-        //   whose `alive_since` is a hold-down old, rule 8) sends `Resign` and steps down
-        //   (`preempt`);
-        // - a heartbeat is due: send it to `Dest::All` (a leader notes its send time in `sent`),
-        //   and ask again the peers that have not granted the round in progress, if any;
-        // - a non-leader past its `deadline`: a candidate whose round failed goes back to follower;
-        //   then stand (send `Prevote` for term + 1) if no leader was heard for a timeout and this
-        //   node is the best live one, or has been leaderless for three timeouts (rule 2). Either
-        //   way, set the next deadline (a timeout plus a random part of one).
+        // TODO: the timers of the contract's rules: heartbeats every `cfg.heartbeat` (a candidate
+        // asks again the peers that have not granted yet, rule 4); standing past the `deadline`
+        // (rule 2), a failed round going back to follower (reason `election`), the next deadline a
+        // timeout plus a random part of one; (stage 3) hand-over (rule 8); (stage 5) the lease
+        // running out (rule 6).
         todo!()
     }
 }

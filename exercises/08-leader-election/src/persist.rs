@@ -59,7 +59,8 @@ impl Store {
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    // TODO: `create_dir_all`, write `NAME.tmp`, `sync_all` it, `fs::rename` it over NAME,
-    // then `File::open(dir)?.sync_all()`: the rename is durable only once the directory is.
+    // TODO: `bytes` at `dir/name` durably and atomically, as the contract's "The rules of the safe
+    // algorithm" says (temporary file, fsync, rename, fsync of the directory); the directory is
+    // created if missing. `fs::create_dir_all`, `File::sync_all`, `fs::rename`.
     todo!()
 }

@@ -80,10 +80,10 @@ pub async fn run(
     config: ResourceConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: a loop over `socket.recv_from` (and `shutdown.cancelled()` in a `select!`): drop
-    // requests over `max_request`, parse a `ResourceRequest`, `apply` it, print a `WriteEvent`
-    // for every write with `print_json`, and answer with `reply_to`; a request that does not
-    // parse gets `ok: false` and `error: "malformed request: ..."`.
+    // TODO: the store of the contract's "Fencing" on `socket` until `shutdown`: every request
+    // answered (one too long for `max_request` is dropped), a request that does not parse answered
+    // `ok: false` with `malformed request: ...`, and every write printed as a `WriteEvent`.
+    // `apply`, `reply_to`, `print_json`, `tokio::select!`.
     todo!()
 }
 

@@ -147,13 +147,11 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: load the durable state from a `Store` (an error ends the node: better stopped
-    // than voting twice), build the `ElectionConfig` (lease: `config.lease` or
-    // `default_lease`) and the `Engine` of `config.algorithm`, `emit` its `start_event`,
-    // then loop in a `tokio::select!` (biased): `shutdown.cancelled()` ends it;
-    // `sleep_until(engine.next_wakeup())` ticks the engine and `apply`s the output;
-    // `socket.recv_from` into a buffer of `max_message + 1` bytes goes to `handle`. A receive
-    // error is an ICMP notice about a peer: log it and carry on. `each!` calls either engine.
+    // TODO: the node until `shutdown`: its durable state loaded first (an error ends it: better
+    // stopped than voting twice), the `Engine` of `config.algorithm` (lease: `config.lease` or
+    // `default_lease`) and its `start_event`; then a `tokio::select!` of `shutdown`, the engine's
+    // `next_wakeup` (`tick`, `apply`) and datagrams of up to `max_message + 1` bytes (`handle`). A
+    // receive error is an ICMP notice about a peer: logged, survived. `Store`, `each!`.
     todo!()
 }
 
@@ -172,10 +170,11 @@ impl Node {
     }
 
     async fn apply(&mut self, out: Output, now: Instant, socket: &UdpSocket) -> io::Result<()> {
-        // TODO: save first (`self.store.save(engine.durable())`, when `out.save`), then send:
-        // `Dest::All` to every address in `by_id`, `Dest::Peer(id)` to that one. Then `emit` the
-        // events. Last, a leader that just sent its own heartbeat and still `leads(now)` writes
-        // `ResourceRequest::Write` with its term as the token to `config.resource`, if set.
+        // TODO: the engine's `Output` obeyed in the order the contract requires: saved (`out.save`)
+        // before anything is sent, then sent (`Dest::All` to every peer, `Dest::Peer` to one), then
+        // the events printed. (Stage 6) a leader that just sent its heartbeat and still
+        // `leads(now)` writes its term as the token to `config.resource`, if set (contract:
+        // "Fencing").
         todo!()
     }
 

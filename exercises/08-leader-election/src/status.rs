@@ -15,8 +15,8 @@ use crate::protocol::{self, Message, StatusReply};
 /// # Errors
 /// When no answer comes, or the answer is not a status reply.
 pub async fn fetch(node: SocketAddr, wait: Duration, tries: u32) -> Result<StatusReply> {
-    // TODO: bind a UDP socket, then up to `tries` times: `send_to` the encoded
-    // `Message::Status`, wait `wait` for an answer with `tokio::time::timeout`, skip any from
-    // another address, and parse a `StatusReply`.
+    // TODO: the `status_reply` of the node at `node` (contract: "Status"), asked up to `tries`
+    // times, `wait` each, an answer from another address ignored. `UdpSocket`,
+    // `tokio::time::timeout`, `protocol::encode`.
     todo!()
 }

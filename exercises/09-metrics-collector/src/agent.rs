@@ -173,10 +173,11 @@ impl Shared {
     }
 
     fn push(&self, seq: u64, received_ms: u64, payload: Bytes, max_bytes: usize) {
-        // TODO: `spill` the payload (is memory full: `bytes + len > max_bytes`?), outside the
-        //   lock; queue the batch, adding its bytes to `bytes` or `spooled`; then `drop_oldest`
-        //   from memory while over `max_bytes` (keeping one), and from the spool while over the
-        //   spool's `max_bytes`; print a `dropped` event if any; `more.notify_one()`.
+        // TODO: the batch queued, in memory or spilled to the spool (`spill`, outside the lock),
+        // within the bounds of the contract's "Limits": past `max_bytes` in memory, or the spool's
+        // own bound, the oldest batches are dropped (one is always kept) and reported in one
+        // `dropped` event; the counts `bytes` and `spooled` stay exact; the sender is woken
+        // (`more.notify_one()`).
         todo!()
     }
 
@@ -243,10 +244,10 @@ pub async fn run(
     config: AgentConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    // TODO: build `Shared` with `open_spool(&config)?`; spawn `send_loop` with its own stop
-    //   token; run `receive_loop` until `shutdown`; then wait (bounded by SHUTDOWN_GRACE) for
-    //   `unacked()` to reach 0, stop the sender, await it, and print
-    //   `{"event":"stopped","unacked":n}`.
+    // TODO: the agent until `shutdown`, then its `stopped` event
+    // (`{"event":"stopped","unacked":n}`) once what is unacknowledged is acked or SHUTDOWN_GRACE
+    // has passed: `receive_loop` on the socket and `send_loop` beside it, with a stop token of its
+    // own, sharing one `Shared` (`open_spool`).
     todo!()
 }
 
@@ -256,10 +257,10 @@ async fn receive_loop(
     config: &AgentConfig,
     shutdown: &CancellationToken,
 ) {
-    // TODO: `select!` on shutdown, the batch deadline (`sleep_until`, or pending when no batch
-    //   is open) and `recv_from`: append each non-empty line (with '\n') to the open batch; the first
-    //   line sets the deadline (`batch_wait`) and the receive time. Seal (next `seq`) when `batch` lines
-    //   (or MAX_BATCH_BYTES) are in or the deadline passes; on shutdown seal what is open and return.
+    // TODO: the lines received, non-empty ones kept (each ending in '\n'), sealed into batches
+    // (`seal`, the next `seq`, the first line's receive time) at `batch` lines, at MAX_BATCH_BYTES,
+    // or `batch_wait` after the first line; what is open is sealed at `shutdown`. `tokio::select!`,
+    // `sleep_until`, `recv_from`.
     todo!()
 }
 
@@ -269,18 +270,18 @@ fn seal(shared: &Shared, config: &AgentConfig, seq: u64, received_ms: u64, open:
 }
 
 async fn send_loop(shared: Arc<Shared>, config: AgentConfig, stop: CancellationToken) {
-    // TODO: loop: run `session` (in a `select!` with `stop`); on error clear `connected`, print a `disconnected`
-    //   event, sleep the backoff (from 50 ms, doubling up to `max_backoff`), and try again.
+    // TODO: sessions again and again until `stop`: after an error, `connected` cleared, a
+    // `disconnected` event, and a backoff from 50 ms doubling up to `max_backoff`.
     todo!()
 }
 
 /// One connection: HELLO, resend what is unacknowledged, then send batches as they are sealed
 /// while reading acknowledgements. Returns `Ok` only when `stop` is cancelled.
 async fn session(shared: &Shared, config: &AgentConfig, stop: &CancellationToken) -> Result<()> {
-    // TODO: resolve and connect; send `HELLO id`; the `OK n` reply: `acked(n)`, set `connected`, print the
-    //   `connected` event with `taken: n`. Then, at the same time (one `select!` of two futures): read
-    //   replies (`ACK seq` -> `acked`), and write every batch after the last one sent
-    //   (`BATCH seq received_ms len` + payload, read back from its file when `Body::Spooled`), waiting on `more.notified()` when there is none.
+    // TODO: one session of the contract's "The agent protocol", from the agent's side: `HELLO`,
+    // then what `OK n` says was taken forgotten (`acked`), `connected` set and the `connected`
+    // event (`taken: n`); then, at once, `ACK`s read and every batch after the last one sent
+    // written (a spooled one read back from its file), waiting on `more` when there is none.
     todo!()
 }
 

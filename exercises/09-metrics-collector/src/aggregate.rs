@@ -178,20 +178,20 @@ impl Shard {
 
     /// Adds one sample to its series, creating the series if the limit allows.
     pub fn add(&mut self, stamped: Stamped) {
-        // TODO: build the `SeriesKey` (kind, name, tags). A new series takes a slot:
-        //   `limits.live.fetch_add(1)`; at `max_series` give it back and count `limits.overflow`. Update
-        //   `seen` (first and last `received_ms`), then fold the value in by kind: counter += value / rate;
-        //   gauge = v or += delta; timer: `histogram.record(microseconds)`, count += 1 / rate, lower, upper,
-        //   sum; set: insert below `max_set_size`; Graphite: keep the point with the latest `sent_ms`.
+        // TODO: the sample folded into its series (kind, name, tags) as the contract's "StatsD" and
+        // "Graphite plaintext" define each kind, with `seen` its first and last `received_ms`. A
+        // new series takes a slot of `limits.live`; with `max_series` taken it is dropped and
+        // counted in `limits.overflow`. A set counts at most `max_set_size` members.
+        // `Histogram::record` (microseconds).
         todo!()
     }
 
     /// Reports every series that had samples in the interval and starts the next: gauges keep
     /// their value (for deltas) until idle for [`GAUGE_IDLE_FLUSHES`]; the rest are forgotten.
     pub fn flush(&mut self) -> Vec<Report> {
-        // TODO: `self.series.retain(..)`: a series with `seen.take()` = Some reports `report(&state)`;
-        //   keep only gauges (count their idle flushes, up to GAUGE_IDLE_FLUSHES), drop the rest, and give
-        //   their slots back with one `limits.live.fetch_sub(removed)`.
+        // TODO: the reports of every series that had samples since the last flush (`report`);
+        // gauges kept through GAUGE_IDLE_FLUSHES idle flushes, every other series forgotten, and
+        // their slots of `limits.live` given back. `HashMap::retain`.
         todo!()
     }
 }

@@ -103,10 +103,10 @@ pub async fn serve_lines(
     parse: Parser,
     shutdown: CancellationToken,
 ) {
-    // TODO: a read loop (`read_buf`, in a `select!` with `shutdown.cancelled()`): take the
-    //   bytes up to the last '\n', stamp them with `now_ms()`, `parse_lines`, `drain` them, and
-    //   `router.send` the samples. At EOF parse what is left. A partial line longer than `max_line`:
-    //   refuse it once, clear the buffer, and skip bytes until the next '\n'.
+    // TODO: the lines of one stream, each stamped with its read time (`now_ms()`), parsed
+    // (`parse_lines`) and sent to the router until EOF (a last line without '\n' is a line) or
+    // `shutdown`. Memory stays bounded by `max_line`: a partial line past it is refused once and
+    // skipped to its next '\n'. `read_buf`, `tokio::select!`, `Router::send`.
     todo!()
 }
 
@@ -157,10 +157,9 @@ pub async fn serve_agent(
     max_frame: usize,
     shutdown: CancellationToken,
 ) {
-    // TODO: loop: `parse_agent_frame` on the buffer; an error answers `ERR ...` and closes.
-    //   HELLO answers `OK <highest>`; a BATCH before HELLO is an error; a whole BATCH (header and `len`
-    //   payload bytes in the buffer) is claimed: new ones are parsed with their agent's `received_ms`
-    //   and sent to the router, duplicates counted; either way answer `ACK seq`. Need more bytes: read
-    //   (with shutdown in a `select!`).
+    // TODO: the collector's side of the contract's "The agent protocol": `HELLO` answered `OK
+    // <highest>`, a whole `BATCH` claimed (a new one parsed with its agent's `received_ms` and
+    // routed, a duplicate counted) and answered `ACK seq` once routed, and every error `ERR ...`
+    // then a close. `protocol::parse_agent_frame`, `Agents`, `tokio::select!` with `shutdown`.
     todo!()
 }

@@ -144,20 +144,19 @@ impl Exposition {
 
     /// Folds one flush's reports in.
     pub fn update(&mut self, reports: &[Report], live_series: usize) {
-        // TODO: count the flush and note the live series; for each report, the family name by kind
-        //   (`NAME_total` counter, `NAME` gauge, `NAME_seconds` summary, `NAME_unique` gauge, Graphite
-        //   `NAME` gauge). Skip (count in `dropped`) names starting `metrics_collector_`, a family of another
-        //   type, or a new series past `max_points`. Counters and timer sums/counts add up; gauges replace.
+        // TODO: the contract's "`GET /metrics`" families folded in from one flush: each report
+        // under its family name and type, counters and timer sums and counts added up, gauges
+        // replaced. Left off and counted in `dropped`: names starting `metrics_collector_`, a
+        // family already of another type, a new series past `max_points`. The flush and the live
+        // series counted too.
         todo!()
     }
 
     /// The page: the collector's own metrics, then every family.
     pub fn render(&self, counters: &Counters, overflow: u64) -> String {
-        // TODO: first the collector's own metrics (`metrics_collector_samples_total`,
-        //   `..._malformed_lines_total{reason=..}` for every reason, `..._overflow_samples_total`,
-        //   `..._duplicate_batches_total`, `..._flushes_total`, `..._series`, `..._unexposed_series_total`),
-        //   each with `# HELP` and `# TYPE`; then every family: HELP, TYPE, one line per label set; a summary
-        //   has `quantile="0.5|0.9|0.99"` lines, then `_sum` and `_count`.
+        // TODO: the page of the contract's "`GET /metrics`": the collector's own metrics first
+        // (every malformed reason, zeros included), then every family, each with `# HELP` and `#
+        // TYPE`, valid for `promtool check metrics`.
         todo!()
     }
 }

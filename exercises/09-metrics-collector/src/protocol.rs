@@ -243,11 +243,8 @@ pub const MAX_TIMER_MS: f64 = 3_600_000.0;
 /// # Errors
 /// The [`ProtocolError`] naming what is wrong.
 pub fn parse_statsd(line: &str) -> Result<Sample, ProtocolError> {
-    // TODO: split once on ':' (name, rest), check the name with `valid_name` (BadName), then
-    //   split `rest` on '|': value, type, then optional fields `@RATE` (0 < rate <= 1, else BadRate) and
-    //   `#tag,tag` (BadTags on an empty tag); sort and dedup the tags. Match the type: `c`, `g` (a
-    //   leading '+' or '-' makes `GaugeDelta`), `ms`/`h`/`d` (0..=MAX_TIMER_MS), `s`; parse numbers
-    //   with `finite`.
+    // TODO: one line of the contract's "StatsD", or the `ProtocolError` of its malformed reason;
+    // tags sorted and deduplicated. `valid_name`, `finite`, `str::split_once`, `MAX_TIMER_MS`.
     todo!()
 }
 
@@ -256,10 +253,8 @@ pub fn parse_statsd(line: &str) -> Result<Sample, ProtocolError> {
 /// # Errors
 /// The [`ProtocolError`] naming what is wrong.
 pub fn parse_graphite(line: &str) -> Result<Sample, ProtocolError> {
-    // TODO: `split_ascii_whitespace` must give exactly three fields: PATH VALUE TIMESTAMP
-    //   (GraphiteSyntax); PATH passes `valid_name` like a StatsD name (BadName). `nan` (any case) is
-    //   `f64::NAN`, else `finite`; the timestamp is seconds (a non-negative number below 1e13, else
-    //   BadTimestamp), kept as `sent_ms`. No tags.
+    // TODO: one line of the contract's "Graphite plaintext" (no tags), or its `ProtocolError`; the
+    // timestamp kept as `sent_ms`. `split_ascii_whitespace`, `valid_name`, `finite`.
     todo!()
 }
 
@@ -288,10 +283,9 @@ pub fn parse_agent_frame(
     buf: &[u8],
     max_frame: usize,
 ) -> Result<Option<(AgentFrame, usize)>, ProtocolError> {
-    // TODO: find the '\n' within the first 512 bytes (none yet: `Ok(None)`, unless 512
-    //   bytes are already there: BadFrame). Split the header on ' ': `HELLO id` or
-    //   `BATCH seq received_ms len` (numbers that parse, len <= max_frame else FrameTooLarge).
-    //   Return the frame and the header's length including its '\n'; the payload is not consumed.
+    // TODO: the header of one frame of the contract's "The agent protocol" and its length with its
+    // '\n' (the payload is not consumed), `Ok(None)` until it is whole; `BadFrame` for a header
+    // that is not one or is over 512 bytes, `FrameTooLarge` for a length past `max_frame`.
     todo!()
 }
 

@@ -156,11 +156,10 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    // TODO: open the output (`writer::open_output`), build `Limits`, `Counters`, the `Router` (workers:
-    //   0 means `available_parallelism`), the `Exposition` and an `Ingest`. Start the readers on a
-    //   `TaskTracker`: `accept_lines` for StatsD and Graphite, `serve_udp`, and for agents
-    //   `plumbing::accept_loop` around `serve_agent` (refusal: `ERR too many connections`). Serve
-    //   `/metrics` with `axum::serve(..).with_graceful_shutdown(..)`. Spawn `Writer::run` with its own
-    //   stop token. On `shutdown`: `plumbing::drain` the readers, then stop the writer and await it.
+    // TODO: the collector of the contract until `shutdown`: the output file, the workers (`Router`;
+    // 0 workers means `available_parallelism`), the readers on a `TaskTracker` (StatsD and Graphite
+    // over TCP with `accept_lines`, StatsD over UDP, agents through `plumbing::accept_loop`,
+    // refused with `ERR too many connections`), `/metrics` over `axum`, and the writer; at shutdown
+    // the readers drained first, then the writer's last flush. `writer::open_output`, `Exposition`.
     todo!()
 }

@@ -91,10 +91,10 @@ impl Writer {
     /// Flushes every `interval` until `stop`, then once more, and returns. `stop` is cancelled
     /// by the server once every reader has finished, so the last batch holds all they read.
     pub async fn run(mut self, stop: CancellationToken) {
-        // TODO: a `tokio::time::interval(self.interval)` (its first tick is immediate: take it); in a loop,
-        //   `select!` on the tick or `stop.cancelled()`, then `router.flush()`, and `write_batch` with the
-        //   batch number, the real elapsed interval, and the totals before and now (start from zeros).
-        //   After `stop`, one last flush, then return.
+        // TODO: a batch every `self.interval` (`tokio::time::interval`, whose first tick is
+        // immediate) until `stop`, then one last; each batch from `router.flush()`, numbered from
+        // 1, with the real elapsed interval and the counters' differences since the previous batch.
+        // `write_batch`.
         todo!()
     }
 
@@ -106,10 +106,9 @@ impl Writer {
         before: &Totals,
         now: &Totals,
     ) -> std::io::Result<()> {
-        // TODO: build the whole batch in one `Vec<u8>`: a `"kind":"stat"` line per
-        //   `stat_lines` entry (batch, flush_ms, name, value, tags, first_ms, last_ms; Graphite adds sent_ms
-        //   and points), then the `"kind":"batch"` closing line with the interval's counts (differences of
-        //   the totals). One `write_all`. Then update the exposition and print the `flush` event.
+        // TODO: the batch of the contract's "The output file" in one `write_all`: a `"kind":"stat"`
+        // line per `stat_lines` entry, then the `"kind":"batch"` closing line; then the exposition
+        // updated (`Exposition::update`) and the `flush` event printed.
         todo!()
     }
 }

@@ -42,11 +42,10 @@ pub fn cores() -> usize {
 /// reads it with a positioned read and hashes it, so the pieces cost one pass over the bytes in
 /// all and the cores share it whatever their speed.
 pub fn hash_pieces(file: &File, size: u64, piece: u32) -> io::Result<Vec<Hash>> {
-    // TODO: `protocol::chunk_count(size, piece)` pieces; an `AtomicU32` "next piece" shared by
-    // `cores()` threads in `std::thread::scope` (no more threads than pieces). Each thread: one
-    // buffer of `min(piece, size)` bytes; `fetch_add(1, Relaxed)` for its next index until past
-    // the count; `read_exact_at` the piece at `index * piece` (in `u64`), `sha256` it, and keep
-    // `(index, hash)`. `join` every thread (`?` its `io::Result`) and put the hashes in order.
+    // TODO: (stage 2) the hashes this doc describes, in order, with at most `cores()` threads and
+    // no more threads than pieces, each with one buffer of at most `piece` bytes; offsets in `u64`.
+    // `protocol::chunk_count`, `std::thread::scope`, `AtomicU32::fetch_add`,
+    // `FileExt::read_exact_at`, `sha256`.
     todo!()
 }
 
@@ -105,13 +104,12 @@ impl WholeHasher {
     /// Starts the thread for `manifest`'s file, of which the chunks marked in `held` are already
     /// in `file`.
     pub fn spawn(manifest: &Manifest, file: Arc<File>, held: Vec<bool>) -> WholeHasher {
-        // TODO: a bounded `mpsc::channel` of HASHER_QUEUE_BYTES / chunk_size messages (at least
-        // one) and a `oneshot` for the answer; a
-        // `std::thread::spawn` that owns a `Sha256` and `next`, the first chunk not yet hashed.
-        // Loop: while chunk `next` is on disk (held, or landed out of order), `read_exact_at` it
-        // and hash it; then `rx.blocking_recv()`: `Landed(next, data)` is hashed from memory,
-        // any other index only marked as on disk; `Finish` hashes everything left from the file
-        // and sends the digest; `None` (the transfer was abandoned) just ends the thread.
+        // TODO: (stage 2) the plain SHA-256 of the file, in chunk order, on a `std::thread` of its
+        // own: a landed chunk that is next is hashed from memory, any other read back from `file`
+        // when its turn comes (held ones included); at most HASHER_QUEUE_BYTES of chunks wait (at
+        // least one), `Finish` hashes what is left and answers on a `oneshot`, and a closed channel
+        // (the transfer abandoned) just ends the thread. `mpsc::channel`, `blocking_recv`,
+        // `Sha256`.
         todo!()
     }
 

@@ -56,11 +56,11 @@ pub enum NameError {
 /// Normalization Form C (NFC), so that `café` composed and `cafe` + a combining accent, which
 /// macOS and most people take for one name, can never land as two files.
 pub fn check(name: &str) -> Result<(), NameError> {
-    // TODO: one test per rule, in the order of the doc above, each returning its `NameError`.
-    // `str::contains(['/', '\\', ':'])`, `char::is_control`, `ends_with([' ', '.'])`; for device
-    // names compare the part before the first `.` (`trim_end`ed) with every one of `DEVICES`
-    // using `eq_ignore_ascii_case`; last, `unicode_normalization::is_nfc` (the error carries
-    // `to_nfc(name)`, the spelling to send instead).
+    // TODO: each rule of the doc above (the contract's "The receiver" lists them), in its order, as
+    // its `NameError`; a device name is one of `DEVICES`, in any ASCII case, alone or as the part
+    // before the first `.` (trailing spaces ignored); a name not in NFC carries `to_nfc(name)`, the
+    // spelling to send instead. `char::is_control`, `eq_ignore_ascii_case`,
+    // `unicode_normalization::is_nfc`.
     todo!()
 }
 

@@ -64,10 +64,10 @@ pub struct Kept {
 /// Every partial file in `dir` (and every state file left without one), oldest first. Links
 /// are looked at, never followed: a link planted at a temporary name counts for no bytes.
 pub fn kept(dir: &Path) -> io::Result<Vec<Kept>> {
-    // TODO: `fs::read_dir`; keep the entries named `.NAME` + PARTIAL_SUFFIX or STATE_SUFFIX
-    // (`strip_prefix`, `strip_suffix`), grouped by NAME in a `HashMap`. `fs::symlink_metadata`
-    // (never `metadata`, which follows a link): the partial file's `len()` when `is_file()`,
-    // and the later `modified()` of the two. Sort by `modified`.
+    // TODO: (stage 1, tested in stage 4) what this doc says, each `Kept` grouping `.NAME` +
+    // PARTIAL_SUFFIX and STATE_SUFFIX: `bytes` the partial file's length when it is a regular file,
+    // `modified` the later of the two. Links never followed: `fs::symlink_metadata`, never
+    // `fs::metadata`. `fs::read_dir`, `str::strip_prefix`, `strip_suffix`.
     todo!()
 }
 
@@ -83,17 +83,13 @@ impl Partial {
     /// the chunks it claims are read back and verified, and those that pass count as held (a
     /// resume); otherwise the partial file starts empty.
     pub fn open(dir: &Path, manifest: &Manifest) -> io::Result<Partial> {
-        // TODO: the identity is `Sha256::digest(manifest.encode())`. Nothing outside `dir` may
-        // be written, and a temporary name may hold a symbolic link or a hard link to a file
-        // elsewhere: reuse an existing temporary file only if `fs::symlink_metadata` says it is a
-        // regular file with `nlink() == 1` (`MetadataExt`), and the file you then open has the
-        // same `dev()` and `ino()`. Read at most 32 + ceil(chunks / 8) + 1 bytes of the state
-        // file (`Read::take`). Resume when the state is exactly 32 + ceil(chunks / 8) bytes,
-        // starts with the identity, and the partial file is `manifest.size` long: for each chunk
-        // its bitmap claims, `read_exact_at` it and hash it again; only a match counts as held.
-        // Otherwise `fs::remove_file` whatever is there, create the partial file with
-        // `create_new(true)`, and `set_len(size)`. Either way, recreate the state file the same
-        // way and write the identity, then the bitmap of what is held now.
+        // TODO: the contract's "The receiver" (temporary files, links, resume): nothing outside
+        // `dir` written through a link (a temporary file reused only if a regular file with one
+        // link, and the one then opened is that same file, `dev()` and `ino()`; else created
+        // afresh, `create_new`); a resume only for a state file that starts with the manifest's
+        // identity (`Sha256::digest` of its encoding), a bitmap of its size and a partial file of
+        // `manifest.size` bytes, each chunk it claims hashed again (stage 4); the state file
+        // written again with what is held now.
         todo!()
     }
 

@@ -200,13 +200,11 @@ impl Manifest {
     /// Reads a manifest body, checking everything that can be checked without the file: its own
     /// hash, the version, the chunk size's range, and that the chunk count fits the size.
     pub fn decode(body: &[u8]) -> Result<Manifest, ProtocolError> {
-        // TODO: first split off the last 32 bytes and compare them with `Sha256::digest` of the
-        // rest. Then read the fields in order with a small cursor that returns `None` when the
-        // bytes run out (every `None` is `ProtocolError::BadManifest`). Refuse: a version other
-        // than VERSION, a name longer than MAX_NAME_LEN or not UTF-8 (`String::from_utf8`), a
-        // chunk size outside MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE, a count other than
-        // `chunk_count(size, chunk_size)` or above MAX_CHUNKS, and hashes that do not fill the
-        // rest exactly. Say which in the message: the sender prints it.
+        // TODO: the manifest of the contract's "The protocol", or `ProtocolError::BadManifest`
+        // saying which field is wrong (the sender prints it): its own SHA-256 checked first, then
+        // every field read with a cursor that never reads past the end, the version, name (UTF-8,
+        // MAX_NAME_LEN), chunk size, count (`chunk_count`, MAX_CHUNKS) and hashes filling the rest
+        // exactly.
         todo!()
     }
 }

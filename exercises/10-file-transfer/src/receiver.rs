@@ -170,10 +170,10 @@ impl Shared {
     /// `--partial-ttl`, emitting `discarded` for each. Blocking file I/O: the accept loop's sweep
     /// runs it on `spawn_blocking`.
     pub fn sweep(&self) -> io::Result<()> {
-        // TODO: hold `room`; for each of `partial::kept(&self.config.dir)?` older than
-        // `partial_ttl` (`SystemTime::now().duration_since(modified)`) whose name is not in
-        // `busy`: `partial::remove` it and emit `{"event": "discarded", "name", "bytes",
-        // "reason": "expired"}`.
+        // TODO: (stage 1, tested in stage 4) the contract's expiry of kept partial files: under
+        // `room`, every kept one older than `partial_ttl` whose name is not `busy` removed, each
+        // with a `discarded` event (`"reason": "expired"`). `partial::kept`, `partial::remove`,
+        // `SystemTime::duration_since`, `emit`.
         todo!()
     }
 
@@ -210,42 +210,12 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    // TODO: growing stage by stage (the later parts can wait):
-    // - Stage 1 (one file, a few chunks): `stream.into_split()`, the read half in a `BufReader`
-    //   (a chunk then takes a few reads, not hundreds). Read MANIFEST (at most MAX_MANIFEST_LEN),
-    //   `Manifest::decode`, `name::check`; `Partial::open` on `spawn_blocking`; `shared.emit`
-    //   `started`; answer ACCEPT with its bitmap. Then CHUNKs (at most 4 + chunk_size) until
-    //   every chunk is held: `write_all_at` its data, `mark_held`. Then the content hash:
-    //   `hasher::content_hash_of` on `spawn_blocking` (the chunk hashes when the chunks are
-    //   blocks), compared with `file_hash`; `Partial::finish` on `spawn_blocking`, emit
-    //   `complete`, COMPLETE. On an error, emit `failed` and, unless the peer is gone, send an
-    //   ERROR frame with its text (at most MAX_ERROR_LEN bytes). Race it all against
-    //   `shutdown.cancelled()` in `tokio::select!`; unless shutting down, close gracefully:
-    //   `write.shutdown()`, then read and discard until the sender closes (at most LINGER), since
-    //   closing with unread bytes sends a reset, which can destroy the answer not read yet.
-    // - Stage 2 (many chunks): verify and write chunks on the blocking pool, several at once
-    //   (a `JoinSet` and `spawn_blocking`, up to `hasher::cores()` chunks and at most 64 MiB),
-    //   while the next frames are read: read frames in a loop of their own that hands whole
-    //   frames over an `mpsc::channel(1)`, so that a `select!` between "a verdict" and "the next
-    //   frame" never drops a frame read halfway. With `config.sha256`, a `WholeHasher` gets each
-    //   landed chunk (`landed`), and `finish()` gives the `"sha256"` of the `complete` event.
-    // - Stage 3 (corruption): hash each chunk before writing it; a mismatch: emit `resent` and
-    //   answer RESEND at once (never let a verdict wait for the next frame, which may only come
-    //   after it), at most `max_retries` times per chunk (a copy of a chunk still being checked
-    //   waits for that verdict, so every bad copy counts); SENT_ALL: RESEND every chunk missing
-    //   and not being checked.
-    // - Stage 4 (resume): `Partial::open` knows what is held; skip a chunk already held. Before
-    //   opening, under `shared.room`, make room in `partial_budget` (`partial::kept`): the
-    //   partial files of names in `busy` are never deleted, and if they with the new size do
-    //   not fit, `TransferError::NoRoom`; else delete the others oldest first (`discarded`,
-    //   `"reason": "budget"`) until it fits. The new name's own partial file does not count.
-    // - Stage 5 (many senders): claim the name in `shared.busy` before opening the partial file
-    //   (a `Claim` guard, whose `Drop` releases it; a name taken is `TransferError::Busy`).
-    // - Stage 6 (hostile peers): `--max-size`; each frame under `tokio::time::timeout
-    //   (frame_timeout, ..)`; a chunk index past the count (`ChunkBeyond`), a length other than
-    //   `chunk_len` (`ChunkLength`), any other frame (`ProtocolError::Unexpected`); a content
-    //   hash that differs from `file_hash`: `FileHashMismatch`, and discard the partial file
-    //   (when the chunks are blocks, `protocol::content_hash` of the chunk hashes tells before a
-    //   byte is written).
+    // TODO: one sender served as the contract's "The protocol" and "The receiver" say, growing
+    // stage by stage (stages.md says which part is which stage's): (1) MANIFEST, ACCEPT, CHUNKs
+    // written, the content hash checked, COMPLETE, an ERROR and a `failed` event on any failure,
+    // racing `shutdown`, with a graceful close; (2) chunks checked in parallel within
+    // VERIFYING_BYTES while frames are read, `--sha256`; (3) RESEND; (4) resume and the partial
+    // budget; (5) one sender a name; (6) every bound of "Limits". `cargo xtask hint file-transfer
+    // N` has the steps.
     todo!()
 }

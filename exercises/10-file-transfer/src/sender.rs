@@ -77,18 +77,11 @@ pub async fn send_file(
     sha256: bool,
     progress: &mut Progress,
 ) -> Result<SendReport, SendError> {
-    // TODO: the name is `path.file_name()` in NFC (`name::to_nfc`), checked with `name::check`.
-    // With `sha256`, start `hasher::sha256_file` on `spawn_blocking` first and await it at the
-    // end, for `SendReport::sha256`. Open the file, choose
-    // the chunk size, `progress.hashing`, then `hasher::hash_file` on `spawn_blocking`. Connect
-    // (`set_nodelay(true)`; TCP keepalive with `socket2::SockRef::from(&stream)
-    // .set_tcp_keepalive` and KEEPALIVE_IDLE / KEEPALIVE_INTERVAL, so that a receiver that
-    // vanished is noticed), `into_split()`, write MANIFEST, read ACCEPT (or ERROR: `Refused`).
-    // `progress.sending`. Spawn a task that reads the receiver's frames (RESEND, COMPLETE, ERROR)
-    // into a bounded `mpsc` with room for a RESEND of every chunk. Main loop: take the replies
-    // waiting (`try_recv`); send the next chunk of a `VecDeque` of chunks to send (`read_exact_at`,
-    // CHUNK, `progress.advance`); when the queue is empty, send SENT_ALL once and wait
-    // (`recv().await`) for a RESEND (queue it), COMPLETE (done) or ERROR (`Refused`). A write
-    // that fails may mean the receiver refused and closed: prefer its ERROR's reason to yours.
+    // TODO: the sender of the contract: the name in NFC and checked, the manifest built from the
+    // file's chunk hashes (`hasher::hash_file`, off the runtime), then MANIFEST, ACCEPT (or ERROR:
+    // `Refused`), every chunk not held, SENT_ALL, each RESEND answered, until COMPLETE; replies
+    // read on a task of their own while chunks are sent; TCP keepalive (KEEPALIVE_IDLE,
+    // KEEPALIVE_INTERVAL) so a vanished receiver is noticed; a failed write prefers the receiver's
+    // ERROR to its own. `--sha256` beside it (`hasher::sha256_file`). `progress` as it goes.
     todo!()
 }

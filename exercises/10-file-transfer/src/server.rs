@@ -26,12 +26,10 @@ pub async fn run(
     events: impl Write + Send + 'static,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // TODO: an `Arc<Shared>` of the config and `events`, a `TaskTracker`, then the shared
-    // accept loop (given, in `plumbing`): `plumbing::accept_loop(&listener,
-    // &plumbing::AcceptConfig::new(config.max_connections), &shutdown, &tracker, refuse, serve)`, where `refuse` sends an ERROR frame
-    // holding `REFUSAL` and `serve` runs `receiver::serve`. When it returns (shutdown):
-    // `plumbing::drain(&tracker, config.frame_timeout)`. Stage 4: beside it, on the tracker, a
-    // task that calls `Shared::sweep` on `spawn_blocking` at once and then every quarter of
-    // `partial_ttl` (at least 100 ms, at most 60 s: `tokio::time::interval`) until shutdown.
+    // TODO: the receiver of the contract until `shutdown`: connections served through
+    // `plumbing::accept_loop` (at most `config.max_connections`, a refusal an ERROR frame holding
+    // `REFUSAL`, `receiver::serve`), drained within `config.frame_timeout`; beside them (from stage
+    // 1, tested in stage 4) a sweep of expired partial files (`Shared::sweep`, off the runtime) at
+    // once and then every quarter of `partial_ttl`, at least 100 ms and at most 60 s apart.
     todo!()
 }
