@@ -9,6 +9,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -94,11 +96,23 @@ impl Server {
 
     /// One status page, asked over raw UDP, retried until an answer comes.
     fn status_page(&mut self, after: Option<&str>) -> Value {
-        let request = match after {
-            Some(after) => json!({ "op": "status", "after": after }),
-            None => json!({ "op": "status" }),
-        };
-        let deadline = Instant::now() + PROMPT;
+        match self.status_page_within(after, PROMPT) {
+            Some(page) => page,
+            None => {
+                let request = status_request(after);
+                self.program.fail(format_args!(
+                    "sent {request} to {} and got no reply within {PROMPT:?}",
+                    self.addr
+                ))
+            }
+        }
+    }
+
+    /// One status page, asked over raw UDP every 250ms until an answer comes, or `None` after
+    /// `within`.
+    fn status_page_within(&mut self, after: Option<&str>, within: Duration) -> Option<Value> {
+        let request = status_request(after);
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             self.peer.send_json(self.addr, &request);
             let reply_window = Instant::now() + Duration::from_millis(250);
@@ -110,7 +124,7 @@ impl Server {
                     continue;
                 }
                 match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(reply) if reply.get("nodes").is_some() => return reply,
+                    Ok(reply) if reply.get("nodes").is_some() => return Some(reply),
                     _ => self.program.fail(format_args!(
                         "sent {request} and expected a status reply {{\"server\":{{..}},\"nodes\":[..],\"next\":..}}, got {:?}",
                         String::from_utf8_lossy(&bytes)
@@ -120,10 +134,7 @@ impl Server {
             self.program
                 .assert_running(format_args!("waiting for a reply to {request}"));
         }
-        self.program.fail(format_args!(
-            "sent {request} to {} and got no reply within {PROMPT:?}",
-            self.addr
-        ))
+        None
     }
 
     /// The whole table over raw UDP, following `next` from page to page.
@@ -160,8 +171,9 @@ impl Server {
         match found {
             Some(table) => table,
             None => self.program.fail(format_args!(
-                "{what}; the last status had server {} and nodes {:?}",
-                last.0, last.1
+                "{what}; the last status had server {} and nodes {}",
+                last.0,
+                Value::from(last.1)
             )),
         }
     }
@@ -172,8 +184,8 @@ impl Server {
         match nodes.iter().find(|n| n["node"] == node) {
             Some(row) => row.clone(),
             None => self.program.fail(format_args!(
-                "expected node {node:?} in the status reply, got nodes {:?}",
-                nodes.iter().map(|n| n["node"].clone()).collect::<Vec<_>>()
+                "expected node {node:?} in the status reply, got nodes {}",
+                json!(ids(&nodes))
             )),
         }
     }
@@ -198,6 +210,19 @@ impl Server {
     }
 }
 
+/// A status request, for the first page or for the one after `after`.
+fn status_request(after: Option<&str>) -> Value {
+    match after {
+        Some(after) => json!({ "op": "status", "after": after }),
+        None => json!({ "op": "status" }),
+    }
+}
+
+/// The ids of status rows, in their order.
+fn ids(nodes: &[Value]) -> Vec<&str> {
+    nodes.iter().filter_map(|n| n["node"].as_str()).collect()
+}
+
 /// Runs the binary with `args` to completion (bounded) and returns its stdout.
 fn run_to_end(args: &[&str], timeout: Duration) -> String {
     let out = command("heartbeat")
@@ -220,10 +245,10 @@ fn receive_beats(
     while beats.len() < count {
         if Instant::now() >= deadline {
             client.fail(format_args!(
-                "expected {count} heartbeats on {} within {timeout:?}, got {}: {:?}",
+                "expected {count} heartbeats on {} within {timeout:?}, got {}: {}",
                 peer.addr(),
                 beats.len(),
-                beats.iter().map(|(b, _)| b).collect::<Vec<_>>()
+                Value::from_iter(beats.iter().map(|(b, _): &(Value, Instant)| b.clone()))
             ));
         }
         match peer.recv(Duration::from_millis(100)) {
@@ -659,7 +684,8 @@ mod stage3_detection {
                 || server["alive"] != 0
             {
                 s.program.fail(format_args!(
-                    "expected node gone with state dead, and server.dead 1, server.alive 0; got server {server} and nodes {nodes:?}"
+                    "expected node gone with state dead, and server.dead 1, server.alive 0; got server {server} and nodes {}",
+                    Value::from(nodes.clone())
                 ));
             }
         });
@@ -758,6 +784,51 @@ mod stage4_sequences {
     }
 
     #[test]
+    fn every_heartbeat_refreshes_the_address_and_meta() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            // Three sockets: the node moves (a new port, as after a restart behind NAT) and its
+            // last heartbeat is a duplicate, which refreshes as much as any other.
+            let peers = [UdpPeer::bind(), UdpPeer::bind(), UdpPeer::bind()];
+            let steps = [
+                (0, 1, Some(json!({ "version": "1.0" })), 0),
+                (1, 2, Some(json!({ "version": "1.1" })), 0),
+                (2, 2, None, 1),
+            ];
+            let mut sent: Vec<String> = Vec::new();
+            for (peer, seq, meta, duplicates) in steps {
+                let peer = &peers[peer];
+                let mut beat = hb("n", seq);
+                if let Some(meta) = &meta {
+                    beat["meta"] = meta.clone();
+                }
+                peer.send_json(s.addr, &beat);
+                let from = peer.addr().to_string();
+                sent.push(format!("{beat} from {from}"));
+                let meta_wanted = match &meta {
+                    Some(meta) => format!("\"meta\":{meta}"),
+                    None => "no \"meta\" (its last heartbeat had none)".to_owned(),
+                };
+                let what = format!(
+                    "\"addr\":\"{from}\", {meta_wanted}, received {seq} and duplicates \
+                     {duplicates}, after {}",
+                    sent.join(", then ")
+                );
+                s.node_until("n", &what, |row| {
+                    let meta_ok = match &meta {
+                        Some(meta) => &row["meta"] == meta,
+                        None => row.get("meta").is_none(),
+                    };
+                    row["addr"] == from.as_str()
+                        && meta_ok
+                        && row["received"] == seq
+                        && row["duplicates"] == duplicates
+                });
+            }
+        });
+    }
+
+    #[test]
     fn a_restarted_client_is_recognised() {
         bounded(LIMIT, || {
             let mut seqs: Vec<u64> = (1..=100).collect();
@@ -779,7 +850,10 @@ mod stage5_hostile {
         let want: Vec<(Value, Value)> = good.iter().map(|(n, r)| (json!(n), json!(r))).collect();
         if server["rejected"] != rejected || got != want {
             s.program.fail(format_args!(
-                "expected rejected {rejected} and only the good nodes {want:?}; got server {server} and nodes {got:?}"
+                "expected rejected {rejected} and only the good nodes {} (node, received); got \
+                 server {server} and nodes {}",
+                json!(want),
+                json!(got)
             ));
         }
     }
@@ -911,7 +985,9 @@ mod stage5_hostile {
             s.status_until(
                 format_args!(
                     "after {sent}: expected every node tracked (received 1) with the meta kept \
-                     {want:?}, server.meta_dropped 2 and server.meta_bytes 200"
+                     {} (node, received, meta), server.meta_dropped 2 and server.meta_bytes \
+                     200",
+                    json!(want)
                 ),
                 |server, nodes| {
                     metas(nodes) == want
@@ -931,7 +1007,9 @@ mod stage5_hostile {
             s.status_until(
                 format_args!(
                     "after {sent}, then n1 with 20 bytes of meta and n3 with 100 again: expected \
-                     {want:?}, server.meta_dropped 2 and server.meta_bytes 220"
+                     {} (node, received, meta), server.meta_dropped 2 and server.meta_bytes \
+                     220",
+                    json!(want)
                 ),
                 |server, nodes| {
                     metas(nodes) == want
@@ -1001,6 +1079,169 @@ mod stage5_hostile {
             if server["status_requests"].as_u64().unwrap_or(0) < 100 || server["rejected"] != 0 {
                 s.program.fail(format_args!(
                     "expected the flood counted in status_requests (100 or more) and nothing rejected, got {server}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn max_nodes_bounds_the_table() {
+        bounded(LIMIT, || {
+            let args = [
+                "--max-nodes",
+                "2",
+                "--timeout",
+                "500ms",
+                "--check-interval",
+                "50ms",
+            ];
+            let mut s = Server::start(&args);
+            s.beat("a", 1);
+            s.beat("b", 1);
+            s.expect_events_for_all("joined", &["a".to_owned(), "b".to_owned()], PROMPT);
+            s.beat("c", 1);
+            s.beat("d", 1);
+            let sent = "a, b, c and d (seq 1 each) with --max-nodes 2";
+            s.status_until(
+                format_args!(
+                    "after {sent}: expected c and d refused (server.nodes_refused 2, \
+                     server.nodes 2) and only a and b listed"
+                ),
+                |server, nodes| {
+                    server["nodes_refused"] == 2 && server["nodes"] == 2 && ids(nodes) == ["a", "b"]
+                },
+            );
+            // Silent, a and b die: their deaths are the next events, since a refused node is
+            // announced by none.
+            for _ in 0..2 {
+                let event = s.next_event(PROMPT);
+                if event["event"] != "dead" {
+                    s.program.fail(format_args!(
+                        "after {sent}, then silence (--timeout 500ms): expected the next events \
+                         to be a and b dying, c and d being refused; got {event}"
+                    ));
+                }
+            }
+            // The table forgets no node: full of dead nodes, it stays full, and a known node
+            // carries on.
+            s.beat("c", 2);
+            s.beat("a", 2);
+            let event = s.next_event(PROMPT);
+            if event["event"] != "recovered" || event["node"] != "a" {
+                s.program.fail(format_args!(
+                    "after {sent}, a and b dead, then c (seq 2) and a (seq 2): expected c \
+                     refused again (the dead keep their place) and a recovered, got {event}"
+                ));
+            }
+            s.status_until(
+                format_args!(
+                    "after {sent}, a and b dead, then c and a (seq 2): expected \
+                     server.nodes_refused 3, a and b listed (a received 2, b 1), and c not"
+                ),
+                |server, nodes| {
+                    // a may have died again since: the test does not keep it beating.
+                    let received: Vec<(&str, u64)> = nodes
+                        .iter()
+                        .filter_map(|n| Some((n["node"].as_str()?, n["received"].as_u64()?)))
+                        .collect();
+                    server["nodes_refused"] == 3 && received == [("a", 2), ("b", 1)]
+                },
+            );
+        });
+    }
+
+    /// Counts the datagrams from `from` that reach `socket`, on a thread of its own (so that
+    /// none is lost to a full receive buffer while the test is busy sending), until `stop` is
+    /// set and nothing has come for 50ms; 30s at most.
+    fn count_datagrams(
+        socket: &std::net::UdpSocket,
+        from: SocketAddr,
+    ) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+        let reader = socket.try_clone().expect("clone a UDP socket");
+        reader
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("a non-zero read timeout is valid");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let counter = std::thread::spawn(move || {
+            let give_up = Instant::now() + Duration::from_secs(30);
+            let mut buf = vec![0u8; 65_536];
+            let mut count = 0;
+            while Instant::now() < give_up {
+                match reader.recv_from(&mut buf) {
+                    Ok((_, peer)) => count += u64::from(peer == from),
+                    // A timeout, or an ICMP error from an earlier send.
+                    Err(_) if stopped.load(Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+            count
+        });
+        (stop, counter)
+    }
+
+    #[test]
+    fn status_replies_are_rate_limited() {
+        bounded(LIMIT, || {
+            const FLOOD: usize = 5_000;
+            const BURST: u64 = 100;
+            const PER_SECOND: u64 = 1_000;
+            let mut s = Server::start(&["--timeout", "10s"]);
+            let flood =
+                std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1:0");
+            let flood_addr = flood.local_addr().expect("a bound socket has an address");
+            let (stop, counter) = count_datagrams(&flood, s.addr);
+            let request = status_request(None).to_string();
+            // No status request before this one: the bucket is full.
+            let started = Instant::now();
+            for _ in 0..FLOOD {
+                flood
+                    .send_to(request.as_bytes(), s.addr)
+                    .unwrap_or_else(|e| panic!("sending {request} to {}: {e}", s.addr));
+            }
+            // The bucket refills at 1,000 a second: a request asked again every 250ms is
+            // answered soon, and its reply comes after every reply to the flood before it.
+            let Some(page) = s.status_page_within(None, PROMPT) else {
+                s.program.fail(format_args!(
+                    "after {FLOOD} {request} at once from {flood_addr}, sent {request} from {} \
+                     every 250ms and got no reply within {PROMPT:?}: the rate limit's tokens \
+                     refill at 1,000 a second",
+                    s.peer.addr()
+                ));
+            };
+            let elapsed = started.elapsed();
+            stop.store(true, Ordering::SeqCst);
+            let replies = counter.join().expect("the reply counter ends");
+            // Over any span of t seconds, at most 100 + 1,000 t replies (and 1 for rounding).
+            let allowed = BURST + (PER_SECOND as f64 * elapsed.as_secs_f64()).ceil() as u64 + 1;
+            let server = &page["server"];
+            let requests = server["status_requests"].as_u64().unwrap_or(0);
+            let dropped = server["status_dropped"].as_u64().unwrap_or(0);
+            let answered = requests.saturating_sub(dropped);
+            let sent = format!(
+                "{FLOOD} {request} at once from {flood_addr}, then {request} from {} every \
+                 250ms until answered, {elapsed:?} in all",
+                s.peer.addr()
+            );
+            if replies > allowed {
+                s.program.fail(format_args!(
+                    "after {sent}: expected at most {allowed} replies (a burst of 100, then \
+                     1,000 a second), got {replies} replies to {flood_addr}; server {server}"
+                ));
+            }
+            if answered > allowed {
+                s.program.fail(format_args!(
+                    "after {sent}: expected at most {allowed} answered (a burst of 100, then \
+                     1,000 a second) and the rest counted in status_dropped; got \
+                     status_requests {requests} and status_dropped {dropped}: {answered} \
+                     answered"
+                ));
+            }
+            if answered < requests.min(BURST) {
+                s.program.fail(format_args!(
+                    "after {sent}: expected the first 100 answered (the burst of a full \
+                     bucket); got status_requests {requests} and status_dropped {dropped}: \
+                     {answered} answered"
                 ));
             }
         });
@@ -1337,6 +1578,92 @@ mod stage7_phi {
                     "expected server.detector \"phi\", got {server}"
                 ));
             }
+        });
+    }
+
+    #[test]
+    fn the_timeout_bounds_phi_whatever_the_history() {
+        // A node beating every 400ms, phi's floor on the deviation (200ms), and a threshold of
+        // 300 (a chance of 1 in 10^300): phi would wait over 4.5s of silence, with the given
+        // `normal_tail` or an exact normal tail. The hard bound is --timeout 1200ms plus one
+        // --check-interval: a death later than that plus slack is phi deciding alone.
+        const BEAT: Duration = Duration::from_millis(400);
+        const TIMEOUT_MS: u64 = 1_200;
+        const CHECK_MS: u64 = 50;
+        const SLACK_MS: u64 = 2_000;
+        let args = [
+            "--detector",
+            "phi",
+            "--threshold",
+            "300",
+            "--timeout",
+            "1200ms",
+            "--check-interval",
+            "50ms",
+        ];
+        bounded(LIMIT, move || {
+            for attempt in 1..=3 {
+                let mut s = Server::start(&args);
+                let (mut last, mut worst_gap) = (Instant::now(), Duration::ZERO);
+                let mut early: Option<String> = None;
+                for seq in 1..=8 {
+                    if seq > 1 {
+                        // Pacing, not synchronisation: the rhythm is the input under test.
+                        let due = last + BEAT;
+                        while let Some(line) = s
+                            .program
+                            .next_line(due.saturating_duration_since(Instant::now()))
+                        {
+                            let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                            if event["event"] == "dead" {
+                                early.get_or_insert(line);
+                            }
+                        }
+                        s.program.assert_running("receiving heartbeats every 400ms");
+                        worst_gap = worst_gap.max(last.elapsed());
+                    }
+                    // Before the send: the server hears the heartbeat later, never earlier.
+                    last = Instant::now();
+                    s.beat("slow", seq);
+                }
+                if worst_gap > Duration::from_millis(TIMEOUT_MS - 300) {
+                    eprintln!(
+                        "attempt {attempt}: this test stalled for {worst_gap:?} between two \
+                         heartbeats, too close to the 1200ms timeout to judge the server; again"
+                    );
+                    continue;
+                }
+                if let Some(line) = early {
+                    s.program.fail(format_args!(
+                        "with --detector phi --threshold 300 --timeout 1200ms, node slow sent \
+                         seq 1 to 8 every 400ms and was declared dead while still beating: \
+                         {line}"
+                    ));
+                }
+                let dead = s.program.expect_json(
+                    "{\"event\":\"dead\",\"node\":\"slow\",...}: node slow sent seq 1 to 8 \
+                     every 400ms, then fell silent, and --timeout 1200ms bounds phi (--threshold \
+                     300) whatever the history",
+                    Duration::from_secs(10),
+                    |v| v["event"] == "dead" && v["node"] == "slow",
+                );
+                let after = last.elapsed();
+                if after > Duration::from_millis(TIMEOUT_MS + CHECK_MS + SLACK_MS) {
+                    s.program.fail(format_args!(
+                        "with --detector phi --threshold 300 --timeout 1200ms --check-interval \
+                         50ms, node slow sent seq 1 to 8 every 400ms then fell silent: expected \
+                         `dead` within --timeout + --check-interval ({}ms) of its last \
+                         heartbeat, whatever phi says (and {SLACK_MS}ms of slack for a busy \
+                         machine); it came after {after:?}: {dead}",
+                        TIMEOUT_MS + CHECK_MS
+                    ));
+                }
+                return;
+            }
+            panic!(
+                "three attempts, and in each this test stalled for over 900ms between two \
+                 heartbeats: the machine kept it from keeping the rhythm"
+            );
         });
     }
 
