@@ -214,8 +214,9 @@ pub async fn serve(
     // stage by stage (stages.md says which part is which stage's): (1) MANIFEST, ACCEPT, CHUNKs
     // written, the content hash checked, COMPLETE, an ERROR and a `failed` event on any failure,
     // racing `shutdown`, with a graceful close; (2) chunks checked in parallel within
-    // VERIFYING_BYTES while frames are read, `--sha256`; (3) RESEND; (4) resume and the partial
-    // budget; (5) one sender a name; (6) every bound of "Limits". `cargo xtask hint file-transfer
-    // N` has the steps.
+    // VERIFYING_BYTES while frames are read, `--sha256`; (3) RESEND; (4) resume, one sender a
+    // name (a `Claim`: the budget never deletes a busy name's files), and the partial budget;
+    // (5) the same under many senders; (6) every bound of "Limits". `cargo xtask hint
+    // file-transfer N` has the steps.
     todo!()
 }
