@@ -17,7 +17,31 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use workbook_suite::shown::or;
 use workbook_suite::{Program, UdpPeer, UdpRelay, binary, bounded, poll_until};
+
+/// Member names for a failure message: `n1, n3`, or `none`.
+fn names<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    let ids: Vec<&str> = ids.into_iter().map(String::as_str).collect();
+    if ids.is_empty() {
+        "none".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// Counts by message type, as the relay kept them: `vote 6, heartbeat 12`.
+fn counted(counts: &BTreeMap<String, u64>) -> String {
+    let shown: Vec<String> = counts
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    if shown.is_empty() {
+        "none counted".to_owned()
+    } else {
+        shown.join(", ")
+    }
+}
 
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -237,10 +261,15 @@ impl Cluster {
         match found {
             Some(i) => i,
             None => self.fail(format_args!(
-                "expected exactly one leader within {within:?} ({what}); leaders now: {:?}",
-                self.leader_ids()
+                "expected exactly one leader within {within:?} ({what}); leaders now: {}",
+                self.leaders_shown()
             )),
         }
+    }
+
+    /// The members that lead now, for a failure message: `n1, n3`, or `none`.
+    fn leaders_shown(&self) -> String {
+        names(&self.leader_ids())
     }
 
     fn leader_ids(&self) -> Vec<String> {
@@ -271,7 +300,8 @@ impl Cluster {
         if let Some((term, nodes)) = by_term.iter().find(|(_, n)| n.len() > 1) {
             let (term, nodes) = (*term, nodes.clone());
             self.fail(format_args!(
-                "two leaders in one term: term {term} was led by {nodes:?}"
+                "two leaders in one term: term {term} was led by {}",
+                names(&nodes)
             ));
         }
     }
@@ -615,8 +645,9 @@ mod stage1_heartbeats {
                     .all(|p| p["alive"] == true && p["last_heard_ms"].is_u64());
             if !ok {
                 cluster.fail(format_args!(
-                    "expected follower n{follower}'s status to name leader {id} in term {term:?} \
-                     and two live peers with last_heard_ms, got {status}"
+                    "expected follower n{follower}'s status to name leader {id} in term {} \
+                     and two live peers with last_heard_ms, got {status}",
+                    or(&term, "(no leader event named it)")
                 ));
             }
         });
@@ -688,7 +719,11 @@ mod stage2_failover {
                     .map(|t| t.saturating_sub(killed_at));
                 if took.is_none_or(|t| t > bound.as_millis() as u64) {
                     cluster.fail(format_args!(
-                        "round {round}: a new leader took {took:?} ms after the kill (bound {bound:?})"
+                        "round {round}: {} after the kill (bound {bound:?})",
+                        match took {
+                            Some(t) => format!("a new leader took {t} ms"),
+                            None => "no new leader was elected".to_owned(),
+                        }
                     ));
                 }
                 cluster.start_member(leader);
@@ -800,8 +835,8 @@ mod stage2_failover {
             // One round is 4 (N - 1) = 8 messages; 6.824 allows 30 for the first leader.
             if first > 30 {
                 cluster.fail(format_args!(
-                    "the first election took {first} election messages (bound 30): {:?}",
-                    cluster.relay.counts()
+                    "the first election took {first} election messages (bound 30): {}",
+                    counted(&cluster.relay.counts())
                 ));
             }
             let leader = cluster.one_leader(PROMPT, "still");
@@ -811,8 +846,8 @@ mod stage2_failover {
             let second = cluster.election_messages() - first;
             if second > 30 {
                 cluster.fail(format_args!(
-                    "the re-election took {second} election messages (bound 30): {:?}",
-                    cluster.relay.counts()
+                    "the re-election took {second} election messages (bound 30): {}",
+                    counted(&cluster.relay.counts())
                 ));
             }
             // Once a leader leads, no election messages flow.
@@ -1222,8 +1257,8 @@ mod stage5_partitions {
                 cluster.pump();
                 if !cluster.leaders().is_empty() {
                     cluster.fail(format_args!(
-                        "no node can reach a majority, yet {:?} became leader ({lease_gone:?} after the cut)",
-                        cluster.leader_ids()
+                        "no node can reach a majority, yet {} became leader ({lease_gone:?} after the cut)",
+                        cluster.leaders_shown()
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -1483,7 +1518,8 @@ mod stage7_churn {
                         let rest: Vec<usize> =
                             (0..n).filter(|i| *i != cut && *i != other).collect();
                         cluster.relay.partition(&[&[cut, other], &rest]);
-                        log.push(format!("partition n{cut} n{other} | {rest:?}"));
+                        let rest: Vec<String> = rest.iter().map(|i| format!("n{i}")).collect();
+                        log.push(format!("partition n{cut} n{other} | {}", rest.join(" ")));
                     }
                     _ => {
                         cluster.relay.heal();
@@ -1520,7 +1556,8 @@ mod stage7_churn {
                 .count();
             assert!(
                 leaders >= 2,
-                "100 faults and only {leaders} elections: were faults applied? {log:?}"
+                "100 faults and only {leaders} elections: were faults applied? {}",
+                log.join("; ")
             );
         });
     }
@@ -1553,8 +1590,12 @@ mod stage8_simulator {
         if status.and_then(|s| s.code()) != Some(code) || !missing.is_empty() {
             program.fail(format_args!(
                 "ran `cluster {}`: expected exit code {code} and stdout lines with {wanted:?}; \
-                 got {status:?}, missing {missing:?}, stdout:\n    {}",
+                 it {}, lines missing: {missing:?}, stdout:\n    {}",
                 all[1..].join(" "),
+                match status {
+                    Some(s) => format!("exited ({s})"),
+                    None => "was still running after 45s".to_owned(),
+                },
                 out.join("\n    ")
             ));
         }
