@@ -14,6 +14,24 @@ use serde_json::{Value, json};
 use workbook_suite::maelstrom::{CLIENT, Node};
 use workbook_suite::{Program, binary, bounded};
 
+/// JSON values for a failure message, written as JSON, one a line.
+fn json_lines<'a>(items: impl IntoIterator<Item = &'a Value>) -> String {
+    let lines: Vec<String> = items.into_iter().map(Value::to_string).collect();
+    if lines.is_empty() {
+        "nothing".to_owned()
+    } else {
+        format!("\n    {}", lines.join("\n    "))
+    }
+}
+
+/// A UDP node's answer body, or that none came within `waited`.
+fn answer(body: &Option<Value>, waited: Duration) -> String {
+    body.as_ref().map_or_else(
+        || format!("no answer within {waited:?}"),
+        |b| format!("the body {b}"),
+    )
+}
+
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -487,7 +505,15 @@ mod stage3_many_nodes {
             if !last.iter().all(|l| l.as_deref() == Some(&[11, 33][..])) {
                 nodes[0].program.fail(format_args!(
                     "broadcast 11 to n1 and 33 to n3, relayed every node-to-node message for \
-                     10s; expected every node to read [11, 33], they read {last:?}"
+                     10s; expected every node to read [11, 33], they read {}",
+                    last.iter()
+                        .enumerate()
+                        .map(|(i, read)| match read {
+                            Some(values) => format!("n{} {values:?}", i + 1),
+                            None => format!("n{} nothing (no read_ok)", i + 1),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         });
@@ -505,14 +531,16 @@ mod stage3_many_nodes {
                 .count();
             assert!(
                 to_peers > 0,
-                "after a broadcast, expected messages to n2 or n3 within 3s, got {out:?}"
+                "after a broadcast, expected messages to n2 or n3 within 3s, got {}",
+                json_lines(&out)
             );
             let stray = out.iter().find(|v| {
                 !["n2", "n3"].contains(&v["dest"].as_str().unwrap_or("")) || v["src"] != "n1"
             });
             assert!(
                 stray.is_none(),
-                "a node sends only to the cluster, as itself: {stray:?}"
+                "a node sends only to the cluster, as itself; it sent {}",
+                json_lines(stray)
             );
         });
     }
@@ -599,8 +627,9 @@ mod stage3_many_nodes {
             if ok.as_ref().map(|b| b["type"].clone()) != Some(json!("broadcast_ok")) {
                 programs[0].fail(format_args!(
                     "sent the datagram {{\"src\":\"c1\",\"dest\":\"{}\",\"body\":{sent}}} to \
-                     the first UDP node; expected a broadcast_ok datagram back, got {ok:?}",
-                    addrs[0]
+                     the first UDP node; expected a broadcast_ok datagram back, got {}",
+                    addrs[0],
+                    answer(&ok, Duration::from_secs(5))
                 ));
             }
             let mut msg_id = 10;
@@ -629,8 +658,9 @@ mod stage3_many_nodes {
             if peers_sent == 0 {
                 programs[0].fail(format_args!(
                     "after its broadcast spread, expected `stats` of the UDP node {} to answer \
-                     stats_ok with sent > 0, got {stats:?}",
-                    addrs[0]
+                     stats_ok with sent > 0, got {}",
+                    addrs[0],
+                    answer(&stats, Duration::from_millis(500))
                 ));
             }
             msg_id += 1;
@@ -643,8 +673,9 @@ mod stage3_many_nodes {
             if echo.as_ref().map(|b| b["echo"].clone()) != Some(json!(5)) {
                 programs[1].fail(format_args!(
                     "sent two garbage datagrams to the UDP node {}, then an echo; expected \
-                     echo_ok with echo 5, got {echo:?}",
-                    addrs[1]
+                     echo_ok with echo 5, got {}",
+                    addrs[1],
+                    answer(&echo, Duration::from_millis(500))
                 ));
             }
         });

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use workbook_suite::{LIMIT, PROMPT, Program, UdpPeer, binary, bounded, command, poll_until};
 
+/// JSON values for a failure message, written as JSON: `["n1", "n2"]`.
+fn json_of<'a>(items: impl IntoIterator<Item = &'a Value>) -> String {
+    Value::Array(items.into_iter().cloned().collect()).to_string()
+}
+
 fn bin() -> PathBuf {
     binary("heartbeat")
 }
@@ -160,8 +165,9 @@ impl Server {
         match found {
             Some(table) => table,
             None => self.program.fail(format_args!(
-                "{what}; the last status had server {} and nodes {:?}",
-                last.0, last.1
+                "{what}; the last status had server {} and nodes {}",
+                last.0,
+                json_of(&last.1)
             )),
         }
     }
@@ -172,8 +178,8 @@ impl Server {
         match nodes.iter().find(|n| n["node"] == node) {
             Some(row) => row.clone(),
             None => self.program.fail(format_args!(
-                "expected node {node:?} in the status reply, got nodes {:?}",
-                nodes.iter().map(|n| n["node"].clone()).collect::<Vec<_>>()
+                "expected node {node:?} in the status reply, got nodes {}",
+                json_of(nodes.iter().map(|n| &n["node"]))
             )),
         }
     }
@@ -220,10 +226,10 @@ fn receive_beats(
     while beats.len() < count {
         if Instant::now() >= deadline {
             client.fail(format_args!(
-                "expected {count} heartbeats on {} within {timeout:?}, got {}: {:?}",
+                "expected {count} heartbeats on {} within {timeout:?}, got {}: {}",
                 peer.addr(),
                 beats.len(),
-                beats.iter().map(|(b, _)| b).collect::<Vec<_>>()
+                json_of(beats.iter().map(|(b, _)| b))
             ));
         }
         match peer.recv(Duration::from_millis(100)) {
@@ -659,7 +665,8 @@ mod stage3_detection {
                 || server["alive"] != 0
             {
                 s.program.fail(format_args!(
-                    "expected node gone with state dead, and server.dead 1, server.alive 0; got server {server} and nodes {nodes:?}"
+                    "expected node gone with state dead, and server.dead 1, server.alive 0; got server {server} and nodes {}",
+                    json_of(&nodes)
                 ));
             }
         });
@@ -777,9 +784,22 @@ mod stage5_hostile {
             .map(|n| (n["node"].clone(), n["received"].clone()))
             .collect();
         let want: Vec<(Value, Value)> = good.iter().map(|(n, r)| (json!(n), json!(r))).collect();
+        let received_of = |rows: &[(Value, Value)]| -> String {
+            let rows: Vec<String> = rows
+                .iter()
+                .map(|(node, received)| format!("{node} received {received}"))
+                .collect();
+            if rows.is_empty() {
+                "none".to_owned()
+            } else {
+                rows.join(", ")
+            }
+        };
         if server["rejected"] != rejected || got != want {
             s.program.fail(format_args!(
-                "expected rejected {rejected} and only the good nodes {want:?}; got server {server} and nodes {got:?}"
+                "expected rejected {rejected} and only the good nodes {}; got server {server} and nodes {}",
+                received_of(&want),
+                received_of(&got)
             ));
         }
     }
@@ -895,6 +915,12 @@ mod stage5_hostile {
                     .map(|n| (n["node"].clone(), n["received"].clone(), n["meta"].clone()))
                     .collect()
             };
+            let shown = |rows: &[(Value, Value, Value)]| -> String {
+                rows.iter()
+                    .map(|(node, received, meta)| format!("{node} received {received} meta {meta}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let row = |node: &str, received: u64, meta: Option<&Value>| {
                 (
                     json!(node),
@@ -911,7 +937,8 @@ mod stage5_hostile {
             s.status_until(
                 format_args!(
                     "after {sent}: expected every node tracked (received 1) with the meta kept \
-                     {want:?}, server.meta_dropped 2 and server.meta_bytes 200"
+                     {}, server.meta_dropped 2 and server.meta_bytes 200",
+                    shown(&want)
                 ),
                 |server, nodes| {
                     metas(nodes) == want
@@ -931,7 +958,8 @@ mod stage5_hostile {
             s.status_until(
                 format_args!(
                     "after {sent}, then n1 with 20 bytes of meta and n3 with 100 again: expected \
-                     {want:?}, server.meta_dropped 2 and server.meta_bytes 220"
+                     {}, server.meta_dropped 2 and server.meta_bytes 220",
+                    shown(&want)
                 ),
                 |server, nodes| {
                     metas(nodes) == want

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tempfile::TempDir;
 use workbook_suite::metrics::{AgentConn, Output, http_get};
+use workbook_suite::shown::outcome;
 use workbook_suite::{Program, binary, bounded, poll_until};
+
+/// What [`spooled`] found, in words: `3 files of 7000 bytes`.
+fn files_and_bytes((files, bytes): (usize, u64)) -> String {
+    format!("{files} files of {bytes} bytes")
+}
 
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -174,7 +180,12 @@ impl Collector {
         let got = conn.reply(PROMPT);
         if got.as_deref() != want {
             self.program.fail(format_args!(
-                "sent {frame:?} and expected the reply {want:?}, got {got:?}"
+                "sent {frame:?} and expected {}, got {}",
+                match want {
+                    Some(line) => format!("the reply {line:?}"),
+                    None => "no reply".to_owned(),
+                },
+                AgentConn::shown(&got, PROMPT)
             ));
         }
     }
@@ -200,7 +211,8 @@ fn assert_near(what: &str, got: Option<f64>, want: f64, tolerance: f64, output: 
     let ok = got.is_some_and(|g| (g - want).abs() <= tolerance);
     assert!(
         ok,
-        "{what}: expected {want} (within {tolerance}), got {got:?}\n  the output holds {}",
+        "{what}: expected {want} (within {tolerance}), got {}\n  the output holds {}",
+        got.map_or_else(|| "no value".to_owned(), |g| g.to_string()),
         output.describe()
     );
 }
@@ -218,9 +230,10 @@ mod stage1_ingest {
             }
             match http_get(c.http, "/metrics", PROMPT) {
                 Ok(r) if r.status == 200 => {}
-                other => c
-                    .program
-                    .fail(format_args!("GET /metrics: expected 200, got {other:?}")),
+                other => c.program.fail(format_args!(
+                    "GET /metrics: expected 200, got {}",
+                    outcome(&other)
+                )),
             }
         });
     }
@@ -241,7 +254,7 @@ mod stage1_ingest {
                 assert!(
                     at.is_some_and(|t| t >= before && t <= after + 1000),
                     "sent hits:1|c at {before} ms; expected {field} between it and {after} ms, \
-                     got {stat:?}",
+                     got {stat}",
                     stat = stat.line
                 );
             }
@@ -868,8 +881,8 @@ mod stage5_spool {
                 agent.fail(format_args!(
                     "with --spool {spool_dir} and the collector killed, sent 700 lines of \
                      `spool:1|c` (7000 bytes); expected them in *.batch files under \
-                     {spool_dir}/ID/, found (files, bytes) {:?}",
-                    spooled(spool.path())
+                     {spool_dir}/ID/, found {}",
+                    files_and_bytes(spooled(spool.path()))
                 ));
             }
             let Collector { dir, out, .. } = first;
@@ -884,8 +897,8 @@ mod stage5_spool {
             if emptied.is_none() {
                 agent.fail(format_args!(
                     "the collector acknowledged every spooled batch; expected their files \
-                     removed, found (files, bytes) {:?}",
-                    spooled(spool.path())
+                     removed, found {}",
+                    files_and_bytes(spooled(spool.path()))
                 ));
             }
         });
@@ -979,7 +992,7 @@ mod stage6_prometheus {
             let status = r.as_ref().map(|r| r.status).ok();
             c.check(
                 status == Some(404),
-                format_args!("GET /nope: expected 404, got {r:?}"),
+                format_args!("GET /nope: expected 404, got {}", outcome(&r)),
             );
         });
     }
@@ -1150,20 +1163,27 @@ mod stage7_hostile {
             c.check(
                 err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
                 format_args!(
-                    "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {err:?}"
+                    "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {}",
+                    AgentConn::shown(&err, PROMPT)
                 ),
             );
             let closed = conn.reply(PROMPT);
             c.check(
                 closed.is_none(),
-                format_args!("after ERR the collector closes; got {closed:?}"),
+                format_args!(
+                    "after ERR the collector closes; got {}",
+                    AgentConn::shown(&closed, PROMPT)
+                ),
             );
             let mut conn = c.agent_conn();
             let _ = conn.send(b"BATCH 1 0 2\nx\n");
             let err = conn.reply(PROMPT);
             c.check(
                 err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
-                format_args!("sent BATCH before HELLO and expected ERR ..., got {err:?}"),
+                format_args!(
+                    "sent BATCH before HELLO and expected ERR ..., got {}",
+                    AgentConn::shown(&err, PROMPT)
+                ),
             );
             c.program.assert_running("after bad agent frames");
         });
@@ -1356,8 +1376,8 @@ mod stage8_real_clients {
             let result = child.wait_with_output().expect("promtool finished");
             assert!(
                 result.status.success(),
-                "promtool check metrics exited {:?}: {}{}\n  on:\n{body}",
-                result.status.code(),
+                "promtool check metrics exited ({}): {}{}\n  on:\n{body}",
+                result.status,
                 String::from_utf8_lossy(&result.stdout),
                 String::from_utf8_lossy(&result.stderr)
             );

@@ -15,6 +15,14 @@ use serde_json::{Value, json};
 use workbook_suite::json_http::{self as http, Answer};
 use workbook_suite::{Program, binary, bounded, poll_until};
 
+/// What a command printed on stdout, quoted, or why it could not run.
+fn printed(out: &std::io::Result<String>) -> String {
+    match out {
+        Ok(text) => format!("{text:?}"),
+        Err(e) => format!("nothing: it could not run ({e})"),
+    }
+}
+
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -119,7 +127,12 @@ impl Agent {
             Some(Ok(index)) if index > 0 => index,
             other => self.program.fail(format_args!(
                 "GET {path}: expected an X-Consul-Index header holding a number above 0, got \
-                 {other:?} ({answer})"
+                 {} ({answer})",
+                match (other, answer.header("X-Consul-Index")) {
+                    (Some(Ok(index)), _) => index.to_string(),
+                    (_, Some(text)) => format!("{text:?}"),
+                    (_, None) => "no such header".to_owned(),
+                }
             )),
         }
     }
@@ -274,15 +287,21 @@ mod stage1_register {
             ]);
             match out {
                 Ok(o) if o.status.success() => {}
-                other => a
+                Ok(o) => a.program.fail(format_args!(
+                    "`register web ...` failed: it exited ({}) with stderr {:?}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr)
+                )),
+                Err(e) => a
                     .program
-                    .fail(format_args!("`register web ...` failed: {other:?}")),
+                    .fail(format_args!("`register web ...` could not run: {e}")),
             }
             let out = run(&["services"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
             match out {
                 Ok(text) if text.lines().any(|l| l.starts_with("web")) => {}
                 other => a.program.fail(format_args!(
-                    "`services` should list web, printed {other:?}"
+                    "`services` should list web, printed {}",
+                    printed(&other)
                 )),
             }
             let out = run(&["deregister", "web-1"]);
@@ -866,13 +885,19 @@ mod stage6_dns {
         match socket.recv_from(&mut buf) {
             Ok((n, _)) => match Message::from_bytes(&buf[..n]) {
                 Ok(reply) if reply.id() == 4242 => reply,
-                other => a
-                    .program
-                    .fail(format_args!("asked {name} {kind}, got {other:?}")),
+                Ok(reply) => a.program.fail(format_args!(
+                    "asked {name} {kind} with id 4242, got an answer with id {}: {}",
+                    reply.id(),
+                    dug(&reply)
+                )),
+                Err(e) => a.program.fail(format_args!(
+                    "asked {name} {kind}, got {n} bytes that are not a DNS message ({e})"
+                )),
             },
-            Err(e) => a
-                .program
-                .fail(format_args!("asked {name} {kind} on {dns}, no answer: {e}")),
+            Err(e) => a.program.fail(format_args!(
+                "asked {name} {kind} on {dns}, got {}",
+                no_answer(&e)
+            )),
         }
     }
 
@@ -888,6 +913,65 @@ mod stage6_dns {
         a.expect("PUT", "/v1/agent/check/pass/service:web-1", "", 200);
         a.expect("PUT", "/v1/agent/check/pass/service:web-2", "", 200);
         a
+    }
+
+    /// A DNS answer as dig would show it: its status, then each section's records.
+    fn dug(reply: &Message) -> String {
+        let mut out = format!("status {}", rcode(reply.response_code()));
+        let sections = [
+            ("answer", reply.answers()),
+            ("authority", reply.name_servers()),
+            ("additional", reply.additionals()),
+        ];
+        for (section, records) in sections {
+            if records.is_empty() {
+                out.push_str(&format!(", no {section} records"));
+            } else {
+                out.push_str(&format!("\n    {section}:"));
+                for record in records {
+                    out.push_str(&format!("\n      {record}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Why no DNS answer came: a timeout is "no answer within 5s", anything else says what.
+    fn no_answer(e: &std::io::Error) -> String {
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!("no answer within {PROMPT:?}")
+            }
+            std::io::ErrorKind::UnexpectedEof => {
+                "no whole answer: the server closed the connection".to_owned()
+            }
+            _ => format!("no answer: {e}"),
+        }
+    }
+
+    /// A response code as dig names it: `NOERROR`, `NXDOMAIN`.
+    fn rcode(code: ResponseCode) -> String {
+        match code {
+            ResponseCode::NoError => "NOERROR".to_owned(),
+            ResponseCode::FormErr => "FORMERR".to_owned(),
+            ResponseCode::ServFail => "SERVFAIL".to_owned(),
+            ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+            ResponseCode::NotImp => "NOTIMP".to_owned(),
+            ResponseCode::Refused => "REFUSED".to_owned(),
+            other => format!("{} ({other})", u16::from(other)),
+        }
+    }
+
+    /// Fails unless `reply` has the response code `want`.
+    #[track_caller]
+    fn expect_rcode(a: &mut Agent, reply: &Message, want: ResponseCode, asked: &str) {
+        if reply.response_code() != want {
+            a.program.fail(format_args!(
+                "asked {asked}: expected {}, got {}",
+                rcode(want),
+                dug(reply)
+            ));
+        }
     }
 
     fn addresses(reply: &Message) -> Vec<String> {
@@ -908,14 +992,26 @@ mod stage6_dns {
         bounded(LIMIT, || {
             let mut a = setup();
             let reply = ask(&mut a, "web.service.consul.", RecordType::A);
-            assert_eq!(reply.response_code(), ResponseCode::NoError, "{reply:?}");
-            assert_eq!(
-                addresses(&reply),
-                ["10.0.0.1", "10.0.0.2"],
-                "web-3 is critical"
+            expect_rcode(
+                &mut a,
+                &reply,
+                ResponseCode::NoError,
+                "web.service.consul. A",
             );
+            if addresses(&reply) != ["10.0.0.1", "10.0.0.2"] {
+                a.program.fail(format_args!(
+                    "asked web.service.consul. A: expected 10.0.0.1 and 10.0.0.2 (web-3 is \
+                     critical), got {}",
+                    dug(&reply)
+                ));
+            }
             let reply = ask(&mut a, "v1.web.service.consul.", RecordType::A);
-            assert_eq!(addresses(&reply), ["10.0.0.1"], "v1.web: {reply:?}");
+            if addresses(&reply) != ["10.0.0.1"] {
+                a.program.fail(format_args!(
+                    "asked v1.web.service.consul. A: expected 10.0.0.1 only, got {}",
+                    dug(&reply)
+                ));
+            }
         });
     }
 
@@ -933,13 +1029,24 @@ mod stage6_dns {
                 })
                 .collect();
             ports.sort_unstable();
-            assert_eq!(ports, [8080, 8081], "SRV web.service.consul: {reply:?}");
+            if ports != [8080, 8081] {
+                a.program.fail(format_args!(
+                    "asked web.service.consul. SRV: expected the ports 8080 and 8081, got {}",
+                    dug(&reply)
+                ));
+            }
             let extra = reply
                 .additionals()
                 .iter()
                 .filter(|r| matches!(r.data(), RData::A(_)))
                 .count();
-            assert_eq!(extra, 2, "each SRV target has its A record: {reply:?}");
+            if extra != 2 {
+                a.program.fail(format_args!(
+                    "asked web.service.consul. SRV: expected each of the 2 targets' A record in \
+                     the additional section, got {}",
+                    dug(&reply)
+                ));
+            }
         });
     }
 
@@ -949,19 +1056,16 @@ mod stage6_dns {
             let mut a = setup();
             for name in ["nope.service.consul.", "v3.web.service.consul."] {
                 let reply = ask(&mut a, name, RecordType::A);
-                assert_eq!(
-                    reply.response_code(),
-                    ResponseCode::NXDomain,
-                    "{name}: {reply:?}"
-                );
+                expect_rcode(&mut a, &reply, ResponseCode::NXDomain, &format!("{name} A"));
             }
             a.expect("PUT", "/v1/agent/check/fail/service:web-1", "", 200);
             a.expect("PUT", "/v1/agent/check/fail/service:web-2", "", 200);
             let reply = ask(&mut a, "web.service.consul.", RecordType::A);
-            assert_eq!(
-                reply.response_code(),
+            expect_rcode(
+                &mut a,
+                &reply,
                 ResponseCode::NXDomain,
-                "no passing instance left: {reply:?}"
+                "web.service.consul. A with no passing instance left",
             );
         });
     }
@@ -988,8 +1092,17 @@ mod stage6_dns {
         })();
         match got.map(|b| Message::from_bytes(&b)) {
             Ok(Ok(reply)) if reply.id() == 4343 => reply,
-            other => a.program.fail(format_args!(
-                "asked {name} {kind} over TCP on {dns}, got {other:?}"
+            Ok(Ok(reply)) => a.program.fail(format_args!(
+                "asked {name} {kind} over TCP on {dns} with id 4343, got an answer with id {}: {}",
+                reply.id(),
+                dug(&reply)
+            )),
+            Ok(Err(e)) => a.program.fail(format_args!(
+                "asked {name} {kind} over TCP on {dns}, got bytes that are not a DNS message ({e})"
+            )),
+            Err(e) => a.program.fail(format_args!(
+                "asked {name} {kind} over TCP on {dns}, got {}",
+                no_answer(&e)
             )),
         }
     }
@@ -1010,7 +1123,8 @@ mod stage6_dns {
             if reply.response_code() != ResponseCode::NXDomain || !has_soa(&reply) {
                 a.program.fail(format_args!(
                     "asked nope.service.consul. A: expected NXDOMAIN with an SOA in the \
-                     authority section, got {reply:?}"
+                     authority section, got {}",
+                    dug(&reply)
                 ));
             }
             let reply = ask(&mut a, "web.service.consul.", RecordType::AAAA);
@@ -1020,7 +1134,8 @@ mod stage6_dns {
             {
                 a.program.fail(format_args!(
                     "asked web.service.consul. AAAA (web has passing IPv4 instances): expected \
-                     NOERROR, no answer and an SOA in the authority section, got {reply:?}"
+                     NOERROR, no answer and an SOA in the authority section, got {}",
+                    dug(&reply)
                 ));
             }
         });
@@ -1048,7 +1163,8 @@ mod stage6_dns {
             if udp.len() != 3 {
                 a.program.fail(format_args!(
                     "5 passing instances of api; asked api.service.consul. A over UDP: expected \
-                     3 A records (the UDP answer limit), got {udp:?} in {reply:?}"
+                     3 A records (the UDP answer limit), got {}",
+                    dug(&reply)
                 ));
             }
             let reply = ask_tcp(&mut a, "api.service.consul.", RecordType::A);
@@ -1056,7 +1172,8 @@ mod stage6_dns {
             if tcp.len() != 5 {
                 a.program.fail(format_args!(
                     "5 passing instances of api; asked api.service.consul. A over TCP: expected \
-                     all 5 A records, got {tcp:?} in {reply:?}"
+                     all 5 A records, got {}",
+                    dug(&reply)
                 ));
             }
         });
@@ -1410,14 +1527,16 @@ print("ok")
                 match dig("A", transport) {
                     Ok(out) if out.trim() == "10.1.2.3" => {}
                     other => a.program.fail(format_args!(
-                        "dig {transport} web.service.consul A printed {other:?}"
+                        "dig {transport} web.service.consul A printed {}",
+                        printed(&other)
                     )),
                 }
             }
             match dig("SRV", "+notcp") {
                 Ok(out) if out.split_whitespace().nth(2) == Some("8080") => {}
                 other => a.program.fail(format_args!(
-                    "dig web.service.consul SRV should print `1 1 8080 TARGET`, printed {other:?}"
+                    "dig web.service.consul SRV should print `1 1 8080 TARGET`, printed {}",
+                    printed(&other)
                 )),
             }
         });
