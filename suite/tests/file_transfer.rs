@@ -176,7 +176,17 @@ fn send_ok(recv: &mut Receiver, files: &[&Path], extra: &[&str]) -> Sent {
     if !sent.status.success() {
         let sender = sent.program.diagnosis();
         recv.program.fail(format_args!(
-            "sent {files:?} with {extra:?}: expected `send` to succeed, it exited ({})\nthe sender: {sender}the receiver:",
+            "sent {} with {}: expected `send` to succeed, it exited ({})\nthe sender: {sender}the receiver:",
+            files
+                .iter()
+                .map(|f| f.file_name().map_or(f.display().to_string(), |n| n.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if extra.is_empty() {
+                "no options".to_owned()
+            } else {
+                format!("`{}`", extra.join(" "))
+            },
             sent.status
         ));
     }

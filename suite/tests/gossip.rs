@@ -90,13 +90,13 @@ mod stage1_init_echo {
                 json!({ "type": "init", "node_id": "n3", "node_ids": ["n1", "n2", "n3"] }),
                 PROMPT,
             );
-            assert_eq!(reply["body"]["type"], "init_ok", "sent init, got {reply}");
-            assert_eq!(
-                reply["src"], "n3",
+            assert!(reply["body"]["type"] == "init_ok", "sent init, got {reply}");
+            assert!(
+                reply["src"] == "n3",
                 "the reply's src must be the node's id: {reply}"
             );
-            assert_eq!(
-                reply["dest"], CLIENT,
+            assert!(
+                reply["dest"] == CLIENT,
                 "the reply goes to its requester: {reply}"
             );
         });
@@ -112,12 +112,15 @@ mod stage1_init_echo {
             ] {
                 let reply = node.request(json!({ "type": "echo", "echo": echo }), PROMPT);
                 let body = &reply["body"];
-                assert_eq!(body["type"], "echo_ok", "sent an echo, got {reply}");
-                assert_eq!(
-                    body["echo"], echo,
+                assert!(body["type"] == "echo_ok", "sent an echo, got {reply}");
+                assert!(
+                    body["echo"] == echo,
                     "echo_ok must carry the same echo: {reply}"
                 );
-                assert_eq!(reply["src"], "n1", "{reply}");
+                assert!(
+                    reply["src"] == "n1",
+                    "sent an echo to n1: expected the reply from n1, got {reply}"
+                );
             }
         });
     }
@@ -149,12 +152,12 @@ mod stage1_init_echo {
         bounded(LIMIT, || {
             let mut node = Node::start(&bin(), &[]);
             let reply = node.request(json!({ "type": "read" }), PROMPT);
-            assert_eq!(
-                reply["body"]["type"], "error",
+            assert!(
+                reply["body"]["type"] == "error",
                 "sent read before init, got {reply}"
             );
-            assert_eq!(
-                reply["body"]["code"], 11,
+            assert!(
+                reply["body"]["code"] == 11,
                 "temporarily-unavailable is 11: {reply}"
             );
             node.init("n1", &["n1"], PROMPT);
@@ -166,10 +169,16 @@ mod stage1_init_echo {
         bounded(LIMIT, || {
             let mut node = node_one_of_three(&[]);
             let reply = node.request(json!({ "type": "cas", "key": 1 }), PROMPT);
-            assert_eq!(reply["body"]["type"], "error", "sent type cas, got {reply}");
-            assert_eq!(reply["body"]["code"], 10, "not-supported is 10: {reply}");
+            assert!(
+                reply["body"]["type"] == "error",
+                "sent type cas, got {reply}"
+            );
+            assert!(reply["body"]["code"] == 10, "not-supported is 10: {reply}");
             let reply = node.request(json!({ "type": "echo", "echo": "still here" }), PROMPT);
-            assert_eq!(reply["body"]["echo"], "still here", "{reply}");
+            assert!(
+                reply["body"]["echo"] == "still here",
+                "after the unsupported request, sent an echo of \"still here\": got {reply}"
+            );
         });
     }
 
@@ -230,12 +239,12 @@ mod stage1_init_echo {
             let mut node = Node::start(&bin(), &[]);
             node.id = "n7".to_owned();
             let reply = node.request(json!({ "type": "echo", "echo": 1 }), PROMPT);
-            assert_eq!(
-                reply["body"]["code"], 11,
+            assert!(
+                reply["body"]["code"] == 11,
                 "sent an echo to n7 before init, expected error 11, got {reply}"
             );
-            assert_eq!(
-                reply["src"], "n7",
+            assert!(
+                reply["src"] == "n7",
                 "sent an echo to n7 before init: a node without an id answers from the \
                  request's dest, got {reply}"
             );
@@ -252,8 +261,8 @@ mod stage2_one_node {
             let mut node = node_one_of_three(&[]);
             for v in [1000, 7, 42] {
                 let reply = node.request(json!({ "type": "broadcast", "message": v }), PROMPT);
-                assert_eq!(
-                    reply["body"]["type"], "broadcast_ok",
+                assert!(
+                    reply["body"]["type"] == "broadcast_ok",
                     "broadcast {v}: {reply}"
                 );
             }
@@ -279,8 +288,8 @@ mod stage2_one_node {
             node.request(json!({ "type": "broadcast", "message": 1 }), PROMPT);
             let topology = json!({ "n1": ["n2", "n3"], "n2": ["n1"], "n3": ["n1"] });
             let reply = node.request(json!({ "type": "topology", "topology": topology }), PROMPT);
-            assert_eq!(
-                reply["body"]["type"], "topology_ok",
+            assert!(
+                reply["body"]["type"] == "topology_ok",
                 "sent a topology, got {reply}"
             );
             node.request(json!({ "type": "broadcast", "message": 2 }), PROMPT);
@@ -315,9 +324,9 @@ mod stage2_one_node {
             ];
             for body in bad {
                 let reply = node.request(body.clone(), PROMPT);
-                assert_eq!(reply["body"]["type"], "error", "sent {body}, got {reply}");
-                assert_eq!(
-                    reply["body"]["code"], 12,
+                assert!(reply["body"]["type"] == "error", "sent {body}, got {reply}");
+                assert!(
+                    reply["body"]["code"] == 12,
                     "malformed-request is 12: sent {body}, got {reply}"
                 );
             }
@@ -1243,12 +1252,19 @@ mod stage6_simulator {
                 ],
                 true,
             );
-            assert_eq!(
-                a["runs"][0]["curve"], b["runs"][0]["curve"],
-                "seed 77 twice differed"
+            assert!(
+                a["runs"][0]["curve"] == b["runs"][0]["curve"],
+                "seed 77 twice differed: the first run's curve was {} then {}",
+                a["runs"][0]["curve"],
+                b["runs"][0]["curve"]
             );
-            assert_eq!(a["runs"][2]["messages"], b["runs"][2]["messages"]);
-            assert_ne!(a["runs"], c["runs"], "seeds 77 and 78 gave the same runs");
+            assert!(
+                a["runs"][2]["messages"] == b["runs"][2]["messages"],
+                "seed 77 twice differed: run 3 sent {} then {} messages",
+                a["runs"][2]["messages"],
+                b["runs"][2]["messages"]
+            );
+            assert!(a["runs"] != c["runs"], "seeds 77 and 78 gave the same runs");
         });
     }
 
@@ -1399,10 +1415,9 @@ mod stage6_simulator {
             if lines.is_empty() {
                 program.fail("expected CSV on stdout, got nothing");
             }
-            assert_eq!(
-                lines.first().map(String::as_str),
-                Some("run,seed,round,informed_fraction"),
-                "{lines:?}"
+            assert!(
+                lines.first().map(String::as_str) == Some("run,seed,round,informed_fraction"),
+                "expected the CSV header `run,seed,round,informed_fraction` first, got the lines {lines:?}"
             );
             let last: Vec<&str> = lines
                 .last()

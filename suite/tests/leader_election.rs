@@ -581,8 +581,8 @@ mod stage1_heartbeats {
                 bound,
                 |v| v["event"] == "leader",
             );
-            assert_eq!(e["leader"], "solo", "a leader names itself: {e}");
-            assert_eq!(e["term"], 1, "the first election is term 1: {e}");
+            assert!(e["leader"] == "solo", "a leader names itself: {e}");
+            assert!(e["term"] == 1, "the first election is term 1: {e}");
         });
     }
 
@@ -746,8 +746,8 @@ mod stage2_failover {
                 ));
             }
             let again = lone.ask(false, vote(1, "b", 50), "vote_reply");
-            assert_eq!(
-                again["granted"], true,
+            assert!(
+                again["granted"] == true,
                 "asking twice for the same vote gets it twice: {again}"
             );
             let other = lone.ask(true, vote(1, "c", 90), "vote_reply");
@@ -758,9 +758,8 @@ mod stage2_failover {
                 ));
             }
             let status = lone.status();
-            assert_eq!(
-                (&status["term"], &status["voted_for"]),
-                (&json!(1), &json!("b")),
+            assert!(
+                (&status["term"], &status["voted_for"]) == (&json!(1), &json!("b")),
                 "status after the vote: {status}"
             );
         });
@@ -794,13 +793,13 @@ mod stage2_failover {
             }
             let prevote = json!({ "type": "prevote", "from": "c", "term": 3, "priority": 99 });
             let reply = lone.ask(true, prevote.clone(), "prevote_reply");
-            assert_eq!(
-                reply["granted"], false,
+            assert!(
+                reply["granted"] == false,
                 "sent {prevote} while b leads: {reply}"
             );
             let status = lone.status();
-            assert_eq!(
-                status["term"], 2,
+            assert!(
+                status["term"] == 2,
                 "refusals must not raise the term: {status}"
             );
         });
@@ -1040,9 +1039,8 @@ mod stage4_persistence {
             let mut lone = Lone::start(&[]);
             let vote = |term: u64, from: &str| json!({ "type": "vote", "from": from, "term": term, "priority": 9 });
             let reply = lone.ask(false, vote(3, "b"), "vote_reply");
-            assert_eq!(
-                reply["granted"],
-                true,
+            assert!(
+                reply["granted"] == true,
                 "sent {} to a fresh node: {reply}",
                 vote(3, "b")
             );
@@ -1060,15 +1058,14 @@ mod stage4_persistence {
                 ));
             }
             let next = lone.ask(true, vote(4, "c"), "vote_reply");
-            assert_eq!(
-                next["granted"], true,
+            assert!(
+                next["granted"] == true,
                 "term 4 is a new term, c may have its vote: {next}"
             );
             lone.restart();
             let status = lone.status();
-            assert_eq!(
-                (&status["term"], &status["voted_for"]),
-                (&json!(4), &json!("c")),
+            assert!(
+                (&status["term"], &status["voted_for"]) == (&json!(4), &json!("c")),
                 "after a second restart: {status}"
             );
         });
@@ -1339,8 +1336,8 @@ mod stage6_fencing {
                 ));
             }
             let r = call(&mut program, addr, &peer, write(5, "again"));
-            assert_eq!(
-                r["ok"], true,
+            assert!(
+                r["ok"] == true,
                 "a token equal to the highest is accepted: {r}"
             );
             let r = call(
@@ -1446,7 +1443,7 @@ mod stage6_fencing {
             let write = |key: &str| json!({ "op": "write", "token": 1, "key": key, "value": "v" });
             for key in ["k1", "k2"] {
                 let r = call(&mut program, addr, &peer, write(key));
-                assert_eq!(r["ok"], true, "sent {} and got {r}", write(key));
+                assert!(r["ok"] == true, "sent {} and got {r}", write(key));
             }
             let r = call(&mut program, addr, &peer, write("k3"));
             if !(r["ok"] == false && r["error"] == "too many keys") {
@@ -1457,8 +1454,8 @@ mod stage6_fencing {
                 ));
             }
             let r = call(&mut program, addr, &peer, write("k1"));
-            assert_eq!(
-                r["ok"], true,
+            assert!(
+                r["ok"] == true,
                 "a key already held may be written again: {r}"
             );
         });

@@ -263,8 +263,8 @@ mod stage1_ingest {
                 .iter()
                 .find(|b| b["batch"].as_u64() == Some(stat.batch))
                 .expect("a stat line is only read once its batch is closed");
-            assert_eq!(
-                closing["flush_ms"], stat.line["flush_ms"],
+            assert!(
+                closing["flush_ms"] == stat.line["flush_ms"],
                 "a batch's closing line and its stat lines share flush_ms: {closing}"
             );
         });
@@ -286,7 +286,12 @@ mod stage1_ingest {
                 "batches are numbered from 1: {}",
                 out.describe()
             );
-            assert_eq!(out.batches[0]["series"], 0, "{}", out.describe());
+            assert!(
+                out.batches[0]["series"] == 0,
+                "expected the first batch's closing line to say \"series\": 0, got {}\n  {}",
+                out.batches[0]["series"],
+                out.describe()
+            );
         });
     }
 
@@ -304,10 +309,14 @@ mod stage1_ingest {
                 .named("stats_counts.once", &[])
                 .map(|s| s.value)
                 .collect();
-            assert_eq!(
-                values,
-                [Some(5.0), Some(1.0)],
-                "sent 5 then, in a later interval, 1: each interval reports its own count"
+            assert!(
+                values == [Some(5.0), Some(1.0)],
+                "sent 5 then, in a later interval, 1: expected each interval to report its own count, 5 then 1; got {}",
+                values
+                    .iter()
+                    .map(|v| v.map_or_else(|| "null".to_owned(), |v| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" then ")
             );
         });
     }
@@ -506,9 +515,8 @@ mod stage2_statsd {
                 o.last("servers.a.load").is_some() && o.last("cpu.idle").is_some()
             });
             let load = out.last("servers.a.load").expect("found above");
-            assert_eq!(
-                (load.value, load.line["sent_ms"].as_u64()),
-                (Some(2.5), Some(1_700_000_010_000)),
+            assert!(
+                (load.value, load.line["sent_ms"].as_u64()) == (Some(2.5), Some(1_700_000_010_000)),
                 "the latest point by the sender's clock, its timestamp in ms: {}",
                 load.line
             );
@@ -776,9 +784,8 @@ mod stage5_agent {
             );
             let out = c.wait_for("stats_counts.old", |o| o.last("stats_counts.old").is_some());
             let stat = out.last("stats_counts.old").expect("found above");
-            assert_eq!(
-                stat.line["first_ms"].as_u64(),
-                Some(1_600_000_000_000),
+            assert!(
+                stat.line["first_ms"].as_u64() == Some(1_600_000_000_000),
                 "a batch received by the agent at 1600000000000 ms keeps that time: {}",
                 stat.line
             );
@@ -906,6 +913,11 @@ mod stage5_spool {
 }
 
 /// One sample line of an exposition: `name{labels} value`.
+/// A sample's value for a failure message, or that there is none.
+fn sample(value: Option<f64>) -> String {
+    value.map_or_else(|| "no such sample".to_owned(), |v| v.to_string())
+}
+
 fn exposed(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| {
         l.strip_prefix(series)?
@@ -955,14 +967,26 @@ mod stage6_prometheus {
                     "expected # HELP and # TYPE {family} {kind} in:\n{body}"
                 );
             }
-            assert_eq!(
-                exposed(&body, "api_hits_total{code=\"200\"}"),
-                Some(3.0),
-                "{body}"
+            assert!(
+                exposed(&body, "api_hits_total{code=\"200\"}") == Some(3.0),
+                "expected the sample api_hits_total{{code=\"200\"}} 3, got {}:\n{body}",
+                sample(exposed(&body, "api_hits_total{code=\"200\"}"))
             );
-            assert_eq!(exposed(&body, "api_temp"), Some(21.5), "{body}");
-            assert_eq!(exposed(&body, "api_lat_seconds_count"), Some(1.0), "{body}");
-            assert_eq!(exposed(&body, "api_lat_seconds_sum"), Some(0.1), "{body}");
+            assert!(
+                exposed(&body, "api_temp") == Some(21.5),
+                "expected the sample api_temp 21.5, got {}:\n{body}",
+                sample(exposed(&body, "api_temp"))
+            );
+            assert!(
+                exposed(&body, "api_lat_seconds_count") == Some(1.0),
+                "expected the sample api_lat_seconds_count 1, got {}:\n{body}",
+                sample(exposed(&body, "api_lat_seconds_count"))
+            );
+            assert!(
+                exposed(&body, "api_lat_seconds_sum") == Some(0.1),
+                "expected the sample api_lat_seconds_sum 0.1, got {}:\n{body}",
+                sample(exposed(&body, "api_lat_seconds_sum"))
+            );
         });
     }
 
@@ -975,10 +999,10 @@ mod stage6_prometheus {
             c.send_tcp("runs:3|c\n");
             c.wait_for("runs again", |o| o.sum("stats_counts.runs") == 5.0);
             let body = scrape(&mut c);
-            assert_eq!(
-                exposed(&body, "runs_total"),
-                Some(5.0),
-                "2 then 3 in two intervals: a Prometheus counter never resets\n{body}"
+            assert!(
+                exposed(&body, "runs_total") == Some(5.0),
+                "2 then 3 in two intervals: a Prometheus counter never resets; expected runs_total 5, got {}\n{body}",
+                sample(exposed(&body, "runs_total"))
             );
         });
     }
@@ -1241,16 +1265,16 @@ mod stage8_real_clients {
                     && o.sum("stats_counts.py.piped") == 2.0
                     && o.last("stats.sets.py.users.count").is_some()
             });
-            assert_eq!(
-                out.last("stats.gauges.py.level").and_then(|s| s.value),
-                Some(35.0),
-                "{}",
+            assert!(
+                out.last("stats.gauges.py.level").and_then(|s| s.value) == Some(35.0),
+                "expected the gauge py.level at 35, got {}\n  {}",
+                sample(out.last("stats.gauges.py.level").and_then(|s| s.value)),
                 out.describe()
             );
-            assert_eq!(
-                out.last("stats.timers.py.work.upper").and_then(|s| s.value),
-                Some(12.5),
-                "{}",
+            assert!(
+                out.last("stats.timers.py.work.upper").and_then(|s| s.value) == Some(12.5),
+                "expected the timer py.work's upper at 12.5, got {}\n  {}",
+                sample(out.last("stats.timers.py.work.upper").and_then(|s| s.value)),
                 out.describe()
             );
         });

@@ -15,6 +15,13 @@ use serde_json::{Value, json};
 use workbook_suite::json_http::{self as http, Answer};
 use workbook_suite::{Program, binary, bounded, poll_until};
 
+/// A check's status for a failure message, or that the check is not listed.
+fn check_shown(status: &Option<String>) -> String {
+    status
+        .as_ref()
+        .map_or_else(|| "no such check".to_owned(), |s| format!("{s:?}"))
+}
+
 /// What a command printed on stdout, quoted, or why it could not run.
 fn printed(out: &std::io::Result<String>) -> String {
     match out {
@@ -229,10 +236,16 @@ mod stage1_register {
                 "catalog/service/web?tag=primary: {rows}"
             );
             let row = &rows[0];
-            assert_eq!(row["ServicePort"], 8080, "{row}");
-            assert_eq!(row["ServiceAddress"], "127.0.0.1", "{row}");
+            assert!(
+                row["ServicePort"] == 8080,
+                "expected ServicePort 8080, got {row}"
+            );
+            assert!(
+                row["ServiceAddress"] == "127.0.0.1",
+                "expected ServiceAddress 127.0.0.1, got {row}"
+            );
             let (one, _) = a.read("/v1/agent/service/db-1");
-            assert_eq!(one["Service"], "db", "GET /v1/agent/service/db-1: {one}");
+            assert!(one["Service"] == "db", "GET /v1/agent/service/db-1: {one}");
         });
     }
 
@@ -243,9 +256,15 @@ mod stage1_register {
             a.register(&service("web", "web-1", 8080, &[]));
             a.expect("PUT", "/v1/agent/service/deregister/web-1", "", 200);
             let (services, _) = a.read("/v1/agent/services");
-            assert_eq!(services, json!({}), "after deregistering web-1");
+            assert!(
+                services == json!({}),
+                "after deregistering web-1, expected no services, got {services}"
+            );
             let (rows, _) = a.read("/v1/catalog/service/web");
-            assert_eq!(rows, json!([]), "an unknown service name answers []");
+            assert!(
+                rows == json!([]),
+                "an unknown service name answers [], got {rows}"
+            );
             let answer = a.expect("PUT", "/v1/agent/service/deregister/nope", "", 404);
             assert!(
                 answer.text().contains("nope"),
@@ -310,7 +329,10 @@ mod stage1_register {
                 "`deregister web-1` failed"
             );
             let (services, _) = a.read("/v1/agent/services");
-            assert_eq!(services, json!({}), "after `deregister web-1`");
+            assert!(
+                services == json!({}),
+                "after `deregister web-1`, expected no services, got {services}"
+            );
         });
     }
 
@@ -347,10 +369,18 @@ mod stage2_ttl {
             let mut a = Agent::start(&[]);
             a.register(&with_ttl(service("web", "web-1", 80, &[]), "30s"));
             let status = a.check_status("web", "service:web-1");
-            assert_eq!(status.as_deref(), Some("critical"), "a new TTL check");
+            assert!(
+                status.as_deref() == Some("critical"),
+                "a new TTL check: expected critical, got {}",
+                check_shown(&status)
+            );
             a.expect("PUT", "/v1/agent/check/pass/service:web-1", "", 200);
             let status = a.check_status("web", "service:web-1");
-            assert_eq!(status.as_deref(), Some("passing"), "after check/pass");
+            assert!(
+                status.as_deref() == Some("passing"),
+                "after check/pass: expected passing, got {}",
+                check_shown(&status)
+            );
             a.expect(
                 "PUT",
                 "/v1/agent/check/warn/service:web-1?note=slow",
@@ -366,11 +396,19 @@ mod stage2_ttl {
             }
             a.expect("PUT", "/v1/agent/check/fail/service:web-1", "", 200);
             let status = a.check_status("web", "service:web-1");
-            assert_eq!(status.as_deref(), Some("critical"), "after check/fail");
+            assert!(
+                status.as_deref() == Some("critical"),
+                "after check/fail: expected critical, got {}",
+                check_shown(&status)
+            );
             let update = r#"{"Status":"passing","Output":"all good"}"#;
             a.expect("PUT", "/v1/agent/check/update/service:web-1", update, 200);
             let status = a.check_status("web", "service:web-1");
-            assert_eq!(status.as_deref(), Some("passing"), "after check/update");
+            assert!(
+                status.as_deref() == Some("passing"),
+                "after check/update: expected passing, got {}",
+                check_shown(&status)
+            );
             a.expect("PUT", "/v1/agent/check/pass/service:nope", "", 404);
             let bad = r#"{"Status":"fine"}"#;
             a.expect("PUT", "/v1/agent/check/update/service:web-1", bad, 400);
@@ -385,10 +423,17 @@ mod stage2_ttl {
             a.register(&with_ttl(service("web", "web-1", 80, &[]), "30s"));
             a.expect("GET", "/v1/agent/check/pass/service:web-1", "", 200);
             let status = a.check_status("web", "service:web-1");
-            assert_eq!(status.as_deref(), Some("passing"), "after GET check/pass");
+            assert!(
+                status.as_deref() == Some("passing"),
+                "after GET check/pass: expected passing, got {}",
+                check_shown(&status)
+            );
             a.expect("GET", "/v1/agent/service/deregister/web-1", "", 200);
             let (services, _) = a.read("/v1/agent/services");
-            assert_eq!(services, json!({}), "after GET deregister");
+            assert!(
+                services == json!({}),
+                "after GET deregister, expected no services, got {services}"
+            );
         });
     }
 
@@ -417,7 +462,11 @@ mod stage2_ttl {
             a.expect("PUT", "/v1/agent/check/pass/service:web-1", "", 200);
             let passed = Instant::now();
             let early = a.check_status("web", "service:web-1");
-            assert_eq!(early.as_deref(), Some("passing"), "right after a pass");
+            assert!(
+                early.as_deref() == Some("passing"),
+                "right after a pass: expected passing, got {}",
+                check_shown(&early)
+            );
             let expired = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
                 (a.check_status("web", "service:web-1").as_deref() == Some("critical"))
                     .then(Instant::now)
@@ -432,7 +481,10 @@ mod stage2_ttl {
                 "a check with TTL 1s turned critical {after:?} after its pass: too early"
             );
             let (checks, _) = a.read("/v1/health/checks/web");
-            assert_eq!(checks[0]["Output"], "TTL expired", "{checks}");
+            assert!(
+                checks[0]["Output"] == "TTL expired",
+                "expected the Output \"TTL expired\", got {checks}"
+            );
             a.program.expect_json(
                 "{\"event\":\"expired\",\"check\":\"service:web-1\"}",
                 PROMPT,
@@ -647,7 +699,10 @@ mod stage4_blocking {
                  {index}: came after {took:?} with index {after}"
             );
             let status = &answer.json().unwrap_or_default()[0]["Checks"][1]["Status"];
-            assert_eq!(status, "passing", "the answer shows the change: {answer}");
+            assert!(
+                status == "passing",
+                "the answer shows the change: expected passing, got {answer}"
+            );
         });
     }
 
@@ -1205,7 +1260,10 @@ mod stage7_limits {
                 );
             }
             let (services, _) = a.read("/v1/agent/services");
-            assert_eq!(services, json!({}), "nothing bad was registered");
+            assert!(
+                services == json!({}),
+                "nothing bad was registered; got {services}"
+            );
         });
     }
 
@@ -1361,10 +1419,9 @@ mod stage7_limits {
                 }
             }
             let (services, _) = a.read("/v1/agent/services");
-            assert_eq!(
-                services,
-                json!({}),
-                "nothing with bad metadata was registered"
+            assert!(
+                services == json!({}),
+                "nothing with bad metadata was registered; got {services}"
             );
         });
     }
