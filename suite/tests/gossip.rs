@@ -266,7 +266,11 @@ mod stage2_one_node {
                     "broadcast {v}: {reply}"
                 );
             }
-            assert_eq!(node.read(PROMPT), vec![7, 42, 1000]);
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![7, 42, 1000],
+                "broadcast 1000, 7 and 42: expected read to give [7, 42, 1000] (sorted), got {read:?}"
+            );
         });
     }
 
@@ -277,7 +281,11 @@ mod stage2_one_node {
             for _ in 0..3 {
                 node.request(json!({ "type": "broadcast", "message": 5 }), PROMPT);
             }
-            assert_eq!(node.read(PROMPT), vec![5], "a value broadcast three times");
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![5],
+                "a value broadcast three times: expected read to give [5] (sorted), got {read:?}"
+            );
         });
     }
 
@@ -293,7 +301,11 @@ mod stage2_one_node {
                 "sent a topology, got {reply}"
             );
             node.request(json!({ "type": "broadcast", "message": 2 }), PROMPT);
-            assert_eq!(node.read(PROMPT), vec![1, 2]);
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![1, 2],
+                "broadcast 1, a topology, then 2: expected read to give [1, 2] (sorted), got {read:?}"
+            );
         });
     }
 
@@ -307,7 +319,11 @@ mod stage2_one_node {
             for v in 0..20 {
                 node.request(json!({ "type": "broadcast", "message": v }), PROMPT);
             }
-            assert_eq!(node.read(PROMPT), (0..20).collect::<Vec<i64>>());
+            let read = node.read(PROMPT);
+            assert!(
+                read == (0..20).collect::<Vec<i64>>(),
+                "a single-node cluster, broadcast 0 to 19: expected read to give 0 to 19 (sorted), got {read:?}"
+            );
         });
     }
 
@@ -330,10 +346,10 @@ mod stage2_one_node {
                     "malformed-request is 12: sent {body}, got {reply}"
                 );
             }
-            assert_eq!(
-                node.read(PROMPT),
-                Vec::<i64>::new(),
-                "nothing bad was stored"
+            let read = node.read(PROMPT);
+            assert!(
+                read == Vec::<i64>::new(),
+                "nothing bad was stored: expected read to give [] (sorted), got {read:?}"
             );
         });
     }
@@ -354,10 +370,10 @@ mod stage2_one_node {
                 node.send_line(line);
             }
             node.request(json!({ "type": "broadcast", "message": 9 }), PROMPT);
-            assert_eq!(
-                node.read(PROMPT),
-                vec![9],
-                "the node must survive every bad line"
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![9],
+                "the node must survive every bad line: expected read to give [9] (sorted), got {read:?}"
             );
         });
     }
@@ -372,10 +388,10 @@ mod stage2_one_node {
             );
             node.send_line(&huge);
             node.request(json!({ "type": "broadcast", "message": 3 }), PROMPT);
-            assert_eq!(
-                node.read(PROMPT),
-                vec![3],
-                "after a 4 MiB line, with --max-line 64KiB"
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![3],
+                "after a 4 MiB line, with --max-line 64KiB: expected read to give [3] (sorted), got {read:?}"
             );
             let echoed = node
                 .program
@@ -414,7 +430,16 @@ mod stage2_one_node {
                 answered, n as usize,
                 "5000 broadcasts, every one acknowledged"
             );
-            assert_eq!(node.read(PROMPT), (0..n).collect::<Vec<i64>>());
+            let read = node.read(PROMPT);
+            assert!(
+                read == (0..n).collect::<Vec<i64>>(),
+                "5000 broadcasts: expected read to give 0 to 4999, got {} values, missing {:?}",
+                read.len(),
+                (0..n)
+                    .filter(|v| !read.contains(v))
+                    .take(10)
+                    .collect::<Vec<i64>>()
+            );
         });
     }
 
@@ -439,7 +464,11 @@ mod stage2_one_node {
                     "{{\"src\":\"c1\",\"dest\":\"n1\",\"body\":{line}}}"
                 ));
             }
-            assert_eq!(node.read(PROMPT), vec![77], "after 1000 random lines");
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![77],
+                "after 1000 random lines: expected read to give [77] (sorted), got {read:?}"
+            );
         });
     }
 }

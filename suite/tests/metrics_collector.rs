@@ -1381,9 +1381,10 @@ mod stage8_real_clients {
             c.wait_for("the web metrics", |o| {
                 o.last("stats.gauges.web.inflight").is_some() && o.last("host.cpu.idle").is_some()
             });
-            let body = http_get(c.http, "/metrics", PROMPT)
-                .expect("GET /metrics")
-                .body;
+            let body = match http_get(c.http, "/metrics", PROMPT) {
+                Ok(r) => r.body,
+                Err(e) => c.program.fail(format_args!("GET /metrics failed: {e}")),
+            };
             let mut child = std::process::Command::new(promtool)
                 .args(["check", "metrics"])
                 .stdin(std::process::Stdio::piped())
