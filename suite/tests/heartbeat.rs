@@ -374,12 +374,12 @@ mod stage1_client {
             let fourth = beats[3].1 - started;
             if fourth < Duration::from_millis(500) {
                 c.fail(format_args!(
-                    "expected heartbeats about 200ms apart with --interval 200ms, so the fourth no sooner than 600ms after the start; it came after {fourth:?}"
+                    "expected heartbeats about 200ms apart with --interval 200ms, so the fourth no sooner than 600ms after the start; it came after {fourth:.2?}"
                 ));
             }
             let span = beats[3].1 - beats[0].1;
             if span > Duration::from_secs(4) {
-                c.fail(format_args!("expected 4 heartbeats at 200ms intervals to span about 600ms, they took {span:?}"));
+                c.fail(format_args!("expected 4 heartbeats at 200ms intervals to span about 600ms, they took {span:.2?}"));
             }
         });
     }
@@ -606,13 +606,13 @@ mod stage3_detection {
             let silent = dead["silent_ms"].as_u64().unwrap_or(0);
             if after < Duration::from_millis(TIMEOUT_MS) || silent < TIMEOUT_MS {
                 s.program.fail(format_args!(
-                    "expected `dead` no sooner than --timeout {TIMEOUT_MS}ms after the last heartbeat; it came after {after:?}: {dead}"
+                    "expected `dead` no sooner than --timeout {TIMEOUT_MS}ms after the last heartbeat; it came after {after:.2?}: {dead}"
                 ));
             }
             // The contract's bound is timeout + one check period; the rest is slack for a busy machine.
             if after > Duration::from_millis(TIMEOUT_MS + CHECK_MS + 2_000) {
                 s.program.fail(format_args!(
-                    "expected `dead` within --timeout + --check-interval ({}ms) of the last heartbeat, it took {after:?}",
+                    "expected `dead` within --timeout + --check-interval ({}ms) of the last heartbeat, it took {after:.2?}",
                     TIMEOUT_MS + CHECK_MS
                 ));
             }
@@ -1163,7 +1163,7 @@ mod stage6_scale {
                 }
                 if worst_gap > TIMEOUT - Duration::from_millis(500) {
                     eprintln!(
-                        "attempt {attempt}: this test stalled for {worst_gap:?} between two rounds \
+                        "attempt {attempt}: this test stalled for {worst_gap:.2?} between two rounds \
                          of heartbeats, too close to the 3s timeout to judge the server; again"
                     );
                     continue;
@@ -1356,7 +1356,7 @@ mod stage7_phi {
             let after = last.elapsed();
             if after > Duration::from_secs(4) {
                 s.program.fail(format_args!(
-                    "with --detector phi, a node beating every 200ms should be dead well before the 10s timeout once silent; it took {after:?}"
+                    "with --detector phi, a node beating every 200ms should be dead well before the 10s timeout once silent; it took {after:.2?}"
                 ));
             }
             let (server, _) = s.status();

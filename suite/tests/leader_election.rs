@@ -551,7 +551,7 @@ mod stage1_heartbeats {
                 // missed timer.
                 assert!(
                     elapsed >= HEARTBEAT * 2,
-                    "4 heartbeats came within {elapsed:?}: faster than one per {HEARTBEAT:?}"
+                    "4 heartbeats came within {elapsed:.2?}: faster than one per {HEARTBEAT:?}"
                 );
             }
         });
@@ -1254,7 +1254,7 @@ mod stage5_partitions {
                 cluster.pump();
                 if !cluster.leaders().is_empty() {
                     cluster.fail(format_args!(
-                        "no node can reach a majority, yet {} became leader ({lease_gone:?} after the cut)",
+                        "no node can reach a majority, yet {} became leader ({lease_gone:.2?} after the cut)",
                         cluster.leaders_shown()
                     ));
                 }

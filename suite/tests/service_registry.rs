@@ -74,7 +74,9 @@ impl Agent {
         match dns {
             Some(dns) => agent.dns = Some(dns),
             None => agent.program.fail(format_args!(
-                "expected the second stdout line to be `dns on ADDR`, got {line:?}"
+                "expected the second stdout line to be `dns on ADDR`, got {}",
+                line.as_ref()
+                    .map_or_else(|| format!("none within {PROMPT:?}"), |l| format!("{l:?}"))
             )),
         }
         agent
@@ -478,7 +480,7 @@ mod stage2_ttl {
             let after = at - passed;
             assert!(
                 after >= Duration::from_millis(900),
-                "a check with TTL 1s turned critical {after:?} after its pass: too early"
+                "a check with TTL 1s turned critical {after:.2?} after its pass: too early"
             );
             let (checks, _) = a.read("/v1/health/checks/web");
             assert!(
@@ -696,7 +698,7 @@ mod stage4_blocking {
             assert!(
                 after > index && took < Duration::from_secs(10),
                 "GET {path} should return soon after the check passed, with an index above \
-                 {index}: came after {took:?} with index {after}"
+                 {index}: came after {took:.2?} with index {after}"
             );
             let status = &answer.json().unwrap_or_default()[0]["Checks"][1]["Status"];
             assert!(
@@ -725,7 +727,7 @@ mod stage4_blocking {
             // Consul adds up to wait/16 of jitter; allow the machine some slack beyond it.
             assert!(
                 took >= Duration::from_millis(950) && took < Duration::from_secs(5),
-                "GET {path} should answer after about 1s (plus up to 1/16 jitter), took {took:?}"
+                "GET {path} should answer after about 1s (plus up to 1/16 jitter), took {took:.2?}"
             );
         });
     }
@@ -760,7 +762,7 @@ mod stage4_blocking {
             let got = a.index_of(&path, &answer);
             assert!(
                 took < Duration::from_secs(3) && got == index,
-                "GET {path} should answer at once with index {index}; took {took:?}, index {got}"
+                "GET {path} should answer at once with index {index}; took {took:.2?}, index {got}"
             );
         });
     }
@@ -804,7 +806,7 @@ mod stage4_blocking {
                 a.program.fail(format_args!(
                     "GET {path} while {n} instances of db were registered: expected the answer \
                      after the 2s wait with index 1 (ghost never changed), got index {after} \
-                     after {took:?}"
+                     after {took:.2?}"
                 ));
             }
         });
