@@ -24,6 +24,16 @@ pub fn or<T: Display>(got: &Option<T>, none: &str) -> String {
     }
 }
 
+/// Items joined with `, ` for a failure message (`n1, n3`), or `none` when there are none.
+pub fn listed<T: Display>(items: impl IntoIterator<Item = T>, none: &str) -> String {
+    let shown: Vec<String> = items.into_iter().map(|item| item.to_string()).collect();
+    if shown.is_empty() {
+        none.to_owned()
+    } else {
+        shown.join(", ")
+    }
+}
+
 /// Where two byte strings first differ: `the first difference is at byte 12`, or, when one is
 /// the start of the other, which is shorter.
 pub fn first_difference(got: &[u8], expected: &[u8]) -> String {
@@ -72,5 +82,7 @@ mod tests {
             "what arrived is the first 2 bytes of it"
         );
         assert_eq!(hex_bytes(&[0, 12, 255]), "00 0c ff");
+        assert_eq!(listed(["n1", "n3"], "none"), "n1, n3");
+        assert_eq!(listed(Vec::<u8>::new(), "none"), "none");
     }
 }

@@ -785,15 +785,10 @@ mod stage5_hostile {
             .collect();
         let want: Vec<(Value, Value)> = good.iter().map(|(n, r)| (json!(n), json!(r))).collect();
         let received_of = |rows: &[(Value, Value)]| -> String {
-            let rows: Vec<String> = rows
+            let rows = rows
                 .iter()
-                .map(|(node, received)| format!("{node} received {received}"))
-                .collect();
-            if rows.is_empty() {
-                "none".to_owned()
-            } else {
-                rows.join(", ")
-            }
+                .map(|(node, received)| format!("{node} received {received}"));
+            workbook_suite::shown::listed(rows, "none")
         };
         if server["rejected"] != rejected || got != want {
             s.program.fail(format_args!(

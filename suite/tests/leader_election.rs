@@ -17,30 +17,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use workbook_suite::shown::or;
+use workbook_suite::shown::{listed, or};
 use workbook_suite::{Program, UdpPeer, UdpRelay, binary, bounded, poll_until};
 
 /// Member names for a failure message: `n1, n3`, or `none`.
 fn names<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
-    let ids: Vec<&str> = ids.into_iter().map(String::as_str).collect();
-    if ids.is_empty() {
-        "none".to_owned()
-    } else {
-        ids.join(", ")
-    }
+    listed(ids, "none")
 }
 
 /// Counts by message type, as the relay kept them: `vote 6, heartbeat 12`.
 fn counted(counts: &BTreeMap<String, u64>) -> String {
-    let shown: Vec<String> = counts
-        .iter()
-        .map(|(kind, n)| format!("{kind} {n}"))
-        .collect();
-    if shown.is_empty() {
-        "none counted".to_owned()
-    } else {
-        shown.join(", ")
-    }
+    listed(
+        counts.iter().map(|(kind, n)| format!("{kind} {n}")),
+        "none counted",
+    )
 }
 
 /// Every test's overall bound.

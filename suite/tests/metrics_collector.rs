@@ -967,26 +967,19 @@ mod stage6_prometheus {
                     "expected # HELP and # TYPE {family} {kind} in:\n{body}"
                 );
             }
-            assert!(
-                exposed(&body, "api_hits_total{code=\"200\"}") == Some(3.0),
-                "expected the sample api_hits_total{{code=\"200\"}} 3, got {}:\n{body}",
-                sample(exposed(&body, "api_hits_total{code=\"200\"}"))
-            );
-            assert!(
-                exposed(&body, "api_temp") == Some(21.5),
-                "expected the sample api_temp 21.5, got {}:\n{body}",
-                sample(exposed(&body, "api_temp"))
-            );
-            assert!(
-                exposed(&body, "api_lat_seconds_count") == Some(1.0),
-                "expected the sample api_lat_seconds_count 1, got {}:\n{body}",
-                sample(exposed(&body, "api_lat_seconds_count"))
-            );
-            assert!(
-                exposed(&body, "api_lat_seconds_sum") == Some(0.1),
-                "expected the sample api_lat_seconds_sum 0.1, got {}:\n{body}",
-                sample(exposed(&body, "api_lat_seconds_sum"))
-            );
+            for (series, want) in [
+                ("api_hits_total{code=\"200\"}", 3.0),
+                ("api_temp", 21.5),
+                ("api_lat_seconds_count", 1.0),
+                ("api_lat_seconds_sum", 0.1),
+            ] {
+                let got = exposed(&body, series);
+                assert!(
+                    got == Some(want),
+                    "expected the sample {series} {want}, got {}:\n{body}",
+                    sample(got)
+                );
+            }
         });
     }
 
