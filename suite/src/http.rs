@@ -49,14 +49,10 @@ impl Reply {
 /// Request headers as a failure message shows them, the way they go on the wire:
 /// `Tus-Resumable: 1.0.0, Upload-Length: 5`, or `no headers`.
 pub fn shown_headers(headers: &[(&str, &str)]) -> String {
-    if headers.is_empty() {
-        return "no headers".to_owned();
-    }
-    headers
+    let lines = headers
         .iter()
-        .map(|(name, value)| format!("{name}: {value}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|(name, value)| format!("{name}: {value}"));
+    crate::shown::listed(lines, "no headers")
 }
 
 /// The bytes of a request: `METHOD PATH HTTP/1.1`, `Host`, the headers given, a
