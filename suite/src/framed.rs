@@ -21,13 +21,34 @@ pub enum NoFrame {
     Garbage(String),
 }
 
+/// Why no frame came, as a failure message says it: `no reply in time`, `the server closed the
+/// connection`, or the bytes that are not the protocol, quoted.
 impl fmt::Display for NoFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NoFrame::Timeout => write!(f, "nothing came in time"),
-            NoFrame::Closed => write!(f, "the connection was closed"),
+            NoFrame::Timeout => write!(f, "no reply in time"),
+            NoFrame::Closed => write!(f, "the server closed the connection"),
             NoFrame::Garbage(g) => write!(f, "{g}"),
         }
+    }
+}
+
+impl NoFrame {
+    /// As [`Display`](fmt::Display), naming the wait when nothing came: `no reply within 5s`.
+    pub fn after(&self, waited: Duration) -> String {
+        match self {
+            NoFrame::Timeout => format!("no reply within {waited:?}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What a read gave, for a failure message: the frame in its protocol's notation (its
+/// `Display`), or why none came within `waited` ([`NoFrame::after`]).
+pub fn describe<F: fmt::Display>(got: &Result<F, NoFrame>, waited: Duration) -> String {
+    match got {
+        Ok(frame) => frame.to_string(),
+        Err(no) => no.after(waited),
     }
 }
 

@@ -46,6 +46,15 @@ impl Reply {
     }
 }
 
+/// Request headers as a failure message shows them, the way they go on the wire:
+/// `Tus-Resumable: 1.0.0, Upload-Length: 5`, or `no headers`.
+pub fn shown_headers(headers: &[(&str, &str)]) -> String {
+    let lines = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"));
+    crate::shown::listed(lines, "no headers")
+}
+
 /// The bytes of a request: `METHOD PATH HTTP/1.1`, `Host`, the headers given, a
 /// `Content-Length` for `body` unless the headers name one, and `Connection: close`.
 pub fn request_bytes(

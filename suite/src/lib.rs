@@ -24,6 +24,7 @@
 //! - [`proxy`]: a TCP proxy that flips a byte, cuts the connection or slows it down, on purpose.
 //! - [`relay`]: a UDP relay between cluster members that partitions and drops, on purpose.
 //! - [`seeded`]: seeded randomness, the same on every run.
+//! - [`shown`]: how failure messages show results, missing values and differing bytes.
 //! - [`server`]: a server under test, started the way every project's is, with its address.
 
 pub mod binary;
@@ -40,6 +41,7 @@ pub mod relp;
 pub mod resp;
 pub mod seeded;
 pub mod server;
+pub mod shown;
 pub mod transfer;
 pub mod udp;
 pub mod wait;

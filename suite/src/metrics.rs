@@ -152,6 +152,22 @@ pub struct Response {
     pub body: String,
 }
 
+/// A response as a failure message shows it: its status, and its body quoted (the first 200
+/// bytes), e.g. `404 "not found"`.
+impl std::fmt::Display for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut end = self.body.len().min(200);
+        while !self.body.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{} {:?}", self.status, &self.body[..end])?;
+        if end < self.body.len() {
+            write!(f, " ({} bytes in all)", self.body.len())?;
+        }
+        Ok(())
+    }
+}
+
 /// `GET path` over HTTP/1.1 with `Connection: close`, bounded by `timeout`.
 ///
 /// # Errors
@@ -240,6 +256,15 @@ impl AgentConn {
     pub fn batch(&mut self, seq: u64, received_ms: u64, payload: &str) -> std::io::Result<()> {
         let frame = format!("BATCH {seq} {received_ms} {}\n{payload}", payload.len());
         self.send(frame.as_bytes())
+    }
+
+    /// What a failure message says of a [`reply`](Self::reply): the line quoted, or that none
+    /// came within `waited` (or before the collector closed the connection).
+    pub fn shown(reply: &Option<String>, waited: Duration) -> String {
+        match reply {
+            Some(line) => format!("{line:?}"),
+            None => format!("no reply line within {waited:?} (or the connection closed)"),
+        }
     }
 
     /// The next reply line, without its newline; `None` on close or after `timeout`.

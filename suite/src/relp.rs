@@ -27,13 +27,14 @@ impl RelpFrame {
     }
 }
 
+/// A frame as it went on the wire, in backquotes, its data escaped: `` `1 rsp 6 200 OK` ``.
 impl fmt::Display for RelpFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?}",
-            format!("{} {} {}", self.txnr, self.command, self.text())
-        )
+        write!(f, "`{} {} {}", self.txnr, self.command, self.data.len())?;
+        if !self.data.is_empty() {
+            write!(f, " {}", self.data.escape_ascii())?;
+        }
+        write!(f, "`")
     }
 }
 
@@ -60,8 +61,8 @@ fn field(buf: &[u8], limit: usize, what: &str) -> Result<Option<(String, usize)>
             end,
         ))),
         None if buf.len() > limit => Err(format!(
-            "no end to the {what} in {:?}",
-            buf.escape_ascii().to_string()
+            "no end to the {what} in \"{}\"",
+            buf.escape_ascii()
         )),
         None => Ok(None),
     }
@@ -69,7 +70,7 @@ fn field(buf: &[u8], limit: usize, what: &str) -> Result<Option<(String, usize)>
 
 /// Parses one frame off the front of `buf`.
 pub fn parse(buf: &[u8]) -> Result<Option<(RelpFrame, usize)>, String> {
-    let garbage = |what: &str| Err(format!("{what}: {:?}", buf.escape_ascii().to_string()));
+    let garbage = |what: &str| Err(format!("{what}: \"{}\"", buf.escape_ascii()));
     let Some((txnr, a)) = field(buf, 9, "TXNR")? else {
         return Ok(None);
     };

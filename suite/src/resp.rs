@@ -75,7 +75,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Resp, usize)>, String> {
     let text = String::from_utf8_lossy(line.get(1..).unwrap_or_default()).into_owned();
     let int = |t: &str| {
         t.parse::<i64>()
-            .map_err(|_| format!("bad number in {line:?}"))
+            .map_err(|_| format!("bad number in \"{}\"", line.escape_ascii()))
     };
     match line.first() {
         Some(b'+') => Ok(Some((Resp::Simple(text), used))),

@@ -51,6 +51,9 @@ impl Frame {
     }
 }
 
+/// A frame as failure messages show it, in the contract's names: `COMPLETE (0x83)`, `ERROR
+/// (0x84) "message"`, a short body in hexadecimal (`ACCEPT (0x81) body 00 00 00 0c 0d 02`), a
+/// long one by its length (`CHUNK (0x02) with 4100 body bytes`).
 impl fmt::Display for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.kind {
@@ -61,14 +64,14 @@ impl fmt::Display for Frame {
             RESEND => "RESEND",
             COMPLETE => "COMPLETE",
             ERROR => return write!(f, "ERROR (0x84) {:?}", self.text()),
-            _ => "an unknown frame type",
+            _ => "a frame of unknown type",
         };
-        write!(
-            f,
-            "{name} (0x{:02x}, {} body bytes)",
-            self.kind,
-            self.body.len()
-        )
+        write!(f, "{name} (0x{:02x})", self.kind)?;
+        match self.body.len() {
+            0 => Ok(()),
+            1..=16 => write!(f, " body {}", crate::shown::hex_bytes(&self.body)),
+            n => write!(f, " with {n} body bytes"),
+        }
     }
 }
 

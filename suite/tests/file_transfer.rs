@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngExt};
 use serde_json::Value;
 use tempfile::TempDir;
+use workbook_suite::framed::describe;
+use workbook_suite::shown::{first_difference, hex_bytes, outcome};
 use workbook_suite::transfer::{
     ACCEPT, CHUNK, COMPLETE, ERROR, Frame, MANIFEST, RESEND, SENT_ALL, TransferConn, chunk,
     content_hash, frame, hex, manifest, manifest_with, parse_manifest, sha256,
@@ -93,11 +95,11 @@ impl Receiver {
         match std::fs::read(self.path(name)) {
             Ok(got) if got == expected => {}
             Ok(got) => {
-                let first = got.iter().zip(expected).position(|(a, b)| a != b);
                 self.program.fail(format_args!(
-                    "{name} arrived with {} bytes, expected {} bytes; first difference at byte {first:?}",
+                    "{name} arrived with {} bytes, expected {} bytes; {}",
                     got.len(),
-                    expected.len()
+                    expected.len(),
+                    first_difference(&got, expected)
                 ))
             }
             Err(e) => self.program.fail(format_args!(
@@ -174,7 +176,17 @@ fn send_ok(recv: &mut Receiver, files: &[&Path], extra: &[&str]) -> Sent {
     if !sent.status.success() {
         let sender = sent.program.diagnosis();
         recv.program.fail(format_args!(
-            "sent {files:?} with {extra:?}: expected `send` to succeed, it exited ({})\nthe sender: {sender}the receiver:",
+            "sent {} with {}: expected `send` to succeed, it exited ({})\nthe sender: {sender}the receiver:",
+            files
+                .iter()
+                .map(|f| f.file_name().map_or(f.display().to_string(), |n| n.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if extra.is_empty() {
+                "no options".to_owned()
+            } else {
+                format!("`{}`", extra.join(" "))
+            },
             sent.status
         ));
     }
@@ -216,7 +228,7 @@ impl Raw {
 
     /// The next frame, or what came instead.
     fn read_frame(&mut self, timeout: Duration) -> Result<Frame, String> {
-        self.conn.read(timeout).map_err(|no| no.to_string())
+        self.conn.read(timeout).map_err(|no| no.after(timeout))
     }
 
     /// Reads frames until an ERROR, and returns its message (ACCEPT and RESEND may come first).
@@ -225,7 +237,9 @@ impl Raw {
         let deadline = Instant::now() + PROMPT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.read_frame(left.max(Duration::from_millis(1))) {
+            // Read directly, not through `read_frame`: a timeout here is after PROMPT in all.
+            let got = self.conn.read(left.max(Duration::from_millis(1)));
+            match got {
                 Ok(Frame { kind: ERROR, body }) if !body.is_empty() => {
                     return String::from_utf8_lossy(&body).into_owned();
                 }
@@ -234,7 +248,8 @@ impl Raw {
                     ..
                 }) => {}
                 other => recv.program.fail(format_args!(
-                    "sent {sent}; expected an ERROR frame (type 0x84) with a message, got {other:?}"
+                    "sent {sent}; expected an ERROR frame (type 0x84) with a message, got {}",
+                    describe(&other, PROMPT)
                 )),
             }
         }
@@ -542,7 +557,8 @@ mod stage2_many_chunks {
                             Ok(Frame { kind: ACCEPT, .. }) => {}
                             Ok(Frame { kind: COMPLETE, .. }) => break,
                             other => r.program.fail(format_args!(
-                                "sent {sent}; expected ACCEPT then COMPLETE, got {other:?}"
+                                "sent {sent}; expected ACCEPT then COMPLETE, got {}",
+                                outcome(&other)
                             )),
                         }
                     }
@@ -572,7 +588,7 @@ mod stage2_many_chunks {
                     kind: MANIFEST,
                     body,
                 }) => parse_manifest(&body),
-                Ok(other) => Err(format!("a frame {other:?}")),
+                Ok(other) => Err(format!("the frame {other}")),
                 Err(e) => Err(e),
             };
             let expected: Vec<[u8; 32]> = data.chunks(1 << 20).map(sha256).collect();
@@ -707,7 +723,8 @@ mod stage3_corruption {
                     Ok(Frame { kind: ACCEPT, .. }) => {}
                     Ok(Frame { kind: COMPLETE, .. }) => break,
                     other => r.program.fail(format_args!(
-                        "sent chunks 1, 1, 0, 0, 2 of twice.bin (all correct) and SENT_ALL; expected ACCEPT then COMPLETE, got {other:?}"
+                        "sent chunks 1, 1, 0, 0, 2 of twice.bin (all correct) and SENT_ALL; expected ACCEPT then COMPLETE, got {}",
+                        outcome(&other)
                     )),
                 }
             }
@@ -900,7 +917,8 @@ mod stage4_resume {
             match peer.read_frame(PROMPT) {
                 Ok(Frame { kind: ACCEPT, .. }) => {}
                 other => r.program.fail(format_args!(
-                    "sent an honest manifest for vanish.bin; expected an ACCEPT frame (type 0x81), got {other:?}"
+                    "sent an honest manifest for vanish.bin; expected an ACCEPT frame (type 0x81), got {}",
+                    outcome(&other)
                 )),
             }
             drop(peer);
@@ -935,7 +953,8 @@ mod stage4_resume {
             match peer.read_frame(PROMPT) {
                 Ok(Frame { kind: ACCEPT, .. }) => {}
                 other => r.program.fail(format_args!(
-                    "sent an honest manifest for bitmap.bin; expected ACCEPT (type 0x81), got {other:?}"
+                    "sent an honest manifest for bitmap.bin; expected ACCEPT (type 0x81), got {}",
+                    outcome(&other)
                 )),
             }
             for &i in &HELD {
@@ -949,8 +968,9 @@ mod stage4_resume {
             match peer.read_frame(PROMPT) {
                 Ok(Frame { kind: ACCEPT, body }) if body == expected => {}
                 other => r.program.fail(format_args!(
-                    "sent chunks {HELD:?} of bitmap.bin's 12, then the same manifest again; expected ACCEPT with the body {expected:?} (the count 12, then bit i % 8 of byte i / 8 for each chunk held), got {:?}",
-                    other.map(|f| f.body)
+                    "sent chunks {HELD:?} of bitmap.bin's 12, then the same manifest again; expected ACCEPT (0x81) body {} (the count 12, then bit i % 8 of byte i / 8 for each chunk held), got {}",
+                    hex_bytes(&expected),
+                    outcome(&other)
                 )),
             }
         });
@@ -969,7 +989,8 @@ mod stage4_resume {
             match fake.read_frame() {
                 Ok(Frame { kind: MANIFEST, .. }) => {}
                 other => r.program.fail(format_args!(
-                    "expected the sender's first frame to be MANIFEST (type 0x01), got {other:?}"
+                    "expected the sender's first frame to be MANIFEST (type 0x01), got {}",
+                    outcome(&other)
                 )),
             }
             fake.send(&frame(ACCEPT, &[0, 0, 0, 12, 0b0000_1101, 0b0000_0010]));
@@ -990,7 +1011,8 @@ mod stage4_resume {
                     }
                     Ok(Frame { kind: SENT_ALL, .. }) => break,
                     other => r.program.fail(format_args!(
-                        "after ACCEPT, expected CHUNK frames then SENT_ALL from the sender, got {other:?}"
+                        "after ACCEPT, expected CHUNK frames then SENT_ALL from the sender, got {}",
+                        outcome(&other)
                     )),
                 }
             }
@@ -1087,7 +1109,8 @@ mod stage4_resume {
             match peer.read_frame(PROMPT) {
                 Ok(Frame { kind: ACCEPT, .. }) => {}
                 other => r.program.fail(format_args!(
-                    "sent the manifest of busy.bin (2 MiB, within --partial-budget 3MiB); expected ACCEPT, got {other:?}"
+                    "sent the manifest of busy.bin (2 MiB, within --partial-budget 3MiB); expected ACCEPT, got {}",
+                    outcome(&other)
                 )),
             }
             let path = file(src.path(), "late.bin", &data);
@@ -1164,7 +1187,8 @@ mod stage5_many_senders {
             match peer.read_frame(PROMPT) {
                 Ok(Frame { kind: ACCEPT, .. }) => {}
                 other => r.program.fail(format_args!(
-                    "sent an honest manifest for same.bin; expected an ACCEPT frame (type 0x81), got {other:?}"
+                    "sent an honest manifest for same.bin; expected an ACCEPT frame (type 0x81), got {}",
+                    outcome(&other)
                 )),
             }
             let src = tempfile::tempdir().unwrap();
@@ -1184,7 +1208,8 @@ mod stage5_many_senders {
             match peer.read_frame(PROMPT) {
                 Ok(Frame { kind: COMPLETE, .. }) => {}
                 other => r.program.fail(format_args!(
-                    "the first sender of same.bin then sent its 4 chunks and SENT_ALL; expected COMPLETE (type 0x83), got {other:?}"
+                    "the first sender of same.bin then sent its 4 chunks and SENT_ALL; expected COMPLETE (type 0x83), got {}",
+                    outcome(&other)
                 )),
             }
             r.assert_file("same.bin", &first);

@@ -16,7 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::Digest as _;
 use sha2::Digest as _;
 use tempfile::TempDir;
-use workbook_suite::http::{self, Reply};
+use workbook_suite::http::{self, Reply, shown_headers};
+use workbook_suite::shown::{first_difference, or};
 use workbook_suite::{Program, binary, bounded, poll_until};
 
 /// Every test's overall bound.
@@ -73,8 +74,9 @@ impl Server {
         match http::request(self.addr, method, path, headers, body, PROMPT) {
             Ok(reply) => reply,
             Err(e) => self.program.fail(format_args!(
-                "sent {method} {path} with headers {headers:?} and {} bytes of body; expected \
+                "sent {method} {path} with headers {} and {} bytes of body; expected \
                  an answer, got: {e}",
+                shown_headers(headers),
                 body.len()
             )),
         }
@@ -114,7 +116,7 @@ impl Server {
     #[track_caller]
     fn create(&mut self, headers: &[(&str, &str)]) -> String {
         let reply = self.tus("POST", "/files/", headers, b"");
-        let sent = format!("POST /files/ with {headers:?}");
+        let sent = format!("POST /files/ with {}", shown_headers(headers));
         self.expect(&reply, 201, &sent);
         self.path_of(&reply, &sent)
     }
@@ -194,13 +196,12 @@ impl Server {
             got == expected
         };
         if !same {
-            let first = got.iter().zip(expected).position(|(a, b)| a != b);
             self.program.fail(format_args!(
-                "the file of upload {path} (DIR/ID) holds {} bytes, expected {}{} bytes; first \
-                 difference at byte {first:?}",
+                "the file of upload {path} (DIR/ID) holds {} bytes, expected {}{} bytes; {}",
                 got.len(),
                 if prefix { "at least " } else { "" },
-                expected.len()
+                expected.len(),
+                first_difference(&got, expected)
             ));
         }
     }
@@ -276,9 +277,12 @@ fn partial_patch(
         ("Upload-Offset", offset.as_str()),
         ("Content-Length", announced.as_str()),
     ];
-    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    let mut stream = TcpStream::connect(addr)
+        .unwrap_or_else(|e| panic!("cannot connect to the server at {addr}: {e}"));
     let bytes = http::request_bytes(addr, "PATCH", path, &headers, sent);
-    stream.write_all(&bytes).expect("send a partial PATCH");
+    stream
+        .write_all(&bytes)
+        .unwrap_or_else(|e| panic!("sending a partial PATCH {path}: {e}"));
     stream
 }
 
@@ -301,8 +305,13 @@ fn upload(server: &mut Server, file: &Path, extra: &[&str]) -> serde_json::Value
         (Some(s), Some(v)) if s.success() && v["event"] == "uploaded" => v,
         (status, last) => program.fail(format_args!(
             "expected `file-writer {}` to exit 0 with a last line {{\"event\": \"uploaded\", \
-             ...}}; it ended with {status:?} and last JSON line {last:?}",
-            args.join(" ")
+             ...}}; {}, and its last JSON line was {}",
+            args.join(" "),
+            match status {
+                Some(s) => format!("it exited ({s})"),
+                None => "it was still running after 40s".to_owned(),
+            },
+            or(&last, "none (no JSON line on stdout)")
         )),
     }
 }
@@ -424,7 +433,7 @@ mod stage1_create_head_options {
                 vec![("Upload-Length", "5")],
             ] {
                 let reply = s.raw("POST", "/files/", &headers, b"");
-                let sent = format!("POST /files/ with {headers:?}");
+                let sent = format!("POST /files/ with {}", shown_headers(&headers));
                 s.expect(&reply, 412, &sent);
                 s.expect_header(&reply, "Tus-Version", "1.0.0", &sent);
             }
@@ -637,7 +646,10 @@ mod stage2_patch_at_offsets {
                 ("Upload-Offset", "0"),
             ];
             let reply = s.tus("POST", &path, &headers, b"hello");
-            let sent = format!("POST {path} with {headers:?} and the body \"hello\"");
+            let sent = format!(
+                "POST {path} with {} and the body \"hello\"",
+                shown_headers(&headers)
+            );
             s.expect(&reply, 204, &sent);
             s.expect_header(&reply, "Upload-Offset", "5", &sent);
             if s.offset(&path) != 5 {
@@ -1061,7 +1073,12 @@ mod stage6_durability {
             // Mid-PATCH: the head announces the rest, IN_FLIGHT bytes come, then silence with
             // the connection open.
             let rest = data.len() - ACKED;
-            let mut stream = TcpStream::connect(s.addr).expect("connect to the server");
+            let mut stream = match TcpStream::connect(s.addr) {
+                Ok(stream) => stream,
+                Err(e) => s
+                    .program
+                    .fail(format_args!("cannot connect to {}: {e}", s.addr)),
+            };
             let offset_header = ACKED.to_string();
             let announced = rest.to_string();
             let head = http::request_bytes(
@@ -1268,11 +1285,18 @@ mod stage6_durability {
                     .ok()
                     .or(last);
             }
-            let Some(done) =
-                last.filter(|v| status.is_some_and(|s| s.success()) && v["event"] == "uploaded")
+            let Some(done) = last
+                .clone()
+                .filter(|v| status.is_some_and(|s| s.success()) && v["event"] == "uploaded")
             else {
                 second.fail(format_args!(
-                    "the second `upload` of an interrupted file ended {status:?}"
+                    "the second `upload` of an interrupted file: expected it to exit 0 with a \
+                     last line {{\"event\": \"uploaded\", ...}}; {}, its last JSON line {}",
+                    match status {
+                        Some(s) => format!("it exited ({s})"),
+                        None => "it was still running after 30s".to_owned(),
+                    },
+                    or(&last, "none")
                 ));
             };
             if done["resumed"] != true {
@@ -1357,10 +1381,15 @@ mod stage7_hostile_clients {
                 vec![("Upload-Length", "5"), ("Upload-Concat", "sideways")],
             ] {
                 let reply = s.tus("POST", "/files/", &headers, b"");
-                s.expect(&reply, 400, &format!("POST /files/ with {headers:?}"));
+                s.expect(
+                    &reply,
+                    400,
+                    &format!("POST /files/ with {}", shown_headers(&headers)),
+                );
                 if reply.body.is_empty() {
                     s.program.fail(format_args!(
-                        "a 400 for {headers:?} should say why in its body"
+                        "a 400 for POST /files/ with {} should say why in its body",
+                        shown_headers(&headers)
                     ));
                 }
             }

@@ -14,6 +14,24 @@ use serde_json::{Value, json};
 use workbook_suite::maelstrom::{CLIENT, Node};
 use workbook_suite::{Program, binary, bounded};
 
+/// JSON values for a failure message, written as JSON, one a line.
+fn json_lines<'a>(items: impl IntoIterator<Item = &'a Value>) -> String {
+    let lines: Vec<String> = items.into_iter().map(Value::to_string).collect();
+    if lines.is_empty() {
+        "nothing".to_owned()
+    } else {
+        format!("\n    {}", lines.join("\n    "))
+    }
+}
+
+/// A UDP node's answer body, or that none came within `waited`.
+fn answer(body: &Option<Value>, waited: Duration) -> String {
+    body.as_ref().map_or_else(
+        || format!("no answer within {waited:?}"),
+        |b| format!("the body {b}"),
+    )
+}
+
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -72,13 +90,13 @@ mod stage1_init_echo {
                 json!({ "type": "init", "node_id": "n3", "node_ids": ["n1", "n2", "n3"] }),
                 PROMPT,
             );
-            assert_eq!(reply["body"]["type"], "init_ok", "sent init, got {reply}");
-            assert_eq!(
-                reply["src"], "n3",
+            assert!(reply["body"]["type"] == "init_ok", "sent init, got {reply}");
+            assert!(
+                reply["src"] == "n3",
                 "the reply's src must be the node's id: {reply}"
             );
-            assert_eq!(
-                reply["dest"], CLIENT,
+            assert!(
+                reply["dest"] == CLIENT,
                 "the reply goes to its requester: {reply}"
             );
         });
@@ -94,12 +112,15 @@ mod stage1_init_echo {
             ] {
                 let reply = node.request(json!({ "type": "echo", "echo": echo }), PROMPT);
                 let body = &reply["body"];
-                assert_eq!(body["type"], "echo_ok", "sent an echo, got {reply}");
-                assert_eq!(
-                    body["echo"], echo,
+                assert!(body["type"] == "echo_ok", "sent an echo, got {reply}");
+                assert!(
+                    body["echo"] == echo,
                     "echo_ok must carry the same echo: {reply}"
                 );
-                assert_eq!(reply["src"], "n1", "{reply}");
+                assert!(
+                    reply["src"] == "n1",
+                    "sent an echo to n1: expected the reply from n1, got {reply}"
+                );
             }
         });
     }
@@ -131,12 +152,12 @@ mod stage1_init_echo {
         bounded(LIMIT, || {
             let mut node = Node::start(&bin(), &[]);
             let reply = node.request(json!({ "type": "read" }), PROMPT);
-            assert_eq!(
-                reply["body"]["type"], "error",
+            assert!(
+                reply["body"]["type"] == "error",
                 "sent read before init, got {reply}"
             );
-            assert_eq!(
-                reply["body"]["code"], 11,
+            assert!(
+                reply["body"]["code"] == 11,
                 "temporarily-unavailable is 11: {reply}"
             );
             node.init("n1", &["n1"], PROMPT);
@@ -148,10 +169,16 @@ mod stage1_init_echo {
         bounded(LIMIT, || {
             let mut node = node_one_of_three(&[]);
             let reply = node.request(json!({ "type": "cas", "key": 1 }), PROMPT);
-            assert_eq!(reply["body"]["type"], "error", "sent type cas, got {reply}");
-            assert_eq!(reply["body"]["code"], 10, "not-supported is 10: {reply}");
+            assert!(
+                reply["body"]["type"] == "error",
+                "sent type cas, got {reply}"
+            );
+            assert!(reply["body"]["code"] == 10, "not-supported is 10: {reply}");
             let reply = node.request(json!({ "type": "echo", "echo": "still here" }), PROMPT);
-            assert_eq!(reply["body"]["echo"], "still here", "{reply}");
+            assert!(
+                reply["body"]["echo"] == "still here",
+                "after the unsupported request, sent an echo of \"still here\": got {reply}"
+            );
         });
     }
 
@@ -212,12 +239,12 @@ mod stage1_init_echo {
             let mut node = Node::start(&bin(), &[]);
             node.id = "n7".to_owned();
             let reply = node.request(json!({ "type": "echo", "echo": 1 }), PROMPT);
-            assert_eq!(
-                reply["body"]["code"], 11,
+            assert!(
+                reply["body"]["code"] == 11,
                 "sent an echo to n7 before init, expected error 11, got {reply}"
             );
-            assert_eq!(
-                reply["src"], "n7",
+            assert!(
+                reply["src"] == "n7",
                 "sent an echo to n7 before init: a node without an id answers from the \
                  request's dest, got {reply}"
             );
@@ -234,12 +261,16 @@ mod stage2_one_node {
             let mut node = node_one_of_three(&[]);
             for v in [1000, 7, 42] {
                 let reply = node.request(json!({ "type": "broadcast", "message": v }), PROMPT);
-                assert_eq!(
-                    reply["body"]["type"], "broadcast_ok",
+                assert!(
+                    reply["body"]["type"] == "broadcast_ok",
                     "broadcast {v}: {reply}"
                 );
             }
-            assert_eq!(node.read(PROMPT), vec![7, 42, 1000]);
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![7, 42, 1000],
+                "broadcast 1000, 7 and 42: expected read to give [7, 42, 1000] (sorted), got {read:?}"
+            );
         });
     }
 
@@ -250,7 +281,11 @@ mod stage2_one_node {
             for _ in 0..3 {
                 node.request(json!({ "type": "broadcast", "message": 5 }), PROMPT);
             }
-            assert_eq!(node.read(PROMPT), vec![5], "a value broadcast three times");
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![5],
+                "a value broadcast three times: expected read to give [5] (sorted), got {read:?}"
+            );
         });
     }
 
@@ -261,12 +296,16 @@ mod stage2_one_node {
             node.request(json!({ "type": "broadcast", "message": 1 }), PROMPT);
             let topology = json!({ "n1": ["n2", "n3"], "n2": ["n1"], "n3": ["n1"] });
             let reply = node.request(json!({ "type": "topology", "topology": topology }), PROMPT);
-            assert_eq!(
-                reply["body"]["type"], "topology_ok",
+            assert!(
+                reply["body"]["type"] == "topology_ok",
                 "sent a topology, got {reply}"
             );
             node.request(json!({ "type": "broadcast", "message": 2 }), PROMPT);
-            assert_eq!(node.read(PROMPT), vec![1, 2]);
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![1, 2],
+                "broadcast 1, a topology, then 2: expected read to give [1, 2] (sorted), got {read:?}"
+            );
         });
     }
 
@@ -280,7 +319,11 @@ mod stage2_one_node {
             for v in 0..20 {
                 node.request(json!({ "type": "broadcast", "message": v }), PROMPT);
             }
-            assert_eq!(node.read(PROMPT), (0..20).collect::<Vec<i64>>());
+            let read = node.read(PROMPT);
+            assert!(
+                read == (0..20).collect::<Vec<i64>>(),
+                "a single-node cluster, broadcast 0 to 19: expected read to give 0 to 19 (sorted), got {read:?}"
+            );
         });
     }
 
@@ -297,16 +340,16 @@ mod stage2_one_node {
             ];
             for body in bad {
                 let reply = node.request(body.clone(), PROMPT);
-                assert_eq!(reply["body"]["type"], "error", "sent {body}, got {reply}");
-                assert_eq!(
-                    reply["body"]["code"], 12,
+                assert!(reply["body"]["type"] == "error", "sent {body}, got {reply}");
+                assert!(
+                    reply["body"]["code"] == 12,
                     "malformed-request is 12: sent {body}, got {reply}"
                 );
             }
-            assert_eq!(
-                node.read(PROMPT),
-                Vec::<i64>::new(),
-                "nothing bad was stored"
+            let read = node.read(PROMPT);
+            assert!(
+                read == Vec::<i64>::new(),
+                "nothing bad was stored: expected read to give [] (sorted), got {read:?}"
             );
         });
     }
@@ -327,10 +370,10 @@ mod stage2_one_node {
                 node.send_line(line);
             }
             node.request(json!({ "type": "broadcast", "message": 9 }), PROMPT);
-            assert_eq!(
-                node.read(PROMPT),
-                vec![9],
-                "the node must survive every bad line"
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![9],
+                "the node must survive every bad line: expected read to give [9] (sorted), got {read:?}"
             );
         });
     }
@@ -345,10 +388,10 @@ mod stage2_one_node {
             );
             node.send_line(&huge);
             node.request(json!({ "type": "broadcast", "message": 3 }), PROMPT);
-            assert_eq!(
-                node.read(PROMPT),
-                vec![3],
-                "after a 4 MiB line, with --max-line 64KiB"
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![3],
+                "after a 4 MiB line, with --max-line 64KiB: expected read to give [3] (sorted), got {read:?}"
             );
             let echoed = node
                 .program
@@ -387,7 +430,16 @@ mod stage2_one_node {
                 answered, n as usize,
                 "5000 broadcasts, every one acknowledged"
             );
-            assert_eq!(node.read(PROMPT), (0..n).collect::<Vec<i64>>());
+            let read = node.read(PROMPT);
+            assert!(
+                read == (0..n).collect::<Vec<i64>>(),
+                "5000 broadcasts: expected read to give 0 to 4999, got {} values, missing {:?}",
+                read.len(),
+                (0..n)
+                    .filter(|v| !read.contains(v))
+                    .take(10)
+                    .collect::<Vec<i64>>()
+            );
         });
     }
 
@@ -412,7 +464,11 @@ mod stage2_one_node {
                     "{{\"src\":\"c1\",\"dest\":\"n1\",\"body\":{line}}}"
                 ));
             }
-            assert_eq!(node.read(PROMPT), vec![77], "after 1000 random lines");
+            let read = node.read(PROMPT);
+            assert!(
+                read == vec![77],
+                "after 1000 random lines: expected read to give [77] (sorted), got {read:?}"
+            );
         });
     }
 }
@@ -487,7 +543,15 @@ mod stage3_many_nodes {
             if !last.iter().all(|l| l.as_deref() == Some(&[11, 33][..])) {
                 nodes[0].program.fail(format_args!(
                     "broadcast 11 to n1 and 33 to n3, relayed every node-to-node message for \
-                     10s; expected every node to read [11, 33], they read {last:?}"
+                     10s; expected every node to read [11, 33], they read {}",
+                    last.iter()
+                        .enumerate()
+                        .map(|(i, read)| match read {
+                            Some(values) => format!("n{} {values:?}", i + 1),
+                            None => format!("n{} nothing (no read_ok)", i + 1),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         });
@@ -505,14 +569,16 @@ mod stage3_many_nodes {
                 .count();
             assert!(
                 to_peers > 0,
-                "after a broadcast, expected messages to n2 or n3 within 3s, got {out:?}"
+                "after a broadcast, expected messages to n2 or n3 within 3s, got {}",
+                json_lines(&out)
             );
             let stray = out.iter().find(|v| {
                 !["n2", "n3"].contains(&v["dest"].as_str().unwrap_or("")) || v["src"] != "n1"
             });
             assert!(
                 stray.is_none(),
-                "a node sends only to the cluster, as itself: {stray:?}"
+                "a node sends only to the cluster, as itself; it sent {}",
+                json_lines(stray)
             );
         });
     }
@@ -599,8 +665,9 @@ mod stage3_many_nodes {
             if ok.as_ref().map(|b| b["type"].clone()) != Some(json!("broadcast_ok")) {
                 programs[0].fail(format_args!(
                     "sent the datagram {{\"src\":\"c1\",\"dest\":\"{}\",\"body\":{sent}}} to \
-                     the first UDP node; expected a broadcast_ok datagram back, got {ok:?}",
-                    addrs[0]
+                     the first UDP node; expected a broadcast_ok datagram back, got {}",
+                    addrs[0],
+                    answer(&ok, Duration::from_secs(5))
                 ));
             }
             let mut msg_id = 10;
@@ -629,8 +696,9 @@ mod stage3_many_nodes {
             if peers_sent == 0 {
                 programs[0].fail(format_args!(
                     "after its broadcast spread, expected `stats` of the UDP node {} to answer \
-                     stats_ok with sent > 0, got {stats:?}",
-                    addrs[0]
+                     stats_ok with sent > 0, got {}",
+                    addrs[0],
+                    answer(&stats, Duration::from_millis(500))
                 ));
             }
             msg_id += 1;
@@ -643,8 +711,9 @@ mod stage3_many_nodes {
             if echo.as_ref().map(|b| b["echo"].clone()) != Some(json!(5)) {
                 programs[1].fail(format_args!(
                     "sent two garbage datagrams to the UDP node {}, then an echo; expected \
-                     echo_ok with echo 5, got {echo:?}",
-                    addrs[1]
+                     echo_ok with echo 5, got {}",
+                    addrs[1],
+                    answer(&echo, Duration::from_millis(500))
                 ));
             }
         });
@@ -1212,12 +1281,19 @@ mod stage6_simulator {
                 ],
                 true,
             );
-            assert_eq!(
-                a["runs"][0]["curve"], b["runs"][0]["curve"],
-                "seed 77 twice differed"
+            assert!(
+                a["runs"][0]["curve"] == b["runs"][0]["curve"],
+                "seed 77 twice differed: the first run's curve was {} then {}",
+                a["runs"][0]["curve"],
+                b["runs"][0]["curve"]
             );
-            assert_eq!(a["runs"][2]["messages"], b["runs"][2]["messages"]);
-            assert_ne!(a["runs"], c["runs"], "seeds 77 and 78 gave the same runs");
+            assert!(
+                a["runs"][2]["messages"] == b["runs"][2]["messages"],
+                "seed 77 twice differed: run 3 sent {} then {} messages",
+                a["runs"][2]["messages"],
+                b["runs"][2]["messages"]
+            );
+            assert!(a["runs"] != c["runs"], "seeds 77 and 78 gave the same runs");
         });
     }
 
@@ -1368,10 +1444,9 @@ mod stage6_simulator {
             if lines.is_empty() {
                 program.fail("expected CSV on stdout, got nothing");
             }
-            assert_eq!(
-                lines.first().map(String::as_str),
-                Some("run,seed,round,informed_fraction"),
-                "{lines:?}"
+            assert!(
+                lines.first().map(String::as_str) == Some("run,seed,round,informed_fraction"),
+                "expected the CSV header `run,seed,round,informed_fraction` first, got the lines {lines:?}"
             );
             let last: Vec<&str> = lines
                 .last()

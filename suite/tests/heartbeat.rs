@@ -16,6 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use workbook_suite::{LIMIT, PROMPT, Program, UdpPeer, binary, bounded, command, poll_until};
 
+/// JSON values for a failure message, written as JSON: `["n1", "n2"]`.
+fn json_of<'a>(items: impl IntoIterator<Item = &'a Value>) -> String {
+    Value::Array(items.into_iter().cloned().collect()).to_string()
+}
+
 fn bin() -> PathBuf {
     binary("heartbeat")
 }
@@ -173,7 +178,7 @@ impl Server {
             None => self.program.fail(format_args!(
                 "{what}; the last status had server {} and nodes {}",
                 last.0,
-                Value::from(last.1)
+                json_of(&last.1)
             )),
         }
     }
@@ -185,7 +190,7 @@ impl Server {
             Some(row) => row.clone(),
             None => self.program.fail(format_args!(
                 "expected node {node:?} in the status reply, got nodes {}",
-                json!(ids(&nodes))
+                json_of(nodes.iter().map(|n| &n["node"]))
             )),
         }
     }
@@ -248,7 +253,7 @@ fn receive_beats(
                 "expected {count} heartbeats on {} within {timeout:?}, got {}: {}",
                 peer.addr(),
                 beats.len(),
-                Value::from_iter(beats.iter().map(|(b, _): &(Value, Instant)| b.clone()))
+                json_of(beats.iter().map(|(b, _)| b))
             ));
         }
         match peer.recv(Duration::from_millis(100)) {
@@ -393,12 +398,12 @@ mod stage1_client {
             let fourth = beats[3].1 - started;
             if fourth < Duration::from_millis(500) {
                 c.fail(format_args!(
-                    "expected heartbeats about 200ms apart with --interval 200ms, so the fourth no sooner than 600ms after the start; it came after {fourth:?}"
+                    "expected heartbeats about 200ms apart with --interval 200ms, so the fourth no sooner than 600ms after the start; it came after {fourth:.2?}"
                 ));
             }
             let span = beats[3].1 - beats[0].1;
             if span > Duration::from_secs(4) {
-                c.fail(format_args!("expected 4 heartbeats at 200ms intervals to span about 600ms, they took {span:?}"));
+                c.fail(format_args!("expected 4 heartbeats at 200ms intervals to span about 600ms, they took {span:.2?}"));
             }
         });
     }
@@ -625,13 +630,13 @@ mod stage3_detection {
             let silent = dead["silent_ms"].as_u64().unwrap_or(0);
             if after < Duration::from_millis(TIMEOUT_MS) || silent < TIMEOUT_MS {
                 s.program.fail(format_args!(
-                    "expected `dead` no sooner than --timeout {TIMEOUT_MS}ms after the last heartbeat; it came after {after:?}: {dead}"
+                    "expected `dead` no sooner than --timeout {TIMEOUT_MS}ms after the last heartbeat; it came after {after:.2?}: {dead}"
                 ));
             }
             // The contract's bound is timeout + one check period; the rest is slack for a busy machine.
             if after > Duration::from_millis(TIMEOUT_MS + CHECK_MS + 2_000) {
                 s.program.fail(format_args!(
-                    "expected `dead` within --timeout + --check-interval ({}ms) of the last heartbeat, it took {after:?}",
+                    "expected `dead` within --timeout + --check-interval ({}ms) of the last heartbeat, it took {after:.2?}",
                     TIMEOUT_MS + CHECK_MS
                 ));
             }
@@ -685,7 +690,7 @@ mod stage3_detection {
             {
                 s.program.fail(format_args!(
                     "expected node gone with state dead, and server.dead 1, server.alive 0; got server {server} and nodes {}",
-                    Value::from(nodes.clone())
+                    json_of(&nodes)
                 ));
             }
         });
@@ -848,12 +853,17 @@ mod stage5_hostile {
             .map(|n| (n["node"].clone(), n["received"].clone()))
             .collect();
         let want: Vec<(Value, Value)> = good.iter().map(|(n, r)| (json!(n), json!(r))).collect();
+        let received_of = |rows: &[(Value, Value)]| -> String {
+            let rows = rows
+                .iter()
+                .map(|(node, received)| format!("{node} received {received}"));
+            workbook_suite::shown::listed(rows, "none")
+        };
         if server["rejected"] != rejected || got != want {
             s.program.fail(format_args!(
-                "expected rejected {rejected} and only the good nodes {} (node, received); got \
-                 server {server} and nodes {}",
-                json!(want),
-                json!(got)
+                "expected rejected {rejected} and only the good nodes {}; got server {server} and nodes {}",
+                received_of(&want),
+                received_of(&got)
             ));
         }
     }
@@ -969,6 +979,12 @@ mod stage5_hostile {
                     .map(|n| (n["node"].clone(), n["received"].clone(), n["meta"].clone()))
                     .collect()
             };
+            let shown = |rows: &[(Value, Value, Value)]| -> String {
+                rows.iter()
+                    .map(|(node, received, meta)| format!("{node} received {received} meta {meta}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let row = |node: &str, received: u64, meta: Option<&Value>| {
                 (
                     json!(node),
@@ -985,9 +1001,8 @@ mod stage5_hostile {
             s.status_until(
                 format_args!(
                     "after {sent}: expected every node tracked (received 1) with the meta kept \
-                     {} (node, received, meta), server.meta_dropped 2 and server.meta_bytes \
-                     200",
-                    json!(want)
+                     {}, server.meta_dropped 2 and server.meta_bytes 200",
+                    shown(&want)
                 ),
                 |server, nodes| {
                     metas(nodes) == want
@@ -1007,9 +1022,8 @@ mod stage5_hostile {
             s.status_until(
                 format_args!(
                     "after {sent}, then n1 with 20 bytes of meta and n3 with 100 again: expected \
-                     {} (node, received, meta), server.meta_dropped 2 and server.meta_bytes \
-                     220",
-                    json!(want)
+                     {}, server.meta_dropped 2 and server.meta_bytes 220",
+                    shown(&want)
                 ),
                 |server, nodes| {
                     metas(nodes) == want
@@ -1376,7 +1390,7 @@ mod stage6_scale {
                 }
                 if worst_gap > TIMEOUT - Duration::from_millis(500) {
                     eprintln!(
-                        "attempt {attempt}: this test stalled for {worst_gap:?} between two rounds \
+                        "attempt {attempt}: this test stalled for {worst_gap:.2?} between two rounds \
                          of heartbeats, too close to the 3s timeout to judge the server; again"
                     );
                     continue;
@@ -1569,7 +1583,7 @@ mod stage7_phi {
             let after = last.elapsed();
             if after > Duration::from_secs(4) {
                 s.program.fail(format_args!(
-                    "with --detector phi, a node beating every 200ms should be dead well before the 10s timeout once silent; it took {after:?}"
+                    "with --detector phi, a node beating every 200ms should be dead well before the 10s timeout once silent; it took {after:.2?}"
                 ));
             }
             let (server, _) = s.status();

@@ -35,10 +35,7 @@ fn words(args: &[&str]) -> String {
 
 /// What came back: a reply as `redis-cli` prints it, or what came instead.
 fn shown(got: &Result<Resp, NoReply>) -> String {
-    match got {
-        Ok(reply) => reply.to_string(),
-        Err(no) => no.to_string(),
-    }
+    workbook_suite::framed::describe(got, PROMPT)
 }
 
 /// `kv-store server --bind 127.0.0.1:0 ARGS...`.
@@ -59,9 +56,11 @@ impl Kv for Server {
         }
         match conn.read(PROMPT) {
             Ok(reply) => reply,
-            Err(no) => self
-                .program
-                .fail(format_args!("sent {}, expected a reply: {no}", words(args))),
+            Err(no) => self.program.fail(format_args!(
+                "sent {}, expected a reply, got {}",
+                words(args),
+                no.after(PROMPT)
+            )),
         }
     }
 
@@ -255,7 +254,7 @@ mod stage1_framing {
             s.expect(&mut c, &["QUIT"], &ok());
             if !c.is_closed(PROMPT) {
                 s.program
-                    .fail("expected the connection closed after QUIT's +OK");
+                    .fail("expected the connection closed after QUIT's OK");
             }
         });
     }
@@ -773,10 +772,11 @@ mod stage5_pipelining {
             match big.read(Duration::from_secs(15)) {
                 Ok(Resp::Error(e)) if e.starts_with("ERR wrong number of arguments") => {}
                 Ok(other) => s.program.fail(format_args!(
-                    "sent PING with a million arguments: expected -ERR wrong number of arguments for 'ping' command, got {other}"
+                    "sent PING with a million arguments: expected (error) ERR wrong number of arguments for 'ping' command, got {other}"
                 )),
                 Err(no) => s.program.fail(format_args!(
-                    "sent PING with a million arguments (7 MiB in 8 KiB pieces): expected -ERR wrong number of arguments for 'ping' command within 15s: {no}"
+                    "sent PING with a million arguments (7 MiB in 8 KiB pieces): expected (error) ERR wrong number of arguments for 'ping' command, got {}",
+                    no.after(Duration::from_secs(15))
                 )),
             }
             if worst > Duration::from_secs(1) {
@@ -983,10 +983,11 @@ mod stage6_hostile {
             match slow.read(Duration::from_secs(30)) {
                 Ok(Resp::Array(keys)) if keys.is_empty() => {}
                 Ok(other) => s.program.fail(format_args!(
-                    "sent KEYS *aaa...ab (4 KiB) with no matching key: expected an empty array, got {other}"
+                    "sent KEYS *aaa...ab (4 KiB) with no matching key: expected (empty array), got {other}"
                 )),
                 Err(no) => s.program.fail(format_args!(
-                    "sent KEYS *aaa...ab (4 KiB) against a 256 KiB key: expected an empty array within 30s: {no}"
+                    "sent KEYS *aaa...ab (4 KiB) against a 256 KiB key: expected (empty array), got {}",
+                    no.after(Duration::from_secs(30))
                 )),
             }
         });
@@ -1055,13 +1056,13 @@ mod stage6_hostile {
             });
             let Some(refused) = refused else {
                 s.program.fail(
-                    "with --max-buffered 1MiB, two clients each sent 700 KiB of an unfinished SET: expected one of them to get -ERR max buffered bytes reached; neither did",
+                    "with --max-buffered 1MiB, two clients each sent 700 KiB of an unfinished SET: expected one of them to get (error) ERR max buffered bytes reached; neither did",
                 );
             };
             let (key, mut c) = clients.remove(refused);
             if !c.is_closed(PROMPT) {
                 s.program.fail(format_args!(
-                    "client {key} got -ERR max buffered bytes reached: expected its connection closed after it"
+                    "client {key} got (error) ERR max buffered bytes reached: expected its connection closed after it"
                 ));
             }
             let (key, mut survivor) = clients.remove(0);
@@ -1070,8 +1071,8 @@ mod stage6_hostile {
             match survivor.read(PROMPT) {
                 Ok(got) if got == ok() => {}
                 other => s.program.fail(format_args!(
-                    "with --max-buffered 1MiB, once the other client was refused, expected SET {key} (800 KiB) to be answered +OK, got {}",
-                    other.map_or_else(|no| no.to_string(), |r| r.to_string())
+                    "with --max-buffered 1MiB, once the other client was refused, expected SET {key} (800 KiB) to be answered OK, got {}",
+                    shown(&other)
                 )),
             }
             s.expect(&mut watcher, &["EXISTS", key], &int(1));

@@ -17,7 +17,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use workbook_suite::shown::{listed, or};
 use workbook_suite::{Program, UdpPeer, UdpRelay, binary, bounded, poll_until};
+
+/// Member names for a failure message: `n1, n3`, or `none`.
+fn names<'a>(ids: impl IntoIterator<Item = &'a String>) -> String {
+    listed(ids, "none")
+}
+
+/// Counts by message type, as the relay kept them: `vote 6, heartbeat 12`.
+fn counted(counts: &BTreeMap<String, u64>) -> String {
+    listed(
+        counts.iter().map(|(kind, n)| format!("{kind} {n}")),
+        "none counted",
+    )
+}
 
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -237,10 +251,15 @@ impl Cluster {
         match found {
             Some(i) => i,
             None => self.fail(format_args!(
-                "expected exactly one leader within {within:?} ({what}); leaders now: {:?}",
-                self.leader_ids()
+                "expected exactly one leader within {within:?} ({what}); leaders now: {}",
+                self.leaders_shown()
             )),
         }
+    }
+
+    /// The members that lead now, for a failure message: `n1, n3`, or `none`.
+    fn leaders_shown(&self) -> String {
+        names(&self.leader_ids())
     }
 
     fn leader_ids(&self) -> Vec<String> {
@@ -271,7 +290,8 @@ impl Cluster {
         if let Some((term, nodes)) = by_term.iter().find(|(_, n)| n.len() > 1) {
             let (term, nodes) = (*term, nodes.clone());
             self.fail(format_args!(
-                "two leaders in one term: term {term} was led by {nodes:?}"
+                "two leaders in one term: term {term} was led by {}",
+                names(&nodes)
             ));
         }
     }
@@ -521,7 +541,7 @@ mod stage1_heartbeats {
                 // missed timer.
                 assert!(
                     elapsed >= HEARTBEAT * 2,
-                    "4 heartbeats came within {elapsed:?}: faster than one per {HEARTBEAT:?}"
+                    "4 heartbeats came within {elapsed:.2?}: faster than one per {HEARTBEAT:?}"
                 );
             }
         });
@@ -551,8 +571,8 @@ mod stage1_heartbeats {
                 bound,
                 |v| v["event"] == "leader",
             );
-            assert_eq!(e["leader"], "solo", "a leader names itself: {e}");
-            assert_eq!(e["term"], 1, "the first election is term 1: {e}");
+            assert!(e["leader"] == "solo", "a leader names itself: {e}");
+            assert!(e["term"] == 1, "the first election is term 1: {e}");
         });
     }
 
@@ -615,8 +635,9 @@ mod stage1_heartbeats {
                     .all(|p| p["alive"] == true && p["last_heard_ms"].is_u64());
             if !ok {
                 cluster.fail(format_args!(
-                    "expected follower n{follower}'s status to name leader {id} in term {term:?} \
-                     and two live peers with last_heard_ms, got {status}"
+                    "expected follower n{follower}'s status to name leader {id} in term {} \
+                     and two live peers with last_heard_ms, got {status}",
+                    or(&term, "(no leader event named it)")
                 ));
             }
         });
@@ -688,7 +709,11 @@ mod stage2_failover {
                     .map(|t| t.saturating_sub(killed_at));
                 if took.is_none_or(|t| t > bound.as_millis() as u64) {
                     cluster.fail(format_args!(
-                        "round {round}: a new leader took {took:?} ms after the kill (bound {bound:?})"
+                        "round {round}: {} after the kill (bound {bound:?})",
+                        match took {
+                            Some(t) => format!("a new leader took {t} ms"),
+                            None => "no new leader was elected".to_owned(),
+                        }
                     ));
                 }
                 cluster.start_member(leader);
@@ -711,8 +736,8 @@ mod stage2_failover {
                 ));
             }
             let again = lone.ask(false, vote(1, "b", 50), "vote_reply");
-            assert_eq!(
-                again["granted"], true,
+            assert!(
+                again["granted"] == true,
                 "asking twice for the same vote gets it twice: {again}"
             );
             let other = lone.ask(true, vote(1, "c", 90), "vote_reply");
@@ -723,9 +748,8 @@ mod stage2_failover {
                 ));
             }
             let status = lone.status();
-            assert_eq!(
-                (&status["term"], &status["voted_for"]),
-                (&json!(1), &json!("b")),
+            assert!(
+                (&status["term"], &status["voted_for"]) == (&json!(1), &json!("b")),
                 "status after the vote: {status}"
             );
         });
@@ -759,13 +783,13 @@ mod stage2_failover {
             }
             let prevote = json!({ "type": "prevote", "from": "c", "term": 3, "priority": 99 });
             let reply = lone.ask(true, prevote.clone(), "prevote_reply");
-            assert_eq!(
-                reply["granted"], false,
+            assert!(
+                reply["granted"] == false,
                 "sent {prevote} while b leads: {reply}"
             );
             let status = lone.status();
-            assert_eq!(
-                status["term"], 2,
+            assert!(
+                status["term"] == 2,
                 "refusals must not raise the term: {status}"
             );
         });
@@ -800,8 +824,8 @@ mod stage2_failover {
             // One round is 4 (N - 1) = 8 messages; 6.824 allows 30 for the first leader.
             if first > 30 {
                 cluster.fail(format_args!(
-                    "the first election took {first} election messages (bound 30): {:?}",
-                    cluster.relay.counts()
+                    "the first election took {first} election messages (bound 30): {}",
+                    counted(&cluster.relay.counts())
                 ));
             }
             let leader = cluster.one_leader(PROMPT, "still");
@@ -811,8 +835,8 @@ mod stage2_failover {
             let second = cluster.election_messages() - first;
             if second > 30 {
                 cluster.fail(format_args!(
-                    "the re-election took {second} election messages (bound 30): {:?}",
-                    cluster.relay.counts()
+                    "the re-election took {second} election messages (bound 30): {}",
+                    counted(&cluster.relay.counts())
                 ));
             }
             // Once a leader leads, no election messages flow.
@@ -1005,9 +1029,8 @@ mod stage4_persistence {
             let mut lone = Lone::start(&[]);
             let vote = |term: u64, from: &str| json!({ "type": "vote", "from": from, "term": term, "priority": 9 });
             let reply = lone.ask(false, vote(3, "b"), "vote_reply");
-            assert_eq!(
-                reply["granted"],
-                true,
+            assert!(
+                reply["granted"] == true,
                 "sent {} to a fresh node: {reply}",
                 vote(3, "b")
             );
@@ -1025,15 +1048,14 @@ mod stage4_persistence {
                 ));
             }
             let next = lone.ask(true, vote(4, "c"), "vote_reply");
-            assert_eq!(
-                next["granted"], true,
+            assert!(
+                next["granted"] == true,
                 "term 4 is a new term, c may have its vote: {next}"
             );
             lone.restart();
             let status = lone.status();
-            assert_eq!(
-                (&status["term"], &status["voted_for"]),
-                (&json!(4), &json!("c")),
+            assert!(
+                (&status["term"], &status["voted_for"]) == (&json!(4), &json!("c")),
                 "after a second restart: {status}"
             );
         });
@@ -1222,8 +1244,8 @@ mod stage5_partitions {
                 cluster.pump();
                 if !cluster.leaders().is_empty() {
                     cluster.fail(format_args!(
-                        "no node can reach a majority, yet {:?} became leader ({lease_gone:?} after the cut)",
-                        cluster.leader_ids()
+                        "no node can reach a majority, yet {} became leader ({lease_gone:.2?} after the cut)",
+                        cluster.leaders_shown()
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -1304,8 +1326,8 @@ mod stage6_fencing {
                 ));
             }
             let r = call(&mut program, addr, &peer, write(5, "again"));
-            assert_eq!(
-                r["ok"], true,
+            assert!(
+                r["ok"] == true,
                 "a token equal to the highest is accepted: {r}"
             );
             let r = call(
@@ -1411,7 +1433,7 @@ mod stage6_fencing {
             let write = |key: &str| json!({ "op": "write", "token": 1, "key": key, "value": "v" });
             for key in ["k1", "k2"] {
                 let r = call(&mut program, addr, &peer, write(key));
-                assert_eq!(r["ok"], true, "sent {} and got {r}", write(key));
+                assert!(r["ok"] == true, "sent {} and got {r}", write(key));
             }
             let r = call(&mut program, addr, &peer, write("k3"));
             if !(r["ok"] == false && r["error"] == "too many keys") {
@@ -1422,8 +1444,8 @@ mod stage6_fencing {
                 ));
             }
             let r = call(&mut program, addr, &peer, write("k1"));
-            assert_eq!(
-                r["ok"], true,
+            assert!(
+                r["ok"] == true,
                 "a key already held may be written again: {r}"
             );
         });
@@ -1483,7 +1505,8 @@ mod stage7_churn {
                         let rest: Vec<usize> =
                             (0..n).filter(|i| *i != cut && *i != other).collect();
                         cluster.relay.partition(&[&[cut, other], &rest]);
-                        log.push(format!("partition n{cut} n{other} | {rest:?}"));
+                        let rest: Vec<String> = rest.iter().map(|i| format!("n{i}")).collect();
+                        log.push(format!("partition n{cut} n{other} | {}", rest.join(" ")));
                     }
                     _ => {
                         cluster.relay.heal();
@@ -1520,7 +1543,8 @@ mod stage7_churn {
                 .count();
             assert!(
                 leaders >= 2,
-                "100 faults and only {leaders} elections: were faults applied? {log:?}"
+                "100 faults and only {leaders} elections: were faults applied? {}",
+                log.join("; ")
             );
         });
     }
@@ -1553,8 +1577,12 @@ mod stage8_simulator {
         if status.and_then(|s| s.code()) != Some(code) || !missing.is_empty() {
             program.fail(format_args!(
                 "ran `cluster {}`: expected exit code {code} and stdout lines with {wanted:?}; \
-                 got {status:?}, missing {missing:?}, stdout:\n    {}",
+                 it {}, lines missing: {missing:?}, stdout:\n    {}",
                 all[1..].join(" "),
+                match status {
+                    Some(s) => format!("exited ({s})"),
+                    None => "was still running after 45s".to_owned(),
+                },
                 out.join("\n    ")
             ));
         }

@@ -18,6 +18,11 @@ use tempfile::TempDir;
 use workbook_suite::relp::{RelpConn, RelpFrame};
 use workbook_suite::{Program, binary, bounded, poll_until};
 
+/// A line of the output file, quoted, or `none` when there is no such line.
+fn quoted_line(line: Option<&String>, none: &str) -> String {
+    line.map_or_else(|| none.to_owned(), |l| format!("{l:?}"))
+}
+
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -198,9 +203,10 @@ impl Agg {
     fn relp_read(&mut self, conn: &mut RelpConn, sent: &str) -> RelpFrame {
         match conn.read(PROMPT) {
             Ok(frame) => frame,
-            Err(no) => self
-                .program
-                .fail(format_args!("sent {sent}, expected a RELP frame: {no}")),
+            Err(no) => self.program.fail(format_args!(
+                "sent {sent}, expected a RELP frame, got {}",
+                no.after(PROMPT)
+            )),
         }
     }
 
@@ -402,8 +408,8 @@ mod stage1_one_sender {
                     .unwrap_or(0);
                 a.program.fail(format_args!(
                     "sent 300 lines with --format raw; expected the file to hold them as sent, \
-                     in order; line {at} is {:?}, expected {:?}",
-                    got.get(at),
+                     in order; line {at} is {}, expected {:?}",
+                    quoted_line(got.get(at), "missing (the file ends before it)"),
                     lines[at]
                 ));
             }
@@ -482,9 +488,9 @@ mod stage1_one_sender {
             let got = a.wait_lines(51, "`send --octet-count` with one line on stdin");
             if got[..50] != lines[..] || got[50] != "<13>from stdin" {
                 a.program.fail(format_args!(
-                    "expected the file's 50 lines then `<13>from stdin`, got {} lines ending {:?}",
+                    "expected the file's 50 lines then `<13>from stdin`, got {} lines ending {}",
                     got.len(),
-                    got.last()
+                    quoted_line(got.last(), "nothing")
                 ));
             }
         });
@@ -763,8 +769,12 @@ mod stage3_syslog {
                 let status = Command::new(&logger).args(&args).status();
                 if !status.as_ref().is_ok_and(|s| s.success()) {
                     a.program.fail(format_args!(
-                        "`logger {}` failed: {status:?}",
-                        args.join(" ")
+                        "`logger {}` failed: {}",
+                        args.join(" "),
+                        match &status {
+                            Ok(s) => format!("it exited ({s})"),
+                            Err(e) => format!("it could not run: {e}"),
+                        }
                     ));
                 }
                 let v = a
@@ -1290,9 +1300,9 @@ mod stage6_relp {
                 let lines = a.lines();
                 if lines.last() != Some(&msg) {
                     a.program.fail(format_args!(
-                        "got the ack to `{txnr} syslog {msg}`, but the file's last line is {:?}: an \
+                        "got the ack to `{txnr} syslog {msg}`, but the file's last line is {}: an \
                          ack must come only once its message is in the file",
-                        lines.last()
+                        quoted_line(lines.last(), "missing (the file is empty)")
                     ));
                 }
             }
@@ -1376,9 +1386,12 @@ mod stage6_relp {
             }
             match a.program.wait_exit(PROMPT) {
                 Some(s) if s.success() => {}
-                other => a
+                Some(other) => a
                     .program
-                    .fail(format_args!("expected exit status 0, got {other:?}")),
+                    .fail(format_args!("expected exit status 0, it exited ({other})")),
+                None => a.program.fail(format_args!(
+                    "expected exit status 0, it was still running after {PROMPT:?}"
+                )),
             }
             if a.lines() != ["last words"] {
                 a.program.fail(format_args!(

@@ -14,7 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tempfile::TempDir;
 use workbook_suite::metrics::{AgentConn, Output, http_get};
+use workbook_suite::shown::outcome;
 use workbook_suite::{Program, binary, bounded, poll_until};
+
+/// What [`spooled`] found, in words: `3 files of 7000 bytes`.
+fn files_and_bytes((files, bytes): (usize, u64)) -> String {
+    format!("{files} files of {bytes} bytes")
+}
 
 /// Every test's overall bound.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -174,7 +180,12 @@ impl Collector {
         let got = conn.reply(PROMPT);
         if got.as_deref() != want {
             self.program.fail(format_args!(
-                "sent {frame:?} and expected the reply {want:?}, got {got:?}"
+                "sent {frame:?} and expected {}, got {}",
+                match want {
+                    Some(line) => format!("the reply {line:?}"),
+                    None => "no reply".to_owned(),
+                },
+                AgentConn::shown(&got, PROMPT)
             ));
         }
     }
@@ -200,7 +211,8 @@ fn assert_near(what: &str, got: Option<f64>, want: f64, tolerance: f64, output: 
     let ok = got.is_some_and(|g| (g - want).abs() <= tolerance);
     assert!(
         ok,
-        "{what}: expected {want} (within {tolerance}), got {got:?}\n  the output holds {}",
+        "{what}: expected {want} (within {tolerance}), got {}\n  the output holds {}",
+        got.map_or_else(|| "no value".to_owned(), |g| g.to_string()),
         output.describe()
     );
 }
@@ -218,9 +230,10 @@ mod stage1_ingest {
             }
             match http_get(c.http, "/metrics", PROMPT) {
                 Ok(r) if r.status == 200 => {}
-                other => c
-                    .program
-                    .fail(format_args!("GET /metrics: expected 200, got {other:?}")),
+                other => c.program.fail(format_args!(
+                    "GET /metrics: expected 200, got {}",
+                    outcome(&other)
+                )),
             }
         });
     }
@@ -241,7 +254,7 @@ mod stage1_ingest {
                 assert!(
                     at.is_some_and(|t| t >= before && t <= after + 1000),
                     "sent hits:1|c at {before} ms; expected {field} between it and {after} ms, \
-                     got {stat:?}",
+                     got {stat}",
                     stat = stat.line
                 );
             }
@@ -250,8 +263,8 @@ mod stage1_ingest {
                 .iter()
                 .find(|b| b["batch"].as_u64() == Some(stat.batch))
                 .expect("a stat line is only read once its batch is closed");
-            assert_eq!(
-                closing["flush_ms"], stat.line["flush_ms"],
+            assert!(
+                closing["flush_ms"] == stat.line["flush_ms"],
                 "a batch's closing line and its stat lines share flush_ms: {closing}"
             );
         });
@@ -273,7 +286,12 @@ mod stage1_ingest {
                 "batches are numbered from 1: {}",
                 out.describe()
             );
-            assert_eq!(out.batches[0]["series"], 0, "{}", out.describe());
+            assert!(
+                out.batches[0]["series"] == 0,
+                "expected the first batch's closing line to say \"series\": 0, got {}\n  {}",
+                out.batches[0]["series"],
+                out.describe()
+            );
         });
     }
 
@@ -291,10 +309,14 @@ mod stage1_ingest {
                 .named("stats_counts.once", &[])
                 .map(|s| s.value)
                 .collect();
-            assert_eq!(
-                values,
-                [Some(5.0), Some(1.0)],
-                "sent 5 then, in a later interval, 1: each interval reports its own count"
+            assert!(
+                values == [Some(5.0), Some(1.0)],
+                "sent 5 then, in a later interval, 1: expected each interval to report its own count, 5 then 1; got {}",
+                values
+                    .iter()
+                    .map(|v| v.map_or_else(|| "null".to_owned(), |v| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" then ")
             );
         });
     }
@@ -493,9 +515,8 @@ mod stage2_statsd {
                 o.last("servers.a.load").is_some() && o.last("cpu.idle").is_some()
             });
             let load = out.last("servers.a.load").expect("found above");
-            assert_eq!(
-                (load.value, load.line["sent_ms"].as_u64()),
-                (Some(2.5), Some(1_700_000_010_000)),
+            assert!(
+                (load.value, load.line["sent_ms"].as_u64()) == (Some(2.5), Some(1_700_000_010_000)),
                 "the latest point by the sender's clock, its timestamp in ms: {}",
                 load.line
             );
@@ -763,9 +784,8 @@ mod stage5_agent {
             );
             let out = c.wait_for("stats_counts.old", |o| o.last("stats_counts.old").is_some());
             let stat = out.last("stats_counts.old").expect("found above");
-            assert_eq!(
-                stat.line["first_ms"].as_u64(),
-                Some(1_600_000_000_000),
+            assert!(
+                stat.line["first_ms"].as_u64() == Some(1_600_000_000_000),
                 "a batch received by the agent at 1600000000000 ms keeps that time: {}",
                 stat.line
             );
@@ -868,8 +888,8 @@ mod stage5_spool {
                 agent.fail(format_args!(
                     "with --spool {spool_dir} and the collector killed, sent 700 lines of \
                      `spool:1|c` (7000 bytes); expected them in *.batch files under \
-                     {spool_dir}/ID/, found (files, bytes) {:?}",
-                    spooled(spool.path())
+                     {spool_dir}/ID/, found {}",
+                    files_and_bytes(spooled(spool.path()))
                 ));
             }
             let Collector { dir, out, .. } = first;
@@ -884,8 +904,8 @@ mod stage5_spool {
             if emptied.is_none() {
                 agent.fail(format_args!(
                     "the collector acknowledged every spooled batch; expected their files \
-                     removed, found (files, bytes) {:?}",
-                    spooled(spool.path())
+                     removed, found {}",
+                    files_and_bytes(spooled(spool.path()))
                 ));
             }
         });
@@ -893,6 +913,11 @@ mod stage5_spool {
 }
 
 /// One sample line of an exposition: `name{labels} value`.
+/// A sample's value for a failure message, or that there is none.
+fn sample(value: Option<f64>) -> String {
+    value.map_or_else(|| "no such sample".to_owned(), |v| v.to_string())
+}
+
 fn exposed(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| {
         l.strip_prefix(series)?
@@ -942,14 +967,19 @@ mod stage6_prometheus {
                     "expected # HELP and # TYPE {family} {kind} in:\n{body}"
                 );
             }
-            assert_eq!(
-                exposed(&body, "api_hits_total{code=\"200\"}"),
-                Some(3.0),
-                "{body}"
-            );
-            assert_eq!(exposed(&body, "api_temp"), Some(21.5), "{body}");
-            assert_eq!(exposed(&body, "api_lat_seconds_count"), Some(1.0), "{body}");
-            assert_eq!(exposed(&body, "api_lat_seconds_sum"), Some(0.1), "{body}");
+            for (series, want) in [
+                ("api_hits_total{code=\"200\"}", 3.0),
+                ("api_temp", 21.5),
+                ("api_lat_seconds_count", 1.0),
+                ("api_lat_seconds_sum", 0.1),
+            ] {
+                let got = exposed(&body, series);
+                assert!(
+                    got == Some(want),
+                    "expected the sample {series} {want}, got {}:\n{body}",
+                    sample(got)
+                );
+            }
         });
     }
 
@@ -962,10 +992,10 @@ mod stage6_prometheus {
             c.send_tcp("runs:3|c\n");
             c.wait_for("runs again", |o| o.sum("stats_counts.runs") == 5.0);
             let body = scrape(&mut c);
-            assert_eq!(
-                exposed(&body, "runs_total"),
-                Some(5.0),
-                "2 then 3 in two intervals: a Prometheus counter never resets\n{body}"
+            assert!(
+                exposed(&body, "runs_total") == Some(5.0),
+                "2 then 3 in two intervals: a Prometheus counter never resets; expected runs_total 5, got {}\n{body}",
+                sample(exposed(&body, "runs_total"))
             );
         });
     }
@@ -979,7 +1009,7 @@ mod stage6_prometheus {
             let status = r.as_ref().map(|r| r.status).ok();
             c.check(
                 status == Some(404),
-                format_args!("GET /nope: expected 404, got {r:?}"),
+                format_args!("GET /nope: expected 404, got {}", outcome(&r)),
             );
         });
     }
@@ -1150,20 +1180,27 @@ mod stage7_hostile {
             c.check(
                 err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
                 format_args!(
-                    "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {err:?}"
+                    "sent BATCH of 5000 bytes with --max-frame 1KiB and expected ERR ..., got {}",
+                    AgentConn::shown(&err, PROMPT)
                 ),
             );
             let closed = conn.reply(PROMPT);
             c.check(
                 closed.is_none(),
-                format_args!("after ERR the collector closes; got {closed:?}"),
+                format_args!(
+                    "after ERR the collector closes; got {}",
+                    AgentConn::shown(&closed, PROMPT)
+                ),
             );
             let mut conn = c.agent_conn();
             let _ = conn.send(b"BATCH 1 0 2\nx\n");
             let err = conn.reply(PROMPT);
             c.check(
                 err.as_deref().is_some_and(|e| e.starts_with("ERR ")),
-                format_args!("sent BATCH before HELLO and expected ERR ..., got {err:?}"),
+                format_args!(
+                    "sent BATCH before HELLO and expected ERR ..., got {}",
+                    AgentConn::shown(&err, PROMPT)
+                ),
             );
             c.program.assert_running("after bad agent frames");
         });
@@ -1221,16 +1258,16 @@ mod stage8_real_clients {
                     && o.sum("stats_counts.py.piped") == 2.0
                     && o.last("stats.sets.py.users.count").is_some()
             });
-            assert_eq!(
-                out.last("stats.gauges.py.level").and_then(|s| s.value),
-                Some(35.0),
-                "{}",
+            assert!(
+                out.last("stats.gauges.py.level").and_then(|s| s.value) == Some(35.0),
+                "expected the gauge py.level at 35, got {}\n  {}",
+                sample(out.last("stats.gauges.py.level").and_then(|s| s.value)),
                 out.describe()
             );
-            assert_eq!(
-                out.last("stats.timers.py.work.upper").and_then(|s| s.value),
-                Some(12.5),
-                "{}",
+            assert!(
+                out.last("stats.timers.py.work.upper").and_then(|s| s.value) == Some(12.5),
+                "expected the timer py.work's upper at 12.5, got {}\n  {}",
+                sample(out.last("stats.timers.py.work.upper").and_then(|s| s.value)),
                 out.describe()
             );
         });
@@ -1337,9 +1374,10 @@ mod stage8_real_clients {
             c.wait_for("the web metrics", |o| {
                 o.last("stats.gauges.web.inflight").is_some() && o.last("host.cpu.idle").is_some()
             });
-            let body = http_get(c.http, "/metrics", PROMPT)
-                .expect("GET /metrics")
-                .body;
+            let body = match http_get(c.http, "/metrics", PROMPT) {
+                Ok(r) => r.body,
+                Err(e) => c.program.fail(format_args!("GET /metrics failed: {e}")),
+            };
             let mut child = std::process::Command::new(promtool)
                 .args(["check", "metrics"])
                 .stdin(std::process::Stdio::piped())
@@ -1356,8 +1394,8 @@ mod stage8_real_clients {
             let result = child.wait_with_output().expect("promtool finished");
             assert!(
                 result.status.success(),
-                "promtool check metrics exited {:?}: {}{}\n  on:\n{body}",
-                result.status.code(),
+                "promtool check metrics exited ({}): {}{}\n  on:\n{body}",
+                result.status,
                 String::from_utf8_lossy(&result.stdout),
                 String::from_utf8_lossy(&result.stderr)
             );

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use workbook_suite::framed::describe;
 use workbook_suite::nats::{Frame, NatsConn, NoFrame};
 use workbook_suite::{LIMIT, PROMPT, Program, Server, binary, bounded, poll_until};
 
@@ -52,9 +53,10 @@ impl Nats for Server {
     fn read(&mut self, conn: &mut NatsConn, after: impl Display) -> Frame {
         match conn.read(PROMPT) {
             Ok(frame) => frame,
-            Err(no) => self
-                .program
-                .fail(format_args!("after {after}, expected a frame: {no}")),
+            Err(no) => self.program.fail(format_args!(
+                "after {after}, expected a frame, got {}",
+                no.after(PROMPT)
+            )),
         }
     }
 
@@ -87,7 +89,7 @@ impl Nats for Server {
     fn send(&mut self, conn: &mut NatsConn, bytes: &[u8]) {
         if let Err(e) = conn.send_raw(bytes) {
             self.program
-                .fail(format_args!("sending {:?}: {e}", shown(bytes)));
+                .fail(format_args!("sending \"{}\": {e}", shown(bytes)));
         }
     }
 
@@ -99,7 +101,7 @@ impl Nats for Server {
         let doing = if sent.is_empty() {
             format!("waiting for {}", list(expected))
         } else {
-            format!("sending {:?}", shown(sent))
+            format!("sending \"{}\"", shown(sent))
         };
         for (i, want) in expected.iter().enumerate() {
             let got = self.read(conn, &doing);
@@ -122,7 +124,8 @@ impl Nats for Server {
                 "after {after}, sent PING: expected PONG and nothing before it, got {other}"
             )),
             Err(no) => self.program.fail(format_args!(
-                "after {after}, sent PING: expected PONG, but {no}"
+                "after {after}, sent PING: expected PONG, got {}",
+                no.after(PROMPT)
             )),
         }
     }
@@ -158,8 +161,9 @@ impl Nats for Server {
                     got.len()
                 )),
                 Err(no) => self.program.fail(format_args!(
-                    "{what}: expected {n} MSGs, but after {} {no}",
-                    got.len()
+                    "{what}: expected {n} MSGs, but after {} got {}",
+                    got.len(),
+                    no.after(PROMPT)
                 )),
             }
         }
@@ -955,7 +959,8 @@ mod stage6_slow_and_silent_consumers {
                     Err(no) => b.program.fail(format_args!(
                         "the slow subscriber never read while {sent} messages of {size} bytes were \
                          published with --max-pending {PENDING}: after {received} MSGs expected \
-                         -ERR 'Slow Consumer', but {no}"
+                         -ERR 'Slow Consumer', got {}",
+                        no.after(PROMPT)
                     )),
                 }
             }
@@ -1020,7 +1025,8 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
                     other => b.program.fail(format_args!(
                         "with --ping-interval 500ms, a client that says nothing expects the \
-                         broker's PING (number {n}), got {other:?}"
+                         broker's PING (number {n}), got {}",
+                        describe(&other, PROMPT)
                     )),
                 }
             }
@@ -1031,7 +1037,8 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Err(e)) if e == "Stale Connection" => break,
                     other => b.program.fail(format_args!(
                         "with --ping-interval 500ms, a client that never answers expects 2 PINGs \
-                         then -ERR 'Stale Connection'; after {pings} PINGs got {other:?}"
+                         then -ERR 'Stale Connection'; after {pings} PINGs got {}",
+                        describe(&other, PROMPT)
                     )),
                 }
             }
@@ -1053,7 +1060,8 @@ mod stage6_slow_and_silent_consumers {
                     Ok(Frame::Ping) => b.send(&mut answers, b"PONG\r\n"),
                     other => b.program.fail(format_args!(
                         "a client that answered every PING sent PING: expected PONG (after any \
-                         PINGs of the broker's), got {other:?}"
+                         PINGs of the broker's), got {}",
+                        describe(&other, PROMPT)
                     )),
                 }
             }
@@ -1139,7 +1147,8 @@ mod stage6_slow_and_silent_consumers {
                     Err(no) => b.program.fail(format_args!(
                         "a subscriber read none of {sent} messages of {size} bytes while they were \
                          published, with --max-pending 256 MiB but --max-total-pending {TOTAL}: \
-                         after {received} MSGs expected -ERR 'Slow Consumer', but {no}"
+                         after {received} MSGs expected -ERR 'Slow Consumer', got {}",
+                        no.after(PROMPT)
                     )),
                 }
             }
@@ -1188,14 +1197,15 @@ mod stage7_hostile_input {
                 Ok(Frame::Ok) => {}
                 Ok(Frame::Err(e)) if e == text => break,
                 got => b.program.fail(format_args!(
-                    "sent {:?}: expected -ERR '{text}', got {got:?}",
-                    shown(wire)
+                    "sent \"{}\": expected -ERR '{text}', got {}",
+                    shown(wire),
+                    describe(&got, PROMPT)
                 )),
             }
         }
         if !c.is_closed(PROMPT) {
             b.program.fail(format_args!(
-                "sent {:?}: expected the connection closed after -ERR '{text}'",
+                "sent \"{}\": expected the connection closed after -ERR '{text}'",
                 shown(wire)
             ));
         }
@@ -1298,7 +1308,8 @@ mod stage7_hostile_input {
                 Ok(Frame::Err(e)) if e == "Maximum Connections Exceeded" => {}
                 other => b.program.fail(format_args!(
                     "with --max-connections 3 and 3 clients connected, expected a 4th to get \
-                     -ERR 'Maximum Connections Exceeded', got {other:?}"
+                     -ERR 'Maximum Connections Exceeded', got {}",
+                    describe(&other, PROMPT)
                 )),
             }
             drop(held.pop());
@@ -1475,14 +1486,16 @@ mod stage8_shutdown {
                     Ok(frame) if frame == msg("last", "1", &format!("l{n}")) => {}
                     other => b.program.fail(format_args!(
                         "500 messages were published (and PONGed) before SIGTERM; message {n} \
-                         should be l{n}, got {other:?}"
+                         should be l{n}, got {}",
+                        describe(&other, PROMPT)
                     )),
                 }
             }
             match sub.read(PROMPT) {
                 Ok(Frame::Info(json)) if json.contains("\"ldm\":true") => {}
                 other => b.program.fail(format_args!(
-                    "after the queued messages, expected INFO with \"ldm\":true (the server is going), got {other:?}"
+                    "after the queued messages, expected INFO with \"ldm\":true (the server is going), got {}",
+                    describe(&other, PROMPT)
                 )),
             }
             if !sub.is_closed(PROMPT) {
@@ -1642,7 +1655,7 @@ mod stage9_real_nats {
                 let (got, expected) = (normalised(got), normalised(exchange.frames));
                 if got != expected || !ended {
                     b.program.fail(format_args!(
-                        "{}:\n  sent     {:?}\n  expected {}{}\n  got      {}{}",
+                        "{}:\n  sent     \"{}\"\n  expected {}{}\n  got      {}{}",
                         exchange.title,
                         shown(&exchange.sent),
                         list(&expected),
@@ -1715,7 +1728,10 @@ mod stage9_real_nats {
                 match watcher.read(PROMPT) {
                     Ok(Frame::Pong) => break,
                     Ok(_) => {}
-                    Err(no) => real.fail(format_args!("subscribing on nats-server: {no}")),
+                    Err(no) => real.fail(format_args!(
+                        "subscribing on nats-server: {}",
+                        no.after(PROMPT)
+                    )),
                 }
             }
             run_client(
@@ -1726,7 +1742,8 @@ mod stage9_real_nats {
                 Ok(frame) if frame == msg("exact", "1", "a b\tc") => {}
                 other => real.fail(format_args!(
                     "`pubsub pub --server nats-server exact \"a b\\tc\"`: expected the suite's \
-                     subscriber on nats-server to get MSG exact 1 5 \"a b\\tc\", got {other:?}"
+                     subscriber on nats-server to get MSG exact 1 5 \"a b\\tc\", got {}",
+                    describe(&other, PROMPT)
                 )),
             }
         });
