@@ -67,7 +67,7 @@ enum Command {
         /// The receiver (HOST:PORT).
         #[arg(long)]
         to: String,
-        /// The size of each chunk, e.g. `4MiB` (default: 1 MiB, more for very large files).
+        /// The size of each chunk, e.g. `4MiB` (default: 4 MiB, more for very large files).
         #[arg(long, value_parser = parse::size)]
         chunk_size: Option<u64>,
         /// Also compute each file's plain SHA-256 and print it as `sha256sum` does: one more pass,

@@ -133,6 +133,10 @@ impl TransferError {
 /// How long a finished connection waits for the sender to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How many bytes of chunks may be verified at once on one connection: one chunk per core, but no
+/// more than this, so that a connection's memory stays bounded whatever the machine.
+const VERIFYING_BYTES: usize = 64 * 1024 * 1024;
+
 /// What every connection shares: the configuration, where events go, and the names being
 /// received.
 pub struct Shared {

@@ -98,27 +98,19 @@ pub async fn run<W: Write + Send + 'static>(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            _ = check.tick() => server.check(Instant::now())?,
+            _ = check.tick() => {
+                // What already waits in the socket is heard before anyone is judged: after a
+                // stall (this process descheduled for a second), the heartbeats that came
+                // meanwhile are in the kernel's buffer, and their senders are alive.
+                server.receive_batch(&socket, &mut buf)?;
+                server.check(Instant::now())?;
+            }
             ready = socket.readable() => {
                 if let Err(e) = ready {
                     warn!("socket not readable: {e}");
                     continue;
                 }
-                for _ in 0..RECV_BATCH {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((len, from)) => server.handle(&buf[..len], from, Instant::now())?,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            // On Linux an ICMP error from an earlier reply can surface here;
-                            // it concerns that peer only.
-                            debug!("receive error: {e}");
-                            break;
-                        }
-                    }
-                }
-                // Heartbeats first: the status requests of the batch are answered once every
-                // heartbeat in it has been recorded.
-                server.answer_status(&socket, Instant::now());
+                server.receive_batch(&socket, &mut buf)?;
             }
         }
     }
@@ -140,6 +132,25 @@ struct Server {
 }
 
 impl Server {
+    /// Handles up to [`RECV_BATCH`] datagrams already waiting, without waiting for more, then
+    /// answers the batch's status requests: heartbeats first, so a status reply counts them.
+    fn receive_batch(&mut self, socket: &UdpSocket, buf: &mut [u8]) -> io::Result<()> {
+        for _ in 0..RECV_BATCH {
+            match socket.try_recv_from(buf) {
+                Ok((len, from)) => self.handle(&buf[..len], from, Instant::now())?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // On Linux an ICMP error from an earlier reply can surface here; it concerns
+                    // that peer only.
+                    debug!("receive error: {e}");
+                    break;
+                }
+            }
+        }
+        self.answer_status(socket, Instant::now());
+        Ok(())
+    }
+
     fn new(config: ServerConfig, events: EventQueue) -> Self {
         let now = Instant::now();
         let limits = TableLimits {
