@@ -278,13 +278,24 @@ impl FakeReceiver {
         self.listener.local_addr().expect("the listener's address")
     }
 
-    /// Waits for the sender to connect; fails with what `sender` said if it never does.
+    /// Waits for the sender to connect; fails with what `sender` said if it never does, as soon
+    /// as it has exited without connecting.
     fn accept(&mut self, r: &mut Receiver, sender: &mut Program, doing: &str) {
         self.listener.set_nonblocking(true).unwrap();
         let listener = &self.listener;
+        let mut gone = false;
         let stream = poll_until(PROMPT, Duration::from_millis(10), || {
-            listener.accept().ok().map(|(s, _)| s)
-        });
+            if let Ok((stream, _)) = listener.accept() {
+                return Some(Some(stream));
+            }
+            // One more look after the sender has exited: it may have connected just before.
+            if gone {
+                return Some(None);
+            }
+            gone = sender.exited().is_some();
+            None
+        })
+        .flatten();
         let Some(stream) = stream else {
             let said = sender.diagnosis();
             r.program.fail(format_args!(
