@@ -1299,11 +1299,15 @@ mod stage7_limits {
             let _idle: Vec<TcpStream> = (0..2)
                 .map(|_| TcpStream::connect(a.addr).expect("connect"))
                 .collect();
+            let addr = a.addr;
+            // Until a 429, or the agent has exited (no answer will ever come).
             let refused = poll_until(PROMPT, Duration::from_millis(50), || {
-                let answer =
-                    http::request(a.addr, "GET", "/v1/agent/services", b"", PROMPT).ok()?;
-                (answer.status == 429).then_some(answer)
-            });
+                match http::request(addr, "GET", "/v1/agent/services", b"", PROMPT) {
+                    Ok(answer) if answer.status == 429 => Some(Some(answer)),
+                    _ => a.program.exited().map(|_| None),
+                }
+            })
+            .flatten();
             if refused.is_none() {
                 a.program
                     .fail("with --max-connections 2 and two idle connections, a third got no 429");
