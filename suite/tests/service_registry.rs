@@ -1300,10 +1300,11 @@ mod stage7_limits {
                 .map(|_| TcpStream::connect(a.addr).expect("connect"))
                 .collect();
             let addr = a.addr;
-            // Until a 429, or the agent has exited (no answer will ever come).
+            // Until a 429, or the agent has exited or panicked (no answer will ever come).
             let refused = poll_until(PROMPT, Duration::from_millis(50), || {
                 match http::request(addr, "GET", "/v1/agent/services", b"", PROMPT) {
                     Ok(answer) if answer.status == 429 => Some(Some(answer)),
+                    _ if a.program.stderr().contains("panicked") => Some(None),
                     _ => a.program.exited().map(|_| None),
                 }
             })
