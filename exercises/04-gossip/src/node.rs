@@ -5,14 +5,15 @@
 //! How values spread: every value a node holds is, for each peer it gossips with, either known
 //! to be held by that peer, in flight to it (sent, not yet acknowledged), or *unsent*. Each
 //! round sends a peer its unsent values in one `gossip` message (batching); `gossip_ok`
-//! settles them; a message unacknowledged after `retry` puts its values back to unsent, so lost
-//! messages and partitions only delay values. A value received from a peer is never sent back
+//! settles them; a message unacknowledged after `retry` (or twice the peer's last round trip, if
+//! longer) puts its values back to unsent, so lost messages and partitions only delay values. A
+//! value received from a peer is never sent back
 //! to it. Anti-entropy: now and then the node sends a random node a digest of its whole set
 //! (`sync`); a node whose digest differs answers with its values (`sync_values`), and the first
 //! node sends back what the second lacks. That repairs whatever the rounds missed.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -37,6 +38,8 @@ pub struct Node {
     digest: u64,
     unsent: HashMap<String, BTreeSet<i64>>,
     in_flight: HashMap<u64, Flight>,
+    /// Each peer's latest round trip, from a `gossip` to its `gossip_ok`.
+    rtt: HashMap<String, Duration>,
     next_msg_id: u64,
     last_sync: Option<Instant>,
 }
@@ -47,7 +50,13 @@ struct Flight {
     peer: String,
     values: Vec<i64>,
     sent: Instant,
+    /// Whether its retry time passed: its values went back to `unsent`, and it is only kept
+    /// so that a `gossip_ok` that comes late still measures the round trip.
+    late: bool,
 }
+
+/// How long a late flight is kept for its `gossip_ok`, in retry times.
+const LATE_KEPT: u32 = 16;
 
 impl Node {
     /// A node that has not been initialised yet.
@@ -64,6 +73,7 @@ impl Node {
             digest: 0,
             unsent: HashMap::new(),
             in_flight: HashMap::new(),
+            rtt: HashMap::new(),
             next_msg_id: 1,
             last_sync: None,
         }
@@ -85,10 +95,10 @@ impl Node {
     pub fn handle(&mut self, message: Incoming, now: Instant) -> Vec<String> {
         // TODO: every request answered as the contract's "Messages" and "Errors" say (`init`
         // always; before it, error 11 from the request's `dest`), and the node-to-node messages:
-        // (stage 3) `gossip` learned from `src` and acknowledged, `gossip_ok` ending its flight;
-        // (stage 4) a `sync` digest that differs answered with `sync_values` in `max_batch` chunks,
-        // each chunk handled alone as "Messages" says. `init`, `choose_peers`, `learn`, `reply`,
-        // `send_gossip`, `values`.
+        // (stage 3) `gossip` learned from `src` and acknowledged, `gossip_ok` ending its flight,
+        // late or not, its round trip kept as the peer's `rtt`; (stage 4) a `sync` digest that
+        // differs answered with `sync_values` in `max_batch` chunks, each chunk handled alone as
+        // "Messages" says. `init`, `choose_peers`, `learn`, `reply`, `send_gossip`, `values`.
         todo!()
     }
 
@@ -135,16 +145,22 @@ impl Node {
         todo!()
     }
 
-    /// Puts the values of messages unacknowledged for `retry` back to unsent.
+    /// Puts the values of messages unacknowledged for their timeout back to unsent; forgets
+    /// late messages after `LATE_KEPT` retry times. The timeout is `retry`, or twice the
+    /// peer's latest round trip if that is longer: a fixed timeout shorter than the round trip
+    /// would send every value again each `retry` for as long as the delay lasts, each time in
+    /// bigger messages, which make the delay longer still (on a busy machine, a collapse).
     fn expire(&mut self, now: Instant) {
-        // TODO: Every flight sent at least `config.retry` before `now` is removed from
-        // `in_flight`, and its values go back into its peer's `unsent`.
+        // TODO: A flight not yet `late` whose age reaches the larger of `config.retry` and twice
+        // its peer's `rtt` becomes `late`: its values move back into its peer's `unsent` (the
+        // flight stays, empty, for a late `gossip_ok`). A late flight older than `LATE_KEPT`
+        // times `config.retry` is removed from `in_flight`.
         todo!()
     }
 
     fn send_gossip(&mut self, out: &mut Vec<String>, peer: &str, values: Vec<i64>, now: Instant) {
         // TODO: `send` a `gossip` body with `values`, and record the returned `msg_id` in
-        // `in_flight` as a `Flight` (peer, values, `now`).
+        // `in_flight` as a `Flight` (peer, values, `now`, not late).
         todo!()
     }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -104,6 +104,60 @@ pub fn round_timer(interval: Duration) -> tokio::time::Interval {
         tokio::time::interval_at(Instant::now() + Duration::from_nanos(phase), interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticks
+}
+
+/// What [`run`] reads from.
+pub type Input = Box<dyn AsyncRead + Unpin + Send>;
+/// What [`run`] writes to.
+pub type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// The process's stdin and stdout for [`run`]. Pipes (as under `net` and Maelstrom) are read
+/// and written by the runtime's own event loop, in non-blocking mode; anything else (a
+/// terminal, a file) goes through tokio's `stdin` and `stdout`, which hand every read and
+/// every write to a thread of their own: three threads woken per message instead of one,
+/// which on a busy machine is what a node runs short of. Stdout stays blocking when it is the
+/// same pipe as stderr, whose writers expect that.
+pub fn stdio() -> (Input, Output) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let stdin = std::io::stdin();
+    let input: Input = match stdin
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Receiver::from_owned_fd)
+    {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let pipe = if same_file(stdout.as_fd(), stderr.as_fd()) {
+        None
+    } else {
+        stdout
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(pipe::Sender::from_owned_fd)
+            .ok()
+    };
+    let output: Output = match pipe {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(tokio::io::stdout()),
+    };
+    (input, output)
+}
+
+/// Whether two descriptors name the same file (true when that cannot be told).
+fn same_file(a: std::os::fd::BorrowedFd<'_>, b: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let meta = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .and_then(|fd| std::fs::File::from(fd).metadata())
+    };
+    match (meta(a), meta(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => true,
+    }
 }
 
 /// One input line, or what took its place.

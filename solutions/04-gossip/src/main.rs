@@ -237,8 +237,8 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
             .context("node UDP I/O")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let stdin = BufReader::new(tokio::io::stdin());
-    server::run(stdin, tokio::io::stdout(), config, shutdown)
+    let (stdin, stdout) = server::stdio();
+    server::run(BufReader::new(stdin), stdout, config, shutdown)
         .await
         .context("node I/O")?;
     Ok(ExitCode::SUCCESS)

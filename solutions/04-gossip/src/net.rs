@@ -9,6 +9,7 @@
 //! acknowledged value is on every node, or `settle` runs out. Client messages are delayed but
 //! never lost nor partitioned. The report checks the history and measures the cost.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -16,12 +17,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::time::Instant;
 
 use crate::rng::Rng;
@@ -98,6 +99,10 @@ pub struct Report {
     pub stable_latency_ms: Quantiles,
     /// Time from the end of the workload until every node had every value, if they did.
     pub converged_after_ms: Option<f64>,
+    /// The most a message was delivered after its time during the workload: how far `net`
+    /// itself fell behind (a machine too busy to give it the CPU it needs), which every
+    /// latency above includes.
+    pub behind_ms: f64,
 }
 
 #[derive(Debug)]
@@ -161,11 +166,19 @@ pub async fn run(config: NetConfig) -> Result<Report> {
         });
         let (in_tx, mut in_rx) = mpsc::channel::<String>(4096);
         tokio::spawn(async move {
+            // Every line waiting is written at once, in one system call: one per line would
+            // make the cost of `net` grow with the load it is under.
+            let mut buf = Vec::new();
             while let Some(line) = in_rx.recv().await {
-                if stdin.write_all(line.as_bytes()).await.is_err()
-                    || stdin.write_all(b"\n").await.is_err()
-                    || stdin.flush().await.is_err()
-                {
+                buf.clear();
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+                while buf.len() < WRITE_BATCH {
+                    let Ok(line) = in_rx.try_recv() else { break };
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+                if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
                     return;
                 }
             }
@@ -341,6 +354,22 @@ struct Net {
 /// The most lines waiting for one node's stdin before `net` gives up on that node.
 const MAX_BACKLOG: usize = 1_000_000;
 
+/// Bytes of lines gathered into one write to a node's stdin, about.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How often the network wakes up to deliver what is due and take in what the nodes printed:
+/// each message comes up to this much after its latency.
+const STEP: Duration = Duration::from_millis(5);
+
+/// What `net` reads of a node's line to route it: the rest is skipped, not built.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    src: Cow<'a, str>,
+    #[serde(borrow)]
+    dest: Cow<'a, str>,
+}
+
 impl Net {
     fn problem(&mut self, what: String) {
         if self.report.problems.len() < 50 {
@@ -387,14 +416,29 @@ impl Net {
         until: Instant,
     ) -> bool {
         loop {
+            // What the nodes printed since the last step, all of it.
+            loop {
+                match events.try_recv() {
+                    Ok(event) => {
+                        if !self.event(Some(event)) {
+                            return false;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return self.event(None),
+                }
+            }
             let now = Instant::now();
             while let Some(Reverse((at, _, _))) = self.heap.peek() {
                 if *at > now {
                     break;
                 }
-                let Some(Reverse((_, _, delivery))) = self.heap.pop() else {
+                let Some(Reverse((at, _, delivery))) = self.heap.pop() else {
                     break;
                 };
+                if self.counting {
+                    self.report.behind_ms = self.report.behind_ms.max(ms(now - at));
+                }
                 match delivery {
                     Delivery::ToNode(i, line) => self.backlog[i].push_back(line),
                     Delivery::ToClient(line) => self.client_receive(&line),
@@ -403,31 +447,40 @@ impl Net {
             if !self.flush(inputs) {
                 return false;
             }
-            let mut next = self
-                .heap
-                .peek()
-                .map_or(until, |Reverse((at, _, _))| (*at).min(until));
-            if self.backlog.iter().any(|b| !b.is_empty()) {
-                // A node is behind on its stdin: try again soon, and meanwhile keep reading
-                // every node's stdout, so that no node ever waits on this loop to write.
-                next = next.min(Instant::now() + Duration::from_millis(1));
-            }
             if now >= until {
                 return true;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
-                event = events.recv() => match event {
-                    Some(Event::Line(i, line)) => self.node_output(i, line),
-                    Some(Event::Closed(i)) => {
-                        self.problem(format!("{} exited (its stdout closed) during the run", self.ids[i]));
-                        return false;
-                    }
-                    None => {
-                        self.problem("every node's stdout closed".to_owned());
-                        return false;
-                    }
-                },
+            // One wake-up per `STEP`, not one per message: what is due meanwhile goes out
+            // together (each node's lines in one write, so the node wakes once for them), and
+            // what the nodes print is taken in together. A node behind on its stdin is tried
+            // again sooner; the readers keep reading every node's stdout meanwhile, so that no
+            // node ever waits on this loop to write.
+            let step = if self.backlog.iter().any(|b| !b.is_empty()) {
+                Duration::from_millis(1)
+            } else {
+                STEP
+            };
+            tokio::time::sleep_until((now + step).min(until)).await;
+        }
+    }
+
+    /// Takes in one event from the nodes' readers. False if a node died.
+    fn event(&mut self, event: Option<Event>) -> bool {
+        match event {
+            Some(Event::Line(i, line)) => {
+                self.node_output(i, line);
+                true
+            }
+            Some(Event::Closed(i)) => {
+                self.problem(format!(
+                    "{} exited (its stdout closed) during the run",
+                    self.ids[i]
+                ));
+                false
+            }
+            None => {
+                self.problem("every node's stdout closed".to_owned());
+                false
             }
         }
     }
@@ -463,13 +516,9 @@ impl Net {
     }
 
     fn node_output(&mut self, from: usize, line: String) {
-        let parsed: Option<(String, String)> =
-            serde_json::from_str::<Value>(&line).ok().and_then(|v| {
-                Some((
-                    v["src"].as_str()?.to_owned(),
-                    v["dest"].as_str()?.to_owned(),
-                ))
-            });
+        let parsed = serde_json::from_str::<Envelope>(&line)
+            .ok()
+            .map(|e| (e.src.into_owned(), e.dest.into_owned()));
         let Some((src, dest)) = parsed else {
             self.problem(format!(
                 "{} printed a line that is not a message: {}",

@@ -5,14 +5,15 @@
 //! How values spread: every value a node holds is, for each peer it gossips with, either known
 //! to be held by that peer, in flight to it (sent, not yet acknowledged), or *unsent*. Each
 //! round sends a peer its unsent values in one `gossip` message (batching); `gossip_ok`
-//! settles them; a message unacknowledged after `retry` puts its values back to unsent, so lost
-//! messages and partitions only delay values. A value received from a peer is never sent back
+//! settles them; a message unacknowledged after `retry` (or twice the peer's last round trip, if
+//! longer) puts its values back to unsent, so lost messages and partitions only delay values. A
+//! value received from a peer is never sent back
 //! to it. Anti-entropy: now and then the node sends a random node a digest of its whole set
 //! (`sync`); a node whose digest differs answers with its values (`sync_values`), and the first
 //! node sends back what the second lacks. That repairs whatever the rounds missed.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -37,6 +38,8 @@ pub struct Node {
     digest: u64,
     unsent: HashMap<String, BTreeSet<i64>>,
     in_flight: HashMap<u64, Flight>,
+    /// Each peer's latest round trip, from a `gossip` to its `gossip_ok`.
+    rtt: HashMap<String, Duration>,
     next_msg_id: u64,
     last_sync: Option<Instant>,
 }
@@ -47,7 +50,13 @@ struct Flight {
     peer: String,
     values: Vec<i64>,
     sent: Instant,
+    /// Whether its retry time passed: its values went back to `unsent`, and it is only kept
+    /// so that a `gossip_ok` that comes late still measures the round trip.
+    late: bool,
 }
+
+/// How long a late flight is kept for its `gossip_ok`, in retry times.
+const LATE_KEPT: u32 = 16;
 
 impl Node {
     /// A node that has not been initialised yet.
@@ -64,6 +73,7 @@ impl Node {
             digest: 0,
             unsent: HashMap::new(),
             in_flight: HashMap::new(),
+            rtt: HashMap::new(),
             next_msg_id: 1,
             last_sync: None,
         }
@@ -137,9 +147,11 @@ impl Node {
                 self.reply(&mut out, &src, msg_id, json!({ "type": "gossip_ok" }));
             }
             Payload::GossipOk => {
+                // Delivered: the values left `unsent` when sent. Late or not, the answer
+                // measures the round trip, which sets how long the next flights may take.
                 if let Some(flight) = in_reply_to.and_then(|id| self.in_flight.remove(&id)) {
-                    // Delivered: nothing more to do; the values left `unsent` when sent.
-                    drop(flight);
+                    self.rtt
+                        .insert(flight.peer, now.duration_since(flight.sent));
                 }
             }
             Payload::Sync { count, hash } => {
@@ -295,20 +307,36 @@ impl Node {
         }
     }
 
-    /// Puts the values of messages unacknowledged for `retry` back to unsent.
+    /// Puts the values of messages unacknowledged for their timeout back to unsent; forgets
+    /// late messages after `LATE_KEPT` retry times. The timeout is `retry`, or twice the
+    /// peer's latest round trip if that is longer: a fixed timeout shorter than the round trip
+    /// would send every value again each `retry` for as long as the delay lasts, each time in
+    /// bigger messages, which make the delay longer still (on a busy machine, a collapse).
     fn expire(&mut self, now: Instant) {
-        let retry = self.config.retry;
-        let late: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| now.duration_since(f.sent) >= retry)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            if let Some(flight) = self.in_flight.remove(&id)
-                && let Some(unsent) = self.unsent.get_mut(&flight.peer)
-            {
-                unsent.extend(flight.values);
+        let keep = self.config.retry.saturating_mul(LATE_KEPT);
+        let mut due = Vec::new();
+        let mut gone = Vec::new();
+        for (id, flight) in &self.in_flight {
+            let age = now.duration_since(flight.sent);
+            let rtt = self.rtt.get(&flight.peer).copied().unwrap_or_default();
+            if flight.late {
+                if age >= keep {
+                    gone.push(*id);
+                }
+            } else if age >= self.config.retry.max(rtt.saturating_mul(2)) {
+                due.push(*id);
+            }
+        }
+        for id in gone {
+            self.in_flight.remove(&id);
+        }
+        for id in due {
+            if let Some(flight) = self.in_flight.get_mut(&id) {
+                flight.late = true;
+                let values = std::mem::take(&mut flight.values);
+                if let Some(unsent) = self.unsent.get_mut(&flight.peer) {
+                    unsent.extend(values);
+                }
             }
         }
     }
@@ -321,6 +349,7 @@ impl Node {
                 peer: peer.to_owned(),
                 values,
                 sent: now,
+                late: false,
             },
         );
     }
