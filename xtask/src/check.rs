@@ -122,6 +122,19 @@ pub fn run_suite_with(
 ) -> Result<Vec<TestOutcome>> {
     build_suite(root, project)?;
     eprintln!("running the {} suite against {label}...", project.slug);
+    run_built_suite_with(root, project, binary, label, filter, envs)
+}
+
+/// [`run_suite_with`] on a suite already compiled (by [`list_suite`], say), quietly: one cargo
+/// run the less, for a caller that runs the suite many times.
+pub fn run_built_suite_with(
+    root: &Path,
+    project: &Project,
+    binary: &Path,
+    label: &str,
+    filter: Option<&str>,
+    envs: &[(&str, &str)],
+) -> Result<Vec<TestOutcome>> {
     let mut command = suite_command(root, project);
     command
         // `--show-output` prints what passing tests said too, so that a test that skipped a part

@@ -462,7 +462,7 @@ impl Scratch {
             .context("cargo built the mutant but reported no executable")?;
         let mut ran = HashSet::new();
         for stage in plan.order(first) {
-            let outcomes = check::run_suite_with(
+            let outcomes = check::run_built_suite_with(
                 root,
                 project,
                 &binary,
@@ -478,7 +478,8 @@ impl Scratch {
         // Every test must have run before a mutant is called missed: any the stages did not
         // name (a test outside a `stageN_` module) run here with the rest.
         if plan.tests.iter().any(|t| !ran.contains(t)) {
-            let outcomes = check::run_suite_on(root, project, &binary, "a mutant")?;
+            let outcomes =
+                check::run_built_suite_with(root, project, &binary, "a mutant", None, &[])?;
             if outcomes.iter().any(|t| !t.passed) {
                 return Ok((Outcome::Caught, None));
             }
