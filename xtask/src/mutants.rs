@@ -11,14 +11,15 @@
 //! A mutant is caught as soon as one test fails, so the suite runs stage by stage and stops at the
 //! first stage with a failure. The first stage run is the one the mutated function belongs to
 //! (the ladder's assignment of every stubbed function to its stage, from `stages.md`); a mutant
-//! in code the exercise gives (or in a helper it does not stub) starts with the last stage. Then
-//! come the later stages, then the earlier ones, nearest first. A missed mutant still runs every
+//! in code the exercise gives (or in a helper it does not stub) starts with the stage that caught
+//! most of its file's mutants so far, or the last stage. Then come the later stages, then the
+//! earlier ones, nearest first. A missed mutant still runs every
 //! test, so the outcome is the one a whole run of the suite gives; only the time differs.
 //!
 //! Too slow for `verify` (a build and a suite run per mutant): run it by hand, `--sample N` for a
 //! quick look.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,10 +71,12 @@ pub enum MutantsFormat {
 #[derive(Debug, Clone)]
 struct Graded {
     name: String,
+    file: String,
     outcome: Outcome,
     /// The stage whose tests caught it.
     caught_by: Option<u32>,
-    /// The stage it started with: its function's, else the last.
+    /// The stage it started with: its function's, else the one that caught most mutants of its
+    /// file so far, else the last (`None`).
     first_stage: Option<u32>,
     took: Duration,
 }
@@ -111,16 +114,25 @@ pub fn run(
     let started = Instant::now();
     let mut results: Vec<Graded> = Vec::new();
     for (i, mutant) in mutants.iter().enumerate() {
-        let first_stage = plan.stage_of(mutant);
-        let from = first_stage.map_or(
-            "given code or a helper: the last stage first".to_owned(),
-            |s| format!("stage {s} first"),
-        );
+        let (first_stage, from) = match plan.stage_of(mutant) {
+            Some(stage) => (Some(stage), format!("stage {stage} first: its function's")),
+            None => match learned_stage(&results, &mutant.file) {
+                Some(stage) => (
+                    Some(stage),
+                    format!("stage {stage} first: it caught most of this file's mutants so far"),
+                ),
+                None => (
+                    None,
+                    "given code or a helper: the last stage first".to_owned(),
+                ),
+            },
+        };
         eprintln!("[{}/{}] {} ({from})", i + 1, mutants.len(), mutant.name);
         let began = Instant::now();
         let (outcome, caught_by) = scratch.grade(root, &project, &plan, first_stage, mutant)?;
         results.push(Graded {
             name: mutant.name.clone(),
+            file: mutant.file.clone(),
             outcome,
             caught_by,
             first_stage,
@@ -199,6 +211,24 @@ pub fn run(
     };
     crate::emit(&out);
     Ok(())
+}
+
+/// For a mutant outside the stubbed functions (given code, or a helper the exercise leaves to
+/// the learner): the stage that caught most of the mutants graded so far in the same file, the
+/// later stage on a tie. Only the order of the stages depends on it, never the outcome.
+fn learned_stage(results: &[Graded], file: &str) -> Option<u32> {
+    let mut caught: BTreeMap<u32, usize> = BTreeMap::new();
+    for stage in results
+        .iter()
+        .filter(|r| r.file == file)
+        .filter_map(|r| r.caught_by)
+    {
+        *caught.entry(stage).or_default() += 1;
+    }
+    caught
+        .into_iter()
+        .max_by_key(|(stage, n)| (*n, *stage))
+        .map(|(stage, _)| stage)
 }
 
 /// The line printed after each mutant: which one, what became of it, the counts so far and when
@@ -586,5 +616,28 @@ mod tests {
             plan.stage_of(&mutant("solutions/03-kv-store/src/main.rs", "Store::ttl")),
             None
         );
+    }
+
+    #[test]
+    fn a_helper_starts_with_the_stage_that_caught_its_file_most() {
+        let graded = |file: &str, caught_by: Option<u32>| Graded {
+            name: String::new(),
+            file: file.into(),
+            outcome: Outcome::Caught,
+            caught_by,
+            first_stage: None,
+            took: Duration::ZERO,
+        };
+        let results = [
+            graded("a.rs", Some(5)),
+            graded("a.rs", Some(3)),
+            graded("a.rs", Some(3)),
+            graded("b.rs", Some(1)),
+            graded("a.rs", None),
+        ];
+        assert_eq!(learned_stage(&results, "a.rs"), Some(3));
+        assert_eq!(learned_stage(&results, "b.rs"), Some(1));
+        assert_eq!(learned_stage(&results, "c.rs"), None);
+        assert_eq!(learned_stage(&results[..2], "a.rs"), Some(5));
     }
 }
