@@ -3,8 +3,8 @@
 //! check that every fault ends in a correct result or a clear error.
 //!
 //! Faults apply to the client-to-server direction. [`Fault::FlipByte`] and [`Fault::CutAfter`]
-//! apply to the first connection only (so a retry through the same proxy goes through clean);
-//! [`Fault::Throttle`] applies to every connection. The server-to-client direction is copied as
+//! apply to the first connection only (so a retry through the same proxy goes through clean),
+//! [`Fault::CutNthAfter`] to the one it names; [`Fault::Throttle`] applies to every connection. The server-to-client direction is copied as
 //! it is.
 
 use std::io::{self, Read, Write};
@@ -25,6 +25,10 @@ pub enum Fault {
     CutAfter(u64),
     /// Forwards at most this many bytes per second on each connection.
     Throttle(u64),
+    /// Forwards this many bytes (the second number) of the connection with this index (the first
+    /// number, 0 for the first connection), then closes both of its sides; every other
+    /// connection goes through clean.
+    CutNthAfter(usize, u64),
 }
 
 /// A running proxy; it stops, and closes every connection through it, when dropped.
@@ -45,7 +49,7 @@ impl FaultProxy {
         let live = Arc::new(Mutex::new(Vec::new()));
         let (stop2, forwarded2, live2) = (stop.clone(), forwarded.clone(), live.clone());
         thread::spawn(move || {
-            let mut first = true;
+            let mut index = 0usize;
             for client in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
@@ -57,10 +61,12 @@ impl FaultProxy {
                 };
                 let fault = match fault {
                     Fault::Throttle(_) => fault,
-                    _ if first => fault,
+                    Fault::CutNthAfter(n, limit) if n == index => Fault::CutAfter(limit),
+                    Fault::CutNthAfter(..) => Fault::None,
+                    _ if index == 0 => fault,
                     _ => Fault::None,
                 };
-                first = false;
+                index += 1;
                 if let Err(e) = relay(client, server, fault, &forwarded2, &live2) {
                     eprintln!("fault proxy: cannot relay a connection: {e}");
                 }

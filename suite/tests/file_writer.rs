@@ -289,8 +289,13 @@ fn partial_patch(
 /// Runs `file-writer upload` to completion (bounded) and returns its stdout's last JSON line.
 fn upload(server: &mut Server, file: &Path, extra: &[&str]) -> serde_json::Value {
     let to = format!("http://{}/files/", server.addr);
+    upload_to(&to, file, extra)
+}
+
+/// [`upload`] to the creation URL `to` (through a proxy, say).
+fn upload_to(to: &str, file: &Path, extra: &[&str]) -> serde_json::Value {
     let file_arg = file.display().to_string();
-    let mut args = vec!["upload", "--to", to.as_str()];
+    let mut args = vec!["upload", "--to", to];
     args.extend_from_slice(extra);
     args.push(&file_arg);
     let mut program = Program::start(&bin(), &args);
@@ -681,6 +686,45 @@ mod stage2_patch_at_offsets {
                 &metadata,
                 "HEAD of the uploaded file",
             );
+            let to = format!("http://{}/files/", s.addr);
+            let file_arg = file.display().to_string();
+            for flag in ["--chunk-size", "--parallel"] {
+                let args = ["upload", "--to", to.as_str(), flag, "0", file_arg.as_str()];
+                let mut program = Program::start(&bin(), &args);
+                let status = program.wait_exit(PROMPT);
+                let stderr = program.final_stderr();
+                if status.is_none_or(|s| s.success()) || !stderr.contains(flag) {
+                    program.fail(format_args!(
+                        "`file-writer {}`: expected exit status 1 and an error naming `{flag}`; \
+                         got {status:?}",
+                        args.join(" ")
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn the_upload_command_retries_after_a_cut_connection() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let work = tempfile::tempdir().expect("a temporary directory");
+            let data = seeded_bytes(12, 1_000_000);
+            let file = work.path().join("cut.bin");
+            std::fs::write(&file, &data).expect("write the file to upload");
+            // The proxy cuts the second connection (the first sends the POST; the client may
+            // open the next for the PATCHes) after 300000 bytes, in the middle of a PATCH; the
+            // connections after it go through clean.
+            let proxy = workbook_suite::FaultProxy::start(
+                s.addr,
+                workbook_suite::Fault::CutNthAfter(1, 300_000),
+            )
+            .expect("start the cutting proxy");
+            let to = format!("http://{}/files/", proxy.addr());
+            let done = upload_to(&to, &file, &["--chunk-size", "64KiB"]);
+            let url = done["url"].as_str().unwrap_or("").to_owned();
+            let path = url[url.find("/files/").unwrap_or(0)..].to_owned();
+            s.assert_data(&path, &data, false);
         });
     }
 }
@@ -1048,6 +1092,24 @@ mod stage5_concatenation {
                 ));
             }
             s.assert_data(&path, &data, false);
+            // A file of exactly 4 bytes still has a byte for each of 4 parts.
+            let tiny = work.path().join("tiny.bin");
+            std::fs::write(&tiny, b"abcd").expect("write the file to upload");
+            let done = upload(&mut s, &tiny, &["--parallel", "4"]);
+            let url = done["url"].as_str().unwrap_or("").to_owned();
+            let path = url[url.find("/files/").unwrap_or(0)..].to_owned();
+            let head = s.head(&path);
+            if !head
+                .header("Upload-Concat")
+                .is_some_and(|c| c.starts_with("final;"))
+            {
+                s.program.fail(format_args!(
+                    "`upload --parallel 4` of a 4-byte file should create 4 parts and a final \
+                     upload (Upload-Concat: final;...); HEAD {path} says {}",
+                    head.summary()
+                ));
+            }
+            s.assert_data(&path, b"abcd", false);
         });
     }
 }
@@ -1516,6 +1578,39 @@ mod stage7_hostile_clients {
                 ));
             }
             s.patch_ok(&path, 3000, &[b'y'; 7000]);
+        });
+    }
+
+    #[test]
+    fn a_host_that_is_no_plain_authority_never_reaches_location() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            // A normal creation first, so that the server is known to create uploads at all.
+            s.create_len(3);
+            for host in ["", "evil.example/phish?x=", "two words"] {
+                let request = format!(
+                    "POST /files/ HTTP/1.1\r\nHost: {host}\r\nTus-Resumable: 1.0.0\r\n\
+                     Upload-Length: 3\r\nConnection: close\r\n\r\n"
+                );
+                let reply = TcpStream::connect(s.addr).and_then(|mut stream| {
+                    stream.write_all(request.as_bytes())?;
+                    http::read_reply(&mut stream, false, PROMPT)
+                });
+                let location = reply
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.header("Location"))
+                    .unwrap_or("");
+                let id = location.strip_prefix("/files/").unwrap_or("");
+                let relative = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+                if !relative {
+                    s.program.fail(format_args!(
+                        "sent POST /files/ with `Host: {host}` (no plain authority); expected \
+                         a relative Location /files/ID, got {:?}",
+                        reply.map(|r| r.summary())
+                    ));
+                }
+            }
         });
     }
 

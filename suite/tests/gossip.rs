@@ -802,6 +802,28 @@ mod stage3_many_nodes {
                 report["acknowledged"].as_u64().unwrap_or(0) > 20,
                 "{report}"
             );
+            // The report's figures hold together: 50 operations a second for 2 s, each a
+            // broadcast or a read, and on a network without faults nothing dropped.
+            let n = |field: &str| report[field].as_u64();
+            let (ops, broadcasts, reads) = (n("ops"), n("broadcasts"), n("reads"));
+            let consistent = ops.is_some_and(|ops| (80..=120).contains(&ops))
+                && broadcasts.zip(reads).map(|(b, r)| b + r) == ops
+                && n("acknowledged") <= broadcasts
+                && n("errors") == Some(0)
+                && n("dropped") == Some(0)
+                && report["msgs_per_op"].as_f64().is_some_and(|per| {
+                    let want = n("server_msgs").unwrap_or(0) as f64 / ops.unwrap_or(1) as f64;
+                    (per - want).abs() < 0.01
+                })
+                && report["converged_after_ms"].is_number();
+            if !consistent {
+                program.fail(format_args!(
+                    "gossip net --nodes 5 --rate 50 --time-limit 2s without faults: expected about \
+                     100 ops, ops = broadcasts + reads, acknowledged <= broadcasts, no errors, \
+                     nothing dropped, msgs_per_op = server_msgs / ops and a convergence time; \
+                     got {report}"
+                ));
+            }
         });
     }
 
@@ -1070,6 +1092,97 @@ mod stage6_simulator {
 
     fn mean(xs: &[f64]) -> f64 {
         xs.iter().sum::<f64>() / xs.len().max(1) as f64
+    }
+
+    #[test]
+    fn arguments_out_of_range_are_refused() {
+        bounded(SIM_LIMIT, || {
+            let doc = sim(&["--nodes", "100", "--runs", "2", "--seed", "1"], false);
+            assert!(
+                doc["summary"]["runs"] == 2,
+                "simulate --nodes 100 --runs 2: expected a summary of 2 runs, got {doc}"
+            );
+            for (args, flag) in [
+                (&["--nodes", "1"][..], "--nodes"),
+                (&["--nodes", "100", "--loss", "1"][..], "--loss"),
+                (&["--nodes", "100", "--crashed", "1"][..], "--crashed"),
+                (
+                    &["--nodes", "100", "--mode", "pull", "--stop", "blind-coin"][..],
+                    "--mode push",
+                ),
+            ] {
+                let mut all = vec!["simulate", "--no-curves"];
+                all.extend_from_slice(args);
+                let mut program = Program::start(&bin(), &all);
+                let status = program.wait_exit(Duration::from_secs(30));
+                let stderr = program.final_stderr();
+                if status.is_none_or(|s| s.success()) || !stderr.contains(flag) {
+                    program.fail(format_args!(
+                        "gossip {}: expected a refusal naming `{flag}` on stderr and a \
+                         non-zero exit status; got {status:?}",
+                        all.join(" ")
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn the_theory_block_holds_the_closed_forms() {
+        bounded(SIM_LIMIT, || {
+            let n = 10_000.0f64;
+            let args = [
+                "--nodes",
+                "10000",
+                "--runs",
+                "1",
+                "--seed",
+                "1",
+                "--stop",
+                "feedback-coin",
+            ];
+            let doc = sim(&args, true);
+            let theory = &doc["theory"];
+            let close = |field: &str, want: f64| {
+                theory[field]
+                    .as_f64()
+                    .is_some_and(|got| (got - want).abs() < 1e-6 * want.abs().max(1.0))
+            };
+            // Demers et al.: the residue s of feedback-coin with k = 1 solves s = e^(-2(1-s)).
+            let mut residue = 0.0f64;
+            for _ in 0..200 {
+                residue = (-2.0 * (1.0 - residue)).exp();
+            }
+            // The expected informed fraction of push, round by round: p' = p (1 - 1/N)^(N(1-p)).
+            let mut p = 1.0 - 1.0 / n;
+            let mut want_curve = vec![1.0 - p];
+            while 1.0 - p < 0.999 {
+                p *= (1.0 - 1.0 / n).powf(n * (1.0 - p));
+                want_curve.push(1.0 - p);
+            }
+            let curve: Vec<f64> = theory["curve"]
+                .as_array()
+                .map(|c| c.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            let curve_ok = curve.len() >= want_curve.len()
+                && want_curve
+                    .iter()
+                    .zip(&curve)
+                    .all(|(want, got)| (want - got).abs() < 1e-6);
+            let ok = close("pittel_rounds", n.log2() + n.ln())
+                && close("dk_lower", n.log2().floor() + n.ln() - 1.116)
+                && close("dk_upper", n.log2().ceil() + n.ln() + 2.765)
+                && close("rumor_residue", residue)
+                && curve_ok;
+            assert!(
+                ok,
+                "simulate {}: expected theory.pittel_rounds log2 N + ln N, dk_lower and \
+                 dk_upper from Doerr and Kuennemann, rumor_residue {residue:.5} and the push \
+                 curve starting {:?}; got {theory}",
+                args.join(" "),
+                &want_curve[..4]
+            );
+        });
     }
 
     #[test]
@@ -1386,6 +1499,73 @@ mod stage6_simulator {
                 rounds(&crashed).len(),
                 5,
                 "crashed nodes do not stop the live ones: {crashed}"
+            );
+        });
+    }
+
+    #[test]
+    fn crashed_nodes_make_no_calls_in_push_pull() {
+        bounded(SIM_LIMIT, || {
+            let args = [
+                "--nodes",
+                "2000",
+                "--mode",
+                "push-pull",
+                "--crashed",
+                "0.5",
+                "--runs",
+                "3",
+                "--seed",
+                "7",
+            ];
+            let doc = sim(&args, false);
+            let runs = doc["runs"].as_array().cloned().unwrap_or_default();
+            // Half the nodes are crashed, so at most about 1000 calls a round.
+            let too_many = runs.iter().any(|run| {
+                let messages = run["messages"].as_f64().unwrap_or(f64::MAX);
+                let rounds = run["rounds_run"].as_f64().unwrap_or(0.0);
+                messages > rounds * 2000.0 * 0.6
+            });
+            if runs.len() != 3 || too_many {
+                panic!(
+                    "simulate {}: expected 3 runs, each with at most 60% of 2000 calls a round \
+                     (a crashed node calls nobody); got {doc}",
+                    args.join(" ")
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn a_2_regular_graph_is_a_union_of_cycles() {
+        bounded(SIM_LIMIT, || {
+            // One random permutation and its inverse: the cycle holding node 0 has a length
+            // uniform in 1..=N, so a run rarely informs everyone and half stay uninformed.
+            let args = [
+                "--nodes",
+                "2000",
+                "--mode",
+                "push-pull",
+                "--topology",
+                "regular",
+                "--degree",
+                "2",
+                "--runs",
+                "20",
+                "--seed",
+                "3",
+                "--max-rounds",
+                "5000",
+            ];
+            let doc = sim(&args, false);
+            let completed = doc["summary"]["completed"].as_u64().unwrap_or(u64::MAX);
+            let residue = doc["summary"]["mean_residue"].as_f64().unwrap_or(0.0);
+            assert!(
+                completed <= 2 && residue > 0.25,
+                "simulate {}: a 2-regular graph is a union of cycles, so expected at most 2 of \
+                 20 runs to complete and a mean residue above 0.25; got completed {completed}, \
+                 mean_residue {residue}",
+                args.join(" ")
             );
         });
     }

@@ -1268,6 +1268,24 @@ mod stage5_partitions {
                     "the bully algorithm crowns the highest priority, n2; got n{leader}"
                 ));
             }
+            // The others follow it, and say so.
+            let followed = poll_until(TIMEOUT * 2 + MARGIN, Duration::from_millis(10), || {
+                cluster.pump();
+                cluster.members[..2]
+                    .iter()
+                    .all(|m| {
+                        m.last
+                            .as_ref()
+                            .is_some_and(|e| e["event"] == "follower" && e["leader"] == "n2")
+                    })
+                    .then_some(())
+            });
+            if followed.is_none() {
+                cluster.fail(format_args!(
+                    "with --algorithm bully, n0 and n1 should print a follower event naming n2 \
+                     as their leader once n2 leads"
+                ));
+            }
             cluster.relay.partition(&[&[2], &[0, 1]]);
             let split = poll_until(TIMEOUT * 3 + MARGIN, Duration::from_millis(10), || {
                 cluster.pump();

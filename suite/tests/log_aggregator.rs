@@ -952,6 +952,30 @@ mod stage4_bounds {
     }
 
     #[test]
+    fn a_message_of_exactly_the_limit_is_kept_whole() {
+        bounded(LIMIT, || {
+            let mut a = Agg::start(&["--format", "raw", "--max-message", "100"]);
+            let line = "E".repeat(100);
+            let counted = format!("<13>{}", "C".repeat(96));
+            let mut wire = format!("{line}\n").into_bytes();
+            wire.extend_from_slice(&octet_counted(counted.as_bytes()));
+            wire.extend_from_slice(b"after\n");
+            a.send(&wire);
+            let got = a.wait_lines(
+                3,
+                "a 100-byte line and a 100-byte octet-counted message with --max-message 100",
+            );
+            if got != [line.as_str(), counted.as_str(), "after"] {
+                a.program.fail(format_args!(
+                    "with --max-message 100, sent a line and an octet-counted message of exactly \
+                     100 bytes; expected both kept whole, without `[truncated]`, then `after`; \
+                     got {got:?}"
+                ));
+            }
+        });
+    }
+
+    #[test]
     fn truncation_is_marked_in_json() {
         bounded(LIMIT, || {
             let mut a = Agg::start(&["--max-message", "10"]);

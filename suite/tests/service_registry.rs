@@ -338,6 +338,54 @@ mod stage1_register {
         });
     }
 
+    #[test]
+    fn an_instance_reads_back_with_its_meta() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            let mut body = service("web", "web-1", 8080, &["v1"]);
+            body["Meta"] = json!({"version": "1.2", "zone": "b"});
+            a.register(&body);
+            let mut bare = service("db", "db-1", 5432, &[]);
+            bare["Meta"] = Value::Null;
+            a.register(&bare);
+            let (one, _) = a.read("/v1/agent/service/web-1");
+            let (other, _) = a.read("/v1/agent/service/db-1");
+            let ok = one["ID"] == "web-1"
+                && one["Service"] == "web"
+                && one["Port"] == 8080
+                && one["Tags"] == json!(["v1"])
+                && one["Meta"] == json!({"version": "1.2", "zone": "b"})
+                && other["Meta"] == json!({});
+            if !ok {
+                a.program.fail(format_args!(
+                    "registered web-1 (port 8080, tag v1, Meta {{version: 1.2, zone: b}}) and \
+                     db-1 with \"Meta\": null; GET /v1/agent/service/:id expected them back, \
+                     db-1's Meta as {{}}; got {one} and {other}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn status_leader_names_the_agent_itself() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            a.register(&service("web", "web-1", 80, &[]));
+            let answer = a.expect("GET", "/v1/status/leader", "", 200);
+            let leader = answer.json();
+            if leader
+                .as_ref()
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                a.program.fail(format_args!(
+                    "GET /v1/status/leader (clients probe it to see an agent is up): expected \
+                     a JSON string naming the leader, got {answer}"
+                ));
+            }
+        });
+    }
+
     /// Consul's `?tag=` filter compares tags ignoring ASCII case.
     #[test]
     fn a_tag_filter_ignores_ascii_case() {
@@ -462,6 +510,7 @@ mod stage2_ttl {
             let mut a = Agent::start(&[]);
             a.register(&with_ttl(service("web", "web-1", 80, &[]), "1s"));
             a.expect("PUT", "/v1/agent/check/pass/service:web-1", "", 200);
+            let (_, index_passing) = a.read("/v1/health/checks/web");
             let passed = Instant::now();
             let early = a.check_status("web", "service:web-1");
             assert!(
@@ -486,6 +535,13 @@ mod stage2_ttl {
             assert!(
                 checks[0]["Output"] == "TTL expired",
                 "expected the Output \"TTL expired\", got {checks}"
+            );
+            // The expiry is a change like any other: the index moves, so blocking queries wake.
+            let (_, index_expired) = a.read("/v1/health/checks/web");
+            assert!(
+                index_expired > index_passing,
+                "X-Consul-Index of /v1/health/checks/web was {index_passing} while the check \
+                 passed and {index_expired} once its TTL expired: expected it to move up"
             );
             a.program.expect_json(
                 "{\"event\":\"expired\",\"check\":\"service:web-1\"}",
@@ -566,6 +622,58 @@ mod stage3_health {
         a.expect("PUT", "/v1/agent/check/pass/service:web-1", "", 200);
         a.expect("PUT", "/v1/agent/check/pass/service:web-2", "", 200);
         a.expect("PUT", "/v1/agent/check/warn/service:web-3", "", 200);
+    }
+
+    #[test]
+    fn the_cli_health_prints_one_line_per_instance() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            three_instances(&mut a);
+            let out = std::process::Command::new(bin())
+                .args(["health", "web", "--http-addr", &a.addr.to_string()])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            let line_for = |text: &str, id: &str, status: &str| {
+                text.lines().any(|l| {
+                    let cells: Vec<&str> = l.split('\t').collect();
+                    cells.len() == 3
+                        && cells[0] == id
+                        && cells[1].ends_with(":80")
+                        && cells[2] == status
+                })
+            };
+            match out {
+                Ok(text)
+                    if line_for(&text, "web-1", "passing")
+                        && line_for(&text, "web-3", "warning") => {}
+                other => a.program.fail(format_args!(
+                    "`health web` should print `ID<TAB>ADDRESS:PORT<TAB>STATUS` lines, among \
+                     them `web-1<TAB>127.0.0.1:80<TAB>passing` and `web-3 ... warning`; printed \
+                     {other:?}"
+                )),
+            }
+        });
+    }
+
+    #[test]
+    fn a_deregistered_instance_takes_its_checks_with_it() {
+        bounded(LIMIT, || {
+            let mut a = Agent::start(&[]);
+            three_instances(&mut a);
+            a.expect("PUT", "/v1/agent/service/deregister/web-3", "", 200);
+            let (checks, _) = a.read("/v1/health/state/any");
+            let ids: Vec<&str> = checks
+                .as_array()
+                .map(|c| c.iter().filter_map(|c| c["CheckID"].as_str()).collect())
+                .unwrap_or_default();
+            if ids.contains(&"service:web-3") || !ids.contains(&"service:web-1") {
+                a.program.fail(format_args!(
+                    "registered web-1, web-2 and web-3 with a TTL check each, deregistered \
+                     web-3; GET /v1/health/state/any expected service:web-1 and no \
+                     service:web-3, got {checks}"
+                ));
+            }
+        });
     }
 
     #[test]

@@ -122,17 +122,21 @@ pub fn run_suite_with(
 ) -> Result<Vec<TestOutcome>> {
     build_suite(root, project)?;
     eprintln!("running the {} suite against {label}...", project.slug);
-    let mut command = cargo();
+    run_built_suite_with(root, project, binary, label, filter, envs)
+}
+
+/// [`run_suite_with`] on a suite already compiled (by [`list_suite`], say), quietly: one cargo
+/// run the less, for a caller that runs the suite many times.
+pub fn run_built_suite_with(
+    root: &Path,
+    project: &Project,
+    binary: &Path,
+    label: &str,
+    filter: Option<&str>,
+    envs: &[(&str, &str)],
+) -> Result<Vec<TestOutcome>> {
+    let mut command = suite_command(root, project);
     command
-        .current_dir(root)
-        .args([
-            "test",
-            "--quiet",
-            "--package",
-            "workbook-suite",
-            "--test",
-            project.slug,
-        ])
         // `--show-output` prints what passing tests said too, so that a test that skipped a part
         // (a real tool not installed) can be reported as such.
         .args([
@@ -168,6 +172,44 @@ pub fn run_suite_with(
         );
     }
     Ok(outcomes)
+}
+
+/// `cargo test --quiet` of the project's suite target, run from `root`, before its `--`.
+fn suite_command(root: &Path, project: &Project) -> std::process::Command {
+    let mut command = cargo();
+    command.current_dir(root).args([
+        "test",
+        "--quiet",
+        "--package",
+        "workbook-suite",
+        "--test",
+        project.slug,
+    ]);
+    command
+}
+
+/// The full names of every test in the project's suite (`cargo test -- --list`), compiling it
+/// first if it needs to be.
+pub fn list_suite(root: &Path, project: &Project) -> Result<Vec<String>> {
+    build_suite(root, project)?;
+    let output = suite_command(root, project)
+        .args(["--", "--list"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("listing the suite's tests")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "listing the {} suite failed ({})",
+            project.slug,
+            output.status
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Compiles the project's suite target before it runs, so that its compilation shows progress:
