@@ -11,11 +11,6 @@ use plumbing::{resolve, shutdown_on_signal};
 
 use kv_store_solution::{client, server};
 
-/// mimalloc, not the system allocator: a store allocates and frees a few small buffers per
-/// request (Redis links jemalloc for the same reason). The chapter measures the difference.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// An in-memory key-value store that speaks the Redis protocol.
 ///
 /// Start a server, then talk to it with `kv-store client`, `redis-cli -p PORT`, or `nc`.

@@ -15,12 +15,6 @@ use metrics_collector_solution::agent::{self, AgentConfig};
 use metrics_collector_solution::connection::now_ms;
 use metrics_collector_solution::server::{self, Listeners, ServerConfig};
 
-/// mimalloc, not the system allocator: every sample's name is a small allocation made and
-/// freed on the hot path, where the system allocator's free lists showed up as a sixth of the
-/// collector's time in a profile.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A metrics collector that speaks StatsD, Graphite and Prometheus, and its edge agent.
 ///
 /// Start a collector, then send it StatsD: `echo 'hits:1|c' >/dev/udp/127.0.0.1/8125` (bash).
