@@ -292,7 +292,10 @@ pub async fn apply(
             );
         }
         *lock(&slot.info) = info.clone();
-        if counted > 0 && info.is_complete() {
+        // Complete by this PATCH's bytes, or by a deferred length it declared equal to the bytes
+        // already here (a PATCH with no body): either way the upload has just completed, and its
+        // bytes are on disk (each PATCH's were synced before its offset counted them).
+        if info.is_complete() {
             completed(app, &info).await;
         }
     }
