@@ -121,10 +121,17 @@ impl Server {
         while Instant::now() < deadline {
             self.peer.send_json(self.addr, &request);
             let reply_window = Instant::now() + Duration::from_millis(250);
-            while let Some((bytes, from)) = self
-                .peer
-                .recv(reply_window.saturating_duration_since(Instant::now()))
-            {
+            while Instant::now() < reply_window {
+                // In slices of 50ms, so that a server that has died is reported at once, not
+                // after the window (against the stubs, every test starts this way).
+                let slice = reply_window
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50));
+                let Some((bytes, from)) = self.peer.recv(slice) else {
+                    self.program
+                        .assert_running(format_args!("waiting for a reply to {request}"));
+                    continue;
+                };
                 if from != self.addr {
                     continue;
                 }
