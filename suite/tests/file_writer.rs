@@ -622,6 +622,23 @@ mod stage2_patch_at_offsets {
             let head = s.head(&path);
             s.expect_header(&head, "Upload-Length", "6", "HEAD once the length is known");
             s.assert_data(&path, b"abcdef", false);
+
+            // A PATCH with no body that declares a length equal to the bytes already here
+            // completes the upload there and then.
+            let path = s.create(&[("Upload-Defer-Length", "1")]);
+            s.patch_ok(&path, 0, b"xyz");
+            let reply = s.patch(&path, 3, b"", &[("Upload-Length", "3")]);
+            let sent =
+                "PATCH with no body and Upload-Length: 3, after 3 bytes of a deferred upload";
+            s.expect(&reply, 204, sent);
+            let head = s.head(&path);
+            s.expect_header(&head, "Upload-Length", "3", sent);
+            s.program.expect_json(
+                "{\"event\": \"complete\", \"length\": 3, ...} for the upload whose empty \
+                 PATCH declared its length",
+                PROMPT,
+                |v| v["event"] == "complete" && v["length"] == 3,
+            );
         });
     }
 
