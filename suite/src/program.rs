@@ -290,6 +290,54 @@ impl Program {
         }
     }
 
+    /// Polls `probe` every `every` until it gives a value or `timeout` has passed, and gives up
+    /// early once the program has exited: nothing more will come from it. The probe runs once
+    /// more after the exit is seen, since the program may have done its part just before.
+    pub fn poll_while_running<T>(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
+        probe: impl FnMut(&Program) -> Option<T>,
+    ) -> Option<T> {
+        self.poll_while(timeout, every, false, probe)
+    }
+
+    /// Like [`poll_while_running`](Self::poll_while_running), and gives up as soon as the
+    /// program's stderr shows a panic too: for a server, whose panicking task leaves the process
+    /// up but will never answer. Use it only where no panic can be harmless to what is awaited.
+    pub fn poll_while_healthy<T>(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
+        probe: impl FnMut(&Program) -> Option<T>,
+    ) -> Option<T> {
+        self.poll_while(timeout, every, true, probe)
+    }
+
+    fn poll_while<T>(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
+        or_panic: bool,
+        mut probe: impl FnMut(&Program) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut last_look = false;
+        loop {
+            if let Some(value) = probe(self) {
+                return Some(value);
+            }
+            if last_look || Instant::now() >= deadline {
+                return None;
+            }
+            last_look =
+                self.exited().is_some() || (or_panic && self.stderr().contains(" panicked at "));
+            if !last_look {
+                std::thread::sleep(every.min(deadline.saturating_duration_since(Instant::now())));
+            }
+        }
+    }
+
     /// Sends SIGTERM, as a service manager would.
     pub fn terminate(&mut self) {
         // The `kill` command keeps the suite free of unsafe code and of a libc binding.
@@ -314,7 +362,16 @@ impl Program {
     /// Everything the program wrote to stderr, waiting (briefly, bounded) for the last bytes if
     /// it has ended: a program that just exited may still have stderr in the pipe.
     pub fn final_stderr(&mut self) -> String {
-        if self.wait_exit(Duration::from_millis(300)).is_some()
+        // A panic already shown is the story: a server whose task panicked stays up, and waiting
+        // the full while for an exit that will not come would cost every failing test 300 ms.
+        // A panic on the main thread ends the program within milliseconds, so 50 ms still catch
+        // its exit status.
+        let grace = if self.stderr().contains(" panicked at ") {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(300)
+        };
+        if self.wait_exit(grace).is_some()
             && let Some(reader) = self.stderr_reader.take()
         {
             let deadline = Instant::now() + Duration::from_secs(1);

@@ -283,19 +283,9 @@ impl FakeReceiver {
     fn accept(&mut self, r: &mut Receiver, sender: &mut Program, doing: &str) {
         self.listener.set_nonblocking(true).unwrap();
         let listener = &self.listener;
-        let mut gone = false;
-        let stream = poll_until(PROMPT, Duration::from_millis(10), || {
-            if let Ok((stream, _)) = listener.accept() {
-                return Some(Some(stream));
-            }
-            // One more look after the sender has exited: it may have connected just before.
-            if gone {
-                return Some(None);
-            }
-            gone = sender.exited().is_some();
-            None
-        })
-        .flatten();
+        let stream = sender.poll_while_running(PROMPT, Duration::from_millis(10), |_| {
+            listener.accept().ok().map(|(stream, _)| stream)
+        });
         let Some(stream) = stream else {
             let said = sender.diagnosis();
             r.program.fail(format_args!(

@@ -1342,20 +1342,18 @@ mod stage6_durability {
             let dir = s.dir.path().to_owned();
             // Until 200000 bytes are in, or the upload has exited (it cannot have finished: 3 MB
             // take 3 s through the link), so that a crash is reported at once.
-            let started = poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                let arrived = std::fs::read_dir(&dir).ok().and_then(|entries| {
-                    entries.filter_map(Result::ok).find(|e| {
-                        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-                        !e.file_name().to_string_lossy().contains('.') && len > 200_000
+            let started = first.poll_while_running(
+                Duration::from_secs(20),
+                Duration::from_millis(20),
+                |_| {
+                    std::fs::read_dir(&dir).ok().and_then(|entries| {
+                        entries.filter_map(Result::ok).find(|e| {
+                            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                            !e.file_name().to_string_lossy().contains('.') && len > 200_000
+                        })
                     })
-                });
-                match arrived {
-                    Some(entry) => Some(Some(entry)),
-                    None if first.exited().is_some() => Some(None),
-                    None => None,
-                }
-            })
-            .flatten();
+                },
+            );
             if started.is_none() {
                 first.fail(
                     "`upload` through a 1 MiB/s link: 200000 bytes never arrived (within 20s, \

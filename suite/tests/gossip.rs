@@ -657,10 +657,10 @@ mod stage3_many_nodes {
             }
             let client = workbook_suite::udp::UdpPeer::bind();
             let sent = json!({ "type": "broadcast", "message": 77 });
-            let ok = workbook_suite::poll_until(
+            let ok = programs[0].poll_while_running(
                 Duration::from_secs(5),
                 Duration::from_millis(50),
-                || ask_udp(&client, addrs[0], 1, sent.clone()),
+                |_| ask_udp(&client, addrs[0], 1, sent.clone()),
             );
             if ok.as_ref().map(|b| b["type"].clone()) != Some(json!("broadcast_ok")) {
                 programs[0].fail(format_args!(
@@ -672,10 +672,10 @@ mod stage3_many_nodes {
             }
             let mut msg_id = 10;
             for (i, addr) in addrs.iter().enumerate().skip(1) {
-                let read = workbook_suite::poll_until(
+                let read = programs[i].poll_while_running(
                     Duration::from_secs(10),
                     Duration::from_millis(50),
-                    || {
+                    |_| {
                         msg_id += 1;
                         let body = ask_udp(&client, *addr, msg_id, json!({ "type": "read" }))?;
                         (body["messages"] == json!([77])).then_some(body)

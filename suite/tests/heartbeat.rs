@@ -105,8 +105,24 @@ impl Server {
             Some(page) => page,
             None => {
                 let request = status_request(after);
+                // With hundreds of nodes the likely cause is a reply too large to send at all.
+                let joined = self
+                    .program
+                    .seen()
+                    .iter()
+                    .filter(|line| line.contains("\"joined\""))
+                    .count();
+                let why = if joined > 100 {
+                    format!(
+                        "\n  ({joined} nodes have joined: a reply larger than 65,507 bytes cannot \
+                         be sent as one UDP datagram at all, which is why the contract pages \
+                         replies at MAX_REPLY bytes)"
+                    )
+                } else {
+                    String::new()
+                };
                 self.program.fail(format_args!(
-                    "sent {request} to {} and got no reply within {PROMPT:?}",
+                    "sent {request} to {} and got no reply within {PROMPT:?}{why}",
                     self.addr
                 ))
             }
@@ -1584,6 +1600,8 @@ mod stage7_phi {
                 s.beat("regular", seq);
                 // Pacing, not synchronisation: the rhythm is the input under test.
                 std::thread::sleep(RHYTHM);
+                s.program
+                    .assert_running("it was sent a heartbeat every 200ms");
             }
             let last = Instant::now();
             s.expect_event("dead", "regular", Duration::from_secs(12));

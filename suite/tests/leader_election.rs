@@ -1314,17 +1314,11 @@ mod stage6_fencing {
     #[track_caller]
     fn call(program: &mut Program, addr: SocketAddr, peer: &UdpPeer, request: Value) -> Value {
         // Asked again every 300 ms until a JSON reply, or until the resource has exited.
-        let got = poll_until(PROMPT, Duration::ZERO, || {
+        let got = program.poll_while_running(PROMPT, Duration::ZERO, |_| {
             peer.send_json(addr, &request);
-            let reply = peer
-                .recv(Duration::from_millis(300))
-                .and_then(|(bytes, _)| serde_json::from_slice::<Value>(&bytes).ok());
-            match reply {
-                Some(reply) => Some(Some(reply)),
-                None => program.exited().map(|_| None),
-            }
-        })
-        .flatten();
+            peer.recv(Duration::from_millis(300))
+                .and_then(|(bytes, _)| serde_json::from_slice::<Value>(&bytes).ok())
+        });
         got.unwrap_or_else(|| {
             program.fail(format_args!(
                 "sent {request} to the resource and got no JSON reply"

@@ -330,12 +330,13 @@ mod stage1_ingest {
             c.send_to(tcp, "late:1|c\n");
             // With a 1h flush only the shutdown flush can write them; /metrics tells when both
             // lines have been read.
-            let (http, program) = (c.http, &mut c.program);
-            poll_until(PROMPT, Duration::from_millis(20), || {
-                let read = http_get(http, "/metrics", PROMPT)
-                    .is_ok_and(|r| r.body.contains("metrics_collector_samples_total 2"));
-                (read || program.exited().is_some()).then_some(())
-            });
+            let http = c.http;
+            c.program
+                .poll_while_running(PROMPT, Duration::from_millis(20), |_| {
+                    http_get(http, "/metrics", PROMPT)
+                        .is_ok_and(|r| r.body.contains("metrics_collector_samples_total 2"))
+                        .then_some(())
+                });
             c.program.terminate();
             if c.program.wait_exit(PROMPT).is_none() {
                 c.program
@@ -1325,22 +1326,21 @@ mod stage8_real_clients {
             let conf_arg = conf.to_string_lossy().into_owned();
             // -f: stay in the foreground, so the Program owns it and kills it at the end.
             let mut collectd = Program::start(collectd, &["-f", "-C", &conf_arg]);
-            let (out, program) = (c.out.clone(), &mut c.program);
-            let found = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
-                let o = Output::read(&out);
-                if program.exited().is_some() {
-                    return Some(None);
-                }
-                o.stats
-                    .iter()
-                    .find(|s| {
-                        s.name.starts_with("collectd.edge1.load.load.")
-                            && s.line["sent_ms"].is_u64()
-                    })
-                    .cloned()
-                    .map(Some)
-            })
-            .flatten();
+            let out = c.out.clone();
+            let found = c.program.poll_while_running(
+                Duration::from_secs(20),
+                Duration::from_millis(100),
+                |_| {
+                    Output::read(&out)
+                        .stats
+                        .iter()
+                        .find(|s| {
+                            s.name.starts_with("collectd.edge1.load.load.")
+                                && s.line["sent_ms"].is_u64()
+                        })
+                        .cloned()
+                },
+            );
             let Some(stat) = found else {
                 let seen = c.output().describe();
                 let why = collectd.diagnosis();

@@ -1409,24 +1409,25 @@ mod stage7_limits {
                 .collect();
             let addr = a.addr;
             // Until a 429, or the agent has exited or panicked (no answer will ever come).
-            let refused = poll_until(PROMPT, Duration::from_millis(50), || {
-                match http::request(addr, "GET", "/v1/agent/services", b"", PROMPT) {
-                    Ok(answer) if answer.status == 429 => Some(Some(answer)),
-                    _ if a.program.stderr().contains("panicked") => Some(None),
-                    _ => a.program.exited().map(|_| None),
-                }
-            })
-            .flatten();
+            let refused = a
+                .program
+                .poll_while_healthy(PROMPT, Duration::from_millis(50), |_| {
+                    http::request(addr, "GET", "/v1/agent/services", b"", PROMPT)
+                        .ok()
+                        .filter(|answer| answer.status == 429)
+                });
             if refused.is_none() {
                 a.program
                     .fail("with --max-connections 2 and two idle connections, a third got no 429");
             }
             drop(_idle);
-            let served = poll_until(PROMPT, Duration::from_millis(50), || {
-                let answer =
-                    http::request(a.addr, "GET", "/v1/agent/services", b"", PROMPT).ok()?;
-                (answer.status == 200).then_some(())
-            });
+            let served = a
+                .program
+                .poll_while_healthy(PROMPT, Duration::from_millis(50), |_| {
+                    let answer =
+                        http::request(addr, "GET", "/v1/agent/services", b"", PROMPT).ok()?;
+                    (answer.status == 200).then_some(())
+                });
             if served.is_none() {
                 a.program
                     .fail("after the idle connections closed, requests were still refused");

@@ -44,8 +44,8 @@ pub enum Detector {
 impl Detector {
     /// The hard upper bound on silence, whichever the rule.
     pub fn timeout(&self) -> Duration {
-        // TODO: both variants carry a `timeout`; one `match` with an or-pattern
-        // (`Detector::Timeout { timeout } | Detector::Phi { timeout, .. } => timeout`) returns it.
+        // TODO: both variants carry a `timeout`: one `match` arm can bind it in both (an
+        // or-pattern).
         todo!()
     }
 

@@ -44,7 +44,8 @@ pub struct SeqWindow {
 impl SeqWindow {
     /// A window whose first sequence number is `seq`.
     pub fn new(seq: u64) -> Self {
-        // TODO: `seq` is the highest seen, and the only one seen: bit 0 set.
+        // TODO: `seq` is both the highest seen and the only one seen, in the fields' meaning
+        // above.
         todo!()
     }
 
@@ -220,9 +221,9 @@ impl Membership {
         after: Option<&str>,
         now: Instant,
     ) -> Box<dyn Iterator<Item = NodeStatus> + 'a> {
-        // TODO: `BTreeMap::range((Bound::Excluded(after.to_owned()), Bound::Unbounded))` (or
-        // `..` for `None`) walks the nodes after the cursor in order; `map` each to a `NodeStatus`
-        // (use `millis` for `last_seen_ms_ago`) and return it in a `Box::new(...)`.
+        // TODO: the nodes strictly after the cursor, in id order, each as a `NodeStatus`
+        // (`last_seen_ms_ago` through `millis`), cloning nothing until asked: `BTreeMap::range`
+        // with `std::ops::Bound`, `Iterator::map`, `Box::new`.
         todo!()
     }
 }

@@ -28,9 +28,9 @@ pub enum FrameError {
 pub async fn read_header<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<(Kind, usize), FrameError> {
-    // TODO: `reader.read(&mut header)` once: 0 bytes means the peer closed between frames
-    // (`FrameError::Closed`); then `read_exact` for the rest of the 5 bytes (an end of stream
-    // there is an `io::Error`: the peer left mid-frame); then `protocol::parse_header`.
+    // TODO: tell the two ends apart: a peer that closes between frames is `FrameError::Closed`;
+    // one that leaves within the 5 header bytes is an `io::Error` (it left mid-frame).
+    // `AsyncReadExt::read` and `read_exact`, then `protocol::parse_header`.
     todo!()
 }
 

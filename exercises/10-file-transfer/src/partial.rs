@@ -110,8 +110,9 @@ impl Partial {
 
     /// Records that chunk `index` has been written and verified.
     pub fn mark_held(&mut self, index: u32) -> io::Result<()> {
-        // TODO: set the bit in `held` and `bitmap` (once: a chunk held already changes nothing),
-        // and write the one changed bitmap byte at `32 + index / 8` with `write_all_at`.
+        // TODO: the chunk recorded in memory and in the state file's bitmap (the contract's
+        // layout), writing only the byte that changed; a chunk held already changes nothing.
+        // `FileExt::write_all_at`.
         todo!()
     }
 
@@ -119,8 +120,8 @@ impl Partial {
     /// (atomic: a reader sees the old file or the new one, never a mix), fsync the directory so
     /// the rename itself survives a crash, then drop the state file.
     pub fn finish(self) -> io::Result<()> {
-        // TODO: `sync_all` on the file, `fs::rename`, `File::open(dir)?.sync_all()`, and
-        // `fs::remove_file` the state.
+        // TODO: the four steps of this doc, in its order (`File::sync_all`, `fs::rename`,
+        // `fs::remove_file`): a directory is synced through a `File` opened on it.
         todo!()
     }
 

@@ -153,7 +153,8 @@ pub struct Manifest {
 /// one shorter): the SHA-256 of the block hashes one after the other, as Dropbox publishes it.
 /// An empty file has no block, and the SHA-256 of nothing.
 pub fn content_hash(block_hashes: &[Hash]) -> Hash {
-    // TODO: one `Sha256::new()`, `update` with each hash in order, `finalize().into()`.
+    // TODO: the hashes fed in order to one `Sha256` used as a stream (`Digest::update`,
+    // `finalize`), not joined into a buffer first.
     todo!()
 }
 
@@ -212,7 +213,8 @@ impl Manifest {
 /// The ACCEPT body: the chunk count, then bit `i` (byte `i / 8`, bit `i % 8`, least significant
 /// first) set for each chunk the receiver already holds.
 pub fn encode_accept(held: &[bool]) -> Vec<u8> {
-    // TODO: the count as `u32`, then `held.len().div_ceil(8)` bytes; `bitmap[i / 8] |= 1 << (i % 8)`.
+    // TODO: the layout this doc and the contract give: a big-endian `u32`, then just enough
+    // bytes for the bits (`usize::div_ceil`).
     todo!()
 }
 
