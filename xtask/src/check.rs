@@ -326,6 +326,7 @@ mod tests {
             passed: true,
             message: None,
             skipped: None,
+            notices: Vec::new(),
         };
         let stages = hints::parse("## Stage 2: Track\nUse a map.\n");
         let grouped = by_stage(
@@ -349,6 +350,7 @@ mod tests {
             passed: false,
             message: None,
             skipped: None,
+            notices: Vec::new(),
         };
         let suite = "mod stage1_a {\n    fn zebra() {}\n    fn apple() {}\n}\nmod stage1_b {\n    fn apple() {}\n}\n";
         let grouped = by_stage(

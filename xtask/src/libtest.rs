@@ -15,7 +15,15 @@ pub struct TestOutcome {
     /// line it printed saying so: `skipping: redis-cli is not installed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// For a passing test, what it noticed that a learner should know although the stage passes
+    /// (`notice: ...` lines, printed by `workbook_suite::shown::notice`): a background task that
+    /// panicked, say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
+
+/// How a line a passing test printed starts when it is meant for the learner.
+const NOTICE: &str = "notice: ";
 
 /// Parses the stdout of a libtest run into one outcome per test, in the order they finished.
 /// Ignored tests are left out: the workbook has none.
@@ -35,6 +43,7 @@ pub fn parse(stdout: &str) -> Vec<TestOutcome> {
                 passed,
                 message: None,
                 skipped: None,
+                notices: Vec::new(),
             })
         })
         .collect();
@@ -47,6 +56,11 @@ pub fn parse(stdout: &str) -> Vec<TestOutcome> {
                     .lines()
                     .find(|line| line.trim_start().starts_with("skipping"))
                     .map(|line| line.trim().to_owned());
+                outcome.notices = message
+                    .lines()
+                    .filter(|line| line.starts_with(NOTICE))
+                    .map(|line| line.trim().to_owned())
+                    .collect();
             } else {
                 outcome.message = Some(message);
             }
@@ -134,6 +148,26 @@ test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; 
             Some("skipping: redis-cli is not installed")
         );
         assert!(outcomes[0].message.is_none() && outcomes[1].skipped.is_none());
+    }
+
+    #[test]
+    fn a_passing_test_can_leave_a_notice() {
+        let run = "test stage3_flip::any ... ok
+
+successes:
+
+---- stage3_flip::any stdout ----
+                   notice: the receiver panicked: index out of bounds at src/receiver.rs:9:1
+                   note: run with `RUST_BACKTRACE=1`
+
+                   successes:
+    stage3_flip::any
+";
+        let outcomes = parse(run);
+        assert_eq!(
+            outcomes[0].notices,
+            ["notice: the receiver panicked: index out of bounds at src/receiver.rs:9:1"]
+        );
     }
 
     #[test]

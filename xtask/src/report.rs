@@ -154,6 +154,9 @@ pub fn text_with(reports: &[ProjectReport], style: Style, verbose: bool) -> Stri
                 if let Some(skipped) = &test.skipped {
                     let _ = writeln!(out, "      {}: {skipped}", test.name);
                 }
+                for notice in &test.notices {
+                    let _ = writeln!(out, "      {}: {notice}", test.name);
+                }
             }
             let failing: Vec<&TestOutcome> = s.tests.iter().filter(|t| !t.passed).collect();
             let shown = if verbose { failing.len() } else { 1 };
@@ -308,6 +311,7 @@ mod tests {
             passed,
             message: (!passed).then(|| "expected x\ngot y".to_owned()),
             skipped: None,
+            notices: Vec::new(),
         };
         ProjectReport {
             number: 1,

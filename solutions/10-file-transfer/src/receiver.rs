@@ -276,7 +276,11 @@ pub async fn serve(
     match result {
         Ok(()) => {}
         Err(e) => {
-            info!(%peer, "transfer of {name:?} failed: {e}");
+            // A name is the peer's: quoted and escaped, so that a hostile one cannot forge a line.
+            match &name {
+                Some(name) => info!(%peer, "transfer of {name:?} failed: {e}"),
+                None => info!(%peer, "transfer failed before a manifest was read: {e}"),
+            }
             shared.emit(
                 json!({"event": "failed", "peer": peer.to_string(), "name": name, "error": e.to_string()}),
             );
