@@ -29,6 +29,9 @@ pub enum Fault {
     /// number, 0 for the first connection), then closes both of its sides; every other
     /// connection goes through clean.
     CutNthAfter(usize, u64),
+    /// Forwards this many bytes of every connection, then closes both of its sides: a client
+    /// gets through only by reconnecting, however it spreads its requests over connections.
+    CutEachAfter(u64),
 }
 
 /// A running proxy; it stops, and closes every connection through it, when dropped.
@@ -63,6 +66,7 @@ impl FaultProxy {
                     Fault::Throttle(_) => fault,
                     Fault::CutNthAfter(n, limit) if n == index => Fault::CutAfter(limit),
                     Fault::CutNthAfter(..) => Fault::None,
+                    Fault::CutEachAfter(limit) => Fault::CutAfter(limit),
                     _ if index == 0 => fault,
                     _ => Fault::None,
                 };

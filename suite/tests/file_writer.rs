@@ -729,12 +729,12 @@ mod stage2_patch_at_offsets {
             let data = seeded_bytes(12, 1_000_000);
             let file = work.path().join("cut.bin");
             std::fs::write(&file, &data).expect("write the file to upload");
-            // The proxy cuts the second connection (the first sends the POST; the client may
-            // open the next for the PATCHes) after 300000 bytes, in the middle of a PATCH; the
-            // connections after it go through clean.
+            // The proxy cuts every connection after 300000 bytes, in the middle of a PATCH: the
+            // upload gets through only by reconnecting and resuming, three times at least,
+            // whether the client sends its PATCHes on the POST's connection or on new ones.
             let proxy = workbook_suite::FaultProxy::start(
                 s.addr,
-                workbook_suite::Fault::CutNthAfter(1, 300_000),
+                workbook_suite::Fault::CutEachAfter(300_000),
             )
             .expect("start the cutting proxy");
             let to = format!("http://{}/files/", proxy.addr());

@@ -279,8 +279,12 @@ async fn send_part(
             other => {
                 failures += 1;
                 if failures > config.retries {
+                    let last = match &other {
+                        Ok((status, _)) => format!("the server answered {status}"),
+                        Err(e) => format!("{e:#}"),
+                    };
                     bail!(
-                        "{} failed {failures} times in a row, last: {other:?}",
+                        "{} failed {failures} times in a row; last, {last}",
                         part.url
                     );
                 }
