@@ -144,8 +144,15 @@ impl Collector {
     fn send_to(&mut self, addr: SocketAddr, lines: &str) {
         let sent = TcpStream::connect(addr).and_then(|mut s| s.write_all(lines.as_bytes()));
         if let Err(e) = sent {
+            // A long line is shown by its start and its length.
+            let shown: String = lines.chars().take(80).collect();
+            let more = if shown.len() < lines.len() {
+                format!("... ({} bytes in all)", lines.len())
+            } else {
+                String::new()
+            };
             self.program
-                .fail(format_args!("cannot send {lines:?} to {addr}: {e}"));
+                .fail(format_args!("cannot send {shown:?}{more} to {addr}: {e}"));
         }
     }
 
@@ -721,9 +728,272 @@ fn udp_counts(addr: SocketAddr, name: &str, count: usize) {
     }
 }
 
+/// The suite playing the collector for an agent: it speaks the agent protocol's collector side
+/// by hand, so that a test can see each batch as the agent sealed it and choose what to
+/// acknowledge.
+struct FakeCollector {
+    listener: std::net::TcpListener,
+}
+
+/// One connection from the agent to the [`FakeCollector`].
+struct Session {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+/// A batch as the agent sent it.
+struct SentBatch {
+    seq: u64,
+    received_ms: u64,
+    lines: Vec<String>,
+    bytes: usize,
+}
+
+impl FakeCollector {
+    fn start() -> FakeCollector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        FakeCollector { listener }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("the listener's address")
+    }
+
+    /// Waits for the agent to connect and answers its `HELLO` with `OK taken`.
+    #[track_caller]
+    fn session(&self, agent: &mut Program, taken: u64) -> Session {
+        let listener = &self.listener;
+        let Some(stream) = agent.poll_while_running(PROMPT, Duration::from_millis(10), |_| {
+            listener.accept().ok().map(|(stream, _)| stream)
+        }) else {
+            agent.fail("the agent never connected to the suite's collector");
+        };
+        stream.set_nonblocking(false).expect("a blocking stream");
+        stream
+            .set_read_timeout(Some(PROMPT))
+            .expect("a read timeout");
+        let writer = stream.try_clone().expect("clone the stream");
+        let mut session = Session {
+            reader: std::io::BufReader::new(stream),
+            writer,
+        };
+        let hello = session.line();
+        if !hello.as_deref().is_some_and(|l| l.starts_with("HELLO ")) {
+            agent.fail(format_args!(
+                "expected the agent's first line to be HELLO <id>, got {}",
+                workbook_suite::shown::or(&hello, "nothing")
+            ));
+        }
+        session.send(&format!("OK {taken}\n"));
+        session
+    }
+}
+
+impl Session {
+    fn line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => Some(line.trim_end().to_owned()),
+            _ => None,
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        // The agent may have gone: what it did then is the test's to judge.
+        let _ = self.writer.write_all(text.as_bytes());
+    }
+
+    /// The next `BATCH` the agent sends, failing the test with `doing` if none comes in time.
+    #[track_caller]
+    fn batch(&mut self, agent: &mut Program, doing: &str) -> SentBatch {
+        use std::io::Read;
+        let header = self.line();
+        let parsed = header.as_deref().and_then(|h| {
+            let mut words = h.strip_prefix("BATCH ")?.split(' ');
+            let seq = words.next()?.parse::<u64>().ok()?;
+            let received_ms = words.next()?.parse::<u64>().ok()?;
+            let bytes = words.next()?.parse::<usize>().ok()?;
+            Some((seq, received_ms, bytes))
+        });
+        let Some((seq, received_ms, bytes)) = parsed.filter(|p| p.2 <= 1 << 20) else {
+            agent.fail(format_args!(
+                "{doing}: expected a `BATCH <seq> <received-ms> <bytes>` header within {PROMPT:?}, got {}",
+                workbook_suite::shown::or(&header, "nothing")
+            ));
+        };
+        let mut body = vec![0; bytes];
+        if self.reader.read_exact(&mut body).is_err() {
+            agent.fail(format_args!(
+                "{doing}: the agent sent `BATCH {seq} {received_ms} {bytes}` but not its {bytes} bytes"
+            ));
+        }
+        let lines = String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        SentBatch {
+            seq,
+            received_ms,
+            lines,
+            bytes,
+        }
+    }
+}
+
+/// Starts an agent with exactly `args` (and `--listen 127.0.0.1:0 --to to`).
+fn start_agent_with(to: SocketAddr, args: &[&str]) -> (Program, SocketAddr) {
+    let to = to.to_string();
+    let mut all = vec!["agent", "--listen", "127.0.0.1:0", "--to", &to];
+    all.extend_from_slice(args);
+    let mut program = Program::start(&bin(), &all);
+    let addr = program.listening();
+    (program, addr)
+}
+
 mod stage5_agent {
     use super::*;
     use workbook_suite::{Fault, FaultProxy};
+
+    #[test]
+    fn a_batch_is_sealed_at_batch_lines_or_after_batch_wait() {
+        bounded(LIMIT, || {
+            let collector = FakeCollector::start();
+            let (mut agent, local) =
+                start_agent_with(collector.addr(), &["--batch", "50", "--batch-wait", "2s"]);
+            let mut session = collector.session(&mut agent, 0);
+            let before = now_ms();
+            // 120 lines in twelve datagrams of ten: two full batches at once, then 20 lines
+            // that wait out --batch-wait.
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+            for _ in 0..12 {
+                socket
+                    .send_to("sealed:1|c\n".repeat(10).as_bytes(), local)
+                    .expect("send a datagram");
+            }
+            let expected = [(1, 50), (2, 50), (3, 20)];
+            for (seq, lines) in expected {
+                let doing = format!(
+                    "120 lines sent in datagrams of 10 to an agent with --batch 50 --batch-wait 2s \
+                     (batches of 50, 50 and 20 expected); batch {seq}"
+                );
+                let batch = session.batch(&mut agent, &doing);
+                if batch.seq != seq || batch.lines.len() != lines {
+                    agent.fail(format_args!(
+                        "{doing}: expected BATCH {seq} with {lines} lines, got BATCH {} with {} \
+                         lines",
+                        batch.seq,
+                        batch.lines.len()
+                    ));
+                }
+                if batch.received_ms + 5_000 < before || batch.received_ms > now_ms() + 5_000 {
+                    agent.fail(format_args!(
+                        "{doing}: its received-ms {} is not the agent's clock (now {})",
+                        batch.received_ms,
+                        now_ms()
+                    ));
+                }
+                if let Some(line) = batch.lines.iter().find(|l| *l != "sealed:1|c") {
+                    agent.fail(format_args!(
+                        "{doing}: expected the lines as sent, `sealed:1|c`, got `{line}`"
+                    ));
+                }
+                session.send(&format!("ACK {seq}\n"));
+            }
+        });
+    }
+
+    #[test]
+    fn sigterm_waits_for_the_collector_to_acknowledge() {
+        bounded(LIMIT, || {
+            let collector = FakeCollector::start();
+            let (mut agent, local) =
+                start_agent_with(collector.addr(), &["--batch", "10", "--batch-wait", "10s"]);
+            let mut session = collector.session(&mut agent, 0);
+            udp_counts(local, "held", 10);
+            let batch = session.batch(&mut agent, "10 lines to an agent with --batch 10");
+            // Unacknowledged, batch 1 keeps the agent up after SIGTERM (for up to 5 s).
+            agent.terminate();
+            if let Some(status) = agent.wait_exit(Duration::from_millis(300)) {
+                agent.fail(format_args!(
+                    "sent SIGTERM while batch {} was unacknowledged; the agent exited ({status}) \
+                     at once instead of waiting up to 5 s for the ACK",
+                    batch.seq
+                ));
+            }
+            let acked = Instant::now();
+            session.send(&format!("ACK {}\n", batch.seq));
+            let stopped =
+                agent.expect_json("the stopped event", PROMPT, |v| v["event"] == "stopped");
+            if agent.wait_exit(Duration::from_secs(3)).is_none() || stopped["unacked"] != 0 {
+                agent.fail(format_args!(
+                    "after SIGTERM, the ACK of its only batch should let the agent exit at once \
+                     with {{\"event\":\"stopped\",\"unacked\":0}}; it printed {stopped} and \
+                     had not exited {:.1} s after the ACK",
+                    acked.elapsed().as_secs_f64()
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn past_max_buffer_the_oldest_unacknowledged_batches_are_dropped() {
+        bounded(LIMIT, || {
+            let collector = FakeCollector::start();
+            let (mut agent, local) = start_agent_with(
+                collector.addr(),
+                &[
+                    "--batch",
+                    "10",
+                    "--batch-wait",
+                    "10s",
+                    "--max-buffer",
+                    "1KiB",
+                    "--max-backoff",
+                    "200ms",
+                ],
+            );
+            // A collector that takes every batch and acknowledges none.
+            let mut session = collector.session(&mut agent, 0);
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+            for i in 0..30 {
+                let lines = format!("buffered.{i:02}:1|c\n").repeat(10);
+                socket
+                    .send_to(lines.as_bytes(), local)
+                    .expect("send a datagram");
+            }
+            let doing =
+                "30 batches of 10 lines, none acknowledged, to an agent with --max-buffer 1KiB";
+            let mut seq = 0;
+            while seq < 30 {
+                seq = session.batch(&mut agent, doing).seq;
+            }
+            agent.expect_json("a dropped event", PROMPT, |v| {
+                v["event"] == "dropped" && v["batches"].as_u64().is_some_and(|n| n > 0)
+            });
+            // The next session gets only what the agent still holds: the newest, within 1 KiB.
+            drop(session);
+            let mut again = collector.session(&mut agent, 0);
+            let mut resent = Vec::new();
+            while resent.last().is_none_or(|b: &SentBatch| b.seq < 30) {
+                resent.push(again.batch(&mut agent, "the resend after a reconnection"));
+            }
+            let seqs: Vec<u64> = resent.iter().map(|b| b.seq).collect();
+            let bytes: usize = resent.iter().map(|b| b.bytes).sum();
+            let contiguous = seqs.windows(2).all(|w| w[1] == w[0] + 1);
+            if seqs[0] == 1 || !contiguous || bytes > 1024 {
+                agent.fail(format_args!(
+                    "{doing}: after a reconnection expected only the newest batches, in order and \
+                     within 1024 bytes, ending with 30; it resent {} ({bytes} bytes)",
+                    workbook_suite::shown::listed(&seqs, "none")
+                ));
+            }
+        });
+    }
 
     #[test]
     fn the_agent_forwards_batches_to_the_collector() {
@@ -954,7 +1224,7 @@ mod stage6_prometheus {
     fn metrics_are_exposed_with_help_and_type() {
         bounded(LIMIT, || {
             let mut c = Collector::start(&[]);
-            c.send_tcp("api.hits:3|c|#code:200\napi.temp:21.5|g\napi.lat:100|ms\n");
+            c.send_tcp("api.hits:3|c|#code:200\napi.temp:21.5|g\napi.lat:100|ms\n5xx-errors:2|c\n");
             c.wait_for("api.hits", |o| o.last("stats.gauges.api.temp").is_some());
             let body = scrape(&mut c);
             for (family, kind) in [
@@ -973,11 +1243,23 @@ mod stage6_prometheus {
                 ("api_temp", 21.5),
                 ("api_lat_seconds_count", 1.0),
                 ("api_lat_seconds_sum", 0.1),
+                // A leading digit is not allowed in a Prometheus name: it gets a `_`.
+                ("_5xx_errors_total", 2.0),
             ] {
                 let got = exposed(&body, series);
                 assert!(
                     got == Some(want),
                     "expected the sample {series} {want}, got {}:\n{body}",
+                    sample(got)
+                );
+            }
+            // One timing of 100 ms: every quantile is 0.1 s, within the sketch's 1%.
+            for q in ["0.5", "0.9", "0.99"] {
+                let series = format!("api_lat_seconds{{quantile=\"{q}\"}}");
+                let got = exposed(&body, &series);
+                assert!(
+                    got.is_some_and(|v| (v - 0.1).abs() <= 0.001),
+                    "one timing of 100ms: expected the sample {series} 0.1 (seconds), got {}:\n{body}",
                     sample(got)
                 );
             }
@@ -1062,6 +1344,33 @@ mod stage7_hostile {
             });
             assert_eq!(out.malformed("line_too_long"), 1, "{}", out.describe());
             c.program.assert_running("after a 100 kB line");
+        });
+    }
+
+    #[test]
+    fn a_line_past_the_limit_in_one_read_is_refused_too() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&["--max-line", "1KiB"]);
+            // Both lines arrive whole in one write: one of 1,011 bytes and one of 1,111, with
+            // its newline in the same read, which no skipping-to-the-newline ever sees.
+            let under = format!("u{}:1|c", "n".repeat(1_004));
+            let over = format!("o{}:1|c", "v".repeat(1_104));
+            c.send_tcp(&format!("{under}\n{over}\nlast:1|c\n"));
+            let out = c.wait_for("last", |o| o.sum("stats_counts.last") == 1.0);
+            let (kept, taken) = (
+                out.sum(&format!("stats_counts.{}", &under[..under.len() - 4])),
+                out.sum(&format!("stats_counts.{}", &over[..over.len() - 4])),
+            );
+            if kept != 1.0 || taken != 0.0 || out.malformed("line_too_long") != 1 {
+                c.program.fail(format_args!(
+                    "with --max-line 1KiB, sent a counter line of {} bytes, one of {} and `last:1|c` \
+                     in one write; expected the first counted, the second refused as \
+                     line_too_long; got {kept} and {taken}, line_too_long {}",
+                    under.len(),
+                    over.len(),
+                    out.malformed("line_too_long")
+                ));
+            }
         });
     }
 
