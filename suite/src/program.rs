@@ -362,11 +362,11 @@ impl Program {
     /// Everything the program wrote to stderr, waiting (briefly, bounded) for the last bytes if
     /// it has ended: a program that just exited may still have stderr in the pipe.
     pub fn final_stderr(&mut self) -> String {
-        // A panic already shown is the story: a server whose task panicked stays up, and waiting
-        // the full while for an exit that will not come would cost every failing test 300 ms.
-        // A panic on the main thread ends the program within milliseconds, so 50 ms still catch
-        // its exit status.
-        let grace = if self.stderr().contains(" panicked at ") {
+        // A panic in a task is the story: a server whose task panicked stays up, and waiting the
+        // full while for an exit that will not come would cost every failing test 300 ms. A
+        // panic on the main thread ends the program, so its exit is still worth the wait.
+        let stderr = self.stderr();
+        let grace = if stderr.contains(" panicked at ") && !stderr.contains("thread 'main'") {
             Duration::from_millis(50)
         } else {
             Duration::from_millis(300)

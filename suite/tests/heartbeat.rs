@@ -106,6 +106,8 @@ impl Server {
             None => {
                 let request = status_request(after);
                 // With hundreds of nodes the likely cause is a reply too large to send at all.
+                // The events waiting on stdout are read first: `seen` holds only those taken.
+                while self.program.next_line(Duration::ZERO).is_some() {}
                 let joined = self
                     .program
                     .seen()

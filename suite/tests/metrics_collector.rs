@@ -875,6 +875,7 @@ mod stage5_agent {
                     .send_to("sealed:1|c\n".repeat(10).as_bytes(), local)
                     .expect("send a datagram");
             }
+            let sent = Instant::now();
             let expected = [(1, 50), (2, 50), (3, 20)];
             for (seq, lines) in expected {
                 let doing = format!(
@@ -900,6 +901,15 @@ mod stage5_agent {
                 if let Some(line) = batch.lines.iter().find(|l| *l != "sealed:1|c") {
                     agent.fail(format_args!(
                         "{doing}: expected the lines as sent, `sealed:1|c`, got `{line}`"
+                    ));
+                }
+                // Its first line came after the datagrams were sent, so its wait ends 2 s later
+                // at the earliest (load can only make it later).
+                if seq == 3 && sent.elapsed() < Duration::from_millis(1_900) {
+                    agent.fail(format_args!(
+                        "{doing}: the last 20 lines should wait out --batch-wait 2s; they came \
+                         {:.2} s after they were sent",
+                        sent.elapsed().as_secs_f64()
                     ));
                 }
                 session.send(&format!("ACK {seq}\n"));
@@ -929,11 +939,16 @@ mod stage5_agent {
             session.send(&format!("ACK {}\n", batch.seq));
             let stopped =
                 agent.expect_json("the stopped event", PROMPT, |v| v["event"] == "stopped");
-            if agent.wait_exit(Duration::from_secs(3)).is_none() || stopped["unacked"] != 0 {
+            // Waiting out the whole 5 s would put the event about 4.7 s after the ACK.
+            let after_ack = acked.elapsed();
+            let exited = agent.wait_exit(Duration::from_secs(3)).is_some();
+            if after_ack > Duration::from_secs(3) || !exited || stopped["unacked"] != 0 {
                 agent.fail(format_args!(
                     "after SIGTERM, the ACK of its only batch should let the agent exit at once \
-                     with {{\"event\":\"stopped\",\"unacked\":0}}; it printed {stopped} and \
-                     had not exited {:.1} s after the ACK",
+                     with {{\"event\":\"stopped\",\"unacked\":0}}; it printed {stopped} \
+                     {:.1} s after the ACK, and had {} exited {:.1} s after it",
+                    after_ack.as_secs_f64(),
+                    if exited { "" } else { "not " },
                     acked.elapsed().as_secs_f64()
                 ));
             }
@@ -1038,6 +1053,36 @@ mod stage5_agent {
                 (8.0, 2),
                 "four distinct batches of 2, two resent: 8 counted, 2 duplicates\n  {}",
                 out.describe()
+            );
+        });
+    }
+
+    #[test]
+    fn a_batch_split_across_reads_is_taken_whole() {
+        bounded(LIMIT, || {
+            let mut c = Collector::start(&[]);
+            let mut conn = c.agent_conn();
+            c.exchange(&mut conn, "HELLO edge-split\n", Some("OK 0"));
+            let t = now_ms();
+            // `half:1|c\nwhole:1|c\n` (19 bytes): the header and the body up to `wh`, then the
+            // rest. The collector must wait for the whole body before it takes the batch.
+            let first = format!("BATCH 1 {t} 19\nhalf:1|c\nwh");
+            if let Err(e) = conn.send(first.as_bytes()) {
+                c.program.fail(format_args!("cannot send {first:?}: {e}"));
+            }
+            // Pacing, not synchronisation: the two parts should reach the collector apart.
+            std::thread::sleep(Duration::from_millis(100));
+            c.exchange(&mut conn, "ole:1|c\n", Some("ACK 1"));
+            let out = c.wait_for("half and whole", |o| {
+                o.sum("stats_counts.half") >= 1.0 && o.sum("stats_counts.whole") >= 1.0
+            });
+            c.check(
+                out.sum("stats_counts.half") == 1.0 && out.sum("stats_counts.whole") == 1.0,
+                format_args!(
+                    "a batch of `half:1|c` and `whole:1|c` sent in two writes 100 ms apart, \
+                     split inside `whole`: expected each counted once\n  {}",
+                    out.describe()
+                ),
             );
         });
     }
@@ -1351,7 +1396,7 @@ mod stage7_hostile {
     fn a_line_past_the_limit_in_one_read_is_refused_too() {
         bounded(LIMIT, || {
             let mut c = Collector::start(&["--max-line", "1KiB"]);
-            // Both lines arrive whole in one write: one of 1,011 bytes and one of 1,111, with
+            // Both lines arrive whole in one write: one of 1,009 bytes and one of 1,109, with
             // its newline in the same read, which no skipping-to-the-newline ever sees.
             let under = format!("u{}:1|c", "n".repeat(1_004));
             let over = format!("o{}:1|c", "v".repeat(1_104));

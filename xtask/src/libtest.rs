@@ -58,7 +58,7 @@ pub fn parse(stdout: &str) -> Vec<TestOutcome> {
                     .map(|line| line.trim().to_owned());
                 outcome.notices = message
                     .lines()
-                    .filter(|line| line.starts_with(NOTICE))
+                    .filter(|line| line.trim_start().starts_with(NOTICE))
                     .map(|line| line.trim().to_owned())
                     .collect();
             } else {
@@ -152,17 +152,14 @@ test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; 
 
     #[test]
     fn a_passing_test_can_leave_a_notice() {
-        let run = "test stage3_flip::any ... ok
-
-successes:
-
----- stage3_flip::any stdout ----
-                   notice: the receiver panicked: index out of bounds at src/receiver.rs:9:1
-                   note: run with `RUST_BACKTRACE=1`
-
-                   successes:
-    stage3_flip::any
-";
+        // The notice comes after another line of the test's output, unindented as libtest
+        // prints it.
+        let run = "test stage3_flip::any ... ok\n\nsuccesses:\n\n\
+---- stage3_flip::any stdout ----\n\
+first line\n\
+notice: the receiver panicked: index out of bounds at src/receiver.rs:9:1\n\
+note: run with `RUST_BACKTRACE=1`\n\n\
+successes:\n    stage3_flip::any\n";
         let outcomes = parse(run);
         assert_eq!(
             outcomes[0].notices,

@@ -110,8 +110,9 @@ impl Partial {
 
     /// Records that chunk `index` has been written and verified.
     pub fn mark_held(&mut self, index: u32) -> io::Result<()> {
-        // TODO: the chunk recorded in memory and in the state file's bitmap (the contract's
-        // layout), writing only the byte that changed; a chunk held already changes nothing.
+        // TODO: the chunk recorded in memory (`held` and `held_count`) and in the state file's
+        // bitmap (the contract's layout), writing only the byte that changed; a chunk held
+        // already changes nothing.
         // `FileExt::write_all_at`.
         todo!()
     }
