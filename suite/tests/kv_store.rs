@@ -287,6 +287,20 @@ mod stage2_commands {
     use super::*;
 
     #[test]
+    fn an_expiry_option_without_its_amount_is_a_syntax_error() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            for option in ["EX", "PX"] {
+                s.expect_error(&mut c, &["SET", "k", "v", option], "ERR syntax error");
+                s.expect_error(&mut c, &["SET", "k", "v", "NX", option], "ERR syntax error");
+            }
+            s.expect(&mut c, &["GET", "k"], &nil());
+            s.expect(&mut c, &["SET", "k", "v"], &ok());
+        });
+    }
+
+    #[test]
     fn set_get_del_exists() {
         bounded(LIMIT, || {
             let mut s = start(&[]);
@@ -395,6 +409,79 @@ fn multi_key(args: &[&str]) {
         &["MSET", "a"],
         "ERR wrong number of arguments for 'mset' command",
     );
+}
+
+/// Redis's glob rules, as `KEYS` applies them to a set of keys.
+mod stage2_patterns {
+    use super::*;
+
+    #[test]
+    fn keys_patterns_match_as_redis_does() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let long = "k".repeat(100);
+            let keys = [
+                "hello", "hallo", "hxllo", "hllo", "heeeello", "h-llo", "a*", "ab", &long,
+            ];
+            for key in keys {
+                s.expect(&mut c, &["SET", key, "1"], &ok());
+            }
+            let (k99, k101) = ("k".repeat(99), "k".repeat(101));
+            let (long_q, star_long) = (format!("{k99}?"), format!("*{k99}"));
+            let cases: [(&str, &[&str]); 16] = [
+                ("h?llo", &["h-llo", "hallo", "hello", "hxllo"]),
+                (
+                    "h*llo",
+                    &["h-llo", "hallo", "heeeello", "hello", "hllo", "hxllo"],
+                ),
+                ("h[ae]llo", &["hallo", "hello"]),
+                ("h[^e]llo", &["h-llo", "hallo", "hxllo"]),
+                ("h[a-b]llo", &["hallo"]),
+                // A range, then a member after it in the same class.
+                ("h[a-ex]llo", &["hallo", "hello", "hxllo"]),
+                ("h[^a-cx]llo", &["h-llo", "hello"]),
+                // A reversed range is read low to high.
+                ("h[e-a]llo", &["hallo", "hello"]),
+                // `\` makes the next character literal, in and out of a class.
+                ("a\\*", &["a*"]),
+                ("h\\-llo", &["h-llo"]),
+                ("a*", &["a*", "ab"]),
+                // Patterns of more than 64 positions: 100 literal characters, and stars.
+                (&long, &[&long]),
+                (&long_q, &[&long]),
+                (&star_long, &[&long]),
+                (&k101, &[]),
+                (
+                    "*llo*",
+                    &["h-llo", "hallo", "heeeello", "hello", "hllo", "hxllo"],
+                ),
+            ];
+            // A 100-byte key is shown as `k x 100`.
+            let short = |k: &str| {
+                if k.len() > 20 {
+                    format!("{} x {}", &k[..1], k.len())
+                } else {
+                    k.to_owned()
+                }
+            };
+            let all: Vec<String> = keys.iter().map(|k| short(k)).collect();
+            for (pattern, expected) in cases {
+                let got = sorted_keys(&mut s, &mut c, pattern);
+                if got != expected {
+                    let expected: Vec<String> = expected.iter().map(|k| short(k)).collect();
+                    let got: Vec<String> = got.iter().map(|k| short(k)).collect();
+                    s.program.fail(format_args!(
+                        "with the keys {}, sent KEYS {}: expected {} (in any order), got {}",
+                        listed(&all),
+                        short(pattern),
+                        listed(&expected),
+                        listed(&got)
+                    ));
+                }
+            }
+        });
+    }
 }
 
 mod stage2_client {
@@ -838,6 +925,37 @@ mod stage6_hostile {
     fn an_endless_inline_line_is_refused() {
         bounded(LIMIT, || {
             refused(&vec![b'a'; 100 * 1024], "ERR Protocol error")
+        });
+    }
+
+    #[test]
+    fn a_long_inline_line_behind_a_large_request_is_refused() {
+        bounded(LIMIT, || {
+            // One write: a SET of a 300 KiB value, then a 70 KiB inline line with its end. The
+            // buffer that grew for the value may hold the whole line at once.
+            let value = vec![b'v'; 300 * 1024];
+            let mut wire =
+                format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+            wire.extend_from_slice(&value);
+            wire.extend_from_slice(b"\r\n");
+            wire.extend(std::iter::repeat_n(b'a', 70 * 1024));
+            wire.extend_from_slice(b"\r\n");
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let _ = c.send_raw(&wire);
+            let first = c.read(PROMPT);
+            let second = c.read(PROMPT);
+            let refused =
+                matches!(&second, Ok(Resp::Error(e)) if e.starts_with("ERR Protocol error"));
+            if first != Ok(ok()) || !refused {
+                s.program.fail(format_args!(
+                    "sent SET big <300 KiB> and a 70 KiB inline line in one write: expected OK, \
+                     then an error starting with \"ERR Protocol error\" (the line is over 64 KiB), \
+                     got {} and {}",
+                    shown(&first),
+                    shown(&second)
+                ));
+            }
         });
     }
 
