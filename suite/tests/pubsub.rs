@@ -651,6 +651,39 @@ mod stage4_wildcards_and_queues {
     }
 
     #[test]
+    fn a_subject_of_forty_tokens_is_matched_too() {
+        bounded(LIMIT, || {
+            let mut b = broker(&[]);
+            let subject: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+            let subject = subject.join(".");
+            let mut sub = b.client();
+            let patterns = [("t0.>", "1"), (subject.as_str(), "2"), ("*.t1.>", "3")];
+            for (pattern, sid) in patterns {
+                b.subscribe(&mut sub, pattern, None, sid);
+            }
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[(subject.as_str(), b"deep".to_vec())]);
+            let doing = "subscribed to t0.>, to the 40-token subject t0.t1...t39 itself and to \
+                         *.t1.>, then published to that subject";
+            let mut sids: Vec<String> = b
+                .receive(&mut sub, 3, doing)
+                .into_iter()
+                .map(|frame| match frame {
+                    Frame::Msg { sid, .. } => sid,
+                    other => other.to_string(),
+                })
+                .collect();
+            sids.sort();
+            if sids != ["1", "2", "3"] {
+                b.program.fail(format_args!(
+                    "{doing}: expected one message for each of sids 1, 2 and 3, got {}",
+                    sids.join(", ")
+                ));
+            }
+        });
+    }
+
+    #[test]
     fn a_star_inside_a_token_is_a_literal() {
         bounded(LIMIT, || {
             matching("a*.b", &["ax.b", "a*.b", "a.b"], &["a*.b"]);
@@ -1339,6 +1372,30 @@ mod stage7_hostile_input {
             );
             b.send(&mut c, b"UNSUB 1\r\n");
             b.subscribe(&mut c, "c", None, "3");
+        });
+    }
+
+    #[test]
+    fn a_subscription_that_reached_its_max_frees_its_slot() {
+        bounded(LIMIT, || {
+            // One subscription that stays, and five in turn, each gone after its one message: a
+            // limit of 3 is never reached if each leaves when it has delivered its last.
+            let mut b = broker(&["--max-subscriptions", "3"]);
+            let mut c = b.client();
+            let mut publisher = b.client();
+            b.subscribe(&mut c, "keep", None, "0");
+            for i in 1..=5 {
+                let sid = i.to_string();
+                b.subscribe(&mut c, "once", None, &sid);
+                b.send(&mut c, format!("UNSUB {sid} 1\r\n").as_bytes());
+                b.sync(&mut c, format_args!("SUB once {sid}, UNSUB {sid} 1"));
+                b.publish(&mut publisher, &[("once", format!("m{i}").into_bytes())]);
+                b.expect(&mut c, b"", &[msg("once", &sid, &format!("m{i}"))]);
+            }
+            b.subscribe(&mut c, "a", None, "10");
+            b.subscribe(&mut c, "b", None, "11");
+            b.publish(&mut publisher, &[("keep", b"kept".to_vec())]);
+            b.expect(&mut c, b"", &[msg("keep", "0", "kept")]);
         });
     }
 
