@@ -73,6 +73,22 @@ impl Server {
         )
     }
 
+    /// Fails unless a `dead` event of a node that beat every 200ms came after enough silence
+    /// for phi to pass 8: with the mean at least about 190ms and the deviation floored at half
+    /// of it, that takes over 680ms (about 720ms with the given `normal_tail`, 760ms with an
+    /// exact normal tail); load can only make it later.
+    #[track_caller]
+    fn expect_not_before_phi(&mut self, dead: &Value, beats: &str) {
+        let silent = dead["silent_ms"].as_u64().unwrap_or(0);
+        if silent < 600 {
+            self.program.fail(format_args!(
+                "after {beats}, with --threshold 8, the node was declared dead after {silent}ms \
+                 of silence: phi passes 8 only after about 700ms (mean 200ms, deviation floored \
+                 at 100ms): {dead}"
+            ));
+        }
+    }
+
     /// Waits for the event `{"event": kind, "node": ...}` for every one of `nodes`, in any
     /// order: nodes that fall silent together may be declared in one sweep or in the next, so
     /// the order of their events is not part of the contract.
@@ -1606,19 +1622,46 @@ mod stage7_phi {
                     .assert_running("it was sent a heartbeat every 200ms");
             }
             let last = Instant::now();
-            s.expect_event("dead", "regular", Duration::from_secs(12));
+            let dead = s.expect_event("dead", "regular", Duration::from_secs(12));
             let after = last.elapsed();
             if after > Duration::from_secs(4) {
                 s.program.fail(format_args!(
                     "with --detector phi, a node beating every 200ms should be dead well before the 10s timeout once silent; it took {after:.2?}"
                 ));
             }
+            s.expect_not_before_phi(&dead, "12 heartbeats 200ms apart");
             let (server, _) = s.status();
             if server["detector"] != "phi" {
                 s.program.fail(format_args!(
                     "expected server.detector \"phi\", got {server}"
                 ));
             }
+        });
+    }
+
+    #[test]
+    fn phi_decides_from_the_second_interval() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            // Three heartbeats: two intervals, the fewest phi judges by.
+            for seq in 1..=3 {
+                s.beat("brief", seq);
+                if seq < 3 {
+                    // Pacing, not synchronisation: the rhythm is the input under test.
+                    std::thread::sleep(RHYTHM);
+                }
+            }
+            let last = Instant::now();
+            let dead = s.expect_event("dead", "brief", Duration::from_secs(12));
+            let after = last.elapsed();
+            if after > Duration::from_secs(4) {
+                s.program.fail(format_args!(
+                    "with --detector phi, a node with two intervals of 200ms is phi's to judge, \
+                     and dead well before the 10s timeout once silent; it took {:.2} s",
+                    after.as_secs_f64()
+                ));
+            }
+            s.expect_not_before_phi(&dead, "3 heartbeats 200ms apart");
         });
     }
 
