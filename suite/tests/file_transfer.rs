@@ -459,7 +459,25 @@ mod stage2_many_chunks {
             let src = tempfile::tempdir().unwrap();
             let data = seeded_bytes(2, 8 << 20);
             let path = file(src.path(), "big.bin", &data);
-            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let sent = send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            // Not a terminal: plain progress lines, each whole tenth once and in order (128
+            // chunks reach every one of them), never 100% (the last line says "sent").
+            let tenths: Vec<String> = sent
+                .stdout
+                .iter()
+                .filter_map(|l| l.strip_prefix("big.bin: "))
+                .filter_map(|l| l.split_once("% (").map(|(pct, _)| pct.to_owned()))
+                .collect();
+            let expected: Vec<String> = (1..=9).map(|t| (t * 10).to_string()).collect();
+            if tenths != expected {
+                r.program.fail(format_args!(
+                    "sent 8 MiB in 128 chunks with stdout not a terminal; expected the progress \
+                     lines `big.bin: 10% (...)` to `big.bin: 90% (...)`, each once and in order, \
+                     got the percentages {} in the lines {}",
+                    workbook_suite::shown::listed(&tenths, "none"),
+                    workbook_suite::shown::listed(&sent.stdout, "none")
+                ));
+            }
             let started = r.event("started", "big.bin");
             if started["chunks"] != 128
                 || started["chunk_size"] != 65536
@@ -800,6 +818,27 @@ mod stage4_resume {
     }
 
     #[test]
+    fn a_resumed_transfer_still_gives_the_plain_sha256() {
+        bounded(LIMIT, || {
+            // The plain hash reads the chunks held before the cut back from the disk.
+            let mut r = Receiver::start(&["--sha256"]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "summed-resume.bin");
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let complete = r.event("complete", "summed-resume.bin");
+            let want = hex(&sha256(&data));
+            if complete["sha256"] != want.as_str() {
+                r.program.fail(format_args!(
+                    "with `recv --sha256`, a transfer cut after 2 of 4 MiB and resumed: expected \
+                     \"sha256\": \"{want}\" (the whole file's, the chunks held before the cut \
+                     included) in the complete event, got {complete}"
+                ));
+            }
+            r.assert_file("summed-resume.bin", &data);
+        });
+    }
+
+    #[test]
     fn a_cut_connection_resumes_with_only_the_missing_chunks() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
@@ -827,6 +866,42 @@ mod stage4_resume {
                     sent.stdout
                 ));
             }
+        });
+    }
+
+    #[test]
+    fn a_partial_file_with_a_second_link_is_not_resumed_into() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "linked.bin");
+            // Between the runs, someone links the kept partial file from outside DIR: writing
+            // into it now would write into their file.
+            let outside = tempfile::tempdir_in(r.dir.path().parent().unwrap()).unwrap();
+            let theirs = outside.path().join("theirs.bin");
+            let partial = r.path(".linked.bin.ft-partial");
+            if let Err(e) = std::fs::hard_link(&partial, &theirs) {
+                r.program.fail(format_args!(
+                    "after a cut transfer, expected a partial file {partial:?} to link to: {e}"
+                ));
+            }
+            let before = std::fs::read(&theirs).unwrap_or_default();
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "linked.bin");
+            let after = std::fs::read(&theirs).unwrap_or_default();
+            if after != before || started["held"] != 0 {
+                r.program.fail(format_args!(
+                    "the kept partial file of linked.bin had a second link, outside DIR; \
+                     expected the next send to start afresh in a new file (\"held\": 0) and \
+                     leave the linked file as it was; got {started}, and the linked file {}",
+                    if after == before {
+                        "unchanged"
+                    } else {
+                        "written into"
+                    }
+                ));
+            }
+            r.assert_file("linked.bin", &data);
         });
     }
 
@@ -1072,7 +1147,17 @@ mod stage4_resume {
             let mut r = Receiver::start(&["--partial-ttl", "1s"]);
             let src = tempfile::tempdir().unwrap();
             cut_at_half(&mut r, src.path(), "stale.bin", 30, 1 << 20);
+            let cut = Instant::now();
             let discarded = r.event("discarded", "stale.bin");
+            // Swept every quarter of the TTL, it goes between 1 s and 1.25 s after its last
+            // write, which came before `cut`.
+            if cut.elapsed() > Duration::from_secs(3) {
+                r.program.fail(format_args!(
+                    "cut a 1 MiB transfer with --partial-ttl 1s; expected it discarded within \
+                     1.25 s (a sweep every quarter of the TTL), it took {:.1} s",
+                    cut.elapsed().as_secs_f64()
+                ));
+            }
             if discarded["reason"] != "expired" || discarded["bytes"] != 1 << 20 {
                 r.program.fail(format_args!(
                     "cut a 1 MiB transfer with --partial-ttl 1s; expected a discarded event with \"reason\": \"expired\" and \"bytes\": 1048576, got {discarded}"
@@ -1461,6 +1546,51 @@ mod stage6_hostile {
                 r.program.fail(format_args!(
                     "after a manifest that lied, expected its partial file discarded; the directory holds {left} entries"
                 ));
+            }
+        });
+    }
+
+    #[test]
+    fn the_largest_manifest_the_contract_allows_is_accepted() {
+        bounded(LIMIT, || {
+            // A 200-byte name and 262,144 chunks of 1 KiB (256 MiB): the longest manifest there
+            // can be, 8,388,899 bytes. Its chunk hashes need not be right to be accepted.
+            let mut r = Receiver::start(&[]);
+            let name = "m".repeat(200);
+            let chunks = 262_144usize;
+            let hashes = vec![[0u8; 32]; chunks];
+            let body = manifest_with(
+                name.as_bytes(),
+                chunks as u64 * 1024,
+                1024,
+                [0; 32],
+                &hashes,
+            );
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &body));
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent a manifest of {} bytes (a 200-byte name, 262,144 chunks of 1 KiB, the \
+                     contract's most); expected ACCEPT, got {}",
+                    body.len(),
+                    outcome(&other)
+                )),
+            }
+            // One byte more is refused from its header alone, long before --frame-timeout
+            // (60 s): the receiver never waits for, or makes room for, a body that long.
+            let mut over = Raw::connect(&mut r);
+            let len = u32::try_from(body.len() + 1).expect("under 4 GiB");
+            let mut header = len.to_be_bytes().to_vec();
+            header.push(MANIFEST);
+            over.send(&header);
+            match over.read_frame(PROMPT) {
+                Ok(Frame { kind: ERROR, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent a MANIFEST header declaring {len} bytes, one more than the largest \
+                     manifest; expected an ERROR frame at once, got {}",
+                    outcome(&other)
+                )),
             }
         });
     }
