@@ -83,6 +83,9 @@ struct Measured {
     ingested: u64,
     latency: Duration,
     peak_rss_kib: u64,
+    /// CPU time (user and system) the receiver spent from the first byte sent to the report:
+    /// steadier than the rate on a shared machine, where the wall clock counts others' work.
+    cpu_s: f64,
 }
 
 /// Runs the StatsD loads (TCP, UDP) and the Graphite load against each pair of receivers.
@@ -131,6 +134,17 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<C
             ours.peak_rss_kib / 1024,
             theirs.latency.as_secs_f64(),
             theirs.peak_rss_kib / 1024,
+        );
+        let per_cpu = |m: &Measured| m.ingested as f64 / m.cpu_s.max(1e-3);
+        println!(
+            "{:<14} CPU time: ours {:.2} s ({:.0} samples per CPU-second); {peer} {:.2} s ({:.0}): \
+             {:.2}x",
+            "",
+            ours.cpu_s,
+            per_cpu(&ours),
+            theirs.cpu_s,
+            per_cpu(&theirs),
+            per_cpu(&ours) / per_cpu(&theirs),
         );
         for (who, m) in [("ours", &ours), (peer, &theirs)] {
             if m.ingested != load.samples {
@@ -466,6 +480,7 @@ fn drive(
     // Every byte is laid out before the clock starts: the time is the receiver's, not the
     // formatting's.
     let prepared = Prepared::new(load, kind);
+    let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     prepared.send(addr)?;
     let sent = Instant::now();
@@ -488,6 +503,7 @@ fn drive(
         ingested: last,
         latency: grew.saturating_duration_since(sent),
         peak_rss_kib: peak_rss_kib(pid),
+        cpu_s: cpu_seconds(pid) - cpu_before,
     })
 }
 
@@ -630,6 +646,23 @@ fn send_udp(addr: SocketAddr, lines: &Lines) -> Result<()> {
         socket.send_to(&lines.bytes[range], addr)?;
     }
     Ok(())
+}
+
+/// A process's CPU time so far, user and system, in seconds (0 if unknown): fields 14 and 15
+/// of `/proc/PID/stat`, after the command name in parentheses, in clock ticks (`USER_HZ`,
+/// 100 on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, after)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    // `after` starts at field 3 (the state): utime and stime are its 12th and 13th.
+    let mut fields = after.split_ascii_whitespace().skip(11);
+    let ticks = |f: Option<&str>| f.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    let (user, system) = (ticks(fields.next()), ticks(fields.next()));
+    (user + system) as f64 / 100.0
 }
 
 /// A process's peak resident set size in KiB (`VmHWM`), 0 if unknown.
