@@ -7,7 +7,7 @@
 //! connections, and StatsD over UDP in datagrams of at most 1,400 bytes sent as fast as one
 //! socket can. Every byte is laid out before the clock starts (a chunk of whole periods of
 //! each connection's lines, written over and over), so the generator costs the receiver only
-//! the kernel's copies; its own ceiling, into a reader that only counts lines, is printed
+//! the kernel's copies; its own ceiling, into a reader that only counts bytes, is printed
 //! after the table. What counts is what each receiver reports it ingested:
 //! - the collector: the `samples` of its `flush` events;
 //! - StatsD: the counters its graphite backend flushes (`stats_counts.load.*`), to a listener
@@ -172,7 +172,7 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<C
     ] {
         let sink = measure_sink(load, kind)?;
         println!(
-            "{label:<14} the load generator into a reader that only counts lines: {:.0} \
+            "{label:<14} the load generator into a reader that only counts bytes: {:.0} \
              samples/s ({} of {})",
             sink.rate, sink.ingested, load.samples
         );
@@ -324,11 +324,14 @@ fn measure_statsd(statsd: &Path, dir: &Path, load: &Load, kind: Kind) -> Result<
     })
 }
 
-/// A receiver that does nothing but count the newlines it reads: how fast the load generator
-/// itself can go, on this machine, with nothing else to do.
+/// A receiver that does nothing but count the bytes it reads: how fast the load generator and
+/// loopback go, on this machine, with nothing else to do. It counts bytes rather than lines
+/// because xtask is a debug build, in which a loop over every byte would be the bound; the
+/// samples are the bytes' share of the load's (exact once every byte is in; over UDP, where
+/// some are lost, close: the lost datagrams' lines are of the same lengths).
 fn measure_sink(load: &Load, kind: Kind) -> Result<Measured> {
+    let total = Prepared::new(load, kind).bytes().max(1);
     let seen = Arc::new(AtomicU64::new(0));
-    let count = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count() as u64;
     let port = if kind == Kind::StatsdUdp {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         let port = socket.local_addr()?.port();
@@ -336,7 +339,7 @@ fn measure_sink(load: &Load, kind: Kind) -> Result<Measured> {
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             while let Ok(n) = socket.recv(&mut buf) {
-                counted.fetch_add(count(&buf[..n]), Ordering::Relaxed);
+                counted.fetch_add(n as u64, Ordering::Relaxed);
             }
         });
         port
@@ -348,9 +351,9 @@ fn measure_sink(load: &Load, kind: Kind) -> Result<Measured> {
             for mut stream in listener.incoming().map_while(Result::ok) {
                 let counted = Arc::clone(&counted);
                 std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 65_536];
+                    let mut buf = vec![0u8; 256 * 1024];
                     while let Ok(n @ 1..) = std::io::Read::read(&mut stream, &mut buf) {
-                        counted.fetch_add(count(&buf[..n]), Ordering::Relaxed);
+                        counted.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 });
             }
@@ -358,7 +361,8 @@ fn measure_sink(load: &Load, kind: Kind) -> Result<Measured> {
         port
     };
     drive(load, kind, port, std::process::id(), || {
-        seen.load(Ordering::Relaxed)
+        let bytes = seen.load(Ordering::Relaxed);
+        (u128::from(bytes) * u128::from(load.samples) / u128::from(total)) as u64
     })
 }
 
@@ -599,6 +603,17 @@ impl Prepared {
             })
             .collect();
         Prepared { kind, shares }
+    }
+
+    /// The bytes the whole load sends.
+    fn bytes(&self) -> u64 {
+        self.shares
+            .iter()
+            .map(|lines| {
+                let (chunks, rest) = lines.split();
+                chunks * lines.bytes.len() as u64 + lines.prefix(rest).len() as u64
+            })
+            .sum()
     }
 
     fn send(&self, addr: SocketAddr) -> Result<()> {
