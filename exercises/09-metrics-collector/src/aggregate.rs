@@ -6,10 +6,11 @@
 //! kinds, stage 4 for the percentiles, stage 7 for the series limit), with the private `new_state`
 //! and `report`. The key, the report types and the private state types are given.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use hashbrown::HashTable;
 use hdrhistogram::Histogram;
 
 use crate::protocol::{Kind, Sample, Value};
@@ -148,15 +149,18 @@ struct Timer {
 
 #[derive(Debug)]
 struct Series {
+    /// The router's hash of `key`, kept so that the table can grow without hashing again.
+    hash: u64,
+    key: SeriesKey,
     state: State,
     /// `(first, last)` receive times in this interval; `None` when nothing came in it.
     seen: Option<(u64, u64)>,
 }
 
-/// One shard: the series whose keys hash to it.
+/// One shard: the series whose keys hash to it, found by the router's hash of their key.
 #[derive(Debug)]
 pub struct Shard {
-    series: HashMap<SeriesKey, Series>,
+    series: HashTable<Series>,
     limits: Arc<Limits>,
 }
 
@@ -171,17 +175,21 @@ impl Shard {
     /// An empty shard under the shared `limits`.
     pub fn new(limits: Arc<Limits>) -> Self {
         Shard {
-            series: HashMap::new(),
+            series: HashTable::new(),
             limits,
         }
     }
 
-    /// Adds one sample to its series, creating the series if the limit allows.
-    pub fn add(&mut self, stamped: Stamped) {
+    /// Adds one sample to its series, creating the series if the limit allows. `hash` is the
+    /// router's hash of the sample's series key ([`crate::pipeline::Router::hash`]): the same
+    /// key must always come with the same hash.
+    pub fn add(&mut self, hash: u64, stamped: Stamped) {
         // TODO: the sample folded into its series (kind, name, tags) as the contract's "StatsD" and
-        // "Graphite plaintext" define each kind, with `seen` its first and last `received_ms`. A
-        // new series takes a slot of `limits.live`; with `max_series` taken it is dropped and
-        // counted in `limits.overflow`. A set counts at most `max_set_size` members.
+        // "Graphite plaintext" define each kind, with `seen` its first and last `received_ms`. The
+        // series is found by `hash` (`HashTable::find_mut(hash, same key)`), a new one added with
+        // `insert_unique(hash, series, |s| s.hash)`: nothing is hashed here. A new series takes a
+        // slot of `limits.live`; with `max_series` taken it is dropped and counted in
+        // `limits.overflow`. A set counts at most `max_set_size` members.
         // `Histogram::record` (microseconds).
         todo!()
     }
@@ -191,7 +199,7 @@ impl Shard {
     pub fn flush(&mut self) -> Vec<Report> {
         // TODO: the reports of every series that had samples since the last flush (`report`);
         // gauges kept through GAUGE_IDLE_FLUSHES idle flushes, every other series forgotten, and
-        // their slots of `limits.live` given back. `HashMap::retain`.
+        // their slots of `limits.live` given back. `HashTable::retain`.
         todo!()
     }
 }

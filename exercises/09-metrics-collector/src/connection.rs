@@ -84,13 +84,14 @@ impl Ingest {
         received_ms: u64,
         out: &mut Vec<Stamped>,
     ) {
-        // TODO: split `bytes` on '\n', strip a trailing '\r', and hand each line to `parse_line`.
+        // TODO: split `bytes` on '\n', strip a trailing '\r', and hand each line to `parse_line`;
+        //   then add the samples it took to `counters.samples`, once (every reader shares it).
         todo!()
     }
 
     fn parse_line(&self, line: &[u8], parse: Parser, received_ms: u64, out: &mut Vec<Stamped>) {
         // TODO: skip blank lines; longer than `max_line` is `LineTooLong`; not UTF-8 is
-        //   `NotUtf8`; else `parse`. On success count `samples` and push a `Stamped`; on error `refuse`.
+        //   `NotUtf8`; else `parse`. On success push a `Stamped`; on error `refuse`.
         todo!()
     }
 }

@@ -3,7 +3,12 @@
 //! sends a worker one batch per read. A flush is a message like any other on the same queue, so
 //! it reports exactly the samples sent to the worker before it.
 //!
-//! Your task (stage 1): [`Router::start`], [`Router::shard_of`], [`Router::send`],
+//! Each sample's series key is hashed once, here, with a keyed SipHash (`RandomState`): the
+//! hash picks the worker and travels with the sample, and the worker's table finds the series
+//! by it without hashing again. Series names come from the network, and a keyed hash is what
+//! keeps a sender from choosing names that all collide.
+//!
+//! Your task (stage 1): [`Router::start`], [`Router::hash`], [`Router::shard_of`], [`Router::send`],
 //! [`Router::flush`] and the private `worker`. The messages, the counters and the error are given.
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -19,8 +24,8 @@ use crate::protocol::{Reason, Sample};
 /// A message to a worker.
 #[derive(Debug)]
 pub enum Msg {
-    /// Samples for the worker's shard.
-    Samples(Vec<Stamped>),
+    /// Samples for the worker's shard, each with its [`Router::hash`].
+    Samples(Vec<(u64, Stamped)>),
     /// Report the interval and start the next.
     Flush(oneshot::Sender<Vec<Report>>),
 }
@@ -73,10 +78,21 @@ impl Router {
         self.workers.len()
     }
 
-    /// The worker that owns `sample`'s series.
-    pub fn shard_of(&self, sample: &Sample) -> usize {
-        // TODO: hash the kind, the name and the tags with `self.hasher.build_hasher()`, then
-        //   `finish() % workers`: the same series always goes to the same worker.
+    /// The keyed hash of `sample`'s series (its kind, name and tags): it picks the worker, and
+    /// the worker's table finds the series by it.
+    pub fn hash(&self, sample: &Sample) -> u64 {
+        // TODO: hash the kind, the name and the tags with `self.hasher.build_hasher()` and
+        //   `finish()`: the same series always gets the same hash.
+        todo!()
+    }
+
+    /// The worker that owns the series of this [`Router::hash`]. It reads the hash's middle
+    /// bits (24 to 55), which the worker's table does not use: the table takes its bucket from
+    /// the low bits and its tag byte from the top 7, and a shard whose hashes all shared them
+    /// would crowd its table.
+    pub fn shard_of(&self, hash: u64) -> usize {
+        // TODO: bits 24 to 55 of `hash` (a `u32`), times `workers`, shifted right by 32: a
+        //   number below `workers`, the same for the same hash.
         todo!()
     }
 
@@ -86,8 +102,9 @@ impl Router {
     /// # Errors
     /// [`Closed`] when the workers have stopped.
     pub async fn send(&self, samples: Vec<Stamped>) -> Result<(), Closed> {
-        // TODO: group the samples by `shard_of` into one `Vec` per worker and `send(Msg::Samples(..))`
-        //   each non-empty one (awaiting: a full queue slows the reader). A send error is `Closed`.
+        // TODO: hash each sample once (`hash`), group `(hash, sample)` by `shard_of(hash)` into one
+        //   `Vec` per worker and `send(Msg::Samples(..))` each non-empty one (awaiting: a full
+        //   queue slows the reader). A send error is `Closed`.
         todo!()
     }
 
@@ -103,7 +120,7 @@ impl Router {
 }
 
 async fn worker(mut rx: mpsc::Receiver<Msg>, mut shard: Shard) {
-    // TODO: `while let Some(msg) = rx.recv().await`: add samples to the shard, or answer a flush
-    //   with `shard.flush()`.
+    // TODO: `while let Some(msg) = rx.recv().await`: add samples to the shard with their hash
+    //   (`shard.add(hash, sample)`), or answer a flush with `shard.flush()`.
     todo!()
 }

@@ -228,6 +228,15 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn finite(text: &str) -> Result<f64, ProtocolError> {
+    // Most values are small integers (a count of 1): up to 15 digits, the sum of the digits is
+    // exact in an `f64`, and is what `parse` would give, without its general algorithm.
+    let digits = text.as_bytes();
+    if (1..=15).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        return Ok(n as f64);
+    }
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(ProtocolError::BadValue),

@@ -2,10 +2,11 @@
 //! nothing here locks: the only shared state is the count of live series, an atomic, which
 //! enforces `--max-series` across all shards.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use hashbrown::HashTable;
 use hdrhistogram::Histogram;
 
 use crate::protocol::{Kind, Sample, Value};
@@ -144,15 +145,18 @@ struct Timer {
 
 #[derive(Debug)]
 struct Series {
+    /// The router's hash of `key`, kept so that the table can grow without hashing again.
+    hash: u64,
+    key: SeriesKey,
     state: State,
     /// `(first, last)` receive times in this interval; `None` when nothing came in it.
     seen: Option<(u64, u64)>,
 }
 
-/// One shard: the series whose keys hash to it.
+/// One shard: the series whose keys hash to it, found by the router's hash of their key.
 #[derive(Debug)]
 pub struct Shard {
-    series: HashMap<SeriesKey, Series>,
+    series: HashTable<Series>,
     limits: Arc<Limits>,
 }
 
@@ -184,23 +188,24 @@ impl Shard {
     /// An empty shard under the shared `limits`.
     pub fn new(limits: Arc<Limits>) -> Self {
         Shard {
-            series: HashMap::new(),
+            series: HashTable::new(),
             limits,
         }
     }
 
-    /// Adds one sample to its series, creating the series if the limit allows.
-    pub fn add(&mut self, stamped: Stamped) {
+    /// Adds one sample to its series, creating the series if the limit allows. `hash` is the
+    /// router's hash of the sample's series key ([`crate::pipeline::Router::hash`]): the same
+    /// key must always come with the same hash.
+    pub fn add(&mut self, hash: u64, stamped: Stamped) {
         let Stamped {
             sample,
             received_ms,
         } = stamped;
-        let key = SeriesKey {
-            kind: sample.value.kind(),
-            name: sample.name,
-            tags: sample.tags,
+        let kind = sample.value.kind();
+        let same = |s: &Series| {
+            s.key.kind == kind && s.key.name == sample.name && s.key.tags == sample.tags
         };
-        let series = match self.series.get_mut(&key) {
+        let series = match self.series.find_mut(hash, same) {
             Some(series) => series,
             None => {
                 let live = self.limits.live.fetch_add(1, Ordering::Relaxed);
@@ -209,10 +214,19 @@ impl Shard {
                     self.limits.overflow.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                self.series.entry(key).or_insert(Series {
+                let series = Series {
+                    hash,
+                    key: SeriesKey {
+                        kind,
+                        name: sample.name,
+                        tags: sample.tags,
+                    },
                     state: new_state(&sample.value),
                     seen: None,
-                })
+                };
+                self.series
+                    .insert_unique(hash, series, |s| s.hash)
+                    .into_mut()
             }
         };
         series.seen = Some(match series.seen {
@@ -268,10 +282,10 @@ impl Shard {
     pub fn flush(&mut self) -> Vec<Report> {
         let mut reports = Vec::new();
         let mut removed = 0;
-        self.series.retain(|key, series| {
+        self.series.retain(|series| {
             if let Some((first_ms, last_ms)) = series.seen.take() {
                 reports.push(Report {
-                    key: key.clone(),
+                    key: series.key.clone(),
                     first_ms,
                     last_ms,
                     data: report(&series.state),
@@ -342,10 +356,19 @@ mod tests {
     }
 
     fn add(shard: &mut Shard, line: &str) {
-        shard.add(Stamped {
-            sample: parse_statsd(line).unwrap(),
-            received_ms: 7,
-        });
+        let sample = parse_statsd(line).unwrap();
+        // Any hash will do, so long as one key always gets the same one.
+        let hash = std::hash::BuildHasher::hash_one(
+            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+            (sample.value.kind(), &sample.name, &sample.tags),
+        );
+        shard.add(
+            hash,
+            Stamped {
+                sample,
+                received_ms: 7,
+            },
+        );
     }
 
     #[test]

@@ -79,10 +79,17 @@ impl Ingest {
         received_ms: u64,
         out: &mut Vec<Stamped>,
     ) {
+        let before = out.len();
         for line in bytes.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             self.parse_line(line, parse, received_ms, out);
         }
+        // One add per read, not per sample: every reader shares this counter, and an atomic
+        // add per line would pass its cache line between the cores thousands of times a read.
+        let taken = out.len() - before;
+        self.counters
+            .samples
+            .fetch_add(taken as u64, Ordering::Relaxed);
     }
 
     fn parse_line(&self, line: &[u8], parse: Parser, received_ms: u64, out: &mut Vec<Stamped>) {
@@ -97,7 +104,6 @@ impl Ingest {
             .and_then(parse);
         match parsed {
             Ok(sample) => {
-                self.counters.samples.fetch_add(1, Ordering::Relaxed);
                 out.push(Stamped {
                     sample,
                     received_ms,

@@ -2,6 +2,11 @@
 //! aggregation workers, each the only owner of its shard. No lock is taken per sample; a reader
 //! sends a worker one batch per read. A flush is a message like any other on the same queue, so
 //! it reports exactly the samples sent to the worker before it.
+//!
+//! Each sample's series key is hashed once, here, with a keyed SipHash (`RandomState`): the
+//! hash picks the worker and travels with the sample, and the worker's table finds the series
+//! by it without hashing again. Series names come from the network, and a keyed hash is what
+//! keeps a sender from choosing names that all collide.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -16,8 +21,8 @@ use crate::protocol::{Reason, Sample};
 /// A message to a worker.
 #[derive(Debug)]
 pub enum Msg {
-    /// Samples for the worker's shard.
-    Samples(Vec<Stamped>),
+    /// Samples for the worker's shard, each with its [`Router::hash`].
+    Samples(Vec<(u64, Stamped)>),
     /// Report the interval and start the next.
     Flush(oneshot::Sender<Vec<Report>>),
 }
@@ -79,13 +84,23 @@ impl Router {
         self.workers.len()
     }
 
-    /// The worker that owns `sample`'s series.
-    pub fn shard_of(&self, sample: &Sample) -> usize {
+    /// The keyed hash of `sample`'s series (its kind, name and tags): it picks the worker, and
+    /// the worker's table finds the series by it.
+    pub fn hash(&self, sample: &Sample) -> u64 {
         let mut h = self.hasher.build_hasher();
         sample.value.kind().hash(&mut h);
         sample.name.hash(&mut h);
         sample.tags.hash(&mut h);
-        (h.finish() % self.workers.len() as u64) as usize
+        h.finish()
+    }
+
+    /// The worker that owns the series of this [`Router::hash`]. It reads the hash's middle
+    /// bits (24 to 55), which the worker's table does not use: the table takes its bucket from
+    /// the low bits and its tag byte from the top 7, and a shard whose hashes all shared them
+    /// would crowd its table.
+    pub fn shard_of(&self, hash: u64) -> usize {
+        let middle = (hash >> 24) & 0xffff_ffff;
+        ((middle * self.workers.len() as u64) >> 32) as usize
     }
 
     /// Sends `samples` to their workers, waiting while a worker's queue is full (so a fast TCP
@@ -97,19 +112,20 @@ impl Router {
         if samples.is_empty() {
             return Ok(());
         }
+        let hashed = samples.into_iter().map(|s| (self.hash(&s.sample), s));
         if self.workers.len() == 1 {
             return self.workers[0]
-                .send(Msg::Samples(samples))
+                .send(Msg::Samples(hashed.collect()))
                 .await
                 .map_err(|_| Closed);
         }
         // Room for an even share each (and a little more), so that a batch rarely grows.
-        let share = samples.len() / self.workers.len() + samples.len() / 8;
-        let mut by_shard: Vec<Vec<Stamped>> = (0..self.workers.len())
+        let share = hashed.len() / self.workers.len() + hashed.len() / 8;
+        let mut by_shard: Vec<Vec<(u64, Stamped)>> = (0..self.workers.len())
             .map(|_| Vec::with_capacity(share))
             .collect();
-        for s in samples {
-            by_shard[self.shard_of(&s.sample)].push(s);
+        for (hash, s) in hashed {
+            by_shard[self.shard_of(hash)].push((hash, s));
         }
         for (worker, batch) in self.workers.iter().zip(by_shard) {
             if !batch.is_empty() {
@@ -141,7 +157,7 @@ impl Router {
 async fn worker(mut rx: mpsc::Receiver<Msg>, mut shard: Shard) {
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Samples(samples) => samples.into_iter().for_each(|s| shard.add(s)),
+            Msg::Samples(samples) => samples.into_iter().for_each(|(hash, s)| shard.add(hash, s)),
             Msg::Flush(reply) => {
                 let _ = reply.send(shard.flush());
             }

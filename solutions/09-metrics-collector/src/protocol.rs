@@ -223,6 +223,15 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn finite(text: &str) -> Result<f64, ProtocolError> {
+    // Most values are small integers (a count of 1): up to 15 digits, the sum of the digits is
+    // exact in an `f64`, and is what `parse` would give, without its general algorithm.
+    let digits = text.as_bytes();
+    if (1..=15).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        return Ok(n as f64);
+    }
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(ProtocolError::BadValue),
@@ -238,16 +247,20 @@ pub const MAX_TIMER_MS: f64 = 3_600_000.0;
 /// # Errors
 /// The [`ProtocolError`] naming what is wrong.
 pub fn parse_statsd(line: &str) -> Result<Sample, ProtocolError> {
-    let (name, rest) = line.split_once(':').ok_or(ProtocolError::Syntax)?;
+    // Byte searches rather than `str::split`: every separator is ASCII, so each index is a
+    // character boundary, and a line is a few dozen bytes, too short for the general searcher.
+    let (name, rest) = split_at_byte(line, b':');
+    let rest = rest.ok_or(ProtocolError::Syntax)?;
     if !valid_name(name) {
         return Err(ProtocolError::BadName);
     }
-    let mut fields = rest.split('|');
-    let value = fields.next().unwrap_or_default();
-    let kind = fields.next().ok_or(ProtocolError::Syntax)?;
+    let (value, rest) = split_at_byte(rest, b'|');
+    let (kind, mut fields) = split_at_byte(rest.ok_or(ProtocolError::Syntax)?, b'|');
     let mut rate = 1.0;
     let mut tags = Vec::new();
-    for field in fields {
+    while let Some(rest) = fields {
+        let (field, next) = split_at_byte(rest, b'|');
+        fields = next;
         if let Some(r) = field.strip_prefix('@') {
             rate = match r.parse::<f64>() {
                 Ok(r) if r > 0.0 && r <= 1.0 => r,
@@ -289,6 +302,14 @@ pub fn parse_statsd(line: &str) -> Result<Sample, ProtocolError> {
         tags,
         value,
     })
+}
+
+/// `text` before the first `byte` (an ASCII separator), and what follows it if it is there.
+fn split_at_byte(text: &str, byte: u8) -> (&str, Option<&str>) {
+    match text.bytes().position(|b| b == byte) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    }
 }
 
 /// Parses one Graphite plaintext line (without its newline): `PATH VALUE TIMESTAMP`.

@@ -5,15 +5,23 @@
 //! The load is this module's own, the same yardstick for every receiver: counters
 //! `load.sN:1|c` (StatsD) or points `load.sN 1 TS` (Graphite) over S series, over C TCP
 //! connections, and StatsD over UDP in datagrams of at most 1,400 bytes sent as fast as one
-//! socket can. What counts is what each receiver reports it ingested:
+//! socket can. Every byte is laid out before the clock starts (a chunk of whole periods of
+//! each connection's lines, written over and over), so the generator costs the receiver only
+//! the kernel's copies; its own ceiling, into a reader that only counts bytes, is printed
+//! after the table. What counts is what each receiver reports it ingested:
 //! - the collector: the `samples` of its `flush` events;
 //! - StatsD: the counters its graphite backend flushes (`stats_counts.load.*`), to a listener
 //!   here;
-//! - carbon-cache: its own `metricsReceived`, written each second to its whisper file (read with
-//!   Debian's `python3-whisper`). Its defaults are kept (500 updates/s, 50 creates a minute),
-//!   but for `CACHE_WRITE_STRATEGY = naive`: under the default `sorted`, the load's series,
-//!   with many points each, are always written before the one point a second of
-//!   `metricsReceived`, and the count would show up late.
+//! - carbon-cache: its own `metricsReceived`, written each second to its whisper file (read
+//!   here). Its defaults are kept (500 updates/s, 50 creates a minute), but for
+//!   `CACHE_WRITE_STRATEGY = naive`: under the default `sorted`, the load's series, with many
+//!   points each, are always written before the one point a second of `metricsReceived`, and
+//!   the count would show up late. The load starts once carbon has created that file: carbon
+//!   drops the points of a metric it may not create yet, and the load's 1,000 new series
+//!   would spend the 50 creates first (the count read 0, or a few percent, when it did not
+//!   wait). Its count can still come short: two of its once-a-second counts that fall in one
+//!   second (its timer late under load) share one whisper slot, and the second replaces the
+//!   first.
 //!
 //! Each rate is the samples ingested over the time from the first byte sent until the last
 //! sample was reported, so it includes one flush interval (200 ms for the collector and StatsD;
@@ -40,7 +48,7 @@ use crate::projects::Project;
 use crate::tree::Tree;
 
 /// How long a receiver may take to report the last sample after the load has been sent.
-const REPORT_LIMIT: Duration = Duration::from_secs(60);
+const REPORT_LIMIT: Duration = Duration::from_secs(120);
 
 /// After the load is sent, how long a total may stay the same before it counts as final (UDP,
 /// where some may be lost).
@@ -49,8 +57,9 @@ const SETTLED: Duration = Duration::from_secs(2);
 /// The load.
 #[derive(Debug, clap::Args)]
 pub struct Load {
-    /// Samples per run.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Samples per run: enough that the one flush interval each rate includes (200 ms) is a
+    /// small part of the collector's time, not most of it (at a million, it was).
+    #[arg(long, default_value_t = 5_000_000)]
     samples: u64,
     /// TCP connections at once.
     #[arg(long, default_value_t = 4)]
@@ -74,6 +83,9 @@ struct Measured {
     ingested: u64,
     latency: Duration,
     peak_rss_kib: u64,
+    /// CPU time (user and system) the receiver spent from the first byte sent to the report:
+    /// steadier than the rate on a shared machine, where the wall clock counts others' work.
+    cpu_s: f64,
 }
 
 /// Runs the StatsD loads (TCP, UDP) and the Graphite load against each pair of receivers.
@@ -123,6 +135,17 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<C
             theirs.latency.as_secs_f64(),
             theirs.peak_rss_kib / 1024,
         );
+        let per_cpu = |m: &Measured| m.ingested as f64 / m.cpu_s.max(1e-3);
+        println!(
+            "{:<14} CPU time: ours {:.2} s ({:.0} samples per CPU-second); {peer} {:.2} s ({:.0}): \
+             {:.2}x",
+            "",
+            ours.cpu_s,
+            per_cpu(&ours),
+            theirs.cpu_s,
+            per_cpu(&theirs),
+            per_cpu(&ours) / per_cpu(&theirs),
+        );
         for (who, m) in [("ours", &ours), (peer, &theirs)] {
             if m.ingested != load.samples {
                 // Lost over UDP; over TCP, not reported within the time allowed.
@@ -141,6 +164,18 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, load: &Load) -> Result<C
             ours: ours.rate,
             theirs: theirs.rate,
         });
+    }
+    // The yardstick's own ceiling: if a receiver came near it, the generator was the bound.
+    for (label, kind) in [
+        ("StatsD TCP", Kind::StatsdTcp),
+        ("StatsD UDP", Kind::StatsdUdp),
+    ] {
+        let sink = measure_sink(load, kind)?;
+        println!(
+            "{label:<14} the load generator into a reader that only counts bytes: {:.0} \
+             samples/s ({} of {})",
+            sink.rate, sink.ingested, load.samples
+        );
     }
     if let Some(svg) = &load.latency_svg {
         latency(&binary, &dir, load, svg)?;
@@ -289,6 +324,48 @@ fn measure_statsd(statsd: &Path, dir: &Path, load: &Load, kind: Kind) -> Result<
     })
 }
 
+/// A receiver that does nothing but count the bytes it reads: how fast the load generator and
+/// loopback go, on this machine, with nothing else to do. It counts bytes rather than lines
+/// because xtask is a debug build, in which a loop over every byte would be the bound; the
+/// samples are the bytes' share of the load's (exact once every byte is in; over UDP, where
+/// some are lost, close: the lost datagrams' lines are of the same lengths).
+fn measure_sink(load: &Load, kind: Kind) -> Result<Measured> {
+    let total = Prepared::new(load, kind).bytes().max(1);
+    let seen = Arc::new(AtomicU64::new(0));
+    let port = if kind == Kind::StatsdUdp {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let port = socket.local_addr()?.port();
+        let counted = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok(n) = socket.recv(&mut buf) {
+                counted.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+        port
+    } else {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let counted = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let counted = Arc::clone(&counted);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut stream, &mut buf) {
+                        counted.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        port
+    };
+    drive(load, kind, port, std::process::id(), || {
+        let bytes = seen.load(Ordering::Relaxed);
+        (u128::from(bytes) * u128::from(load.samples) / u128::from(total)) as u64
+    })
+}
+
 /// carbon-cache in the foreground with a configuration of its own under `dir`, reporting its
 /// own metrics every second.
 fn measure_carbon(dir: &Path, load: &Load) -> Result<Measured> {
@@ -330,7 +407,20 @@ fn measure_carbon(dir: &Path, load: &Load) -> Result<Measured> {
         waited = wait_for_port(line);
     }
     waited.context("carbon-cache did not start listening within 30 s")?;
-    let whisper = home.join("storage/whisper/carbon/agents");
+    // Its own metrics must have their files before the load: under MAX_CREATES_PER_MINUTE,
+    // the load's 1,000 new series spend the creates, and carbon drops the points of a metric
+    // it may not create yet, `metricsReceived` included (then it would report nothing).
+    let agents = home.join("storage/whisper/carbon/agents");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let whisper = loop {
+        if let Some(file) = received_file(&agents) {
+            break file;
+        }
+        if Instant::now() > deadline {
+            bail!("carbon-cache did not create its metricsReceived file within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let measured = drive(load, Kind::Graphite, line, guard.0.id(), || {
         metrics_received(&whisper)
     });
@@ -339,28 +429,46 @@ fn measure_carbon(dir: &Path, load: &Load) -> Result<Measured> {
     measured
 }
 
-/// The sum of carbon-cache's `metricsReceived` over the last hour, read from its whisper file.
-fn metrics_received(agents: &Path) -> u64 {
-    let Some(file) = std::fs::read_dir(agents)
+/// carbon-cache's `metricsReceived` whisper file, once it exists.
+fn received_file(agents: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(agents)
         .into_iter()
         .flatten()
         .flatten()
         .map(|agent| agent.path().join("metricsReceived.wsp"))
         .find(|p| p.is_file())
-    else {
+}
+
+/// The sum of carbon-cache's `metricsReceived` points in its whisper file, read here rather
+/// than with a Python process per poll (which would take CPU from carbon). The file is fresh
+/// and its archive holds an hour, so every point with a timestamp is one of this run's. The
+/// format (whisper 1.1): a 16-byte header whose last big-endian `u32` is the archive count,
+/// then per archive `offset, seconds per point, points` (`u32` each), then the points,
+/// `timestamp: u32, value: f64`, big-endian.
+fn metrics_received(file: &Path) -> u64 {
+    let Ok(data) = std::fs::read(file) else {
         return 0;
     };
-    let script = "import sys, time, whisper\n\
-                  _, values = whisper.fetch(sys.argv[1], time.time() - 3600)\n\
-                  print(int(sum(v for v in values if v)))\n";
-    Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(&file)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    let word = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (Some(offset), Some(points)) = (word(16), word(24)) else {
+        return 0;
+    };
+    let mut sum = 0.0;
+    for point in 0..points {
+        let at = offset + point * 12;
+        let Some(b) = data.get(at..at + 12) else {
+            break;
+        };
+        let timestamp = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let value = f64::from_be_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]);
+        if timestamp != 0 && value.is_finite() {
+            sum += value;
+        }
+    }
+    sum as u64
 }
 
 /// Sends the load to `port` and waits for `ingested()` to reach every sample (or, for UDP, to
@@ -373,11 +481,12 @@ fn drive(
     ingested: impl Fn() -> u64,
 ) -> Result<Measured> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Every byte is laid out before the clock starts: the time is the receiver's, not the
+    // formatting's.
+    let prepared = Prepared::new(load, kind);
+    let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
-    match kind {
-        Kind::StatsdUdp => send_udp(addr, load)?,
-        Kind::StatsdTcp | Kind::Graphite => send_tcp(addr, load, kind)?,
-    }
+    prepared.send(addr)?;
     let sent = Instant::now();
     let (mut last, mut grew) = (0, sent);
     loop {
@@ -398,71 +507,177 @@ fn drive(
         ingested: last,
         latency: grew.saturating_duration_since(sent),
         peak_rss_kib: peak_rss_kib(pid),
+        cpu_s: cpu_seconds(pid) - cpu_before,
     })
 }
 
-/// The lines of one connection's share of the load.
-fn payload(load: &Load, kind: Kind, connection: usize, count: u64) -> Vec<u8> {
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut out = Vec::with_capacity(count as usize * 20);
-    for i in 0..count {
-        let series = (i as usize * load.connections + connection) % load.series;
-        match kind {
-            Kind::Graphite => {
-                let _ = writeln!(out, "load.s{series} 1 {stamp}");
-            }
-            _ => {
-                let _ = writeln!(out, "load.s{series}:1|c");
-            }
-        }
-    }
-    out
+/// One connection's lines, laid out once: the series of its k-th line is
+/// `(k * connections + connection) % series`, which repeats every `series / gcd(connections,
+/// series)` lines, so a chunk of whole periods sent over and over is the whole share.
+struct Lines {
+    bytes: Vec<u8>,
+    /// Where each line of the chunk ends (after its newline).
+    ends: Vec<usize>,
+    /// Lines to send in all.
+    count: u64,
 }
 
-fn send_tcp(addr: SocketAddr, load: &Load, kind: Kind) -> Result<()> {
-    let each = load.samples / load.connections as u64;
-    let extra = load.samples % load.connections as u64;
-    let payloads: Vec<Vec<u8>> = (0..load.connections)
-        .map(|c| payload(load, kind, c, each + u64::from((c as u64) < extra)))
-        .collect();
-    std::thread::scope(|scope| {
-        let sends: Vec<_> = payloads
-            .iter()
-            .map(|p| {
-                scope.spawn(move || -> Result<()> {
-                    let mut stream = TcpStream::connect(addr)?;
-                    stream.write_all(p)?;
-                    stream.shutdown(std::net::Shutdown::Write)?;
-                    Ok(())
-                })
+/// The least bytes a chunk holds (whole periods of lines).
+const CHUNK_BYTES: usize = 256 * 1024;
+
+impl Lines {
+    fn new(load: &Load, kind: Kind, connection: usize, connections: usize, count: u64) -> Self {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let period = load.series / gcd(connections, load.series);
+        let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+        let mut k = 0;
+        while (bytes.len() < CHUNK_BYTES || k % period != 0) && (k as u64) < count {
+            let series = (k * connections + connection) % load.series;
+            let _ = match kind {
+                Kind::Graphite => writeln!(bytes, "load.s{series} 1 {stamp}"),
+                _ => writeln!(bytes, "load.s{series}:1|c"),
+            };
+            ends.push(bytes.len());
+            k += 1;
+        }
+        Lines { bytes, ends, count }
+    }
+
+    /// The chunk's bytes of its first `lines` lines.
+    fn prefix(&self, lines: usize) -> &[u8] {
+        &self.bytes[..lines.checked_sub(1).map_or(0, |last| self.ends[last])]
+    }
+
+    /// How many whole chunks, then how many lines of one more.
+    fn split(&self) -> (u64, usize) {
+        let per = self.ends.len().max(1) as u64;
+        (self.count / per, (self.count % per) as usize)
+    }
+
+    /// Datagrams of whole lines, at most 1,400 bytes each, over the first `lines` lines, as
+    /// byte ranges of the chunk.
+    fn datagrams(&self, lines: usize) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut last = 0;
+        for &end in &self.ends[..lines] {
+            if end - start > 1400 {
+                out.push(start..last);
+                start = last;
+            }
+            last = end;
+        }
+        if last > start {
+            out.push(start..last);
+        }
+        out
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
+}
+
+/// A load ready to send: StatsD or Graphite lines over `connections` TCP connections, or
+/// StatsD datagrams from one UDP socket.
+struct Prepared {
+    kind: Kind,
+    shares: Vec<Lines>,
+}
+
+impl Prepared {
+    fn new(load: &Load, kind: Kind) -> Self {
+        let connections = if kind == Kind::StatsdUdp {
+            1
+        } else {
+            load.connections.max(1)
+        };
+        let each = load.samples / connections as u64;
+        let extra = load.samples % connections as u64;
+        let shares = (0..connections)
+            .map(|c| {
+                let count = each + u64::from((c as u64) < extra);
+                Lines::new(load, kind, c, connections, count)
             })
             .collect();
-        for send in sends {
-            send.join()
-                .map_err(|_| anyhow::anyhow!("a sender panicked"))??;
+        Prepared { kind, shares }
+    }
+
+    /// The bytes the whole load sends.
+    fn bytes(&self) -> u64 {
+        self.shares
+            .iter()
+            .map(|lines| {
+                let (chunks, rest) = lines.split();
+                chunks * lines.bytes.len() as u64 + lines.prefix(rest).len() as u64
+            })
+            .sum()
+    }
+
+    fn send(&self, addr: SocketAddr) -> Result<()> {
+        if self.kind == Kind::StatsdUdp {
+            return send_udp(addr, &self.shares[0]);
         }
-        Ok(())
-    })
+        std::thread::scope(|scope| {
+            let sends: Vec<_> = self
+                .shares
+                .iter()
+                .map(|lines| {
+                    scope.spawn(move || -> Result<()> {
+                        let mut stream = TcpStream::connect(addr)?;
+                        let (chunks, rest) = lines.split();
+                        for _ in 0..chunks {
+                            stream.write_all(&lines.bytes)?;
+                        }
+                        stream.write_all(lines.prefix(rest))?;
+                        stream.shutdown(std::net::Shutdown::Write)?;
+                        Ok(())
+                    })
+                })
+                .collect();
+            for send in sends {
+                send.join()
+                    .map_err(|_| anyhow::anyhow!("a sender panicked"))??;
+            }
+            Ok(())
+        })
+    }
 }
 
-/// StatsD over UDP: datagrams of whole lines, at most 1,400 bytes each.
-fn send_udp(addr: SocketAddr, load: &Load) -> Result<()> {
+/// StatsD over UDP: datagrams of whole lines, at most 1,400 bytes each, as fast as one socket
+/// sends them.
+fn send_udp(addr: SocketAddr, lines: &Lines) -> Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
-    let lines = payload(load, Kind::StatsdUdp, 0, load.samples);
-    let mut datagram = Vec::with_capacity(1400);
-    for line in lines.split_inclusive(|&b| b == b'\n') {
-        if datagram.len() + line.len() > 1400 {
-            socket.send_to(&datagram, addr)?;
-            datagram.clear();
+    let (chunks, rest) = lines.split();
+    let whole = lines.datagrams(lines.ends.len());
+    for _ in 0..chunks {
+        for range in &whole {
+            socket.send_to(&lines.bytes[range.clone()], addr)?;
         }
-        datagram.extend_from_slice(line);
     }
-    if !datagram.is_empty() {
-        socket.send_to(&datagram, addr)?;
+    for range in lines.datagrams(rest) {
+        socket.send_to(&lines.bytes[range], addr)?;
     }
     Ok(())
+}
+
+/// A process's CPU time so far, user and system, in seconds (0 if unknown): fields 14 and 15
+/// of `/proc/PID/stat`, after the command name in parentheses, in clock ticks (`USER_HZ`,
+/// 100 on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, after)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    // `after` starts at field 3 (the state): utime and stime are its 12th and 13th.
+    let mut fields = after.split_ascii_whitespace().skip(11);
+    let ticks = |f: Option<&str>| f.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    let (user, system) = (ticks(fields.next()), ticks(fields.next()));
+    (user + system) as f64 / 100.0
 }
 
 /// A process's peak resident set size in KiB (`VmHWM`), 0 if unknown.
