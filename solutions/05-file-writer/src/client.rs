@@ -286,9 +286,6 @@ async fn send_part(
     // take it back.
     let mut shown = 0;
     let mut ahead: Option<(u64, Loading)> = None;
-    // The buffer of the last chunk sent, taken back once the server answered: two buffers take
-    // turns, so no chunk is read into memory freshly allocated and zeroed.
-    let mut spare = Vec::new();
     loop {
         let at = match offset {
             Some(at) => at,
@@ -314,13 +311,7 @@ async fn send_part(
         let len = config.chunk_size.min(part.length - at);
         let loading = match ahead.take() {
             Some((from, loading)) if from == at => loading,
-            _ => load(
-                &source,
-                part.base + at,
-                len,
-                config.checksum,
-                std::mem::take(&mut spare),
-            ),
+            _ => load(&source, part.base + at, len, config.checksum),
         };
         let (chunk, checksum) = loading.await??;
         // The next chunk is read and hashed while this one is on the wire.
@@ -329,24 +320,12 @@ async fn send_part(
             let next_len = config.chunk_size.min(part.length - next);
             ahead = Some((
                 next,
-                load(
-                    &source,
-                    part.base + next,
-                    next_len,
-                    config.checksum,
-                    std::mem::take(&mut spare),
-                ),
+                load(&source, part.base + next, next_len, config.checksum),
             ));
         }
-        let chunk = Bytes::from(chunk);
         let outcome = conn
-            .patch(&part.url, at, chunk.clone(), checksum.as_deref())
+            .patch(&part.url, at, Bytes::from(chunk), checksum.as_deref())
             .await;
-        // Sent and answered: hyper has let go of its copy of the handle, so the buffer is ours
-        // again.
-        if let Ok(buffer) = chunk.try_into_mut() {
-            spare = buffer.into();
-        }
         match outcome {
             Ok((StatusCode::NO_CONTENT, Some(next))) => {
                 show(&bar, &mut shown, next);
@@ -379,18 +358,11 @@ async fn send_part(
 /// `Upload-Checksum` (none with `--checksum none`).
 type Loading = tokio::task::JoinHandle<std::io::Result<(Vec<u8>, Option<String>)>>;
 
-/// Starts reading `len` bytes at `from` into `buf` (reused: only what it lacks of `len` bytes is
-/// allocated and zeroed) and hashing them.
-fn load(
-    source: &Arc<std::fs::File>,
-    from: u64,
-    len: u64,
-    checksum: ChunkChecksum,
-    mut buf: Vec<u8>,
-) -> Loading {
+/// Starts reading `len` bytes at `from` and hashing them.
+fn load(source: &Arc<std::fs::File>, from: u64, len: u64, checksum: ChunkChecksum) -> Loading {
     let source = Arc::clone(source);
     tokio::task::spawn_blocking(move || {
-        buf.resize(usize::try_from(len).unwrap_or(usize::MAX), 0);
+        let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
         source.read_exact_at(&mut buf, from)?;
         let header = checksum.header(&buf);
         Ok((buf, header))

@@ -234,9 +234,9 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
     );
     Ok(Comparison {
         title: format!(
-            "{} against @tus/server: one {} MiB upload over loopback, best of {} \
-             (loopback copy {copy_rate:.0}, file>socket>file {pipeline_rate:.0} MiB/s)",
-            project.slug, upload.size_mib, upload.rounds
+            "{} vs @tus/server, {} MiB over loopback; limits: copy {copy_rate:.0}, \
+             pipeline {pipeline_rate:.0} MiB/s",
+            project.slug, upload.size_mib
         ),
         unit: "MiB per second".into(),
         ours: format!("{} ({})", project.slug, tree.label()),
