@@ -804,6 +804,47 @@ mod stage3_checksums {
             }
         });
     }
+
+    #[test]
+    fn the_upload_command_sends_sha1_or_no_checksum_as_asked() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&[]);
+            let work = tempfile::tempdir().expect("a temporary directory");
+            let data = seeded_bytes(31, 700_000);
+            let file = work.path().join("sums.bin");
+            std::fs::write(&file, &data).expect("write the file to upload");
+            for checksum in ["sha1", "none"] {
+                let done = upload(
+                    &mut s,
+                    &file,
+                    &["--chunk-size", "128KiB", "--checksum", checksum],
+                );
+                let url = done["url"].as_str().unwrap_or("").to_owned();
+                let path = url[url.find("/files/").unwrap_or(0)..].to_owned();
+                s.assert_data(&path, &data, false);
+            }
+            let to = format!("http://{}/files/", s.addr);
+            let file_arg = file.display().to_string();
+            let args = [
+                "upload",
+                "--to",
+                to.as_str(),
+                "--checksum",
+                "md5",
+                file_arg.as_str(),
+            ];
+            let mut program = Program::start(&bin(), &args);
+            let status = program.wait_exit(PROMPT);
+            let stderr = program.final_stderr();
+            if status.is_none_or(|s| s.success()) || !stderr.contains("--checksum") {
+                program.fail(format_args!(
+                    "`file-writer {}`: expected a failure and an error naming `--checksum`; \
+                     got {status:?}",
+                    args.join(" ")
+                ));
+            }
+        });
+    }
 }
 
 mod stage4_termination_expiration {

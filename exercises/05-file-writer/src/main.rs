@@ -95,6 +95,9 @@ enum Command {
         /// How many failures in a row one part survives.
         #[arg(long, default_value_t = client::DEFAULT_RETRIES)]
         retries: u32,
+        /// The `Upload-Checksum` of every PATCH: `sha256`, `sha1` or `none`.
+        #[arg(long, default_value_t = client::DEFAULT_CHECKSUM)]
+        checksum: client::ChunkChecksum,
         /// The file to upload.
         file: PathBuf,
     },
@@ -144,6 +147,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             chunk_size,
             state,
             retries,
+            checksum,
             file,
         } => {
             if chunk_size == 0 || parallel == 0 {
@@ -155,6 +159,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 chunk_size,
                 state,
                 retries,
+                checksum,
             };
             let bar = if std::io::stderr().is_terminal() {
                 indicatif::ProgressBar::new(0)

@@ -1,7 +1,7 @@
 //! `upload`: the project's own tus client. It cuts a file into N parts, declares the final
 //! upload first (so that every part's bytes land straight in the final file), sends each part
-//! in chunks with a SHA-256 `Upload-Checksum`, and keeps the URLs in a small state file so that
-//! an interrupted upload resumes where the server's offsets say.
+//! in chunks, each with a SHA-256 `Upload-Checksum` unless told otherwise, and keeps the URLs in
+//! a small state file so that an interrupted upload resumes where the server's offsets say.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
@@ -27,6 +28,59 @@ pub const DEFAULT_PARALLEL: usize = 1;
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
 /// How many failures in a row one part survives (each followed by a HEAD and a resume).
 pub const DEFAULT_RETRIES: u32 = 5;
+/// Every PATCH carries a SHA-256 `Upload-Checksum` unless `--checksum` says otherwise.
+pub const DEFAULT_CHECKSUM: ChunkChecksum = ChunkChecksum::Sha256;
+
+/// The `Upload-Checksum` each PATCH carries: `--checksum sha256|sha1|none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkChecksum {
+    /// `sha256 BASE64`.
+    Sha256,
+    /// `sha1 BASE64`, the algorithm every server of the checksum extension has.
+    Sha1,
+    /// No header: the server checks nothing (a server without the extension ignores the header
+    /// anyway), and neither side spends CPU on hashing.
+    None,
+}
+
+impl ChunkChecksum {
+    /// The `Upload-Checksum` value for `chunk`, or `None` when no checksum is sent.
+    pub fn header(self, chunk: &[u8]) -> Option<String> {
+        match self {
+            ChunkChecksum::Sha256 => {
+                Some(format!("sha256 {}", STANDARD.encode(Sha256::digest(chunk))))
+            }
+            ChunkChecksum::Sha1 => Some(format!(
+                "sha1 {}",
+                STANDARD.encode(<Sha1 as sha1::Digest>::digest(chunk))
+            )),
+            ChunkChecksum::None => None,
+        }
+    }
+}
+
+impl std::str::FromStr for ChunkChecksum {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "sha256" => Ok(ChunkChecksum::Sha256),
+            "sha1" => Ok(ChunkChecksum::Sha1),
+            "none" => Ok(ChunkChecksum::None),
+            _ => Err(format!("{s:?}: expected sha256, sha1 or none")),
+        }
+    }
+}
+
+impl std::fmt::Display for ChunkChecksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChunkChecksum::Sha256 => "sha256",
+            ChunkChecksum::Sha1 => "sha1",
+            ChunkChecksum::None => "none",
+        })
+    }
+}
 
 /// How `upload` runs.
 #[derive(Debug, Clone)]
@@ -41,6 +95,8 @@ pub struct ClientConfig {
     pub state: Option<PathBuf>,
     /// Failures in a row survived per part.
     pub retries: u32,
+    /// The checksum each PATCH carries.
+    pub checksum: ChunkChecksum,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +107,7 @@ impl Default for ClientConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             state: None,
             retries: DEFAULT_RETRIES,
+            checksum: DEFAULT_CHECKSUM,
         }
     }
 }
@@ -254,16 +311,21 @@ async fn send_part(
         let len = config.chunk_size.min(part.length - at);
         let loading = match ahead.take() {
             Some((from, loading)) if from == at => loading,
-            _ => load(&source, part.base + at, len),
+            _ => load(&source, part.base + at, len, config.checksum),
         };
-        let (chunk, digest) = loading.await??;
+        let (chunk, checksum) = loading.await??;
         // The next chunk is read and hashed while this one is on the wire.
         let next = at + len;
         if next < part.length {
             let next_len = config.chunk_size.min(part.length - next);
-            ahead = Some((next, load(&source, part.base + next, next_len)));
+            ahead = Some((
+                next,
+                load(&source, part.base + next, next_len, config.checksum),
+            ));
         }
-        let outcome = conn.patch(&part.url, at, Bytes::from(chunk), &digest).await;
+        let outcome = conn
+            .patch(&part.url, at, Bytes::from(chunk), checksum.as_deref())
+            .await;
         match outcome {
             Ok((StatusCode::NO_CONTENT, Some(next))) => {
                 show(&bar, &mut shown, next);
@@ -297,17 +359,17 @@ async fn send_part(
 }
 
 /// A chunk being read from the file and hashed, on the blocking pool: its bytes and their
-/// SHA-256 in base64.
-type Loading = tokio::task::JoinHandle<std::io::Result<(Vec<u8>, String)>>;
+/// `Upload-Checksum` (none with `--checksum none`).
+type Loading = tokio::task::JoinHandle<std::io::Result<(Vec<u8>, Option<String>)>>;
 
 /// Starts reading `len` bytes at `from` and hashing them.
-fn load(source: &Arc<std::fs::File>, from: u64, len: u64) -> Loading {
+fn load(source: &Arc<std::fs::File>, from: u64, len: u64, checksum: ChunkChecksum) -> Loading {
     let source = Arc::clone(source);
     tokio::task::spawn_blocking(move || {
         let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
         source.read_exact_at(&mut buf, from)?;
-        let digest = STANDARD.encode(Sha256::digest(&buf));
-        Ok((buf, digest))
+        let header = checksum.header(&buf);
+        Ok((buf, header))
     })
 }
 
@@ -438,14 +500,16 @@ impl Conn {
         url: &str,
         at: u64,
         chunk: Bytes,
-        digest: &str,
+        checksum: Option<&str>,
     ) -> Result<(StatusCode, Option<u64>)> {
-        let request = self
+        let mut request = self
             .request("PATCH", url)?
             .header("content-type", OFFSET_OCTET_STREAM)
-            .header("upload-offset", at)
-            .header("upload-checksum", format!("sha256 {digest}"))
-            .body(Full::new(chunk))?;
+            .header("upload-offset", at);
+        if let Some(checksum) = checksum {
+            request = request.header("upload-checksum", checksum);
+        }
+        let request = request.body(Full::new(chunk))?;
         let (response, _) = self.send(request).await?;
         Ok((response.status(), offset_of(&response)))
     }

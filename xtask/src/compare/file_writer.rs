@@ -2,8 +2,14 @@
 //! protocol's reference Node server (`@tus/server` with `@tus/file-store`, one stream: it offers
 //! no concatenation) and into the chosen tree's `file-writer server`, with one stream and with
 //! parallel parts, all sent by the chosen tree's `file-writer upload`, so that only the server
-//! differs. The loopback copy rate, plain bytes through one TCP socket, is measured in the same
-//! run: no upload over loopback can beat it.
+//! differs. Those uploads carry no checksum (`upload --checksum none`): `@tus/server` has no
+//! checksum extension, so it would skip the work ours does. Ours is then timed again with the
+//! client's default, SHA-256 on every chunk, to show what checksums cost.
+//!
+//! Two limits are measured in the same run: the loopback copy rate, plain bytes through one TCP
+//! socket (two copies of each byte), and a file>socket>file pipeline, the least an upload must
+//! do (read the file, send, receive, write: four copies), with nothing of HTTP. No upload over
+//! loopback can beat either.
 //!
 //! Every server writes into `/dev/shm` where it exists, so that the disk is not what is measured
 //! (fsync there costs nothing). Each upload is deleted once timed. `@tus/server` is installed
@@ -102,48 +108,82 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
         upload.parallel
     );
     let (ours_pid, theirs_pid) = (ours.0.id(), theirs.0.id());
+    // Every row but the last two sends no checksum, so that both servers do the same work:
+    // @tus/server has no checksum extension and would ignore an `Upload-Checksum`, while ours
+    // verifies one over every byte. The last two rows are ours with the client's default,
+    // SHA-256 on every chunk, hashed by the client and verified by the server: what checksums
+    // cost.
     let targets = [
-        (
-            "@tus/server, 1 stream",
-            theirs_addr,
-            1,
-            &theirs_dir,
-            theirs_pid,
-        ),
-        ("ours, 1 stream", ours_addr, 1, &ours_dir, ours_pid),
-        (
-            "ours, parallel",
-            ours_addr,
-            upload.parallel,
-            &ours_dir,
-            ours_pid,
-        ),
+        Target {
+            label: "@tus/server, 1 stream".into(),
+            addr: theirs_addr,
+            parallel: 1,
+            checksum: "none",
+            dir: &theirs_dir,
+            pid: theirs_pid,
+        },
+        Target {
+            label: "ours, 1 stream".into(),
+            addr: ours_addr,
+            parallel: 1,
+            checksum: "none",
+            dir: &ours_dir,
+            pid: ours_pid,
+        },
+        Target {
+            label: format!("ours, {} parts", upload.parallel),
+            addr: ours_addr,
+            parallel: upload.parallel,
+            checksum: "none",
+            dir: &ours_dir,
+            pid: ours_pid,
+        },
+        Target {
+            label: "ours, 1 stream, sha256".into(),
+            addr: ours_addr,
+            parallel: 1,
+            checksum: "sha256",
+            dir: &ours_dir,
+            pid: ours_pid,
+        },
+        Target {
+            label: format!("ours, {} parts, sha256", upload.parallel),
+            addr: ours_addr,
+            parallel: upload.parallel,
+            checksum: "sha256",
+            dir: &ours_dir,
+            pid: ours_pid,
+        },
     ];
     let mut times = vec![Vec::new(); targets.len()];
     let mut cpu = vec![Vec::new(); targets.len()];
     let mut copy = Vec::new();
+    let mut pipeline = Vec::new();
+    let sink = work.0.join("pipeline.bin");
     for _ in 0..upload.rounds.max(1) {
         copy.push(loopback_copy(size)?);
-        for (((_, addr, parallel, dir, pid), times), cpu) in
-            targets.iter().zip(&mut times).zip(&mut cpu)
-        {
+        pipeline.push(file_socket_file(&file, &sink, size)?);
+        std::fs::remove_file(&sink)?;
+        for ((target, times), cpu) in targets.iter().zip(&mut times).zip(&mut cpu) {
             let mut command = Command::new(&binary);
             command
-                .args(["upload", "--to", &format!("http://{addr}/files/")])
-                .args(["--parallel", &parallel.to_string()])
+                .args(["upload", "--to", &format!("http://{}/files/", target.addr)])
+                .args(["--parallel", &target.parallel.to_string()])
                 .args(["--chunk-size", &upload.chunk_size])
+                .args(["--checksum", target.checksum])
                 .arg("--state")
                 .arg(work.0.join("upload.state"))
                 .arg(&file);
-            let ticks = cpu_ticks(*pid)?;
+            let ticks = cpu_ticks(target.pid)?;
             times.push(timed(command, size)?);
-            cpu.push(cpu_ticks(*pid)? - ticks);
-            empty_dir(dir)?;
+            cpu.push(cpu_ticks(target.pid)? - ticks);
+            empty_dir(target.dir)?;
         }
     }
     let rate = |d: Duration| size as f64 / d.as_secs_f64().max(1e-9) / f64::from(1 << 20);
     let best = |t: &[Duration]| t.iter().copied().min().unwrap_or_default();
     let copy_rate = rate(best(&copy));
+    let pipeline_rate = rate(best(&pipeline));
     let tus_node = rate(best(&times[0]));
     // CPU seconds per GiB of the server, the least of the rounds: unlike the time, it hardly
     // depends on what else the machine runs.
@@ -153,47 +193,53 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
     };
     let tus_cpu = cpu_per_gib(&cpu[0]);
     println!(
-        "{:<24} {:>10} {:>10} {:>14} {:>16} {:>16}",
-        "into", "best time", "MiB/s", "x @tus/server", "of loopback copy", "server CPU s/GiB"
+        "{:<26} {:>9} {:>7} {:>13} {:>9} {:>9} {:>16}",
+        "into", "best time", "MiB/s", "x @tus/server", "of copy", "of pipe", "server CPU s/GiB"
     );
-    println!(
-        "{:<24} {:>9.3}s {:>10.0} {:>14} {:>16}",
-        "loopback copy (limit)",
-        best(&copy).as_secs_f64(),
-        copy_rate,
-        "",
-        "100%"
-    );
+    for (label, time, mib) in [
+        ("loopback copy (limit)", best(&copy), copy_rate),
+        ("file>socket>file (limit)", best(&pipeline), pipeline_rate),
+    ] {
+        println!(
+            "{label:<26} {:>8.3}s {mib:>7.0} {:>13} {:>8.0}% {:>8.0}%",
+            time.as_secs_f64(),
+            "",
+            100.0 * mib / copy_rate,
+            100.0 * mib / pipeline_rate,
+        );
+    }
     let mut rows = Vec::new();
-    for (((label, _, parallel, _, _), times), cpu) in targets.iter().zip(&times).zip(&cpu) {
-        let label = label.replace("parallel", &format!("{parallel} parts"));
+    for ((target, times), cpu) in targets.iter().zip(&times).zip(&cpu) {
         let mib = rate(best(times));
         let cpu = cpu_per_gib(cpu);
         println!(
-            "{label:<24} {:>9.3}s {mib:>10.0} {:>13.2}x {:>15.0}% {cpu:>9.2} ({:.2}x)",
+            "{:<26} {:>8.3}s {mib:>7.0} {:>12.2}x {:>8.0}% {:>8.0}% {cpu:>9.2} ({:.2}x)",
+            target.label,
             best(times).as_secs_f64(),
             mib / tus_node,
             100.0 * mib / copy_rate,
+            100.0 * mib / pipeline_rate,
             tus_cpu / cpu.max(1e-9)
         );
-        if !label.starts_with('@') {
+        if !target.label.starts_with('@') {
             rows.push(Row {
-                label,
+                label: target.label.trim_start_matches("ours, ").to_owned(),
                 ours: mib,
                 theirs: tus_node,
             });
         }
     }
     println!(
-        "every rate is the best of {} (load average now: {})",
+        "every rate is the best of {} (load average now: {}); no checksum unless the row says \
+         sha256",
         upload.rounds,
         load_average()
     );
     Ok(Comparison {
         title: format!(
-            "{} against @tus/server: one {} MiB upload over loopback, best of {} \
-             (loopback copy: {copy_rate:.0} MiB/s)",
-            project.slug, upload.size_mib, upload.rounds
+            "{} vs @tus/server, {} MiB over loopback; limits: copy {copy_rate:.0}, \
+             pipeline {pipeline_rate:.0} MiB/s",
+            project.slug, upload.size_mib
         ),
         unit: "MiB per second".into(),
         ours: format!("{} ({})", project.slug, tree.label()),
@@ -201,6 +247,17 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, upload: &Upload) -> Resu
         note: String::new(),
         rows,
     })
+}
+
+/// One upload of the comparison.
+struct Target<'a> {
+    label: String,
+    addr: std::net::SocketAddr,
+    parallel: usize,
+    /// `upload --checksum`.
+    checksum: &'static str,
+    dir: &'a Path,
+    pid: u32,
 }
 
 /// Installs `@tus/server` and `@tus/file-store` into `npm` unless they are there.
@@ -291,6 +348,53 @@ fn loopback_copy(size: u64) -> Result<Duration> {
     let elapsed = start.elapsed();
     if got != size {
         bail!("the loopback copy moved {got} of {size} bytes");
+    }
+    Ok(elapsed)
+}
+
+/// The time of the least an upload's pipeline must do, with nothing of HTTP or tus: one thread
+/// reads `file` in 1 MiB positioned reads and writes each block into a loopback socket; on the
+/// other side another thread reads the socket in 1 MiB reads and writes each block at its offset
+/// into `sink`, a new file beside it. Four copies of every byte (file to user space, into the
+/// socket, out of it, into the file), where the loopback copy makes two: the rate an upload over
+/// loopback can reach at best on this machine.
+fn file_socket_file(file: &Path, sink: &Path, size: u64) -> Result<Duration> {
+    use std::os::unix::fs::FileExt;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let out = std::fs::File::create(sink)?;
+    let receiver = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut stream, _) = listener.accept()?;
+        let mut block = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        loop {
+            match stream.read(&mut block)? {
+                0 => return Ok(at),
+                n => {
+                    out.write_all_at(&block[..n], at)?;
+                    at += n as u64;
+                }
+            }
+        }
+    });
+    let source = std::fs::File::open(file)?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut stream = TcpStream::connect(addr)?;
+    let start = Instant::now();
+    let mut at = 0u64;
+    while at < size {
+        let n = (size - at).min(block.len() as u64) as usize;
+        source.read_exact_at(&mut block[..n], at)?;
+        stream.write_all(&block[..n])?;
+        at += n as u64;
+    }
+    drop(stream);
+    let got = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline's receiver panicked"))??;
+    let elapsed = start.elapsed();
+    if got != size {
+        bail!("the file>socket>file pipeline moved {got} of {size} bytes");
     }
     Ok(elapsed)
 }
