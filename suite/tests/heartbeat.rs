@@ -933,6 +933,15 @@ mod stage5_hostile {
             }
             s.beat("good", 2);
             expect_clean(&mut s, bad.len() as u64, &[("good", 2)]);
+            // `received` counts the valid heartbeats alone, and counts every one.
+            let (server, _) = s.status();
+            if server["received"] != 2 {
+                s.program.fail(format_args!(
+                    "after 2 heartbeats and {} malformed datagrams, expected server.received 2, \
+                     got {server}",
+                    bad.len()
+                ));
+            }
         });
     }
 
