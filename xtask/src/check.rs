@@ -224,20 +224,25 @@ pub fn list_suite(root: &Path, project: &Project) -> Result<Vec<String>> {
 /// rust-analyzer leave `.rmeta` files alone), and for a `--dir` tree, whose crate builds in a
 /// target directory of its own, whether tokio, which every project uses, has been built there.
 fn dependencies_built(root: &Path, tree: &Tree) -> bool {
-    let has = |deps: &Path, prefix: &str| {
-        deps.read_dir().is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(prefix) && name.ends_with(".rlib")
-            })
-        })
-    };
-    has(&root.join("target/debug/deps"), "libworkbook_suite-")
+    fn rlib(prefix: &'static str) -> impl Fn(&str, &Path) -> bool {
+        move |name, _| name.starts_with(prefix) && name.ends_with(".rlib")
+    }
+    any_artifact(&root.join("target/debug/deps"), rlib("libworkbook_suite-"))
         && (!matches!(tree, Tree::Dir(_))
-            || has(
+            || any_artifact(
                 &root.join("target/xtask/dir-target/debug/deps"),
-                "libtokio-",
+                rlib("libtokio-"),
             ))
+}
+
+/// Whether any file in the `deps` directory of a target directory satisfies `wanted`, given its
+/// name and path (`false` when the directory does not exist yet).
+fn any_artifact(deps: &Path, wanted: impl Fn(&str, &Path) -> bool) -> bool {
+    deps.read_dir().is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| wanted(&e.file_name().to_string_lossy(), &e.path()))
+    })
 }
 
 /// Compiles the project's suite target before it runs, so that its compilation shows progress:
@@ -247,18 +252,11 @@ fn build_suite(root: &Path, project: &Project) -> Result<()> {
     // The exercise's own binary and library share the test target's name: the suite's is the
     // one whose dependency file lists `suite/tests/`.
     let prefix = format!("{}-", project.slug.replace('-', "_"));
-    let built = root
-        .join("target/debug/deps")
-        .read_dir()
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(&prefix)
-                    && name.ends_with(".d")
-                    && std::fs::read_to_string(e.path()).is_ok_and(|d| d.contains("suite/tests/"))
-            })
-        })
-        .unwrap_or(false);
+    let built = any_artifact(&root.join("target/debug/deps"), |name, path| {
+        name.starts_with(&prefix)
+            && name.ends_with(".d")
+            && std::fs::read_to_string(path).is_ok_and(|d| d.contains("suite/tests/"))
+    });
     let mut command = cargo();
     if !built {
         eprintln!(
