@@ -5,7 +5,7 @@
 
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -312,6 +312,22 @@ impl Program {
         probe: impl FnMut(&Program) -> Option<T>,
     ) -> Option<T> {
         self.poll_while(timeout, every, true, probe)
+    }
+
+    /// Waits up to `timeout` for a connection on `listener`, which the program is to make; gives
+    /// up early once the program has exited without making it. The stream returned blocks, as
+    /// the listener's own streams do.
+    pub fn accept_while_running(
+        &mut self,
+        listener: &TcpListener,
+        timeout: Duration,
+    ) -> Option<TcpStream> {
+        listener.set_nonblocking(true).ok()?;
+        let stream = self.poll_while_running(timeout, Duration::from_millis(10), |_| {
+            listener.accept().ok().map(|(stream, _)| stream)
+        })?;
+        stream.set_nonblocking(false).ok()?;
+        Some(stream)
     }
 
     fn poll_while<T>(

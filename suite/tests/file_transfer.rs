@@ -281,18 +281,12 @@ impl FakeReceiver {
     /// Waits for the sender to connect; fails with what `sender` said if it never does, as soon
     /// as it has exited without connecting.
     fn accept(&mut self, r: &mut Receiver, sender: &mut Program, doing: &str) {
-        self.listener.set_nonblocking(true).unwrap();
-        let listener = &self.listener;
-        let stream = sender.poll_while_running(PROMPT, Duration::from_millis(10), |_| {
-            listener.accept().ok().map(|(stream, _)| stream)
-        });
-        let Some(stream) = stream else {
+        let Some(stream) = sender.accept_while_running(&self.listener, PROMPT) else {
             let said = sender.diagnosis();
             r.program.fail(format_args!(
                 "{doing}: the sender never connected to the suite's listener\nthe sender: {said}"
             ));
         };
-        stream.set_nonblocking(false).unwrap();
         stream.set_read_timeout(Some(PROMPT)).unwrap();
         self.stream = Some(stream);
     }

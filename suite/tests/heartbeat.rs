@@ -1619,26 +1619,39 @@ mod stage7_phi {
         ])
     }
 
-    #[test]
-    fn phi_declares_a_regular_node_dead_long_before_the_timeout() {
-        bounded(LIMIT, || {
-            let mut s = server();
-            for seq in 1..=12 {
-                s.beat("regular", seq);
+    /// Sends `beats` heartbeats of `node` in the rhythm, then falls silent, and fails unless
+    /// phi (not the 10s timeout) declares it dead: within 4 s of silence, and not before phi can
+    /// have passed 8.
+    #[track_caller]
+    fn dies_by_phi(s: &mut Server, node: &str, beats: u64) {
+        for seq in 1..=beats {
+            s.beat(node, seq);
+            if seq < beats {
                 // Pacing, not synchronisation: the rhythm is the input under test.
                 std::thread::sleep(RHYTHM);
                 s.program
                     .assert_running("it was sent a heartbeat every 200ms");
             }
-            let last = Instant::now();
-            let dead = s.expect_event("dead", "regular", Duration::from_secs(12));
-            let after = last.elapsed();
-            if after > Duration::from_secs(4) {
-                s.program.fail(format_args!(
-                    "with --detector phi, a node beating every 200ms should be dead well before the 10s timeout once silent; it took {after:.2?}"
-                ));
-            }
-            s.expect_not_before_phi(&dead, "12 heartbeats 200ms apart");
+        }
+        let last = Instant::now();
+        let dead = s.expect_event("dead", node, Duration::from_secs(12));
+        let after = last.elapsed();
+        if after > Duration::from_secs(4) {
+            s.program.fail(format_args!(
+                "with --detector phi, a node that sent {beats} heartbeats 200ms apart should be \
+                 dead well before the 10s timeout once silent (phi judges from the second \
+                 interval on); it took {:.2} s",
+                after.as_secs_f64()
+            ));
+        }
+        s.expect_not_before_phi(&dead, &format!("{beats} heartbeats 200ms apart"));
+    }
+
+    #[test]
+    fn phi_declares_a_regular_node_dead_long_before_the_timeout() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            dies_by_phi(&mut s, "regular", 12);
             let (server, _) = s.status();
             if server["detector"] != "phi" {
                 s.program.fail(format_args!(
@@ -1653,24 +1666,7 @@ mod stage7_phi {
         bounded(LIMIT, || {
             let mut s = server();
             // Three heartbeats: two intervals, the fewest phi judges by.
-            for seq in 1..=3 {
-                s.beat("brief", seq);
-                if seq < 3 {
-                    // Pacing, not synchronisation: the rhythm is the input under test.
-                    std::thread::sleep(RHYTHM);
-                }
-            }
-            let last = Instant::now();
-            let dead = s.expect_event("dead", "brief", Duration::from_secs(12));
-            let after = last.elapsed();
-            if after > Duration::from_secs(4) {
-                s.program.fail(format_args!(
-                    "with --detector phi, a node with two intervals of 200ms is phi's to judge, \
-                     and dead well before the 10s timeout once silent; it took {:.2} s",
-                    after.as_secs_f64()
-                ));
-            }
-            s.expect_not_before_phi(&dead, "3 heartbeats 200ms apart");
+            dies_by_phi(&mut s, "brief", 3);
         });
     }
 

@@ -694,33 +694,26 @@ mod stage4_percentiles {
     }
 }
 
-/// Starts `agent --listen 127.0.0.1:0 --to TO` with `extra` flags; returns it and its UDP address.
+/// Starts `agent --listen 127.0.0.1:0 --to TO` with a short `--batch-wait` and `--max-backoff`
+/// and then `extra` flags; returns it and its UDP address.
 fn start_agent(to: SocketAddr, extra: &[&str]) -> (Program, SocketAddr) {
-    let to = to.to_string();
-    let mut args = vec![
-        "agent",
-        "--listen",
-        "127.0.0.1:0",
-        "--to",
-        &to,
-        "--batch-wait",
-        "50ms",
-        "--max-backoff",
-        "200ms",
-    ];
+    let mut args = vec!["--batch-wait", "50ms", "--max-backoff", "200ms"];
     args.extend_from_slice(extra);
-    let mut program = Program::start(&bin(), &args);
-    let addr = program.listening();
-    (program, addr)
+    start_agent_with(to, &args)
 }
 
 /// Sends `count` StatsD lines `name:1|c` to `addr` in datagrams of 50 lines.
 fn udp_counts(addr: SocketAddr, name: &str, count: usize) {
+    udp_counts_by(addr, name, count, 50);
+}
+
+/// Sends `count` StatsD lines `name:1|c` to `addr` in datagrams of `per` lines.
+fn udp_counts_by(addr: SocketAddr, name: &str, count: usize, per: usize) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
     let line = format!("{name}:1|c\n");
     let mut left = count;
     while left > 0 {
-        let n = left.min(50);
+        let n = left.min(per);
         socket
             .send_to(line.repeat(n).as_bytes(), addr)
             .expect("send a datagram");
@@ -752,9 +745,6 @@ struct SentBatch {
 impl FakeCollector {
     fn start() -> FakeCollector {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener");
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
         FakeCollector { listener }
     }
 
@@ -765,13 +755,9 @@ impl FakeCollector {
     /// Waits for the agent to connect and answers its `HELLO` with `OK taken`.
     #[track_caller]
     fn session(&self, agent: &mut Program, taken: u64) -> Session {
-        let listener = &self.listener;
-        let Some(stream) = agent.poll_while_running(PROMPT, Duration::from_millis(10), |_| {
-            listener.accept().ok().map(|(stream, _)| stream)
-        }) else {
+        let Some(stream) = agent.accept_while_running(&self.listener, PROMPT) else {
             agent.fail("the agent never connected to the suite's collector");
         };
-        stream.set_nonblocking(false).expect("a blocking stream");
         stream
             .set_read_timeout(Some(PROMPT))
             .expect("a read timeout");
@@ -869,12 +855,7 @@ mod stage5_agent {
             let before = now_ms();
             // 120 lines in twelve datagrams of ten: two full batches at once, then 20 lines
             // that wait out --batch-wait.
-            let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
-            for _ in 0..12 {
-                socket
-                    .send_to("sealed:1|c\n".repeat(10).as_bytes(), local)
-                    .expect("send a datagram");
-            }
+            udp_counts_by(local, "sealed", 120, 10);
             let sent = Instant::now();
             let expected = [(1, 50), (2, 50), (3, 20)];
             for (seq, lines) in expected {
