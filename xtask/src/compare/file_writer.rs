@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::start_ours;
+use super::{CLOCK_TICKS, cpu_ticks, start_ours};
 use crate::chart::{Comparison, Row};
 use crate::projects::Project;
 use crate::tree::Tree;
@@ -421,26 +421,6 @@ fn timed(mut command: Command, size: u64) -> Result<Duration> {
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ),
-    }
-}
-
-/// Clock ticks per second of `/proc/PID/stat` (`USER_HZ`, 100 on Linux).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// The CPU time process `pid` has used so far, user and system, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    // utime and stime are fields 14 and 15 of the line: 11 and 12, counted from 0, after it.
-    match (field(11), field(12)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => bail!("cannot read the CPU times in /proc/{pid}/stat"),
     }
 }
 

@@ -103,7 +103,9 @@ pub fn run(root: &Path, project: &Project, tree: &Tree, workload: &Workload) -> 
     let mut note = String::new();
     if workload.memory_keys > 0 {
         let keys = workload.memory_keys;
-        let ours_grew = load_keys(our_port, keys, || resident(_ours.0.id()))?;
+        let ours_grew = load_keys(our_port, keys, || {
+            super::proc_status_bytes(_ours.0.id(), "VmRSS")
+        })?;
         let redis_grew = load_keys(redis_port, keys, || used_memory(redis_port))?;
         let (ours_per_key, redis_per_key) = (
             ours_grew as f64 / f64::from(keys),
@@ -189,18 +191,6 @@ fn expect_oks(stream: &mut TcpStream, count: u32) -> Result<()> {
         tail.drain(..keep);
     }
     Ok(())
-}
-
-/// A process's resident memory (`VmRSS`), in bytes.
-fn resident(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .context("reading /proc (the memory row needs Linux)")?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kib * 1024)
 }
 
 /// redis-server's `used_memory`, from `INFO memory`.

@@ -484,6 +484,8 @@ fn drive(
     // Every byte is laid out before the clock starts: the time is the receiver's, not the
     // formatting's.
     let prepared = Prepared::new(load, kind);
+    // 0 where /proc cannot say.
+    let cpu_seconds = |pid| super::cpu_ticks(pid).map_or(0.0, |t| t as f64 / super::CLOCK_TICKS);
     let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     prepared.send(addr)?;
@@ -506,7 +508,7 @@ fn drive(
         rate: last as f64 / elapsed,
         ingested: last,
         latency: grew.saturating_duration_since(sent),
-        peak_rss_kib: peak_rss_kib(pid),
+        peak_rss_kib: super::proc_status_bytes(pid, "VmHWM").map_or(0, |b| b / 1024),
         cpu_s: cpu_seconds(pid) - cpu_before,
     })
 }
@@ -661,36 +663,6 @@ fn send_udp(addr: SocketAddr, lines: &Lines) -> Result<()> {
         socket.send_to(&lines.bytes[range], addr)?;
     }
     Ok(())
-}
-
-/// A process's CPU time so far, user and system, in seconds (0 if unknown): fields 14 and 15
-/// of `/proc/PID/stat`, after the command name in parentheses, in clock ticks (`USER_HZ`,
-/// 100 on Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, after)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    // `after` starts at field 3 (the state): utime and stime are its 12th and 13th.
-    let mut fields = after.split_ascii_whitespace().skip(11);
-    let ticks = |f: Option<&str>| f.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-    let (user, system) = (ticks(fields.next()), ticks(fields.next()));
-    (user + system) as f64 / 100.0
-}
-
-/// A process's peak resident set size in KiB (`VmHWM`), 0 if unknown.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Samples sent for the latency distribution, on each path.

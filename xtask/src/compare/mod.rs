@@ -181,6 +181,38 @@ fn start_theirs(command: &mut Command) -> Result<Guard> {
     Ok(Guard(child))
 }
 
+/// A field of `/proc/PID/status` that the kernel gives in kB (`VmRSS`, `VmHWM`), in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("reading /proc/PID/status (the memory figures need Linux)")?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/PID/status"))?;
+    Ok(kib * 1024)
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// The CPU time process `pid` has used so far, user and system, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of the line: 11 and 12, counted from 0, after it.
+    match (field(11), field(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => bail!("cannot read the CPU times in /proc/{pid}/stat"),
+    }
+}
+
 /// A port free right now (the OS picks it; another program could take it before theirs binds
 /// it, which would show as a failure to connect).
 fn free_port() -> Result<u16> {

@@ -558,7 +558,7 @@ async fn hold(side: Side, port: u16, pid: u32, load: &Load, conn: &mut Conn) -> 
         requests.push(request);
     }
     settle(pid).await;
-    let before = rss(pid)?;
+    let before = super::proc_status_bytes(pid, "VmRSS")?;
     let mut held = Vec::new();
     for w in 0..load.watchers {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
@@ -575,25 +575,14 @@ async fn hold(side: Side, port: u16, pid: u32, load: &Load, conn: &mut Conn) -> 
 /// Waits (up to 15 s) until the resident memory of `pid` stops moving for a second; returns it.
 async fn settle(pid: u32) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = rss(pid).unwrap_or(0);
+    let mut last = super::proc_status_bytes(pid, "VmRSS").unwrap_or(0);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = rss(pid).unwrap_or(0);
+        let now = super::proc_status_bytes(pid, "VmRSS").unwrap_or(0);
         if now.abs_diff(last) < 64 * 1024 {
             return now;
         }
         last = now;
     }
     last
-}
-
-/// The resident memory of `pid`, in bytes, from `/proc/PID/status`.
-fn rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("no VmRSS in /proc/PID/status")?;
-    Ok(kb * 1024)
 }
