@@ -143,6 +143,20 @@ pub fn run_built_suite_with(
     filter: Option<&str>,
     envs: &[(&str, &str)],
 ) -> Result<Vec<TestOutcome>> {
+    let filters: Vec<&str> = filter.into_iter().collect();
+    run_built_suite_args(root, project, binary, label, &filters, envs)
+}
+
+/// [`run_built_suite_with`] with any arguments for the test harness after its own (filters,
+/// `--exact`).
+pub fn run_built_suite_args(
+    root: &Path,
+    project: &Project,
+    binary: &Path,
+    label: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<Vec<TestOutcome>> {
     let mut command = suite_command(root, project);
     command
         // `--show-output` prints what passing tests said too, so that a test that skipped a part
@@ -154,7 +168,7 @@ pub fn run_built_suite_with(
             "pretty",
             "--show-output",
         ])
-        .args(filter)
+        .args(args)
         .envs(envs.iter().copied());
     let output = command
         .env(project.bin_env_var(), binary)

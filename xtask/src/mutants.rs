@@ -16,16 +16,24 @@
 //! earlier ones, nearest first. A missed mutant still runs every
 //! test, so the outcome is the one a whole run of the suite gives; only the time differs.
 //!
+//! The suite mostly waits on sockets and timers, so `--jobs N` grades N mutants at once, each in
+//! a scratch workspace of its own; a failure counts only when it repeats with the other jobs
+//! paused (see `Locks`). Every outcome is appended to a log as it comes, and `--resume` grades
+//! only what the log lacks.
+//!
 //! Too slow for `verify` (a build and a suite run per mutant): run it by hand, `--sample N` for a
 //! quick look.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check;
 use crate::ladder::{self, Stub};
@@ -47,7 +55,7 @@ pub struct Mutant {
 }
 
 /// What the suite made of a mutant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// At least one test failed.
@@ -79,16 +87,66 @@ struct Graded {
     /// file so far, else the last (`None`).
     first_stage: Option<u32>,
     took: Duration,
+    /// Tests that failed once and passed when run again alone: not counted as catching it.
+    flaky: Vec<String>,
+}
+
+/// A graded mutant as the log and `--format json` write it.
+#[derive(Serialize, Deserialize)]
+struct GradedJson {
+    name: String,
+    file: String,
+    outcome: Outcome,
+    first_stage: Option<u32>,
+    caught_by_stage: Option<u32>,
+    seconds: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failures_not_repeated: Vec<String>,
+}
+
+impl Graded {
+    fn to_json(&self) -> String {
+        serde_json::to_string(&GradedJson {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            outcome: self.outcome,
+            first_stage: self.first_stage,
+            caught_by_stage: self.caught_by,
+            seconds: self.took.as_secs_f64(),
+            failures_not_repeated: self.flaky.clone(),
+        })
+        .expect("a graded mutant serializes")
+    }
+
+    fn from_json(line: &str) -> Result<Graded> {
+        let j: GradedJson = serde_json::from_str(line)?;
+        Ok(Graded {
+            name: j.name,
+            file: j.file,
+            outcome: j.outcome,
+            caught_by: j.caught_by_stage,
+            first_stage: j.first_stage,
+            took: Duration::from_secs_f64(j.seconds.max(0.0)),
+            flaky: j.failures_not_repeated,
+        })
+    }
+}
+
+/// How `run` grades: which mutants, how many at once, and how it prints.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Grade only this many, chosen at random from `seed`.
+    pub sample: Option<usize>,
+    pub seed: u64,
+    pub format: MutantsFormat,
+    /// Mutants graded at once, each in a scratch workspace of its own.
+    pub jobs: usize,
+    /// Keep the outcomes an earlier run wrote to its log, and grade only the rest.
+    pub resume: bool,
 }
 
 /// Lists, samples, applies and grades the mutants of `name`'s solution, and prints the score.
-pub fn run(
-    root: &Path,
-    name: &str,
-    sample: Option<usize>,
-    seed: u64,
-    format: MutantsFormat,
-) -> Result<()> {
+pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
     let project = projects::find(name)?;
     if !root
         .join("solutions")
@@ -100,46 +158,200 @@ pub fn run(
     }
     let mut mutants = list(root, &project)?;
     let total = mutants.len();
-    if let Some(n) = sample {
-        mutants = pick(mutants, n, seed);
+    if let Some(n) = options.sample {
+        mutants = pick(mutants, n, options.seed);
     }
+    let log_path = root
+        .join("target/xtask/mutants")
+        .join(format!("{}.jsonl", project.slug));
+    let earlier = if options.resume {
+        read_log(&log_path, &mutants)?
+    } else {
+        Vec::new()
+    };
+    let todo: Vec<&Mutant> = mutants
+        .iter()
+        .filter(|m| !earlier.iter().any(|g| g.name == m.name))
+        .collect();
     eprintln!(
-        "{} mutants of {}; grading {}",
+        "{} mutants of {}; grading {}{}, {} at a time; outcomes logged to {}",
         total,
         project.solution_package(),
-        mutants.len()
+        todo.len(),
+        if earlier.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} kept from the log)", earlier.len())
+        },
+        options.jobs,
+        log_path.display()
     );
     let plan = Plan::new(root, &project)?;
-    let scratch = Scratch::new(root, &project)?;
+    let jobs = options.jobs.clamp(1, todo.len().max(1));
+    let scratches = (0..jobs)
+        .map(|k| Scratch::new(root, &project, k))
+        .collect::<Result<Vec<_>>>()?;
+    std::fs::create_dir_all(log_path.parent().expect("the log is in a folder"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(options.resume)
+        .truncate(!options.resume)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let started = Instant::now();
-    let mut results: Vec<Graded> = Vec::new();
-    for (i, mutant) in mutants.iter().enumerate() {
-        let (first_stage, from) = match plan.stage_of(mutant) {
-            Some(stage) => (Some(stage), format!("stage {stage} first: its function's")),
-            None => match learned_stage(&results, &mutant.file) {
-                Some(stage) => (
-                    Some(stage),
-                    format!("stage {stage} first: it caught most of this file's mutants so far"),
-                ),
-                None => (
-                    None,
-                    "given code or a helper: the last stage first".to_owned(),
-                ),
-            },
-        };
-        eprintln!("[{}/{}] {} ({from})", i + 1, mutants.len(), mutant.name);
-        let began = Instant::now();
-        let (outcome, caught_by) = scratch.grade(root, &project, &plan, first_stage, mutant)?;
-        results.push(Graded {
-            name: mutant.name.clone(),
-            file: mutant.file.clone(),
-            outcome,
-            caught_by,
-            first_stage,
-            took: began.elapsed(),
-        });
-        eprintln!("{}", progress(&results, mutants.len(), started.elapsed()));
+    let shared = Mutex::new(Shared {
+        results: earlier,
+        graded_now: 0,
+        log,
+    });
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let locks = Locks {
+        build: Mutex::new(()),
+        machine: RwLock::new(()),
+    };
+    let errors: Vec<anyhow::Error> = std::thread::scope(|scope| {
+        let workers: Vec<_> = scratches
+            .iter()
+            .map(|scratch| {
+                let (plan, project, todo) = (&plan, &project, &todo);
+                let (shared, next, stop, locks) = (&shared, &next, &stop, &locks);
+                scope.spawn(move || -> Result<()> {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(mutant) = todo.get(i) else {
+                            return Ok(());
+                        };
+                        let (first_stage, from) = first_stage(plan, &lock(shared).results, mutant);
+                        let began = Instant::now();
+                        let graded = scratch
+                            .grade(root, project, plan, first_stage, mutant, locks)
+                            .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+                        let graded = Graded {
+                            name: mutant.name.clone(),
+                            file: mutant.file.clone(),
+                            first_stage,
+                            took: began.elapsed(),
+                            ..graded
+                        };
+                        let mut shared = lock(shared);
+                        writeln!(shared.log, "{}", graded.to_json())?;
+                        shared.graded_now += 1;
+                        let line = format!(
+                            "[{}/{}] {} ({from})",
+                            shared.graded_now,
+                            todo.len(),
+                            mutant.name
+                        );
+                        shared.results.push(graded);
+                        eprintln!(
+                            "{line}\n{}",
+                            progress(&shared, todo.len(), started.elapsed())
+                        );
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| match w.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(anyhow::anyhow!("a grading thread panicked")),
+            })
+            .collect()
+    });
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
     }
+    let mut results = shared
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .results;
+    // In the listed order, whatever order the jobs finished in.
+    results.sort_by_key(|r| mutants.iter().position(|m| m.name == r.name));
+    crate::emit(&report(
+        &project,
+        &results,
+        total,
+        options,
+        started.elapsed(),
+    )?);
+    Ok(())
+}
+
+/// How the jobs take turns. A build holds `build` (they share a target directory), and every
+/// build and suite run holds `machine` for reading; a failed test's second run, which decides
+/// whether a mutant is caught, holds it for writing, so that it runs alone on the machine, as
+/// a learner's `check` does: a test that fails only while other jobs load the cores catches
+/// nothing.
+struct Locks {
+    build: Mutex<()>,
+    machine: RwLock<()>,
+}
+
+/// What the grading threads share: the outcomes so far (the log's included) and the log.
+struct Shared {
+    results: Vec<Graded>,
+    /// How many of `results` this run graded (the rest came from the log).
+    graded_now: usize,
+    log: std::fs::File,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The stage to start `mutant` with, and why.
+fn first_stage(plan: &Plan, results: &[Graded], mutant: &Mutant) -> (Option<u32>, String) {
+    match plan.stage_of(mutant) {
+        Some(stage) => (Some(stage), format!("stage {stage} first: its function's")),
+        None => match learned_stage(results, &mutant.file) {
+            Some(stage) => (
+                Some(stage),
+                format!("stage {stage} first: it caught most of this file's mutants so far"),
+            ),
+            None => (
+                None,
+                "given code or a helper: the last stage first".to_owned(),
+            ),
+        },
+    }
+}
+
+/// The outcomes an earlier run logged, of the mutants still listed (a mutant's name carries its
+/// line and column, so an edited file's old outcomes drop out by themselves).
+fn read_log(path: &Path, mutants: &[Mutant]) -> Result<Vec<Graded>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(Vec::new());
+    };
+    let mut kept: Vec<Graded> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        // A line cut short by an interrupted run is skipped: its mutant is graded again.
+        let Ok(graded) = Graded::from_json(line) else {
+            continue;
+        };
+        if mutants.iter().any(|m| m.name == graded.name)
+            && !kept.iter().any(|k| k.name == graded.name)
+        {
+            kept.push(graded);
+        }
+    }
+    Ok(kept)
+}
+
+/// The report, as text or JSON.
+fn report(
+    project: &Project,
+    results: &[Graded],
+    total: usize,
+    options: Options,
+    elapsed: Duration,
+) -> Result<String> {
     let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
     let (caught, missed, unviable) = (
         count(Outcome::Caught),
@@ -160,19 +372,25 @@ pub fn run(
             .collect();
         (!took.is_empty()).then(|| took.iter().sum::<f64>() / took.len() as f64)
     };
-    let full_run = mean(None).map(|m| m * total as f64);
-    let out = match format {
+    // Wall-clock time: with several jobs, a mutant's own time overlaps the others'.
+    let full_run = mean(None).map(|m| m * total as f64 / options.jobs.max(1) as f64);
+    let flaky: Vec<(&str, &str)> = results
+        .iter()
+        .flat_map(|r| r.flaky.iter().map(|t| (r.name.as_str(), t.as_str())))
+        .collect();
+    Ok(match options.format {
         MutantsFormat::Json => {
             serde_json::to_string_pretty(&serde_json::json!({
                 "project": project.slug,
                 "mutants_listed": total,
                 "graded": results.len(),
-                "seed": sample.map(|_| seed),
+                "seed": options.sample.map(|_| options.seed),
+                "jobs": options.jobs,
                 "caught": caught,
                 "missed": missed,
                 "unviable": unviable,
                 "score_percent": score,
-                "seconds": started.elapsed().as_secs_f64(),
+                "seconds": elapsed.as_secs_f64(),
                 "mean_seconds": {
                     "all": mean(None),
                     "caught": mean(Some(Outcome::Caught)),
@@ -180,13 +398,7 @@ pub fn run(
                     "unviable": mean(Some(Outcome::Unviable)),
                 },
                 "full_run_estimate_seconds": full_run,
-                "mutants": results.iter().map(|r| serde_json::json!({
-                    "name": r.name,
-                    "outcome": r.outcome,
-                    "first_stage": r.first_stage,
-                    "caught_by_stage": r.caught_by,
-                    "seconds": r.took.as_secs_f64(),
-                })).collect::<Vec<_>>(),
+                "mutants": results.iter().map(|r| serde_json::from_str::<serde_json::Value>(&r.to_json()).expect("our own JSON")).collect::<Vec<_>>(),
             }))? + "\n"
         }
         MutantsFormat::Text => {
@@ -194,23 +406,27 @@ pub fn run(
             for r in results.iter().filter(|r| r.outcome == Outcome::Missed) {
                 out.push_str(&format!("missed: {}\n", r.name));
             }
+            for (mutant, test) in &flaky {
+                out.push_str(&format!(
+                    "a failure that did not repeat (not counted): {test}, with {mutant}\n"
+                ));
+            }
             let secs = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.0} s"));
             out.push_str(&format!(
                 "{}: {caught} caught, {missed} missed, {unviable} unviable of {} graded ({total} listed): score {score:.0}%\n\
-                 mean time a mutant: {} (caught {}, missed {}, unviable {}); all {total}: about {}\n",
+                 mean time a mutant: {} (caught {}, missed {}, unviable {}); all {total}, {} at a time: about {}\n",
                 project.slug,
                 results.len(),
                 secs(mean(None)),
                 secs(mean(Some(Outcome::Caught))),
                 secs(mean(Some(Outcome::Missed))),
                 secs(mean(Some(Outcome::Unviable))),
+                options.jobs,
                 full_run.map_or("-".to_owned(), |s| clock(Duration::from_secs_f64(s))),
             ));
             out
         }
-    };
-    crate::emit(&out);
-    Ok(())
+    })
 }
 
 /// For a mutant outside the stubbed functions (given code, or a helper the exercise leaves to
@@ -233,17 +449,26 @@ fn learned_stage(results: &[Graded], file: &str) -> Option<u32> {
 
 /// The line printed after each mutant: which one, what became of it, the counts so far and when
 /// the run should end.
-fn progress(results: &[Graded], of: usize, elapsed: Duration) -> String {
+fn progress(shared: &Shared, of: usize, elapsed: Duration) -> String {
+    let results = &shared.results;
     let last = results.last().expect("a mutant was graded");
     let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
     let how = match (last.outcome, last.caught_by) {
         (Outcome::Caught, Some(stage)) => format!("caught by stage {stage}"),
         (outcome, _) => format!("{outcome:?}").to_lowercase(),
     };
-    let done = results.len();
-    let eta = elapsed.mul_f64((of - done) as f64 / done as f64);
+    let done = shared.graded_now;
+    let eta = elapsed.mul_f64(of.saturating_sub(done) as f64 / done as f64);
+    let flaky = if last.flaky.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (a failure that did not repeat: {})",
+            last.flaky.join(", ")
+        )
+    };
     format!(
-        "        {how} in {:.0} s; so far {} caught, {} missed, {} unviable; about {} left",
+        "        {how} in {:.0} s{flaky}; so far {} caught, {} missed, {} unviable; about {} left",
         last.took.as_secs_f64(),
         count(Outcome::Caught),
         count(Outcome::Missed),
@@ -422,31 +647,48 @@ fn split_function(function: &str) -> (Option<&str>, &str) {
 }
 
 /// A workspace of its own holding a copy of the solution (and the plumbing), where one mutant at
-/// a time is applied, built and graded.
+/// a time is applied, built and graded. Each job has one.
 struct Scratch {
     workspace: PathBuf,
+    /// Where the diffs apply: the folder holding the member's `solutions/`.
+    patch_dir: PathBuf,
     pristine: PathBuf,
     crate_dir: PathBuf,
+    /// Where the job keeps its built mutant while the suite runs it: the target directory, shared
+    /// by every job, holds only the latest build.
+    binary: PathBuf,
 }
 
 impl Scratch {
-    fn new(root: &Path, project: &Project) -> Result<Scratch> {
-        let workspace = root.join("target/xtask/mutants").join(project.slug);
-        // The member keeps its path in the repository, where cargo-mutants' diffs point.
-        let member = format!("solutions/{}", project.dir_name());
-        let source = root.join(&member);
+    fn new(root: &Path, project: &Project, job: usize) -> Result<Scratch> {
+        let workspace = root
+            .join("target/xtask/mutants")
+            .join(project.slug)
+            .join(job.to_string());
+        // Under `jobN/`, the member keeps its path in the repository, where cargo-mutants' diffs
+        // point. The prefix keeps the jobs' builds apart in the target directory they share:
+        // cargo names a path package's artifacts after its path relative to the workspace root,
+        // so the same relative path in every job would make one job's build look fresh to the
+        // next, which would then grade the wrong binary.
+        let jobdir = format!("job{job}");
+        let repo_path = format!("solutions/{}", project.dir_name());
+        let member = format!("{jobdir}/{repo_path}");
+        let source = root.join(&repo_path);
         tree::stage_workspace(root, &source, &workspace, &member)?;
         let pristine = workspace.join("pristine");
         tree::copy_tree(&source.join("src"), &pristine)?;
         Ok(Scratch {
+            patch_dir: workspace.join(jobdir),
             crate_dir: workspace.join(&member),
+            binary: workspace.join(project.solution_package()),
             workspace,
             pristine,
         })
     }
 
-    /// Applies `mutant` to a fresh copy of the solution, builds it and runs the suite on it, stage
-    /// by stage from `first` until a stage fails. Returns the outcome and the stage that caught it.
+    /// Applies `mutant` to a fresh copy of the solution, builds it (one job at a time) and runs
+    /// the suite on it, stage by stage from `first` until a stage fails.
+    /// Returns the outcome, the stage that caught it and any failures that did not repeat.
     fn grade(
         &self,
         root: &Path,
@@ -454,11 +696,21 @@ impl Scratch {
         plan: &Plan,
         first: Option<u32>,
         mutant: &Mutant,
-    ) -> Result<(Outcome, Option<u32>)> {
+        locks: &Locks,
+    ) -> Result<Graded> {
+        let graded = |outcome, caught_by, flaky| Graded {
+            name: String::new(),
+            file: String::new(),
+            outcome,
+            caught_by,
+            first_stage: None,
+            took: Duration::ZERO,
+            flaky,
+        };
         std::fs::remove_dir_all(self.crate_dir.join("src"))?;
         tree::copy_tree(&self.pristine, &self.crate_dir.join("src"))?;
         let mut patch = Command::new("patch")
-            .current_dir(&self.workspace)
+            .current_dir(&self.patch_dir)
             .args(["--quiet", "--strip=0", "--forward", "--batch"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -476,45 +728,79 @@ impl Scratch {
             );
         }
         let package = project.solution_package();
-        let output = grading::build_command(cargo().get_program(), &package, false)
-            .current_dir(&self.workspace)
-            .arg("--quiet")
-            .arg("--target-dir")
-            .arg(root.join("target/xtask/dir-target"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .output()
-            .context("running cargo build")?;
-        if !output.status.success() {
-            return Ok((Outcome::Unviable, None));
-        }
-        let binary = grading::executable(&output.stdout, &package)
-            .context("cargo built the mutant but reported no executable")?;
-        let mut ran = HashSet::new();
-        for stage in plan.order(first) {
-            let outcomes = check::run_built_suite_with(
-                root,
-                project,
-                &binary,
-                &format!("a mutant (stage {stage})"),
-                Some(&format!("stage{stage}_")),
-                &[],
-            )?;
-            if outcomes.iter().any(|t| !t.passed) {
-                return Ok((Outcome::Caught, Some(stage)));
+        {
+            let _shared = locks.machine.read().unwrap_or_else(|p| p.into_inner());
+            let _one_build_at_a_time = lock(&locks.build);
+            let output = grading::build_command(cargo().get_program(), &package, false)
+                .current_dir(&self.workspace)
+                .arg("--quiet")
+                .arg("--target-dir")
+                .arg(root.join("target/xtask/dir-target"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .context("running cargo build")?;
+            if !output.status.success() {
+                return Ok(graded(Outcome::Unviable, None, Vec::new()));
             }
+            let built = grading::executable(&output.stdout, &package)
+                .context("cargo built the mutant but reported no executable")?;
+            // A copy, not a link: the next job's build replaces the file in the target directory.
+            let _ = std::fs::remove_file(&self.binary);
+            std::fs::copy(&built, &self.binary).with_context(|| {
+                format!("copying {} to {}", built.display(), self.binary.display())
+            })?;
+        }
+        let run = |args: &[&str], label: &str| {
+            let _shared = locks.machine.read().unwrap_or_else(|p| p.into_inner());
+            check::run_built_suite_args(root, project, &self.binary, label, args, &[])
+        };
+        let run_alone = |args: &[&str], label: &str| {
+            let _alone = locks.machine.write().unwrap_or_else(|p| p.into_inner());
+            check::run_built_suite_args(root, project, &self.binary, label, args, &[])
+        };
+        let mut ran = HashSet::new();
+        let mut flaky = Vec::new();
+        for stage in plan.order(first) {
+            let label = format!("a mutant (stage {stage})");
+            let filter = format!("stage{stage}_");
+            // A stage's failure counts once a failed test fails again when run alone (see
+            // `Locks`); one that does not repeat (a test starved on a busy machine) is noted,
+            // and the stage is run once more.
+            let mut attempts = 0;
+            let outcomes = loop {
+                attempts += 1;
+                let outcomes = run(&[&filter], &label)?;
+                let failed: Vec<&str> = outcomes
+                    .iter()
+                    .filter(|t| !t.passed)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                if failed.is_empty() {
+                    break outcomes;
+                }
+                let mut args = vec!["--exact"];
+                args.extend(&failed);
+                let again = run_alone(&args, &label)?;
+                if again.iter().any(|t| !t.passed) {
+                    return Ok(graded(Outcome::Caught, Some(stage), flaky));
+                }
+                flaky.extend(failed.iter().map(|t| (*t).to_owned()));
+                if attempts == 2 {
+                    break outcomes;
+                }
+            };
             ran.extend(outcomes.into_iter().map(|t| t.name));
         }
         // Every test must have run before a mutant is called missed: any the stages did not
         // name (a test outside a `stageN_` module) run here with the rest.
         if plan.tests.iter().any(|t| !ran.contains(t)) {
-            let outcomes =
-                check::run_built_suite_with(root, project, &binary, "a mutant", None, &[])?;
+            let outcomes = run(&[], "a mutant")?;
             if outcomes.iter().any(|t| !t.passed) {
-                return Ok((Outcome::Caught, None));
+                return Ok(graded(Outcome::Caught, None, flaky));
             }
         }
-        Ok((Outcome::Missed, None))
+        Ok(graded(Outcome::Missed, None, flaky))
     }
 }
 
@@ -619,6 +905,43 @@ mod tests {
     }
 
     #[test]
+    fn the_log_keeps_the_listed_mutants_once_and_skips_a_line_cut_short() {
+        let dir = std::env::temp_dir().join(format!("mutants-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.jsonl");
+        let graded = |name: &str, outcome, flaky: &[&str]| Graded {
+            name: name.into(),
+            file: "a.rs".into(),
+            outcome,
+            caught_by: (outcome == Outcome::Caught).then_some(2),
+            first_stage: Some(1),
+            took: Duration::from_millis(1500),
+            flaky: flaky.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let lines = [
+            graded("m0", Outcome::Caught, &[]).to_json(),
+            graded("gone", Outcome::Missed, &[]).to_json(),
+            graded("m1", Outcome::Missed, &["stage1_x::y"]).to_json(),
+            graded("m0", Outcome::Missed, &[]).to_json(),
+            r#"{"name":"m2","file":"a.rs","outc"#.to_owned(),
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let kept = read_log(&path, &mutants(3)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<&str> = kept.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["m0", "m1"]);
+        assert_eq!(kept[0].outcome, Outcome::Caught);
+        assert_eq!(kept[0].caught_by, Some(2));
+        assert_eq!(kept[1].flaky, ["stage1_x::y"]);
+        assert_eq!(kept[1].took, Duration::from_millis(1500));
+        assert!(
+            read_log(&dir.join("none.jsonl"), &mutants(3))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_helper_starts_with_the_stage_that_caught_its_file_most() {
         let graded = |file: &str, caught_by: Option<u32>| Graded {
             name: String::new(),
@@ -627,6 +950,7 @@ mod tests {
             caught_by,
             first_stage: None,
             took: Duration::ZERO,
+            flaky: Vec::new(),
         };
         let results = [
             graded("a.rs", Some(5)),
