@@ -189,6 +189,10 @@ enum Command {
         /// target/xtask/mutants/<project>.jsonl, and grade only the mutants it has not.
         #[arg(long)]
         resume: bool,
+        /// As --resume, but grade again the mutants the log calls missed: after adding tests,
+        /// which can catch a missed mutant but not miss a caught one.
+        #[arg(long)]
+        regrade_missed: bool,
     },
     /// Check that each stage of a project passes with only the functions that stages.md assigns
     /// to it and to the stages before (the solution's bodies for those, `todo!()` for the rest),
@@ -317,6 +321,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             format,
             jobs,
             resume,
+            regrade_missed,
         } => mutants::run(
             &root,
             &project,
@@ -326,6 +331,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 format,
                 jobs,
                 resume,
+                regrade_missed,
             },
         )
         .map(|()| ExitCode::SUCCESS),

@@ -143,6 +143,9 @@ pub struct Options {
     pub jobs: usize,
     /// Keep the outcomes an earlier run wrote to its log, and grade only the rest.
     pub resume: bool,
+    /// With `resume`: grade again the mutants the log calls missed (after tests were added,
+    /// which can catch a missed mutant but never miss a caught one).
+    pub regrade_missed: bool,
 }
 
 /// Lists, samples, applies and grades the mutants of `name`'s solution, and prints the score.
@@ -164,11 +167,14 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
     let log_path = root
         .join("target/xtask/mutants")
         .join(format!("{}.jsonl", project.slug));
-    let earlier = if options.resume {
+    let mut earlier = if options.resume || options.regrade_missed {
         read_log(&log_path, &mutants)?
     } else {
         Vec::new()
     };
+    if options.regrade_missed {
+        earlier.retain(|g| g.outcome != Outcome::Missed);
+    }
     let todo: Vec<&Mutant> = mutants
         .iter()
         .filter(|m| !earlier.iter().any(|g| g.name == m.name))
@@ -195,8 +201,8 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .append(options.resume)
-        .truncate(!options.resume)
+        .append(options.resume || options.regrade_missed)
+        .truncate(!(options.resume || options.regrade_missed))
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let started = Instant::now();
@@ -324,7 +330,7 @@ fn first_stage(plan: &Plan, results: &[Graded], mutant: &Mutant) -> (Option<u32>
 }
 
 /// The outcomes an earlier run logged, of the mutants still listed (a mutant's name carries its
-/// line and column, so an edited file's old outcomes drop out by themselves).
+/// line and column, so an edited file's old outcomes drop out by themselves), the latest of each.
 fn read_log(path: &Path, mutants: &[Mutant]) -> Result<Vec<Graded>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(Vec::new());
@@ -335,10 +341,13 @@ fn read_log(path: &Path, mutants: &[Mutant]) -> Result<Vec<Graded>> {
         let Ok(graded) = Graded::from_json(line) else {
             continue;
         };
-        if mutants.iter().any(|m| m.name == graded.name)
-            && !kept.iter().any(|k| k.name == graded.name)
-        {
-            kept.push(graded);
+        if !mutants.iter().any(|m| m.name == graded.name) {
+            continue;
+        }
+        // A mutant graded again (`--regrade-missed`) keeps its latest outcome.
+        match kept.iter_mut().find(|k| k.name == graded.name) {
+            Some(k) => *k = graded,
+            None => kept.push(graded),
         }
     }
     Ok(kept)
@@ -905,7 +914,7 @@ mod tests {
     }
 
     #[test]
-    fn the_log_keeps_the_listed_mutants_once_and_skips_a_line_cut_short() {
+    fn the_log_keeps_the_latest_outcome_of_each_listed_mutant_and_skips_a_line_cut_short() {
         let dir = std::env::temp_dir().join(format!("mutants-log-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("p.jsonl");
@@ -919,10 +928,10 @@ mod tests {
             flaky: flaky.iter().map(|t| (*t).to_owned()).collect(),
         };
         let lines = [
-            graded("m0", Outcome::Caught, &[]).to_json(),
+            graded("m0", Outcome::Missed, &[]).to_json(),
             graded("gone", Outcome::Missed, &[]).to_json(),
             graded("m1", Outcome::Missed, &["stage1_x::y"]).to_json(),
-            graded("m0", Outcome::Missed, &[]).to_json(),
+            graded("m0", Outcome::Caught, &[]).to_json(),
             r#"{"name":"m2","file":"a.rs","outc"#.to_owned(),
         ];
         std::fs::write(&path, lines.join("\n")).unwrap();
