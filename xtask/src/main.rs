@@ -182,15 +182,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = mutants::MutantsFormat::Text)]
         format: mutants::MutantsFormat,
         /// Mutants graded at once. Most of a mutant's time is the suite waiting on sockets and
-        /// timers, so three at once take about half the time of one on two cores.
-        #[arg(long, value_name = "N", default_value_t = 3)]
-        jobs: usize,
-        /// Keep the outcomes that an earlier run (or an interrupted one) logged to
-        /// target/xtask/mutants/<project>.jsonl, and grade only the mutants it has not.
+        /// timers, not the cores, so several at once finish sooner even on two cores.
+        #[arg(long, value_name = "N", default_value_t = 6,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
+        /// Keep the outcomes that earlier runs (an interrupted one included) logged to
+        /// target/xtask/mutants/<project>.jsonl, and grade only the mutants it lacks. Delete the
+        /// log to forget them.
         #[arg(long)]
         resume: bool,
-        /// As --resume, but grade again the mutants the log calls missed: after adding tests,
-        /// which can catch a missed mutant but not miss a caught one.
+        /// As --resume, and grade again the mutants the log calls missed: after adding tests
+        /// (and changing none), which can catch a missed mutant but not miss a caught one.
         #[arg(long)]
         regrade_missed: bool,
     },
@@ -329,7 +331,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 sample,
                 seed,
                 format,
-                jobs,
+                jobs: usize::from(jobs),
                 resume,
                 regrade_missed,
             },

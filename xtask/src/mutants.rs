@@ -143,7 +143,7 @@ pub struct Options {
     pub jobs: usize,
     /// Keep the outcomes an earlier run wrote to its log, and grade only the rest.
     pub resume: bool,
-    /// With `resume`: grade again the mutants the log calls missed (after tests were added,
+    /// As `resume`, and grade again the mutants the log calls missed (after tests were added,
     /// which can catch a missed mutant but never miss a caught one).
     pub regrade_missed: bool,
 }
@@ -179,6 +179,7 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
         .iter()
         .filter(|m| !earlier.iter().any(|g| g.name == m.name))
         .collect();
+    let jobs = options.jobs.clamp(1, todo.len().max(1));
     eprintln!(
         "{} mutants of {}; grading {}{}, {} at a time; outcomes logged to {}",
         total,
@@ -189,22 +190,25 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
         } else {
             format!(" ({} kept from the log)", earlier.len())
         },
-        options.jobs,
+        jobs,
         log_path.display()
     );
+    let options = Options { jobs, ..options };
     let plan = Plan::new(root, &project)?;
-    let jobs = options.jobs.clamp(1, todo.len().max(1));
     let scratches = (0..jobs)
         .map(|k| Scratch::new(root, &project, k))
         .collect::<Result<Vec<_>>>()?;
+    // Every run appends, a sample's too; `read_log` keeps each mutant's latest outcome.
     std::fs::create_dir_all(log_path.parent().expect("the log is in a folder"))?;
-    let log = std::fs::OpenOptions::new()
+    let mut log = std::fs::OpenOptions::new()
         .create(true)
-        .write(true)
-        .append(options.resume || options.regrade_missed)
-        .truncate(!(options.resume || options.regrade_missed))
+        .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
+    // A run cut off mid-line leaves no newline: the next record starts on a line of its own.
+    if std::fs::read(&log_path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n')) {
+        log.write_all(b"\n")?;
+    }
     let started = Instant::now();
     let shared = Mutex::new(Shared {
         results: earlier,
@@ -231,18 +235,30 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
                         };
                         let (first_stage, from) = first_stage(plan, &lock(shared).results, mutant);
                         let began = Instant::now();
-                        let graded = scratch
-                            .grade(root, project, plan, first_stage, mutant, locks)
-                            .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+                        let verdict =
+                            match scratch.grade(root, project, plan, first_stage, mutant, locks) {
+                                Ok(verdict) => verdict,
+                                Err(e) => {
+                                    stop.store(true, Ordering::Relaxed);
+                                    eprintln!("stopping after the mutants in progress: {e:#}");
+                                    return Err(e);
+                                }
+                            };
                         let graded = Graded {
                             name: mutant.name.clone(),
                             file: mutant.file.clone(),
+                            outcome: verdict.outcome,
+                            caught_by: verdict.caught_by,
                             first_stage,
                             took: began.elapsed(),
-                            ..graded
+                            flaky: verdict.flaky,
                         };
                         let mut shared = lock(shared);
-                        writeln!(shared.log, "{}", graded.to_json())?;
+                        let line = graded.to_json() + "\n";
+                        if let Err(e) = shared.log.write_all(line.as_bytes()) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(anyhow::Error::from(e).context("writing the log"));
+                        }
                         shared.graded_now += 1;
                         let line = format!(
                             "[{}/{}] {} ({from})",
@@ -265,7 +281,10 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
             .filter_map(|w| match w.join() {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
-                Err(_) => Some(anyhow::anyhow!("a grading thread panicked")),
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    Some(anyhow::anyhow!("a grading thread panicked"))
+                }
             })
             .collect()
     });
@@ -277,7 +296,12 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .results;
     // In the listed order, whatever order the jobs finished in.
-    results.sort_by_key(|r| mutants.iter().position(|m| m.name == r.name));
+    let listed: std::collections::HashMap<&str, usize> = mutants
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.as_str(), i))
+        .collect();
+    results.sort_by_key(|r| listed.get(r.name.as_str()).copied());
     crate::emit(&report(
         &project,
         &results,
@@ -290,9 +314,10 @@ pub fn run(root: &Path, name: &str, options: Options) -> Result<()> {
 
 /// How the jobs take turns. A build holds `build` (they share a target directory), and every
 /// build and suite run holds `machine` for reading; a failed test's second run, which decides
-/// whether a mutant is caught, holds it for writing, so that it runs alone on the machine, as
-/// a learner's `check` does: a test that fails only while other jobs load the cores catches
-/// nothing.
+/// whether a mutant is caught, holds it for writing, so that it runs once the other jobs have
+/// finished their current step and before they start another: a test that fails only while
+/// other jobs load the cores catches nothing. `build` is taken before `machine`, so that a job
+/// queued for its build holds up no second run.
 struct Locks {
     build: Mutex<()>,
     machine: RwLock<()>,
@@ -697,7 +722,6 @@ impl Scratch {
 
     /// Applies `mutant` to a fresh copy of the solution, builds it (one job at a time) and runs
     /// the suite on it, stage by stage from `first` until a stage fails.
-    /// Returns the outcome, the stage that caught it and any failures that did not repeat.
     fn grade(
         &self,
         root: &Path,
@@ -706,16 +730,7 @@ impl Scratch {
         first: Option<u32>,
         mutant: &Mutant,
         locks: &Locks,
-    ) -> Result<Graded> {
-        let graded = |outcome, caught_by, flaky| Graded {
-            name: String::new(),
-            file: String::new(),
-            outcome,
-            caught_by,
-            first_stage: None,
-            took: Duration::ZERO,
-            flaky,
-        };
+    ) -> Result<Verdict> {
         std::fs::remove_dir_all(self.crate_dir.join("src"))?;
         tree::copy_tree(&self.pristine, &self.crate_dir.join("src"))?;
         let mut patch = Command::new("patch")
@@ -730,27 +745,42 @@ impl Scratch {
             mutant.diff.as_bytes(),
         )?;
         if !patch.wait()?.success() {
-            bail!(
-                "the diff of {} does not apply:\n{}",
-                mutant.name,
-                mutant.diff
+            // cargo-mutants made the diff from these very sources, so this is unexpected; the
+            // mutant is not graded, and the run goes on (a resumed run would meet it again).
+            eprintln!(
+                "warning: the diff of {} does not apply; counted as unviable:\n{}",
+                mutant.name, mutant.diff
             );
+            return Ok(Verdict::of(Outcome::Unviable));
         }
         let package = project.solution_package();
         {
-            let _shared = locks.machine.read().unwrap_or_else(|p| p.into_inner());
             let _one_build_at_a_time = lock(&locks.build);
+            let _shared = locks.machine.read().unwrap_or_else(|p| p.into_inner());
             let output = grading::build_command(cargo().get_program(), &package, false)
                 .current_dir(&self.workspace)
                 .arg("--quiet")
                 .arg("--target-dir")
                 .arg(root.join("target/xtask/dir-target"))
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .output()
                 .context("running cargo build")?;
             if !output.status.success() {
-                return Ok(graded(Outcome::Unviable, None, Vec::new()));
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                // Unviable means rustc rejected the mutant; any other failure (a full disk, a
+                // killed compiler) is the grader's, and stops the run rather than being logged
+                // as the mutant's.
+                if stderr.contains("could not compile") {
+                    return Ok(Verdict::of(Outcome::Unviable));
+                }
+                let lines: Vec<&str> = stderr.lines().collect();
+                bail!(
+                    "cargo failed to build {} ({}), and not for a compile error:\n{}",
+                    mutant.name,
+                    output.status,
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                );
             }
             let built = grading::executable(&output.stdout, &package)
                 .context("cargo built the mutant but reported no executable")?;
@@ -760,57 +790,115 @@ impl Scratch {
                 format!("copying {} to {}", built.display(), self.binary.display())
             })?;
         }
-        let run = |args: &[&str], label: &str| {
-            let _shared = locks.machine.read().unwrap_or_else(|p| p.into_inner());
-            check::run_built_suite_args(root, project, &self.binary, label, args, &[])
-        };
-        let run_alone = |args: &[&str], label: &str| {
-            let _alone = locks.machine.write().unwrap_or_else(|p| p.into_inner());
-            check::run_built_suite_args(root, project, &self.binary, label, args, &[])
-        };
-        let mut ran = HashSet::new();
         let mut flaky = Vec::new();
+        let mut ran = HashSet::new();
         for stage in plan.order(first) {
-            let label = format!("a mutant (stage {stage})");
             let filter = format!("stage{stage}_");
-            // A stage's failure counts once a failed test fails again when run alone (see
-            // `Locks`); one that does not repeat (a test starved on a busy machine) is noted,
-            // and the stage is run once more.
-            let mut attempts = 0;
-            let outcomes = loop {
-                attempts += 1;
-                let outcomes = run(&[&filter], &label)?;
-                let failed: Vec<&str> = outcomes
-                    .iter()
-                    .filter(|t| !t.passed)
-                    .map(|t| t.name.as_str())
-                    .collect();
-                if failed.is_empty() {
-                    break outcomes;
+            let label = format!("a mutant (stage {stage})");
+            match self.run_confirmed(root, project, locks, &[&filter], &label, &mut flaky)? {
+                Run::Failed => {
+                    return Ok(Verdict {
+                        outcome: Outcome::Caught,
+                        caught_by: Some(stage),
+                        flaky,
+                    });
                 }
-                let mut args = vec!["--exact"];
-                args.extend(&failed);
-                let again = run_alone(&args, &label)?;
-                if again.iter().any(|t| !t.passed) {
-                    return Ok(graded(Outcome::Caught, Some(stage), flaky));
-                }
-                flaky.extend(failed.iter().map(|t| (*t).to_owned()));
-                if attempts == 2 {
-                    break outcomes;
-                }
-            };
-            ran.extend(outcomes.into_iter().map(|t| t.name));
+                Run::Passed(names) => ran.extend(names),
+            }
         }
         // Every test must have run before a mutant is called missed: any the stages did not
         // name (a test outside a `stageN_` module) run here with the rest.
-        if plan.tests.iter().any(|t| !ran.contains(t)) {
-            let outcomes = run(&[], "a mutant")?;
-            if outcomes.iter().any(|t| !t.passed) {
-                return Ok(graded(Outcome::Caught, None, flaky));
+        if plan.tests.iter().any(|t| !ran.contains(t))
+            && let Run::Failed =
+                self.run_confirmed(root, project, locks, &[], "a mutant", &mut flaky)?
+        {
+            return Ok(Verdict {
+                outcome: Outcome::Caught,
+                caught_by: None,
+                flaky,
+            });
+        }
+        Ok(Verdict {
+            outcome: Outcome::Missed,
+            caught_by: None,
+            flaky,
+        })
+    }
+
+    /// Runs the tests `filters` select against this job's mutant. A failure counts once a
+    /// failed test fails again run alone (see [`Locks`]); failures that do not repeat (a test
+    /// starved on a busy machine) go to `flaky`, and the selection runs once more. Two runs
+    /// whose failures do not repeat count as a pass.
+    fn run_confirmed(
+        &self,
+        root: &Path,
+        project: &Project,
+        locks: &Locks,
+        filters: &[&str],
+        label: &str,
+        flaky: &mut Vec<String>,
+    ) -> Result<Run> {
+        let run = |args: &[&str]| {
+            check::run_built_suite_args(root, project, &self.binary, label, args, &[])
+        };
+        let mut outcomes = Vec::new();
+        for _attempt in 0..2 {
+            outcomes = {
+                let _shared = locks.machine.read().unwrap_or_else(|p| p.into_inner());
+                run(filters)?
+            };
+            let failed: Vec<&str> = outcomes
+                .iter()
+                .filter(|t| !t.passed)
+                .map(|t| t.name.as_str())
+                .collect();
+            if failed.is_empty() {
+                break;
+            }
+            let mut args = vec!["--exact"];
+            args.extend(&failed);
+            let again = {
+                let _alone = locks.machine.write().unwrap_or_else(|p| p.into_inner());
+                run(&args)?
+            };
+            if again.iter().any(|t| !t.passed) {
+                return Ok(Run::Failed);
+            }
+            for test in failed {
+                if !flaky.iter().any(|f| f == test) {
+                    flaky.push(test.to_owned());
+                }
             }
         }
-        Ok(graded(Outcome::Missed, None, flaky))
+        Ok(Run::Passed(outcomes.into_iter().map(|t| t.name).collect()))
     }
+}
+
+/// What [`Scratch::grade`] found.
+struct Verdict {
+    outcome: Outcome,
+    /// The stage whose tests caught it.
+    caught_by: Option<u32>,
+    /// Tests whose failure did not repeat when run alone.
+    flaky: Vec<String>,
+}
+
+impl Verdict {
+    fn of(outcome: Outcome) -> Verdict {
+        Verdict {
+            outcome,
+            caught_by: None,
+            flaky: Vec::new(),
+        }
+    }
+}
+
+/// What [`Scratch::run_confirmed`] found.
+enum Run {
+    /// A test failed, and failed again run alone.
+    Failed,
+    /// The names of the tests run, none of which failed twice.
+    Passed(Vec<String>),
 }
 
 #[cfg(test)]
