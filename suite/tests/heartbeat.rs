@@ -117,7 +117,12 @@ impl Server {
 
     /// One status page, asked over raw UDP, retried until an answer comes.
     fn status_page(&mut self, after: Option<&str>) -> Value {
-        match self.status_page_within(after, PROMPT) {
+        self.status_page_sized(after).0
+    }
+
+    /// [`Server::status_page`], with the length of the datagram it came in.
+    fn status_page_sized(&mut self, after: Option<&str>) -> (Value, usize) {
+        match self.status_datagram_within(after, PROMPT) {
             Some(page) => page,
             None => {
                 let request = status_request(after);
@@ -150,6 +155,16 @@ impl Server {
     /// One status page, asked over raw UDP every 250ms until an answer comes, or `None` after
     /// `within`.
     fn status_page_within(&mut self, after: Option<&str>, within: Duration) -> Option<Value> {
+        self.status_datagram_within(after, within)
+            .map(|(page, _)| page)
+    }
+
+    /// [`Server::status_page_within`], with the length of the datagram the page came in.
+    fn status_datagram_within(
+        &mut self,
+        after: Option<&str>,
+        within: Duration,
+    ) -> Option<(Value, usize)> {
         let request = status_request(after);
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
@@ -170,7 +185,7 @@ impl Server {
                     continue;
                 }
                 match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(reply) if reply.get("nodes").is_some() => return Some(reply),
+                    Ok(reply) if reply.get("nodes").is_some() => return Some((reply, bytes.len())),
                     _ => self.program.fail(format_args!(
                         "sent {request} and expected a status reply {{\"server\":{{..}},\"nodes\":[..],\"next\":..}}, got {:?}",
                         String::from_utf8_lossy(&bytes)
@@ -254,6 +269,60 @@ impl Server {
             )),
         }
     }
+}
+
+/// Sends node `node` a heartbeat after each gap of `gaps` (the first at once, seq counting on
+/// from `first_seq`), and returns the instants they were sent. Pacing, not synchronisation: the
+/// rhythm is the input under test, and the caller judges the server by the gaps actually kept.
+fn beat_with_gaps(s: &mut Server, node: &str, first_seq: u64, gaps: &[Duration]) -> Vec<Instant> {
+    let mut sent = vec![Instant::now()];
+    s.beat(node, first_seq);
+    for (k, gap) in gaps.iter().enumerate() {
+        std::thread::sleep(*gap);
+        sent.push(Instant::now());
+        s.beat(node, first_seq + 1 + k as u64);
+    }
+    s.program
+        .assert_running(format_args!("receiving heartbeats of {node}"));
+    sent
+}
+
+/// The mean and the standard deviation (of the population) of the last `window` gaps between
+/// the instants `sent`, in milliseconds.
+fn rhythm(sent: &[Instant], window: usize) -> (f64, f64) {
+    let gaps: Vec<f64> = sent
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
+        .collect();
+    let gaps = &gaps[gaps.len().saturating_sub(window)..];
+    let n = gaps.len() as f64;
+    let mean = gaps.iter().sum::<f64>() / n;
+    let variance = gaps.iter().map(|g| (g - mean) * (g - mean)).sum::<f64>() / n;
+    (mean, variance.sqrt())
+}
+
+/// A status row's `interval_ms`, as (mean, sd), if both are numbers.
+fn interval_ms(row: &Value) -> Option<(f64, f64)> {
+    Some((
+        row["interval_ms"]["mean"].as_f64()?,
+        row["interval_ms"]["sd"].as_f64()?,
+    ))
+}
+
+/// P(X > t) for X ~ Normal(mean, sd): this suite's own, by Simpson's rule over the density from
+/// the mean (2,000 slices; far closer than the 10^-4 the contract allows a server).
+fn normal_tail_exact(t: f64, mean: f64, sd: f64) -> f64 {
+    let y = (t - mean) / sd;
+    let density = |u: f64| (-u * u / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let slices = 2_000;
+    let h = y.abs() / slices as f64;
+    let mut area = density(0.0) + density(y.abs());
+    for k in 1..slices {
+        let weight = if k % 2 == 1 { 4.0 } else { 2.0 };
+        area += weight * density(k as f64 * h);
+    }
+    let area = area * h / 3.0;
+    if y >= 0.0 { 0.5 - area } else { 0.5 + area }
 }
 
 /// A status request, for the first page or for the one after `after`.
@@ -646,6 +715,114 @@ mod stage2_membership {
             }
         });
     }
+
+    #[test]
+    fn status_reports_the_rhythm_of_the_last_100_intervals() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            // One interval is not yet a rhythm.
+            s.beat("newcomer", 1);
+            s.beat("newcomer", 2);
+            let row = s.node_until("newcomer", "received 2", |r| r["received"] == 2);
+            if !row["interval_ms"].is_null() || !row["phi"].is_null() {
+                s.program.fail(format_args!(
+                    "a node with two heartbeats has one interval, no rhythm yet: expected \
+                     \"interval_ms\":null (and \"phi\":null under the fixed timeout), got {row}"
+                ));
+            }
+            // 40 intervals of 50ms, then 100 alternating 4ms and 36ms (a mean of 20ms and a
+            // deviation of 16ms): the window holds the last 100, so the first 40 must have left
+            // it, and left its running sums.
+            let mut gaps = vec![Duration::from_millis(50); 40];
+            gaps.extend((0..100).map(|k| Duration::from_millis(if k % 2 == 0 { 4 } else { 36 })));
+            let sent = beat_with_gaps(&mut s, "drummer", 1, &gaps);
+            let (mean, sd) = rhythm(&sent, 100);
+            let row = s.node_until("drummer", "received 141", |r| r["received"] == 141);
+            let close = interval_ms(&row).is_some_and(|(m, d)| {
+                (m - mean).abs() <= (mean * 0.05).max(1.5) && d >= sd * 0.6 && d <= sd * 1.3 + 3.0
+            });
+            let (server, _) = s.status();
+            let beating = sent.last().map(|last| *last - sent[0]).unwrap_or_default();
+            if server["uptime_ms"].as_u64().unwrap_or(0) < beating.as_millis() as u64 {
+                s.program.fail(format_args!(
+                    "the server has been up for longer than the {:.1} s this test spent beating; \
+                     expected server.uptime_ms of at least {}, got {server}",
+                    beating.as_secs_f64(),
+                    beating.as_millis()
+                ));
+            }
+            if !close || !row["phi"].is_null() {
+                s.program.fail(format_args!(
+                    "sent 141 heartbeats: 40 gaps of 50ms, then 100 alternating 4ms and 36ms, \
+                     whose mean was {mean:.1}ms and deviation {sd:.1}ms as sent; expected \
+                     interval_ms near {{\"mean\":{mean:.1},\"sd\":{sd:.1}}} (the last 100 \
+                     intervals only: all 140 would have a mean of about 28.6ms), and \"phi\":null \
+                     under the fixed timeout; got {row}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn status_command_ignores_a_late_reply_to_an_earlier_page() {
+        bounded(LIMIT, || {
+            // The suite plays the server. Asked for the page after "b", it sends the first page
+            // again (as a late reply to an earlier try of it would arrive), then the right one:
+            // `status` must skip the first and list every node once.
+            let fake = UdpPeer::bind();
+            let addr = fake.addr().to_string();
+            let row = |node: &str| {
+                json!({ "node": node, "state": "alive", "addr": "127.0.0.1:9",
+                        "last_seen_ms_ago": 5, "last_seq": 1, "received": 1, "lost": 0,
+                        "duplicates": 0, "reordered": 0, "restarts": 0,
+                        "interval_ms": null, "phi": null })
+            };
+            let server = json!({ "nodes": 4, "alive": 4, "dead": 0, "received": 4,
+                                 "rejected": 0, "status_requests": 2, "status_dropped": 0,
+                                 "nodes_refused": 0, "meta_dropped": 0, "meta_bytes": 0,
+                                 "events_dropped": 0, "uptime_ms": 1000,
+                                 "detector": "timeout", "timeout_ms": 3000 });
+            let first = json!({ "server": server, "nodes": [row("a"), row("b")], "next": "b" });
+            let second = json!({ "server": server, "nodes": [row("c"), row("d")], "next": null });
+            let serving = std::thread::spawn(move || {
+                let deadline = Instant::now() + PROMPT;
+                while Instant::now() < deadline {
+                    let Some((bytes, from)) = fake.recv(Duration::from_millis(50)) else {
+                        continue;
+                    };
+                    let request: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    fake.send_json(from, &first);
+                    if request["after"] == "b" {
+                        fake.send_json(from, &second);
+                        return;
+                    }
+                }
+            });
+            let output = command("heartbeat")
+                .args(["status", "--server", &addr, "--json"])
+                .timeout(PROMPT * 2)
+                .output()
+                .unwrap_or_else(|e| panic!("running heartbeat status: {e}"));
+            let _ = serving.join();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let doc: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+            let listed: Vec<&str> = doc["nodes"]
+                .as_array()
+                .map(|n| n.iter().filter_map(|r| r["node"].as_str()).collect())
+                .unwrap_or_default();
+            if !output.status.success() || listed != ["a", "b", "c", "d"] {
+                panic!(
+                    "a server answered the first page with a and b (next \"b\"), and the \
+                     request for the page after b with the first page again, then with c and \
+                     d: `heartbeat status --json` should skip the stale page (its first node is \
+                     not after b) and list a, b, c, d once each; it exited {} and listed \
+                     {listed:?}\n  stdout: {stdout}\n  stderr: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        });
+    }
 }
 
 mod stage3_detection {
@@ -882,6 +1059,35 @@ mod stage4_sequences {
             check(&seqs, [103, 0, 0, 0, 1], 3);
         });
     }
+
+    #[test]
+    fn a_recovered_node_starts_a_fresh_rhythm() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "300ms", "--check-interval", "20ms"]);
+            beat_with_gaps(&mut s, "phoenix", 1, &[Duration::from_millis(20); 5]);
+            s.expect_event("dead", "phoenix", PROMPT);
+            let sent = beat_with_gaps(&mut s, "phoenix", 7, &[Duration::from_millis(100); 3]);
+            s.expect_event("recovered", "phoenix", PROMPT);
+            let (mean, _) = rhythm(&sent, 100);
+            let row = s.node_until("phoenix", "received 10", |r| r["received"] == 10);
+            let fresh = interval_ms(&row).is_some_and(|(m, _)| (m - mean).abs() <= mean * 0.1);
+            let (server, _) = s.status();
+            if server["dead"] != 0 || server["alive"] != 1 {
+                s.program.fail(format_args!(
+                    "node phoenix died and recovered: expected server.dead 0 and alive 1, got \
+                     {server}"
+                ));
+            }
+            if !fresh {
+                s.program.fail(format_args!(
+                    "node phoenix beat 6 times 20ms apart, died, and came back beating 100ms \
+                     apart (3 intervals, a mean of {mean:.1}ms as sent): after an outage the \
+                     old rhythm says nothing, so expected interval_ms.mean near {mean:.1} (with \
+                     the 20ms intervals kept it would be about 50); got {row}"
+                ));
+            }
+        });
+    }
 }
 
 mod stage5_hostile {
@@ -961,14 +1167,16 @@ mod stage5_hostile {
             for id in ids {
                 s.beat(id, 1);
             }
-            s.beat("ok", 1);
+            // The longest allowed: 64 bytes.
+            let longest = "n".repeat(64);
+            s.beat(&longest, 1);
             let first = s.next_event(PROMPT);
-            if first["node"] != "ok" {
+            if first["node"] != longest.as_str() {
                 s.program.fail(format_args!(
-                    "expected the bad node ids {ids:?} to be rejected, but got the event {first}"
+                    "expected the bad node ids {ids:?} to be rejected and the 64-byte id {longest:?} to join, but got the event {first}"
                 ));
             }
-            expect_clean(&mut s, ids.len() as u64, &[("ok", 1)]);
+            expect_clean(&mut s, ids.len() as u64, &[(longest.as_str(), 1)]);
         });
     }
 
@@ -1255,13 +1463,21 @@ mod stage5_hostile {
                 std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1:0");
             let flood_addr = flood.local_addr().expect("a bound socket has an address");
             let (stop, counter) = count_datagrams(&flood, s.addr);
+            // Half with "op" first, which a server may count without parsing, half with it
+            // second, which it must parse: both are status requests, and both are limited.
             let request = status_request(None).to_string();
+            let reordered = r#"{"after":"a","op":"status"}"#;
             // No status request before this one: the bucket is full.
             let started = Instant::now();
-            for _ in 0..FLOOD {
+            for k in 0..FLOOD {
+                let one = if k % 2 == 0 {
+                    request.as_str()
+                } else {
+                    reordered
+                };
                 flood
-                    .send_to(request.as_bytes(), s.addr)
-                    .unwrap_or_else(|e| panic!("sending {request} to {}: {e}", s.addr));
+                    .send_to(one.as_bytes(), s.addr)
+                    .unwrap_or_else(|e| panic!("sending {one} to {}: {e}", s.addr));
             }
             // The bucket refills at 1,000 a second: a request asked again every 250ms is
             // answered soon, and its reply comes after every reply to the flood before it.
@@ -1283,8 +1499,8 @@ mod stage5_hostile {
             let dropped = server["status_dropped"].as_u64().unwrap_or(0);
             let answered = requests.saturating_sub(dropped);
             let sent = format!(
-                "{FLOOD} {request} at once from {flood_addr}, then {request} from {} every \
-                 250ms until answered, {elapsed:?} in all",
+                "{FLOOD} status requests at once from {flood_addr} ({request} and {reordered} \
+                 in turn), then {request} from {} every 250ms until answered, {elapsed:?} in all",
                 s.peer.addr()
             );
             if replies > allowed {
@@ -1310,6 +1526,54 @@ mod stage5_hostile {
             }
         });
     }
+
+    #[test]
+    fn the_default_meta_total_keeps_over_a_megabyte() {
+        bounded(LIMIT, || {
+            // 2,200 nodes with 500 bytes of `meta` each: 1.1 MB, well within the default
+            // --max-meta-total of 16 MiB, so every `meta` is kept.
+            const NODES: usize = 2_200;
+            const META: usize = 500;
+            let mut s = Server::start(&["--timeout", "30s"]);
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            let meta = meta_of(META);
+            let beat_all = |s: &Server, seq: u64| {
+                for i in 0..NODES {
+                    let beat = json!({ "node": format!("m-{i:04}"), "seq": seq, "sent_ms": now_ms(), "meta": meta });
+                    peers[i % peers.len()].send_json(s.addr, &beat);
+                    // Paced, so that the server's socket buffer never overflows.
+                    if i % 50 == 49 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            };
+            beat_all(&s, 1);
+            let mut server = Value::Null;
+            for seq in 2..=4 {
+                let found = poll_until(PROMPT, Duration::from_millis(50), || {
+                    let page = s.status_page(None);
+                    (page["server"]["nodes"] == NODES).then(|| page["server"].clone())
+                });
+                if let Some(found) = found {
+                    server = found;
+                    break;
+                }
+                // A datagram lost on the way: every node again (a `meta` replaces its own).
+                beat_all(&s, seq);
+            }
+            let total = (NODES * META) as u64;
+            if server["nodes"] != NODES
+                || server["meta_dropped"] != 0
+                || server["meta_bytes"] != total
+            {
+                s.program.fail(format_args!(
+                    "sent {NODES} nodes a heartbeat with a {META}-byte meta each ({total} bytes \
+                     in all, far below the default --max-meta-total of 16 MiB): expected \
+                     server.nodes {NODES}, meta_dropped 0 and meta_bytes {total}; got {server}"
+                ));
+            }
+        });
+    }
 }
 
 mod stage6_scale {
@@ -1320,6 +1584,12 @@ mod stage6_scale {
     fn name(i: usize) -> String {
         format!("node-{i:04}")
     }
+
+    /// The contract's most bytes in one status reply.
+    const MAX_REPLY: usize = 60_000;
+
+    /// The contract's least length of a status page that is not the last.
+    const MIN_FULL_PAGE: usize = 57_000;
 
     /// Sends one heartbeat for each node in `range` at `seq`, paced so that the server's socket
     /// buffer never overflows (UDP drops what does not fit, and this test is about the server,
@@ -1389,6 +1659,7 @@ mod stage6_scale {
                     ids.iter().take(5).collect::<Vec<_>>()
                 ));
             }
+            check_page_sizes(&mut s, &format!("{NODES} nodes"));
         });
     }
 
@@ -1596,6 +1867,109 @@ mod stage6_scale {
             }
         });
     }
+
+    /// Walks every status page over raw UDP and fails unless each is at most `MAX_REPLY` bytes
+    /// and each but the last at least `MIN_FULL_PAGE`. Returns how many pages there were.
+    fn check_page_sizes(s: &mut Server, nodes: &str) -> usize {
+        let mut after: Option<String> = None;
+        for page_number in 1.. {
+            let (page, len) = s.status_page_sized(after.as_deref());
+            let next = page["next"].as_str().map(str::to_owned);
+            if len > MAX_REPLY || (next.is_some() && len < MIN_FULL_PAGE) {
+                s.program.fail(format_args!(
+                    "with {nodes}, status page {page_number} (after {after:?}) was {len} bytes, \
+                     with \"next\":{next:?}: every page must be at most {MAX_REPLY} bytes, and \
+                     every page but the last at least {MIN_FULL_PAGE}, filled before the next \
+                     begins"
+                ));
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => return page_number,
+            }
+        }
+        unreachable!("the pages end with one whose next is null")
+    }
+
+    #[test]
+    fn pages_stay_within_the_limit_whatever_the_ids() {
+        bounded(LIMIT, || {
+            // 64-byte ids, the longest allowed, of quotes and backslashes, which JSON escapes
+            // to twice their length: the page must leave room for such an id in its `next`.
+            const ESCAPED: usize = 600;
+            let id = |i: usize| format!("{i:04}{}", "\"\\".repeat(30));
+            let mut s = Server::start(&["--timeout", "30s"]);
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            for i in 0..ESCAPED {
+                s.beat_from(&peers[i % peers.len()], &id(i), 1);
+                if i % 50 == 49 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            s.status_until(
+                format_args!("{ESCAPED} nodes with 64-byte ids of quotes and backslashes"),
+                |server, _| server["nodes"] == ESCAPED,
+            );
+            let pages = check_page_sizes(
+                &mut s,
+                &format!("{ESCAPED} nodes whose 64-byte ids are quotes and backslashes"),
+            );
+            if pages < 2 {
+                s.program.fail(format_args!(
+                    "{ESCAPED} rows of over 300 bytes each fitted in {pages} page: expected \
+                     several pages of at most {MAX_REPLY} bytes"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn events_queued_at_shutdown_are_written_before_it_exits() {
+        bounded(LIMIT, || {
+            const JOINS: usize = 2_000;
+            let mut s = Server::start(&["--timeout", "30s"]);
+            // 2,000 joined lines are more than the pipe holds: the rest wait in the server's
+            // queue (4,096 events by default) when SIGTERM comes.
+            s.program.pause_stdout();
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            beat_all(&s, &peers, 0..JOINS, 1);
+            s.status_until(format_args!("{JOINS} nodes joined"), |server, _| {
+                server["nodes"] == JOINS
+            });
+            s.program.terminate();
+            s.program.resume_stdout();
+            let (mut printed, mut announced) = (0usize, 0usize);
+            let deadline = Instant::now() + PROMPT;
+            while printed + announced < JOINS {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(line) = s.program.next_line(left) else {
+                    break;
+                };
+                let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                match event["event"].as_str() {
+                    Some("joined") => printed += 1,
+                    Some("dropped") => {
+                        announced += event["events"].as_u64().unwrap_or(0) as usize;
+                    }
+                    _ => {}
+                }
+            }
+            if printed + announced != JOINS {
+                s.program.fail(format_args!(
+                    "{JOINS} nodes joined while stdout was not read, then came SIGTERM and stdout \
+                     was read again: expected every joined event printed (or counted in a \
+                     dropped event) before the server exits, the queue flushed for up to \
+                     EVENT_FLUSH_GRACE; got {printed} printed and {announced} announced as dropped"
+                ));
+            }
+            match s.program.wait_exit(PROMPT) {
+                Some(status) if status.success() => {}
+                other => s.program.fail(format_args!(
+                    "expected the server to exit 0 after SIGTERM, once its events were out; got {other:?}"
+                )),
+            }
+        });
+    }
 }
 
 mod stage7_phi {
@@ -1784,6 +2158,63 @@ mod stage7_phi {
                 s.program.fail(format_args!(
                     "expected steady alive with its heartbeats counted, got {row}"
                 ));
+            }
+        });
+    }
+
+    #[test]
+    fn status_reports_phi_for_the_silence_so_far() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            s.beat("newcomer", 1);
+            s.beat("newcomer", 2);
+            let row = s.node_until("newcomer", "received 2", |r| r["received"] == 2);
+            if !row["phi"].is_null() {
+                s.program.fail(format_args!(
+                    "a node with two heartbeats has one interval, too few for phi: expected \
+                     \"phi\":null, got {row}"
+                ));
+            }
+            // Six heartbeats 100ms apart: a mean near 100ms and a deviation floored at 50ms, so
+            // 150 to 250ms of silence puts phi between about 1 and 2.5, where it is steep
+            // enough to tell a wrong formula from a right one.
+            let sent = beat_with_gaps(&mut s, "metronome", 1, &[Duration::from_millis(100); 5]);
+            let (mean, _) = rhythm(&sent, 100);
+            for silence in [150, 250] {
+                let since = sent.last().copied().unwrap_or_else(Instant::now);
+                std::thread::sleep(Duration::from_millis(silence).saturating_sub(since.elapsed()));
+                let row = s.node("metronome");
+                let rhythm_ok = interval_ms(&row)
+                    .is_some_and(|(m, _)| (m - mean).abs() <= (mean * 0.05).max(1.5));
+                let (Some((m, d)), Some(silent), Some(phi)) = (
+                    interval_ms(&row),
+                    row["last_seen_ms_ago"].as_u64(),
+                    row["phi"].as_f64(),
+                ) else {
+                    s.program.fail(format_args!(
+                        "expected the row of metronome (6 heartbeats 100ms apart) to carry \
+                         interval_ms, last_seen_ms_ago and a number for phi under --detector \
+                         phi; got {row}"
+                    ))
+                };
+                // The server's own mean, deviation and silence, floored as the contract says:
+                // phi is checked against them, so this test's timing does not enter into it.
+                // `last_seen_ms_ago` is whole milliseconds; the probability may be off by 10^-4.
+                let floored = d.max(m * 0.5).max(10.0);
+                let later = normal_tail_exact(silent as f64 + 1.0, m, floored);
+                let sooner = normal_tail_exact(silent as f64, m, floored);
+                let p = 10f64.powf(-phi);
+                if !rhythm_ok || p < later - 2e-4 || p > sooner + 2e-4 {
+                    s.program.fail(format_args!(
+                        "metronome beat 6 times 100ms apart (a mean of {mean:.1}ms as sent), then \
+                         fell silent; with its interval_ms {{\"mean\":{m:.2},\"sd\":{d:.2}}}, σ \
+                         floored at {floored:.2}ms and last_seen_ms_ago {silent}, phi should be \
+                         {:.3} to {:.3} (a chance of {sooner:.5} to {later:.5} that a live node \
+                         is later still); got {row}",
+                        -sooner.log10(),
+                        -later.log10()
+                    ));
+                }
             }
         });
     }

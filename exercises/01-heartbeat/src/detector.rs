@@ -11,6 +11,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::protocol::Intervals;
+
 /// How many recent inter-arrival intervals phi accrual remembers per node.
 pub const PHI_WINDOW: usize = 100;
 
@@ -95,15 +97,26 @@ impl ArrivalWindow {
         todo!()
     }
 
+    /// The mean and standard deviation of the remembered intervals, in milliseconds, as status
+    /// replies report them (without phi's floor).
+    ///
+    /// `None` until two intervals are known, since one sample has no spread.
+    pub fn stats(&self) -> Option<Intervals> {
+        // TODO: from the running sums alone, in O(1): mean = sum / n, variance = sum_of_squares
+        // / n - mean² (the population's; it can come out a hair below zero, so clamp it at 0),
+        // and sd its square root (`f64::sqrt`). `None` with fewer than 2 intervals.
+        todo!()
+    }
+
     /// Phi for a node silent for `silence`: `-log10` of the probability that a live node's next
     /// heartbeat would come even later, with intervals modelled as a normal distribution.
     ///
     /// `None` until two intervals are known, since one sample has no spread.
     pub fn phi(&self, silence: Duration) -> Option<f64> {
-        // TODO: phi as the contract's "Phi accrual" defines it, with σ floored at max(mean *
-        // MIN_STD_DEV_FRACTION, MIN_STD_DEV_MS); `None` with fewer than 2 intervals, and never
-        // infinite or NaN, however long the silence. `normal_tail` (given) is P(X > t);
-        // `f64::log10`, `f64::sqrt`.
+        // TODO: phi as the contract's "Phi accrual" defines it, from `stats` with σ floored at
+        // max(mean * MIN_STD_DEV_FRACTION, MIN_STD_DEV_MS); `None` with fewer than 2 intervals,
+        // and never infinite or NaN, however long the silence. `normal_tail` (given) is
+        // P(X > t); `f64::log10`.
         todo!()
     }
 }

@@ -222,8 +222,10 @@ impl Membership {
         now: Instant,
     ) -> Box<dyn Iterator<Item = NodeStatus> + 'a> {
         // TODO: the nodes strictly after the cursor, in id order, each as a `NodeStatus`
-        // (`last_seen_ms_ago` through `millis`), cloning nothing until asked: `BTreeMap::range`
-        // with `std::ops::Bound`, `Iterator::map`, `Box::new`.
+        // (`last_seen_ms_ago` through `millis`, `interval_ms` from `ArrivalWindow::stats`, and
+        // `phi` for that same silence only under `Detector::Phi`, `None` under the timeout),
+        // cloning nothing until asked: `BTreeMap::range` with `std::ops::Bound`,
+        // `Iterator::map`, `Box::new`.
         todo!()
     }
 }

@@ -224,9 +224,25 @@ pub struct NodeStatus {
     pub reordered: u64,
     /// Times the node started counting again from a much lower sequence number.
     pub restarts: u64,
+    /// The mean and standard deviation of its last [`PHI_WINDOW`](crate::detector::PHI_WINDOW) intervals between heartbeats
+    /// (since it last recovered), or `None` before two are known.
+    pub interval_ms: Option<Intervals>,
+    /// Under `--detector phi`, phi for its silence so far (`last_seen_ms_ago`); `None` under
+    /// the fixed timeout, or before two intervals are known.
+    pub phi: Option<f64>,
     /// The `meta` of its last heartbeat, unless it was over the server's limits on `meta`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Meta>,
+}
+
+/// The rhythm of a node's heartbeats: the mean and standard deviation of the intervals between
+/// them, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    /// The mean interval.
+    pub mean: f64,
+    /// Their standard deviation (the population's, over the window).
+    pub sd: f64,
 }
 
 /// The server's own counters, at the head of every status reply.

@@ -62,9 +62,9 @@ pub async fn fetch(server: SocketAddr, wait: Duration, tries: u32) -> Result<Sta
 /// Renders the table for a terminal: one row per node, then the server's counters.
 pub fn render_table(status: &Status) -> String {
     // TODO: a header line with the columns NODE STATE LAST SEEN RECEIVED LOST DUPS REORDERED
-    // RESTARTS, one line per node (pad with `format!("{:<width$}")`; make the NODE column as
-    // wide as the longest id; `humantime::format_duration` prints `last_seen_ms_ago` nicely),
-    // then one line with the server's counters. `use std::fmt::Write` lets you `writeln!` into a
-    // `String`.
+    // RESTARTS PHI, one line per node (pad with `format!("{:<width$}")`; make the NODE column as
+    // wide as the longest id; `humantime::format_duration` prints `last_seen_ms_ago` nicely;
+    // phi to one decimal, or `-` while it is `None`), then one line with the server's counters.
+    // `use std::fmt::Write` lets you `writeln!` into a `String`.
     todo!()
 }

@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::protocol::Intervals;
+
 /// How many recent inter-arrival intervals phi accrual remembers per node.
 pub const PHI_WINDOW: usize = 100;
 
@@ -100,11 +102,11 @@ impl ArrivalWindow {
         *self = Self::default();
     }
 
-    /// Phi for a node silent for `silence`: `-log10` of the probability that a live node's next
-    /// heartbeat would come even later, with intervals modelled as a normal distribution.
+    /// The mean and standard deviation of the remembered intervals, in milliseconds, as status
+    /// replies report them (without phi's floor).
     ///
     /// `None` until two intervals are known, since one sample has no spread.
-    pub fn phi(&self, silence: Duration) -> Option<f64> {
+    pub fn stats(&self) -> Option<Intervals> {
         let n = self.intervals.len();
         if n < 2 {
             return None;
@@ -112,8 +114,20 @@ impl ArrivalWindow {
         let mean = self.sum / n as f64;
         // Running sums can drift a hair below zero; a variance never can.
         let variance = (self.sum_of_squares / n as f64 - mean * mean).max(0.0);
+        Some(Intervals {
+            mean,
+            sd: variance.sqrt(),
+        })
+    }
+
+    /// Phi for a node silent for `silence`: `-log10` of the probability that a live node's next
+    /// heartbeat would come even later, with intervals modelled as a normal distribution.
+    ///
+    /// `None` until two intervals are known, since one sample has no spread.
+    pub fn phi(&self, silence: Duration) -> Option<f64> {
+        let Intervals { mean, sd } = self.stats()?;
         let floor = (mean * MIN_STD_DEV_FRACTION).max(MIN_STD_DEV_MS);
-        let std_dev = variance.sqrt().max(floor);
+        let std_dev = sd.max(floor);
         let t = silence.as_secs_f64() * 1000.0;
         let p_later = normal_tail(t, mean, std_dev);
         Some(-p_later.max(f64::MIN_POSITIVE).log10())

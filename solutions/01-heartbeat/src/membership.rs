@@ -330,25 +330,32 @@ impl Membership {
             Some(after) => Bound::Excluded(after.to_owned()),
             None => Bound::Unbounded,
         };
+        // Phi is reported where it decides deaths: the exercise writes it in its last stage.
+        let phi_decides = matches!(self.detector, Detector::Phi { .. });
         Box::new(
             self.members
                 .range((start, Bound::Unbounded))
-                .map(move |(node, m)| NodeStatus {
-                    node: node.clone(),
-                    state: if m.dead_since.is_some() {
-                        NodeState::Dead
-                    } else {
-                        NodeState::Alive
-                    },
-                    addr: m.addr,
-                    last_seen_ms_ago: millis(now.saturating_duration_since(m.last_seen)),
-                    last_seq: m.window.highest(),
-                    received: m.received,
-                    lost: m.lost,
-                    duplicates: m.duplicates,
-                    reordered: m.reordered,
-                    restarts: m.restarts,
-                    meta: m.meta.clone(),
+                .map(move |(node, m)| {
+                    let silence = now.saturating_duration_since(m.last_seen);
+                    NodeStatus {
+                        node: node.clone(),
+                        state: if m.dead_since.is_some() {
+                            NodeState::Dead
+                        } else {
+                            NodeState::Alive
+                        },
+                        addr: m.addr,
+                        last_seen_ms_ago: millis(silence),
+                        last_seq: m.window.highest(),
+                        received: m.received,
+                        lost: m.lost,
+                        duplicates: m.duplicates,
+                        reordered: m.reordered,
+                        restarts: m.restarts,
+                        interval_ms: m.arrivals.stats(),
+                        phi: phi_decides.then(|| m.arrivals.phi(silence)).flatten(),
+                        meta: m.meta.clone(),
+                    }
                 }),
         )
     }

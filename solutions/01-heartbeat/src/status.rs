@@ -129,8 +129,8 @@ pub fn render_table(status: &Status) -> String {
     // Writing into a String cannot fail.
     let _ = writeln!(
         out,
-        "{:<width$}  {:<5}  {:>9}  {:>8}  {:>6}  {:>6}  {:>9}  {:>8}",
-        "NODE", "STATE", "LAST SEEN", "RECEIVED", "LOST", "DUPS", "REORDERED", "RESTARTS"
+        "{:<width$}  {:<5}  {:>9}  {:>8}  {:>6}  {:>6}  {:>9}  {:>8}  {:>5}",
+        "NODE", "STATE", "LAST SEEN", "RECEIVED", "LOST", "DUPS", "REORDERED", "RESTARTS", "PHI"
     );
     for n in &status.nodes {
         let state = match n.state {
@@ -139,10 +139,14 @@ pub fn render_table(status: &Status) -> String {
         };
         let seen =
             humantime::format_duration(Duration::from_millis(n.last_seen_ms_ago)).to_string();
+        // Phi past 99.9 (any node dead a while) says no more than "very dead".
+        let phi = n
+            .phi
+            .map_or_else(|| "-".to_owned(), |p| format!("{:.1}", p.min(99.9)));
         let _ = writeln!(
             out,
-            "{:<width$}  {:<5}  {:>9}  {:>8}  {:>6}  {:>6}  {:>9}  {:>8}",
-            n.node, state, seen, n.received, n.lost, n.duplicates, n.reordered, n.restarts
+            "{:<width$}  {:<5}  {:>9}  {:>8}  {:>6}  {:>6}  {:>9}  {:>8}  {:>5}",
+            n.node, state, seen, n.received, n.lost, n.duplicates, n.reordered, n.restarts, phi
         );
     }
     let s = &status.server;
