@@ -387,6 +387,26 @@ fn multi_key(args: &[&str]) {
         &Resp::Array(vec![bulk("3"), nil(), bulk("1"), bulk("2")]),
     );
     s.expect(&mut c, &["DBSIZE"], &int(3));
+    // Keys set one at a time, then read, counted and deleted together: with several shards,
+    // the single-key path and the multi-key path must agree on which shard owns a key.
+    let singles = ["d", "e", "f", "g", "h", "i", "j", "k"];
+    for key in singles {
+        s.expect(&mut c, &["SET", key, key], &ok());
+    }
+    let mut mget = vec!["MGET"];
+    mget.extend(singles);
+    s.expect(
+        &mut c,
+        &mget,
+        &Resp::Array(singles.iter().map(|k| bulk(k)).collect()),
+    );
+    let mut exists = vec!["EXISTS", "nope"];
+    exists.extend(singles);
+    s.expect(&mut c, &exists, &int(singles.len() as i64));
+    let mut del = vec!["DEL", "nope"];
+    del.extend(singles);
+    s.expect(&mut c, &del, &int(singles.len() as i64));
+    s.expect(&mut c, &["DBSIZE"], &int(3));
     for (pattern, expected) in [
         ("*", vec!["a", "b", "c"]),
         ("[ab]", vec!["a", "b"]),
@@ -492,11 +512,13 @@ mod stage2_client {
         bounded(LIMIT, || {
             let mut s = start(&[]);
             let addr = s.addr.to_string();
-            let checks: [(&[&str], &str); 5] = [
+            let checks: [(&[&str], &str); 7] = [
                 (&["SET", "a", "1"], "OK"),
                 (&["GET", "a"], "\"1\""),
                 (&["INCR", "a"], "(integer) 2"),
                 (&["GET", "nope"], "(nil)"),
+                (&["MGET", "a", "nope"], "1) \"2\"\n2) (nil)"),
+                (&["KEYS", "x*"], "(empty array)"),
                 (
                     &["GET"],
                     "(error) ERR wrong number of arguments for 'get' command",
