@@ -57,8 +57,16 @@ impl UdpPeer {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return None;
                 }
-                // An ICMP error from an earlier send: not for this receive.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                // An ICMP error from an earlier send: not for this receive. Interrupted: a
+                // signal (a child process of the test ending) cut the wait short.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionRefused | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => panic!("receiving on {}: {e}", self.addr()),
             }
         }

@@ -166,6 +166,9 @@ impl Server {
         within: Duration,
     ) -> Option<(Value, usize)> {
         let request = status_request(after);
+        // A reply to an earlier request that was retried may still be queued: it shows the
+        // table as it was, or another page.
+        self.peer.drain();
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             self.peer.send_json(self.addr, &request);
@@ -730,6 +733,18 @@ mod stage2_membership {
                      \"interval_ms\":null (and \"phi\":null under the fixed timeout), got {row}"
                 ));
             }
+            // A steady rhythm has a deviation near nothing: reported as measured, not floored
+            // (phi's floor would make it 20ms here).
+            let steady = beat_with_gaps(&mut s, "steady", 1, &[Duration::from_millis(40); 9]);
+            let (steady_mean, _) = rhythm(&steady, 100);
+            let row = s.node_until("steady", "received 10", |r| r["received"] == 10);
+            if !interval_ms(&row).is_some_and(|(m, d)| (m - steady_mean).abs() <= 5.0 && d < 15.0) {
+                s.program.fail(format_args!(
+                    "sent node steady 10 heartbeats 40ms apart (a mean of {steady_mean:.1}ms as \
+                     sent): expected interval_ms with that mean and a deviation under 15ms, the \
+                     measured one, not phi's floor; got {row}"
+                ));
+            }
             // 40 intervals of 50ms, then 100 alternating 4ms and 36ms (a mean of 20ms and a
             // deviation of 16ms): the window holds the last 100, so the first 40 must have left
             // it, and left its running sums.
@@ -739,14 +754,14 @@ mod stage2_membership {
             let (mean, sd) = rhythm(&sent, 100);
             let row = s.node_until("drummer", "received 141", |r| r["received"] == 141);
             let close = interval_ms(&row).is_some_and(|(m, d)| {
-                (m - mean).abs() <= (mean * 0.05).max(1.5) && d >= sd * 0.6 && d <= sd * 1.3 + 3.0
+                (m - mean).abs() <= (mean * 0.05).max(1.5) && d >= sd * 0.6 && d <= sd * 1.5 + 5.0
             });
             let (server, _) = s.status();
             let beating = sent.last().map(|last| *last - sent[0]).unwrap_or_default();
             if server["uptime_ms"].as_u64().unwrap_or(0) < beating.as_millis() as u64 {
                 s.program.fail(format_args!(
-                    "the server has been up for longer than the {:.1} s this test spent beating; \
-                     expected server.uptime_ms of at least {}, got {server}",
+                    "expected server.uptime_ms of at least {1}: the server has been up for \
+                     longer than the {0:.1} s this test spent beating; got {server}",
                     beating.as_secs_f64(),
                     beating.as_millis()
                 ));
@@ -1070,7 +1085,7 @@ mod stage4_sequences {
             s.expect_event("recovered", "phoenix", PROMPT);
             let (mean, _) = rhythm(&sent, 100);
             let row = s.node_until("phoenix", "received 10", |r| r["received"] == 10);
-            let fresh = interval_ms(&row).is_some_and(|(m, _)| (m - mean).abs() <= mean * 0.1);
+            let fresh = interval_ms(&row).is_some_and(|(m, _)| (m - mean).abs() <= 25.0);
             let (server, _) = s.status();
             if server["dead"] != 0 || server["alive"] != 1 {
                 s.program.fail(format_args!(
@@ -1585,6 +1600,32 @@ mod stage6_scale {
         format!("node-{i:04}")
     }
 
+    /// Sends each of `nodes` a heartbeat from `peers` in turn, paced, until the status lists
+    /// them all: a round whose datagrams did not all arrive (a busy server's socket buffer
+    /// overflowed) is sent again, with the next seq.
+    fn beat_until_known(s: &mut Server, peers: &[UdpPeer], nodes: &[String], what: &str) {
+        for seq in 1..=3 {
+            for (i, node) in nodes.iter().enumerate() {
+                s.beat_from(&peers[i % peers.len()], node, seq);
+                if i % 50 == 49 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let known = poll_until(PROMPT, Duration::from_millis(50), || {
+                (s.status_page(None)["server"]["nodes"] == nodes.len()).then_some(())
+            });
+            if known.is_some() {
+                return;
+            }
+        }
+        let server = s.status_page(None)["server"].clone();
+        s.program.fail(format_args!(
+            "sent {} three times over ({what}); expected server.nodes {}, got {server}",
+            nodes.len(),
+            nodes.len()
+        ));
+    }
+
     /// The contract's most bytes in one status reply.
     const MAX_REPLY: usize = 60_000;
 
@@ -1900,15 +1941,12 @@ mod stage6_scale {
             let id = |i: usize| format!("{i:04}{}", "\"\\".repeat(30));
             let mut s = Server::start(&["--timeout", "30s"]);
             let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            for i in 0..ESCAPED {
-                s.beat_from(&peers[i % peers.len()], &id(i), 1);
-                if i % 50 == 49 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            s.status_until(
-                format_args!("{ESCAPED} nodes with 64-byte ids of quotes and backslashes"),
-                |server, _| server["nodes"] == ESCAPED,
+            let ids: Vec<String> = (0..ESCAPED).map(id).collect();
+            beat_until_known(
+                &mut s,
+                &peers,
+                &ids,
+                "64-byte ids of quotes and backslashes",
             );
             let pages = check_page_sizes(
                 &mut s,
@@ -1932,10 +1970,8 @@ mod stage6_scale {
             // queue (4,096 events by default) when SIGTERM comes.
             s.program.pause_stdout();
             let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            beat_all(&s, &peers, 0..JOINS, 1);
-            s.status_until(format_args!("{JOINS} nodes joined"), |server, _| {
-                server["nodes"] == JOINS
-            });
+            let names: Vec<String> = (0..JOINS).map(name).collect();
+            beat_until_known(&mut s, &peers, &names, "stdout not read");
             s.program.terminate();
             s.program.resume_stdout();
             let (mut printed, mut announced) = (0usize, 0usize);
@@ -2176,7 +2212,7 @@ mod stage7_phi {
                 ));
             }
             // Six heartbeats 100ms apart: a mean near 100ms and a deviation floored at 50ms, so
-            // 150 to 250ms of silence puts phi between about 1 and 2.5, where it is steep
+            // 150 to 250ms of silence puts phi between about 0.8 and 2.9, where it is steep
             // enough to tell a wrong formula from a right one.
             let sent = beat_with_gaps(&mut s, "metronome", 1, &[Duration::from_millis(100); 5]);
             let (mean, _) = rhythm(&sent, 100);
@@ -2184,8 +2220,10 @@ mod stage7_phi {
                 let since = sent.last().copied().unwrap_or_else(Instant::now);
                 std::thread::sleep(Duration::from_millis(silence).saturating_sub(since.elapsed()));
                 let row = s.node("metronome");
+                // The rhythm as sent, loosely (phi is checked against the row's own figures),
+                // and the deviation as measured, not floored (phi's floor here is 50ms).
                 let rhythm_ok = interval_ms(&row)
-                    .is_some_and(|(m, _)| (m - mean).abs() <= (mean * 0.05).max(1.5));
+                    .is_some_and(|(m, d)| (m - mean).abs() <= mean * 0.2 && d < 25.0);
                 let (Some((m, d)), Some(silent), Some(phi)) = (
                     interval_ms(&row),
                     row["last_seen_ms_ago"].as_u64(),

@@ -86,7 +86,7 @@ impl ArrivalWindow {
     /// [`PHI_WINDOW`].
     pub fn record(&mut self, interval: Duration) {
         // TODO: the window holds the last PHI_WINDOW intervals, in milliseconds as `f64`, and `sum`
-        // and `sum_of_squares` are always their sums, so `phi` costs O(1) however long the window
+        // and `sum_of_squares` are always their sums, so `stats` costs O(1) however long the window
         // (`VecDeque`, `Duration::as_secs_f64`).
         todo!()
     }

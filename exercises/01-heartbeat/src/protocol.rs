@@ -224,8 +224,9 @@ pub struct NodeStatus {
     pub reordered: u64,
     /// Times the node started counting again from a much lower sequence number.
     pub restarts: u64,
-    /// The mean and standard deviation of its last [`PHI_WINDOW`](crate::detector::PHI_WINDOW) intervals between heartbeats
-    /// (since it last recovered), or `None` before two are known.
+    /// The mean and standard deviation of its last
+    /// [`PHI_WINDOW`](crate::detector::PHI_WINDOW) intervals between heartbeats (since it last
+    /// recovered), or `None` before two are known.
     pub interval_ms: Option<Intervals>,
     /// Under `--detector phi`, phi for its silence so far (`last_seen_ms_ago`); `None` under
     /// the fixed timeout, or before two intervals are known.
