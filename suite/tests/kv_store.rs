@@ -338,6 +338,21 @@ mod stage2_commands {
             s.expect(&mut c, &["SET", "k", "c", "XX"], &ok());
             s.expect(&mut c, &["GET", "k"], &bulk("c"));
             s.expect_error(&mut c, &["SET", "k", "d", "NX", "XX"], "ERR syntax error");
+            // One expiry unit, given once or again, as Redis allows; never both.
+            s.expect(&mut c, &["SET", "t", "v", "EX", "100", "EX", "200"], &ok());
+            s.expect(&mut c, &["GET", "t"], &bulk("v"));
+            s.expect(
+                &mut c,
+                &["SET", "t", "v", "PX", "5000", "PX", "9000"],
+                &ok(),
+            );
+            for (a, b) in [("EX", "PX"), ("PX", "EX")] {
+                s.expect_error(
+                    &mut c,
+                    &["SET", "t", "w", a, "100", b, "100"],
+                    "ERR syntax error",
+                );
+            }
         });
     }
 
@@ -424,11 +439,13 @@ fn multi_key(args: &[&str]) {
     }
     s.expect(&mut c, &["FLUSHDB"], &ok());
     s.expect(&mut c, &["DBSIZE"], &int(0));
-    s.expect_error(
-        &mut c,
-        &["MSET", "a"],
-        "ERR wrong number of arguments for 'mset' command",
-    );
+    for odd in [&["MSET", "a"][..], &["MSET", "a", "1", "b"]] {
+        s.expect_error(
+            &mut c,
+            odd,
+            "ERR wrong number of arguments for 'mset' command",
+        );
+    }
 }
 
 /// Redis's glob rules, as `KEYS` applies them to a set of keys.
@@ -442,14 +459,14 @@ mod stage2_patterns {
             let mut c = s.connect();
             let long = "k".repeat(100);
             let keys = [
-                "hello", "hallo", "hxllo", "hllo", "heeeello", "h-llo", "a*", "ab", &long,
+                "hello", "hallo", "hxllo", "hllo", "heeeello", "h-llo", "a*", "ab", "b\\", &long,
             ];
             for key in keys {
                 s.expect(&mut c, &["SET", key, "1"], &ok());
             }
             let (k99, k101) = ("k".repeat(99), "k".repeat(101));
             let (long_q, star_long) = (format!("{k99}?"), format!("*{k99}"));
-            let cases: [(&str, &[&str]); 16] = [
+            let cases: [(&str, &[&str]); 17] = [
                 ("h?llo", &["h-llo", "hallo", "hello", "hxllo"]),
                 (
                     "h*llo",
@@ -466,6 +483,8 @@ mod stage2_patterns {
                 // `\` makes the next character literal, in and out of a class.
                 ("a\\*", &["a*"]),
                 ("h\\-llo", &["h-llo"]),
+                // A `\` that ends the pattern has nothing to escape: it is itself.
+                ("b\\", &["b\\"]),
                 ("a*", &["a*", "ab"]),
                 // Patterns of more than 64 positions: 100 literal characters, and stars.
                 (&long, &[&long]),
@@ -500,6 +519,12 @@ mod stage2_patterns {
                     ));
                 }
             }
+            // MAX_PATTERN (64 KiB) is the longest pattern accepted.
+            const MAX_PATTERN: usize = 64 * 1024;
+            let longest = "p".repeat(MAX_PATTERN);
+            s.expect(&mut c, &["KEYS", &longest], &Resp::Array(Vec::new()));
+            let over = "p".repeat(MAX_PATTERN + 1);
+            s.expect_error(&mut c, &["KEYS", &over], "ERR pattern too long");
         });
     }
 }
