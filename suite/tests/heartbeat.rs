@@ -1009,6 +1009,11 @@ mod stage4_sequences {
     }
 
     #[test]
+    fn a_filled_gap_sent_again_is_a_duplicate() {
+        bounded(LIMIT, || check(&[1, 3, 2, 2], [3, 0, 1, 1, 0], 3));
+    }
+
+    #[test]
     fn a_jump_to_the_highest_sequence_number_saturates_lost() {
         // A forger's four datagrams: 1, then 2^64 - 1 (lost 2^64 - 3), then 1 (a restart), then
         // 2^64 - 1 again. Added up naively, lost overflows: a panic in a debug build.
@@ -1973,6 +1978,9 @@ mod stage6_scale {
             let names: Vec<String> = (0..JOINS).map(name).collect();
             beat_until_known(&mut s, &peers, &names, "stdout not read");
             s.program.terminate();
+            // The reader stays stalled a while after SIGTERM, well within the server's
+            // EVENT_FLUSH_GRACE (1 s): a server that exits at once has lost what it queued.
+            std::thread::sleep(Duration::from_millis(300));
             s.program.resume_stdout();
             let (mut printed, mut announced) = (0usize, 0usize);
             let deadline = Instant::now() + PROMPT;
@@ -2213,10 +2221,11 @@ mod stage7_phi {
             }
             // Six heartbeats 100ms apart: a mean near 100ms and a deviation floored at 50ms, so
             // 150 to 250ms of silence puts phi between about 0.8 and 2.9, where it is steep
-            // enough to tell a wrong formula from a right one.
+            // enough to tell a wrong formula from a right one; 40ms, before the mean, checks
+            // the other side of the tail (phi near 0.05).
             let sent = beat_with_gaps(&mut s, "metronome", 1, &[Duration::from_millis(100); 5]);
             let (mean, _) = rhythm(&sent, 100);
-            for silence in [150, 250] {
+            for silence in [40, 150, 250] {
                 let since = sent.last().copied().unwrap_or_else(Instant::now);
                 std::thread::sleep(Duration::from_millis(silence).saturating_sub(since.elapsed()));
                 let row = s.node("metronome");
