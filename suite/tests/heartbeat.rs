@@ -2014,6 +2014,31 @@ mod stage6_scale {
             }
         });
     }
+
+    #[test]
+    fn a_reader_that_takes_nothing_does_not_hold_the_server_open() {
+        bounded(LIMIT, || {
+            const JOINS: usize = 2_000;
+            let mut s = Server::start(&["--timeout", "30s"]);
+            s.program.pause_stdout();
+            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+            let names: Vec<String> = (0..JOINS).map(name).collect();
+            beat_until_known(&mut s, &peers, &names, "stdout not read");
+            // Nobody will read the events still queued: SIGTERM waits EVENT_FLUSH_GRACE (1 s)
+            // for them, then exits all the same.
+            s.program.terminate();
+            let exited = s.program.wait_exit(Duration::from_secs(5));
+            s.program.resume_stdout();
+            match exited {
+                Some(status) if status.success() => {}
+                other => s.program.fail(format_args!(
+                    "{JOINS} nodes joined while stdout was not read, then came SIGTERM with \
+                     stdout still unread: expected exit status 0 within EVENT_FLUSH_GRACE (1 s) \
+                     and some slack, 5 s in all; got {other:?}"
+                )),
+            }
+        });
+    }
 }
 
 mod stage7_phi {
