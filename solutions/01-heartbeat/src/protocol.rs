@@ -459,6 +459,11 @@ mod tests {
             duplicates: 0,
             reordered: 0,
             restarts: 0,
+            interval_ms: Some(Intervals {
+                mean: 1000.25,
+                sd: 3.5,
+            }),
+            phi: Some(0.125),
             meta: None,
         };
         let page = encode_page(&ServerStats::default(), (0..2000).map(row));
