@@ -1605,32 +1605,6 @@ mod stage6_scale {
         format!("node-{i:04}")
     }
 
-    /// Sends each of `nodes` a heartbeat from `peers` in turn, paced, until the status lists
-    /// them all: a round whose datagrams did not all arrive (a busy server's socket buffer
-    /// overflowed) is sent again, with the next seq.
-    fn beat_until_known(s: &mut Server, peers: &[UdpPeer], nodes: &[String], what: &str) {
-        for seq in 1..=3 {
-            for (i, node) in nodes.iter().enumerate() {
-                s.beat_from(&peers[i % peers.len()], node, seq);
-                if i % 50 == 49 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            let known = poll_until(PROMPT, Duration::from_millis(50), || {
-                (s.status_page(None)["server"]["nodes"] == nodes.len()).then_some(())
-            });
-            if known.is_some() {
-                return;
-            }
-        }
-        let server = s.status_page(None)["server"].clone();
-        s.program.fail(format_args!(
-            "sent {} three times over ({what}); expected server.nodes {}, got {server}",
-            nodes.len(),
-            nodes.len()
-        ));
-    }
-
     /// The contract's most bytes in one status reply.
     const MAX_REPLY: usize = 60_000;
 
@@ -1649,34 +1623,71 @@ mod stage6_scale {
         }
     }
 
-    /// Registers every node: one heartbeat each, then a heartbeat again for exactly those the
-    /// status does not list (a reply to a status request comes after every datagram queued before
-    /// it, so a missing node's heartbeat was dropped, not delayed).
-    fn register(s: &mut Server, peers: &[UdpPeer]) {
-        beat_all(s, peers, 0..NODES, 1);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (_, nodes) = s.status();
-            let known: HashSet<&str> = nodes.iter().filter_map(|n| n["node"].as_str()).collect();
-            if known.len() == NODES {
-                return;
-            }
-            if Instant::now() > deadline {
-                s.program.fail(format_args!(
-                    "sent heartbeats for {NODES} nodes (resending to the missing ones for 15s); status lists {}",
-                    known.len()
-                ));
-            }
-            let missing: Vec<usize> = (0..NODES)
-                .filter(|&i| !known.contains(name(i).as_str()))
-                .collect();
-            for (k, i) in missing.into_iter().enumerate() {
-                s.beat_from(&peers[i % peers.len()], &name(i), 1);
+    /// Registers every one of `nodes`, sent from `peers` in turn and paced: one heartbeat each,
+    /// then a heartbeat again for exactly those the status does not list (a reply to a status
+    /// request comes after every datagram queued before it, so a missing node's heartbeat was
+    /// dropped, not delayed), for up to 15 s.
+    fn register(s: &mut Server, peers: &[UdpPeer], nodes: &[String], what: &str) {
+        let send = |s: &Server, which: &[usize]| {
+            for (k, &i) in which.iter().enumerate() {
+                s.beat_from(&peers[i % peers.len()], &nodes[i], 1);
                 if k % 50 == 49 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
+        };
+        send(s, &(0..nodes.len()).collect::<Vec<_>>());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, listed) = s.status();
+            let known: HashSet<&str> = listed.iter().filter_map(|n| n["node"].as_str()).collect();
+            let missing: Vec<usize> = (0..nodes.len())
+                .filter(|&i| !known.contains(nodes[i].as_str()))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                s.program.fail(format_args!(
+                    "sent heartbeats for {} nodes ({what}), resending to the missing ones for \
+                     15s; status lists {}",
+                    nodes.len(),
+                    known.len()
+                ));
+            }
+            send(s, &missing);
         }
+    }
+
+    /// A server whose stdout nobody reads, with `joins` nodes joined: more joined lines than the
+    /// pipe holds, so that the rest wait in the server's queue (4,096 events by default).
+    fn joined_with_stdout_unread(joins: usize) -> Server {
+        let mut s = Server::start(&["--timeout", "30s"]);
+        s.program.pause_stdout();
+        let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
+        let names: Vec<String> = (0..joins).map(name).collect();
+        register(&mut s, &peers, &names, "stdout not read");
+        s
+    }
+
+    /// Reads stdout until `expected` events of `kinds` are printed or counted in `dropped`
+    /// events, for up to `PROMPT`: how many were printed, and how many announced as dropped.
+    fn events_out(s: &mut Server, kinds: &[&str], expected: u64) -> (u64, u64) {
+        let (mut printed, mut announced) = (0u64, 0u64);
+        let deadline = Instant::now() + PROMPT;
+        while printed + announced < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(line) = s.program.next_line(left) else {
+                break;
+            };
+            let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            match event["event"].as_str() {
+                Some("dropped") => announced += event["events"].as_u64().unwrap_or(0),
+                Some(kind) if kinds.contains(&kind) => printed += 1,
+                _ => {}
+            }
+        }
+        (printed, announced)
     }
 
     #[test]
@@ -1684,7 +1695,8 @@ mod stage6_scale {
         bounded(LIMIT, || {
             let mut s = Server::start(&["--timeout", "30s"]);
             let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            register(&mut s, &peers);
+            let names: Vec<String> = (0..NODES).map(name).collect();
+            register(&mut s, &peers, &names, "each from one of 4 sockets");
             let addr = s.addr.to_string();
             let out = run_to_end(&["status", "--server", &addr, "--json"], PROMPT * 2);
             let doc: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
@@ -1828,30 +1840,13 @@ mod stage6_scale {
             }
             // Read again: every event is either printed or counted in a `dropped` event.
             s.program.resume_stdout();
-            let (mut printed, mut announced) = (0u64, 0u64);
-            let deadline = Instant::now() + PROMPT;
-            while printed + announced < 2 * nodes {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let Some(line) = s.program.next_line(left) else {
-                    s.program.fail(format_args!(
-                        "{nodes} nodes joined and died while stdout was not read: expected, once \
-                         read again, {} events in all, printed or counted in \
-                         {{\"event\":\"dropped\",\"events\":N,...}}; got {printed} printed and \
-                         {announced} announced as dropped",
-                        2 * nodes
-                    ));
-                };
-                let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                match event["event"].as_str() {
-                    Some("joined" | "dead") => printed += 1,
-                    Some("dropped") => announced += event["events"].as_u64().unwrap_or(0),
-                    _ => {}
-                }
-            }
+            let (printed, announced) = events_out(&mut s, &["joined", "dead"], 2 * nodes);
             if printed + announced != 2 * nodes {
                 s.program.fail(format_args!(
-                    "expected {} events printed or announced as dropped; got {printed} printed \
-                     and {announced} announced",
+                    "{nodes} nodes joined and died while stdout was not read: expected, once \
+                     read again, {} events in all, printed or counted in \
+                     {{\"event\":\"dropped\",\"events\":N,...}}; got {printed} printed and \
+                     {announced} announced as dropped",
                     2 * nodes
                 ));
             }
@@ -1947,7 +1942,7 @@ mod stage6_scale {
             let mut s = Server::start(&["--timeout", "30s"]);
             let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
             let ids: Vec<String> = (0..ESCAPED).map(id).collect();
-            beat_until_known(
+            register(
                 &mut s,
                 &peers,
                 &ids,
@@ -1970,35 +1965,14 @@ mod stage6_scale {
     fn events_queued_at_shutdown_are_written_before_it_exits() {
         bounded(LIMIT, || {
             const JOINS: usize = 2_000;
-            let mut s = Server::start(&["--timeout", "30s"]);
-            // 2,000 joined lines are more than the pipe holds: the rest wait in the server's
-            // queue (4,096 events by default) when SIGTERM comes.
-            s.program.pause_stdout();
-            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            let names: Vec<String> = (0..JOINS).map(name).collect();
-            beat_until_known(&mut s, &peers, &names, "stdout not read");
+            let mut s = joined_with_stdout_unread(JOINS);
             s.program.terminate();
             // The reader stays stalled a while after SIGTERM, well within the server's
             // EVENT_FLUSH_GRACE (1 s): a server that exits at once has lost what it queued.
             std::thread::sleep(Duration::from_millis(300));
             s.program.resume_stdout();
-            let (mut printed, mut announced) = (0usize, 0usize);
-            let deadline = Instant::now() + PROMPT;
-            while printed + announced < JOINS {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let Some(line) = s.program.next_line(left) else {
-                    break;
-                };
-                let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-                match event["event"].as_str() {
-                    Some("joined") => printed += 1,
-                    Some("dropped") => {
-                        announced += event["events"].as_u64().unwrap_or(0) as usize;
-                    }
-                    _ => {}
-                }
-            }
-            if printed + announced != JOINS {
+            let (printed, announced) = events_out(&mut s, &["joined"], JOINS as u64);
+            if printed + announced != JOINS as u64 {
                 s.program.fail(format_args!(
                     "{JOINS} nodes joined while stdout was not read, then came SIGTERM and stdout \
                      was read again: expected every joined event printed (or counted in a \
@@ -2019,11 +1993,7 @@ mod stage6_scale {
     fn a_reader_that_takes_nothing_does_not_hold_the_server_open() {
         bounded(LIMIT, || {
             const JOINS: usize = 2_000;
-            let mut s = Server::start(&["--timeout", "30s"]);
-            s.program.pause_stdout();
-            let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
-            let names: Vec<String> = (0..JOINS).map(name).collect();
-            beat_until_known(&mut s, &peers, &names, "stdout not read");
+            let mut s = joined_with_stdout_unread(JOINS);
             // Nobody will read the events still queued: SIGTERM waits EVENT_FLUSH_GRACE (1 s)
             // for them, then exits all the same.
             s.program.terminate();
