@@ -64,6 +64,19 @@ impl Server {
         peer.send_json(self.addr, &hb(node, seq));
     }
 
+    /// Sends each `(i, datagram)` from `peers[i % peers.len()]`, so that node `i` keeps one
+    /// address, pausing 1 ms after every 50 so that the server's socket buffer never overflows
+    /// (UDP drops what does not fit, and the tests that send thousands are about the server, not
+    /// about loss).
+    fn send_paced(&self, peers: &[UdpPeer], datagrams: impl IntoIterator<Item = (usize, Value)>) {
+        for (k, (i, datagram)) in datagrams.into_iter().enumerate() {
+            peers[i % peers.len()].send_json(self.addr, &datagram);
+            if k % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
     /// Waits for the event `{"event": kind, "node": node, ...}` on stdout.
     fn expect_event(&mut self, kind: &str, node: &str, timeout: Duration) -> Value {
         self.program.expect_json(
@@ -1558,14 +1571,13 @@ mod stage5_hostile {
             let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
             let meta = meta_of(META);
             let beat_all = |s: &Server, seq: u64| {
-                for i in 0..NODES {
-                    let beat = json!({ "node": format!("m-{i:04}"), "seq": seq, "sent_ms": now_ms(), "meta": meta });
-                    peers[i % peers.len()].send_json(s.addr, &beat);
-                    // Paced, so that the server's socket buffer never overflows.
-                    if i % 50 == 49 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
+                s.send_paced(
+                    &peers,
+                    (0..NODES).map(|i| {
+                        let node = format!("m-{i:04}");
+                        (i, json!({ "node": node, "seq": seq, "sent_ms": now_ms(), "meta": meta }))
+                    }),
+                );
             };
             beat_all(&s, 1);
             let mut server = Value::Null;
@@ -1611,16 +1623,9 @@ mod stage6_scale {
     /// The contract's least length of a status page that is not the last.
     const MIN_FULL_PAGE: usize = 57_000;
 
-    /// Sends one heartbeat for each node in `range` at `seq`, paced so that the server's socket
-    /// buffer never overflows (UDP drops what does not fit, and this test is about the server,
-    /// not about loss).
+    /// Sends one heartbeat for each node in `range` at `seq`, paced.
     fn beat_all(s: &Server, peers: &[UdpPeer], range: std::ops::Range<usize>, seq: u64) {
-        for (k, i) in range.enumerate() {
-            s.beat_from(&peers[i % peers.len()], &name(i), seq);
-            if k % 50 == 49 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
+        s.send_paced(peers, range.map(|i| (i, hb(&name(i), seq))));
     }
 
     /// Registers every one of `nodes`, sent from `peers` in turn and paced: one heartbeat each,
@@ -1629,12 +1634,7 @@ mod stage6_scale {
     /// dropped, not delayed), for up to 15 s.
     fn register(s: &mut Server, peers: &[UdpPeer], nodes: &[String], what: &str) {
         let send = |s: &Server, which: &[usize]| {
-            for (k, &i) in which.iter().enumerate() {
-                s.beat_from(&peers[i % peers.len()], &nodes[i], 1);
-                if k % 50 == 49 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
+            s.send_paced(peers, which.iter().map(|&i| (i, hb(&nodes[i], 1))));
         };
         send(s, &(0..nodes.len()).collect::<Vec<_>>());
         let deadline = Instant::now() + Duration::from_secs(15);
