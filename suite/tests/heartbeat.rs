@@ -1570,14 +1570,12 @@ mod stage5_hostile {
             let mut s = Server::start(&["--timeout", "30s"]);
             let peers: Vec<UdpPeer> = (0..4).map(|_| UdpPeer::bind()).collect();
             let meta = meta_of(META);
+            let beat = |i: usize, seq: u64| {
+                let node = format!("m-{i:04}");
+                json!({ "node": node, "seq": seq, "sent_ms": now_ms(), "meta": meta })
+            };
             let beat_all = |s: &Server, seq: u64| {
-                s.send_paced(
-                    &peers,
-                    (0..NODES).map(|i| {
-                        let node = format!("m-{i:04}");
-                        (i, json!({ "node": node, "seq": seq, "sent_ms": now_ms(), "meta": meta }))
-                    }),
-                );
+                s.send_paced(&peers, (0..NODES).map(|i| (i, beat(i, seq))));
             };
             beat_all(&s, 1);
             let mut server = Value::Null;

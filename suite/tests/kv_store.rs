@@ -4,6 +4,8 @@
 //! reference solution) and talks to it over TCP in the Redis protocol, with the suite's own RESP
 //! client; the last stage also drives it with the real `redis-cli` where that is installed.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -418,6 +420,36 @@ fn multi_key(args: &[&str]) {
     let mut exists = vec!["EXISTS", "nope"];
     exists.extend(singles);
     s.expect(&mut c, &exists, &int(singles.len() as i64));
+    // The same keys written again in one pipeline with a KEYS after each SET (a batch that
+    // spans shards), then read one at a time (a batch that does not): the two must agree too.
+    let mut batch = Vec::new();
+    for key in singles {
+        batch.extend(workbook_suite::resp::encode(&[
+            b"SET",
+            key.as_bytes(),
+            b"again",
+        ]));
+        batch.extend(workbook_suite::resp::encode(&[b"KEYS", b"nomatch*"]));
+    }
+    if let Err(e) = c.send_raw(&batch) {
+        s.program
+            .fail(format_args!("sending a pipeline of SET and KEYS: {e}"));
+    }
+    for key in singles {
+        for (what, expected) in [("SET", ok()), ("KEYS nomatch*", Resp::Array(vec![]))] {
+            match c.read(PROMPT) {
+                Ok(got) if got == expected => {}
+                other => s.program.fail(format_args!(
+                    "pipelined SET {key} again, each SET followed by KEYS nomatch*: expected \
+                     {expected} for {what}, got {}",
+                    shown(&other)
+                )),
+            }
+        }
+    }
+    for key in singles {
+        s.expect(&mut c, &["GET", key], &bulk("again"));
+    }
     let mut del = vec!["DEL", "nope"];
     del.extend(singles);
     s.expect(&mut c, &del, &int(singles.len() as i64));
@@ -451,6 +483,61 @@ fn multi_key(args: &[&str]) {
 /// Redis's glob rules, as `KEYS` applies them to a set of keys.
 mod stage2_patterns {
     use super::*;
+
+    /// Classes at their edges, where Redis's rules are its own: an escape inside a class, a
+    /// class that runs to the end of the pattern, a range that ends in `]`. Every expected
+    /// answer is redis-server 7.0's.
+    #[test]
+    fn classes_at_their_edges_match_as_redis_does() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let k63z = format!("{}z", "k".repeat(63));
+            let keys = [
+                "c-", "ca", "c^", "c[", "c]", "c\\", "cb", "c[ab", "c[\\", &k63z,
+            ];
+            for key in keys {
+                s.expect(&mut c, &["SET", key, "1"], &ok());
+            }
+            let two = ["c-", "c[", "c\\", "c]", "c^", "ca", "cb"];
+            let star_63 = format!("{}*z", "k".repeat(63));
+            let cases: [(&str, &[&str]); 13] = [
+                // `\` makes the next byte a member, so `-` here is no range.
+                ("c[\\-a]", &["c-", "ca"]),
+                ("c[\\a-c]", &["c-", "ca"]),
+                ("c[\\]]", &["c]"]),
+                ("c[^a]", &["c-", "c[", "c\\", "c]", "c^", "cb"]),
+                // Unterminated, a class runs to the end of the pattern; empty, it matches nothing.
+                ("c[ab", &["ca", "cb"]),
+                ("c[", &[]),
+                ("c[^", &two),
+                ("c[\\", &["c\\"]),
+                ("c[a-", &["c-", "ca"]),
+                // `a-]` is the range from `]` to `a`, and the class goes on past it.
+                ("c[a-]", &["c]", "c^", "ca"]),
+                ("c[a-]b", &["c]", "c^", "ca", "cb"]),
+                // A star after a token that moved: both positions stay live.
+                (
+                    "c*?*",
+                    &["c-", "c[", "c[\\", "c[ab", "c\\", "c]", "c^", "ca", "cb"],
+                ),
+                // A star at position 63, the last of the first 64-position word.
+                (&star_63, &[&k63z]),
+            ];
+            for (pattern, expected) in cases {
+                let got = sorted_keys(&mut s, &mut c, pattern);
+                if got != expected {
+                    s.program.fail(format_args!(
+                        "with the keys {}, sent KEYS {pattern}: expected {} (in any order, as \
+                         redis-server 7.0 answers), got {}",
+                        listed(&keys),
+                        listed(expected),
+                        listed(&got)
+                    ));
+                }
+            }
+        });
+    }
 
     #[test]
     fn keys_patterns_match_as_redis_does() {
@@ -758,6 +845,15 @@ mod stage4_expiry {
             s.expect(&mut c, &["TTL", "a"], &int(-1));
             s.expect(&mut c, &["EXPIRE", "a", "9223372036854775"], &int(1));
             s.expect(&mut c, &["GET", "a"], &bulk("1"));
+            // SET's EX has the same bound as EXPIRE, and the bound itself is allowed.
+            s.expect(&mut c, &["SET", "b", "1", "EX", "9223372036854775"], &ok());
+            s.expect(&mut c, &["GET", "b"], &bulk("1"));
+            s.expect_error(
+                &mut c,
+                &["SET", "c", "1", "EX", "9223372036854776"],
+                "ERR invalid expire time in 'set' command",
+            );
+            s.expect(&mut c, &["GET", "c"], &nil());
         });
     }
 }
@@ -1188,6 +1284,186 @@ mod stage6_hostile {
         });
     }
 
+    const KIB: usize = 1024;
+
+    /// The first `sent` bytes of the value of `SET key <value of declared bytes>`, after the
+    /// request's head: a request the server must hold, unfinished, until the rest comes.
+    fn unfinished_set(key: &str, declared: usize, sent: usize) -> Vec<u8> {
+        let mut wire = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${declared}\r\n",
+            key.len()
+        )
+        .into_bytes();
+        wire.extend(std::iter::repeat_n(b'x', sent));
+        wire
+    }
+
+    /// Connects with a plain socket (replies of megabytes are counted, not parsed) and sends
+    /// `args` as one request.
+    fn raw_request(s: &mut Server, args: &[&str]) -> TcpStream {
+        let sent = TcpStream::connect(s.addr).and_then(|mut c| {
+            c.set_read_timeout(Some(PROMPT))?;
+            let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            c.write_all(&workbook_suite::resp::encode(&args))?;
+            Ok(c)
+        });
+        sent.unwrap_or_else(|e| s.program.fail(format_args!("sending {}: {e}", args[0])))
+    }
+
+    /// The length of `v` in [`a_mebibyte_and_v`]: shorter than WRITE_DIRECT, so a server
+    /// copies it into a connection's output.
+    const V_LEN: usize = 15_000;
+
+    /// How many times [`mget_v`] asks for `v`: 4.5 MB of reply.
+    const V_COUNT: usize = 300;
+
+    /// A server with `--max-buffered 1MiB` and `v` set to [`V_LEN`] bytes, and a client.
+    fn a_mebibyte_and_v() -> (Server, RespConn) {
+        let mut s = start(&["--max-buffered", "1MiB"]);
+        let mut c = s.connect();
+        s.expect(&mut c, &["SET", "v", &"v".repeat(V_LEN)], &ok());
+        (s, c)
+    }
+
+    /// `MGET` of `v` [`V_COUNT`] times, then of `missing`.
+    fn mget_v(missing: &str) -> Vec<&str> {
+        let mut mget = vec!["MGET"];
+        mget.extend(std::iter::repeat_n("v", V_COUNT));
+        mget.push(missing);
+        mget
+    }
+
+    /// The bytes of an `MGET` reply: `values` bulk strings of `len` bytes, then one nil.
+    fn mget_reply_len(values: usize, len: usize) -> usize {
+        let array = format!("*{}\r\n", values + 1).len();
+        let bulk = format!("${len}\r\n").len() + len + 2;
+        array + values * bulk + "$-1\r\n".len()
+    }
+
+    #[test]
+    fn a_reader_that_stalls_holds_no_more_than_max_pending_output() {
+        bounded(LIMIT, || {
+            let (mut s, mut c) = a_mebibyte_and_v();
+            // A client asks for 4.5 MB of replies, takes their first bytes (the server has
+            // begun writing them) and no more: the server may hold at most MAX_PENDING_OUTPUT
+            // of them (64 KiB) and the value it is copying.
+            let mut stalled = raw_request(&mut s, &mget_v("missing"));
+            let mut first = [0u8; 16];
+            if !matches!(stalled.read(&mut first), Ok(n) if n > 0) {
+                s.program
+                    .fail("sent MGET of 300 keys of 15,000 bytes: expected the reply to begin");
+            }
+            // So 900 KiB of the 1 MiB budget are still free for another client.
+            let big = "b".repeat(900 * KIB);
+            match s.call(&mut c, &["SET", "big", &big]) {
+                reply if reply == ok() => {}
+                other => s.program.fail(format_args!(
+                    "with --max-buffered 1MiB, while a client reads none of a 4.5 MB MGET \
+                     reply, expected SET big <900 KiB> to be answered OK (that client may hold \
+                     64 KiB of replies, MAX_PENDING_OUTPUT, and a value), got {other}"
+                )),
+            }
+            drop(stalled);
+            s.program
+                .assert_running("after a client stalled reading its replies");
+        });
+    }
+
+    #[test]
+    fn the_whole_budget_comes_back_once_clients_go() {
+        bounded(LIMIT, || {
+            let (mut s, mut c) = a_mebibyte_and_v();
+            // One client holds most of the budget with an unfinished SET...
+            let mut holder = s.connect();
+            if let Err(e) = holder.send_raw(&unfinished_set("held", 1000 * KIB, 980 * KIB)) {
+                s.program
+                    .fail(format_args!("sending 980 KiB of an unfinished SET: {e}"));
+            }
+            s.expect(&mut c, &["PING"], &Resp::Simple("PONG".into()));
+            // ...while another, with a 22 KB request, reads 4.5 MB of replies: far more than
+            // the budget has left, but replies already computed are counted, never refused.
+            let missing = "m".repeat(20_000);
+            let mut reader = raw_request(&mut s, &mget_v(&missing));
+            let expected = mget_reply_len(V_COUNT, V_LEN);
+            let mut got = Vec::with_capacity(expected);
+            let mut chunk = vec![0u8; 256 * KIB];
+            while got.len() < expected {
+                match reader.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if got.len() != expected || !got.starts_with(b"*301\r\n") || !got.ends_with(b"$-1\r\n")
+            {
+                s.program.fail(format_args!(
+                    "with --max-buffered 1MiB and 980 KiB of it held by an unfinished SET, sent \
+                     MGET of 300 keys of 15,000 bytes and one missing: expected its {expected} \
+                     bytes of reply, got {} bytes starting {:?}",
+                    got.len(),
+                    String::from_utf8_lossy(&got[..got.len().min(40)])
+                ));
+            }
+            drop((holder, reader));
+            // Everything they held is given back: a SET of nearly the whole budget gets in.
+            let nearly = "n".repeat(1024 * KIB - 32 * KIB);
+            let admitted = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut d = RespConn::connect(s.addr).ok()?;
+                d.send(&["SET", "nearly", &nearly]).ok()?;
+                (d.read(PROMPT).ok()? == ok()).then_some(())
+            });
+            if admitted.is_none() {
+                s.program.fail(
+                    "with --max-buffered 1MiB, once a client holding 980 KiB and one that had \
+                     read a large reply had both gone, expected SET nearly <992 KiB> answered \
+                     OK: every try for 5s was refused, so what they held was not all given back",
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn a_client_that_keeps_sending_requests_is_not_idle() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--idle-timeout", "1s"]);
+            let mut c = s.connect();
+            let began = std::time::Instant::now();
+            // A request every 100 ms for 3 s: never a second without one.
+            while began.elapsed() < Duration::from_secs(3) {
+                let reply = s.call(&mut c, &["PING"]);
+                if reply != Resp::Simple("PONG".into()) {
+                    s.program.fail(format_args!(
+                        "with --idle-timeout 1s, sent PING every 100 ms: expected PONG each \
+                         time, got {reply} after {:?}",
+                        began.elapsed()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
+
+    #[test]
+    fn a_request_trickled_in_and_never_finished_is_idle() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--idle-timeout", "300ms"]);
+            let mut c = s.connect();
+            let _ = c.send_raw(b"*2\r\n$4\r\nECHO\r\n$100000\r\n");
+            // One byte of the argument every 50 ms: the server reads, but no request completes.
+            let deadline = std::time::Instant::now() + PROMPT;
+            while !c.is_closed(Duration::from_millis(50)) {
+                if std::time::Instant::now() > deadline {
+                    s.program.fail(
+                        "with --idle-timeout 300ms, sent the head of ECHO <100,000 bytes> and \
+                         then one byte of it every 50 ms: expected the connection closed within \
+                         5s, since no request completed; it is still open",
+                    );
+                }
+                let _ = c.send_raw(b"x");
+            }
+            s.program.assert_running("after closing an idle client");
+        });
+    }
+
     #[test]
     fn the_buffer_budget_is_process_wide_and_refused_clearly() {
         bounded(LIMIT, || {
@@ -1195,20 +1471,10 @@ mod stage6_hostile {
             let mut watcher = s.connect();
             // Two clients each send 700 KiB of an 800 KiB SET, and wait: together they hold more
             // than the 1 MiB budget, although each is far below any per-connection limit.
-            let start_of = |key: &str| {
-                let mut wire = format!(
-                    "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
-                    key.len(),
-                    800 * 1024
-                )
-                .into_bytes();
-                wire.extend(std::iter::repeat_n(b'x', 700 * 1024));
-                wire
-            };
             let mut clients = Vec::new();
             for key in ["first", "second"] {
                 let mut c = s.connect();
-                if let Err(e) = c.send_raw(&start_of(key)) {
+                if let Err(e) = c.send_raw(&unfinished_set(key, 800 * KIB, 700 * KIB)) {
                     s.program
                         .fail(format_args!("sending 700 KiB of SET {key} (800 KiB): {e}"));
                 }

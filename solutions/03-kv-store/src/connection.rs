@@ -50,11 +50,6 @@ impl Budget {
             used: Arc::new(AtomicUsize::new(0)),
         }
     }
-
-    /// Bytes held now, by every connection.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
 }
 
 /// One connection's part of the [`Budget`], given back when it is dropped.

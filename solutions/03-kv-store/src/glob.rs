@@ -113,21 +113,14 @@ fn tokenize(pattern: &[u8]) -> Vec<Token> {
                 tokens.push(Token::Set(Box::new([true; 256])));
                 p += 1;
             }
-            b'[' => match class(&pattern[p..], 0) {
-                Some((_, len)) => {
-                    let mut set = Box::new([false; 256]);
-                    for (c, accepted) in (0..=u8::MAX).zip(set.iter_mut()) {
-                        *accepted = class(&pattern[p..], c).is_some_and(|(m, _)| m);
-                    }
-                    tokens.push(Token::Set(set));
-                    p += len;
+            b'[' => {
+                let mut set = Box::new([false; 256]);
+                for (c, accepted) in (0..=u8::MAX).zip(set.iter_mut()) {
+                    *accepted = class(&pattern[p..], c).0;
                 }
-                // An unterminated class is a literal `[`.
-                None => {
-                    tokens.push(Token::Literal(b'['));
-                    p += 1;
-                }
-            },
+                tokens.push(Token::Set(set));
+                p += class(&pattern[p..], 0).1;
+            }
             b'\\' if p + 1 < pattern.len() => {
                 tokens.push(Token::Literal(pattern[p + 1]));
                 p += 2;
@@ -200,32 +193,34 @@ impl Positions {
     }
 }
 
-/// Matches `c` against the class at the start of `pattern` (which begins with `[`): whether it
-/// matched and the class's length, or `None` for an unterminated class.
-fn class(pattern: &[u8], c: u8) -> Option<(bool, usize)> {
+/// Matches `c` against the class at the start of `pattern` (which begins with `[`), read as
+/// Redis reads one: whether it matched, and the class's length. A `\` makes the next byte a
+/// member; `x-y` is a range (either way round), whatever `y` is, `]` included; the class ends at
+/// the first `]` neither escaped nor ending a range, or else at the end of the pattern.
+fn class(pattern: &[u8], c: u8) -> (bool, usize) {
     let mut i = 1;
     let negate = pattern.get(i) == Some(&b'^');
     if negate {
         i += 1;
     }
     let mut matched = false;
-    while i < pattern.len() && pattern[i] != b']' {
-        let lo = if pattern[i] == b'\\' && i + 1 < pattern.len() {
+    while i < pattern.len() {
+        let left = pattern.len() - i;
+        if pattern[i] == b'\\' && left >= 2 {
             i += 1;
-            pattern[i]
-        } else {
-            pattern[i]
-        };
-        if pattern.get(i + 1) == Some(&b'-') && i + 2 < pattern.len() && pattern[i + 2] != b']' {
-            let hi = pattern[i + 2];
+            matched |= pattern[i] == c;
+        } else if pattern[i] == b']' {
+            return (matched != negate, i + 1);
+        } else if left >= 3 && pattern[i + 1] == b'-' {
+            let (lo, hi) = (pattern[i], pattern[i + 2]);
             matched |= (lo.min(hi)..=lo.max(hi)).contains(&c);
-            i += 3;
+            i += 2;
         } else {
-            matched |= lo == c;
-            i += 1;
+            matched |= pattern[i] == c;
         }
+        i += 1;
     }
-    (i < pattern.len()).then_some((matched != negate, i + 1))
+    (matched != negate, pattern.len())
 }
 
 #[cfg(test)]
@@ -242,7 +237,9 @@ mod tests {
         assert!(m("h[a-b]llo", "hbllo") && !m("h[a-b]llo", "hcllo"));
         assert!(m("*", "") && m("a\\*", "a*") && !m("a\\*", "ab"));
         assert!(m("*a*b*", "xxaxxbxx") && !m("*a*b", "ba"));
-        assert!(m("ab*", "abc") && !m("ab*", "ba") && m("[x", "[x") && m("**", "q"));
+        assert!(
+            m("ab*", "abc") && !m("ab*", "ba") && m("[x", "x") && !m("[x", "[x") && m("**", "q")
+        );
         assert!(m("a*", "a") && m("*?", "q") && !m("?*", "") && m("a\\", "a\\"));
     }
 
