@@ -1102,6 +1102,75 @@ mod stage6_hostile {
         });
     }
 
+    /// The contract's MAX_BULK and MAX_REQUEST.
+    const MAX_BULK: usize = 8 * 1024 * 1024;
+    const MAX_REQUEST: usize = 16 * 1024 * 1024;
+
+    /// `MSET a <MAX_BULK bytes> b <the rest>`: a request of `total` bytes in all.
+    fn mset_of(total: usize) -> Vec<u8> {
+        let head = |n: usize| format!("${n}\r\n");
+        let mut wire = b"*5\r\n$4\r\nMSET\r\n$1\r\na\r\n".to_vec();
+        wire.extend(head(MAX_BULK).bytes());
+        wire.extend(std::iter::repeat_n(b'x', MAX_BULK));
+        wire.extend(b"\r\n$1\r\nb\r\n");
+        // The second value's header has as many digits as the first's.
+        let second = total - wire.len() - head(MAX_BULK).len() - 2;
+        wire.extend(head(second).bytes());
+        wire.extend(std::iter::repeat_n(b'y', second));
+        wire.extend(b"\r\n");
+        assert_eq!(wire.len(), total, "the suite's own MSET arithmetic");
+        wire
+    }
+
+    #[test]
+    fn requests_at_the_limits_are_served() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            // An inline command of 60,000 bytes: under MAX_LINE (64 KiB).
+            let inline = format!("SET inline {}\r\n", "i".repeat(60_000 - 13));
+            let _ = c.send_raw(inline.as_bytes());
+            // A value of MAX_BULK bytes, and a request of MAX_REQUEST bytes.
+            let mut bulk = unfinished_set("bulk", MAX_BULK, MAX_BULK);
+            bulk.extend(b"\r\n");
+            let _ = c.send_raw(&bulk);
+            let _ = c.send_raw(&mset_of(MAX_REQUEST));
+            for what in [
+                "a 60,000-byte inline SET (MAX_LINE is 64 KiB)",
+                "a SET of an 8 MiB value (MAX_BULK)",
+                "an MSET of 16 MiB in all (MAX_REQUEST)",
+            ] {
+                match c.read(PROMPT) {
+                    Ok(reply) if reply == ok() => {}
+                    other => s.program.fail(format_args!(
+                        "sent {what}: expected OK, got {}",
+                        shown(&other)
+                    )),
+                }
+            }
+            s.expect(&mut c, &["EXISTS", "inline", "bulk", "a", "b"], &int(4));
+        });
+    }
+
+    #[test]
+    fn a_bulk_string_past_max_bulk_is_refused() {
+        bounded(LIMIT, || {
+            // The header is enough to refuse it.
+            let wire = unfinished_set("bulk", MAX_BULK + 1, 0);
+            refused(&wire, "ERR Protocol error: invalid bulk length");
+        });
+    }
+
+    #[test]
+    fn a_request_past_max_request_is_refused() {
+        bounded(LIMIT, || {
+            refused(
+                &mset_of(MAX_REQUEST + 1),
+                "ERR Protocol error: request larger than",
+            );
+        });
+    }
+
     #[test]
     fn seeded_garbage_never_kills_the_server() {
         bounded(LIMIT, || {
