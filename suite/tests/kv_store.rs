@@ -105,6 +105,32 @@ fn nil() -> Resp {
     Resp::Bulk(None)
 }
 
+/// Sends `SET key key OPTIONS...` for every key in one pipeline, and expects OK to each.
+fn pipelined_sets(s: &mut Server, c: &mut RespConn, keys: &[String], options: &[&str]) {
+    let mut batch = Vec::new();
+    for key in keys {
+        let mut args = vec!["SET", key, key];
+        args.extend(options);
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        batch.extend(workbook_suite::resp::encode(&args));
+    }
+    if let Err(e) = c.send_raw(&batch) {
+        s.program
+            .fail(format_args!("sending {} pipelined SETs: {e}", keys.len()));
+    }
+    for key in keys {
+        match c.read(PROMPT) {
+            Ok(got) if got == ok() => {}
+            other => s.program.fail(format_args!(
+                "pipelined {} (one of {}): expected OK, got {}",
+                words(&[&["SET", key, key][..], options].concat()),
+                keys.len(),
+                shown(&other)
+            )),
+        }
+    }
+}
+
 /// Keys as a list: `"a", "b"`, or `(empty array)`.
 fn listed<S: AsRef<str>>(keys: &[S]) -> String {
     if keys.is_empty() {
@@ -225,6 +251,8 @@ mod stage1_framing {
             let mut s = start(&[]);
             let mut c = s.connect();
             s.expect_error(&mut c, &["FLY", "away"], "ERR unknown command 'FLY'");
+            // A line break in the name is sent back as spaces: the error stays one line.
+            s.expect_error(&mut c, &["FL\r\nY"], "ERR unknown command 'FL  Y'");
             s.expect_error(
                 &mut c,
                 &["ECHO"],
@@ -315,6 +343,26 @@ mod stage2_commands {
             s.expect(&mut c, &["EXISTS", "k", "k", "nope"], &int(2));
             s.expect(&mut c, &["DEL", "k", "nope"], &int(1));
             s.expect(&mut c, &["GET", "k"], &nil());
+        });
+    }
+
+    #[test]
+    fn two_thousand_keys_are_all_kept() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let keys: Vec<String> = (0..2_000).map(|i| format!("key:{i}")).collect();
+            pipelined_sets(&mut s, &mut c, &keys, &[]);
+            s.expect(&mut c, &["DBSIZE"], &int(2_000));
+            let mut mget = vec!["MGET"];
+            mget.extend(keys.iter().map(String::as_str));
+            let values = Resp::Array(keys.iter().map(|k| bulk(k)).collect());
+            if s.call(&mut c, &mget) != values {
+                s.program.fail(
+                    "set key:0 ... key:1999 each to its own name, then MGET all 2,000: expected \
+                     each key's own name back, in order",
+                );
+            }
         });
     }
 
@@ -624,8 +672,13 @@ mod stage2_client {
         bounded(LIMIT, || {
             let mut s = start(&[]);
             let addr = s.addr.to_string();
-            let checks: [(&[&str], &str); 7] = [
+            let long = "l".repeat(100_000);
+            let long_quoted = format!("\"{long}\"");
+            let checks: [(&[&str], &str); 9] = [
                 (&["SET", "a", "1"], "OK"),
+                // 100,000 bytes reach the client in several reads.
+                (&["SET", "long", &long], "OK"),
+                (&["GET", "long"], &long_quoted),
                 (&["GET", "a"], "\"1\""),
                 (&["INCR", "a"], "(integer) 2"),
                 (&["GET", "nope"], "(nil)"),
@@ -655,6 +708,11 @@ mod stage3_concurrency {
     #[test]
     fn multi_key_commands_across_shards() {
         bounded(LIMIT, || multi_key(&["--shards", "4"]));
+    }
+
+    #[test]
+    fn multi_key_commands_with_a_mutex() {
+        bounded(LIMIT, || multi_key(&["--backend", "mutex"]));
     }
 
     /// 50 clients, each incrementing 5 shared counters 100 times: every update must count.
@@ -770,6 +828,79 @@ mod stage4_expiry {
                 &["SET", "k", "v", "EX", "0"],
                 "ERR invalid expire time in 'set' command",
             );
+        });
+    }
+
+    #[test]
+    fn ttl_rounds_to_the_nearest_second() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let set_at = std::time::Instant::now();
+            s.expect(&mut c, &["SET", "soon", "v", "PX", "400"], &ok());
+            s.expect(&mut c, &["SET", "later", "v", "PX", "1800"], &ok());
+            let soon = s.call(&mut c, &["TTL", "soon"]);
+            let later = s.call(&mut c, &["TTL", "later"]);
+            // 400 ms left is 0 s, rounded (or -2 once it expired); 1,800 ms is 2 s, for as long
+            // as at least 1,500 ms are left (a test stalled longer cannot tell).
+            if !matches!(soon, Resp::Integer(0 | -2)) {
+                s.program.fail(format_args!(
+                    "SET soon v PX 400, then TTL soon: expected 0 (seconds, rounded), got {soon}"
+                ));
+            }
+            if set_at.elapsed() < Duration::from_millis(300) && later != int(2) {
+                s.program.fail(format_args!(
+                    "SET later v PX 1800, then at once TTL later: expected 2 (seconds, \
+                     rounded), got {later}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_new_value_or_a_deleted_key_forgets_the_expiry() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            // SET without EX or PX clears the expiry, as in Redis.
+            s.expect(&mut c, &["SET", "k", "v", "EX", "100"], &ok());
+            s.expect(&mut c, &["SET", "k", "v2"], &ok());
+            s.expect(&mut c, &["TTL", "k"], &int(-1));
+            // A key deleted and made again by INCR has no expiry.
+            s.expect(&mut c, &["SET", "n", "1", "EX", "100"], &ok());
+            s.expect(&mut c, &["DEL", "n"], &int(1));
+            s.expect(&mut c, &["INCR", "n"], &int(1));
+            s.expect(&mut c, &["TTL", "n"], &int(-1));
+        });
+    }
+
+    #[test]
+    fn keys_past_their_deadline_are_never_returned_even_unswept() {
+        bounded(LIMIT, || {
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            // 3,000 keys expiring together: one sweep removes at most SWEEP_LIMIT (1,000), so
+            // when they are read just after their deadline, most are still held.
+            let keys: Vec<String> = (0..3_000).map(|i| format!("t{i}")).collect();
+            pipelined_sets(&mut s, &mut c, &keys, &["PX", "300"]);
+            // Every deadline is at most 300 ms after the last reply: wait that out (the time
+            // itself is what is tested here, not a server's progress).
+            std::thread::sleep(Duration::from_millis(310));
+            let mut mget = vec!["MGET"];
+            mget.extend(keys.iter().map(String::as_str));
+            let held = match s.call(&mut c, &mget) {
+                Resp::Array(values) => values.iter().filter(|v| **v != nil()).count(),
+                other => s.program.fail(format_args!(
+                    "MGET of 3,000 keys: expected an array, got {other}"
+                )),
+            };
+            if held > 0 {
+                s.program.fail(format_args!(
+                    "set 3,000 keys with PX 300, then read them all 310 ms after the last OK: \
+                     expected every one nil (past its deadline, swept or not), got {held} values"
+                ));
+            }
+            s.expect(&mut c, &["TTL", "t0"], &int(-2));
         });
     }
 
@@ -1162,6 +1293,47 @@ mod stage6_hostile {
     }
 
     #[test]
+    fn an_unfinished_request_is_refused_once_it_passes_max_request() {
+        bounded(LIMIT, || {
+            // MSET a <MAX_BULK> b <MAX_BULK>, 52 bytes over MAX_REQUEST, sent but for its last
+            // 12: already 40 bytes over, and refused without waiting for the rest.
+            let (a, b) = (vec![b'x'; MAX_BULK], vec![b'y'; MAX_BULK]);
+            let mut wire = workbook_suite::resp::encode(&[b"MSET", b"a", &a, b"b", &b]);
+            wire.truncate(wire.len() - 12);
+            assert_eq!(
+                wire.len(),
+                MAX_REQUEST + 40,
+                "the suite's own MSET arithmetic"
+            );
+            refused(&wire, "ERR Protocol error: request larger than");
+        });
+    }
+
+    #[test]
+    fn a_line_of_max_line_bytes_is_served_and_one_more_is_refused() {
+        bounded(LIMIT, || {
+            // MAX_LINE (64 KiB) counts a line's bytes before its `\n`, `\r` included.
+            const MAX_LINE: usize = 64 * 1024;
+            let line = |len: usize| format!("SET k {}\r\n", "l".repeat(len - "SET k \r".len()));
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let _ = c.send_raw(line(MAX_LINE).as_bytes());
+            match c.read(PROMPT) {
+                Ok(got) if got == ok() => {}
+                other => s.program.fail(format_args!(
+                    "sent an inline SET whose line is MAX_LINE (65,536) bytes before its \\n: \
+                     expected OK, got {}",
+                    shown(&other)
+                )),
+            }
+            refused(
+                line(MAX_LINE + 1).as_bytes(),
+                "ERR Protocol error: too big inline",
+            );
+        });
+    }
+
+    #[test]
     fn a_request_past_max_request_is_refused() {
         bounded(LIMIT, || {
             refused(
@@ -1516,6 +1688,7 @@ mod stage6_hostile {
         bounded(LIMIT, || {
             let mut s = start(&["--idle-timeout", "300ms"]);
             let mut c = s.connect();
+            s.expect(&mut c, &["PING"], &Resp::Simple("PONG".into()));
             let _ = c.send_raw(b"*2\r\n$4\r\nECHO\r\n$100000\r\n");
             // One byte of the argument every 50 ms: the server reads, but no request completes.
             let deadline = std::time::Instant::now() + PROMPT;
@@ -1533,51 +1706,94 @@ mod stage6_hostile {
         });
     }
 
+    /// Two clients each send the request `args(key)` but for its last 100 KiB (the last
+    /// argument, all `x`, and its `\r\n`), over 700 KiB of it, and wait: together they hold
+    /// more than a 1 MiB budget, although each is far below any per-connection limit. One is
+    /// refused; the other, sent the rest, is served. The first client sends all but the last
+    /// argument's head, and that head after a round trip on another connection: a server that
+    /// has taken the finished arguments out of its read buffer by then must still count them.
+    fn over_the_budget(what: &str, args: fn(&str) -> Vec<Vec<u8>>) {
+        let unfinished = |key: &str| {
+            let args = args(key);
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let mut wire = workbook_suite::resp::encode(&args);
+            wire.truncate(wire.len() - 100 * KIB - 2);
+            wire
+        };
+        let mut s = start(&["--max-buffered", "1MiB"]);
+        let mut watcher = s.connect();
+        let mut clients = Vec::new();
+        for key in ["first", "second"] {
+            let mut c = s.connect();
+            let wire = unfinished(key);
+            let head = format!("${}\r\n", 100 * KIB).len();
+            let split = if key == "first" {
+                wire.len() - head
+            } else {
+                wire.len()
+            };
+            let mut sent = c.send_raw(&wire[..split]);
+            if split < wire.len() {
+                s.expect(&mut watcher, &["PING"], &Resp::Simple("PONG".into()));
+                sent = sent.and_then(|()| c.send_raw(&wire[split..]));
+            }
+            if let Err(e) = sent {
+                s.program
+                    .fail(format_args!("sending 700 KiB of {what} ({key}): {e}"));
+            }
+            clients.push((key, c));
+        }
+        let refused = poll_until(PROMPT, Duration::from_millis(10), || {
+            clients.iter_mut().position(|(_, c)| {
+                matches!(c.read(Duration::from_millis(20)), Ok(Resp::Error(e)) if e.starts_with("ERR max buffered bytes reached"))
+            })
+        });
+        let Some(refused) = refused else {
+            s.program.fail(format_args!(
+                "with --max-buffered 1MiB, two clients each sent 700 KiB of {what}: expected \
+                 one of them to get (error) ERR max buffered bytes reached; neither did"
+            ));
+        };
+        let (key, mut c) = clients.remove(refused);
+        if !c.is_closed(PROMPT) {
+            s.program.fail(format_args!(
+                "client {key} got (error) ERR max buffered bytes reached: expected its connection closed after it"
+            ));
+        }
+        let (key, mut survivor) = clients.remove(0);
+        let _ = survivor.send_raw(&vec![b'x'; 100 * KIB]);
+        let _ = survivor.send_raw(b"\r\n");
+        match survivor.read(PROMPT) {
+            Ok(got) if got == ok() => {}
+            other => s.program.fail(format_args!(
+                "with --max-buffered 1MiB, once the other client was refused, expected {what} \
+                 ({key}) to be answered OK once its last 100 KiB came, got {}",
+                shown(&other)
+            )),
+        }
+        s.expect(&mut watcher, &["EXISTS", key], &int(1));
+        s.program
+            .assert_running("after refusing a client over the buffer budget");
+    }
+
     #[test]
     fn the_buffer_budget_is_process_wide_and_refused_clearly() {
         bounded(LIMIT, || {
-            let mut s = start(&["--max-buffered", "1MiB"]);
-            let mut watcher = s.connect();
-            // Two clients each send 700 KiB of an 800 KiB SET, and wait: together they hold more
-            // than the 1 MiB budget, although each is far below any per-connection limit.
-            let mut clients = Vec::new();
-            for key in ["first", "second"] {
-                let mut c = s.connect();
-                if let Err(e) = c.send_raw(&unfinished_set(key, 800 * KIB, 700 * KIB)) {
-                    s.program
-                        .fail(format_args!("sending 700 KiB of SET {key} (800 KiB): {e}"));
-                }
-                clients.push((key, c));
-            }
-            let refused = poll_until(PROMPT, Duration::from_millis(10), || {
-                clients.iter_mut().position(|(_, c)| {
-                    matches!(c.read(Duration::from_millis(20)), Ok(Resp::Error(e)) if e.starts_with("ERR max buffered bytes reached"))
-                })
+            over_the_budget("an unfinished SET of 800 KiB", |key| {
+                vec![b"SET".to_vec(), key.into(), vec![b'x'; 800 * KIB]]
             });
-            let Some(refused) = refused else {
-                s.program.fail(
-                    "with --max-buffered 1MiB, two clients each sent 700 KiB of an unfinished SET: expected one of them to get (error) ERR max buffered bytes reached; neither did",
-                );
-            };
-            let (key, mut c) = clients.remove(refused);
-            if !c.is_closed(PROMPT) {
-                s.program.fail(format_args!(
-                    "client {key} got (error) ERR max buffered bytes reached: expected its connection closed after it"
-                ));
-            }
-            let (key, mut survivor) = clients.remove(0);
-            let _ = survivor.send_raw(&vec![b'x'; 100 * 1024]);
-            let _ = survivor.send_raw(b"\r\n");
-            match survivor.read(PROMPT) {
-                Ok(got) if got == ok() => {}
-                other => s.program.fail(format_args!(
-                    "with --max-buffered 1MiB, once the other client was refused, expected SET {key} (800 KiB) to be answered OK, got {}",
-                    shown(&other)
-                )),
-            }
-            s.expect(&mut watcher, &["EXISTS", key], &int(1));
-            s.program
-                .assert_running("after refusing a client over the buffer budget");
+        });
+    }
+
+    #[test]
+    fn the_budget_counts_the_finished_arguments_of_an_unfinished_request() {
+        bounded(LIMIT, || {
+            // A 700 KiB value complete, the next one not begun: a server may have taken the
+            // first out of its read buffer already, and must still count it.
+            over_the_budget("an MSET with its first 700 KiB value complete", |key| {
+                let (first, rest) = (vec![b'v'; 700 * KIB], vec![b'x'; 100 * KIB]);
+                vec![b"MSET".to_vec(), key.into(), first, b"rest".to_vec(), rest]
+            });
         });
     }
 }
