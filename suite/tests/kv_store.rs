@@ -541,15 +541,23 @@ mod stage2_patterns {
             let mut s = start(&[]);
             let mut c = s.connect();
             let k63z = format!("{}z", "k".repeat(63));
+            let (a70z, a71z) = (
+                format!("{}z", "a".repeat(70)),
+                format!("{}z", "a".repeat(71)),
+            );
             let keys = [
-                "c-", "ca", "c^", "c[", "c]", "c\\", "cb", "c[ab", "c[\\", &k63z,
+                "c-", "ca", "c^", "c[", "c]", "c\\", "cb", "c[ab", "c[\\", &k63z, &a70z, &a71z,
             ];
             for key in keys {
                 s.expect(&mut c, &["SET", key, "1"], &ok());
             }
             let two = ["c-", "c[", "c\\", "c]", "c^", "ca", "cb"];
             let star_63 = format!("{}*z", "k".repeat(63));
-            let cases: [(&str, &[&str]); 13] = [
+            // Positions 63 and 64 live at once, one moving into the other's word.
+            let across = format!("*{}*z", "?".repeat(63));
+            let mut long = [a70z.as_str(), &a71z, &k63z];
+            long.sort_unstable();
+            let cases: [(&str, &[&str]); 14] = [
                 // `\` makes the next byte a member, so `-` here is no range.
                 ("c[\\-a]", &["c-", "ca"]),
                 ("c[\\a-c]", &["c-", "ca"]),
@@ -571,6 +579,7 @@ mod stage2_patterns {
                 ),
                 // A star at position 63, the last of the first 64-position word.
                 (&star_63, &[&k63z]),
+                (&across, &long),
             ];
             for (pattern, expected) in cases {
                 let got = sorted_keys(&mut s, &mut c, pattern);
@@ -698,6 +707,42 @@ mod stage2_client {
                     .stdout(predicate::eq(format!("{expected}\n")));
             }
             s.program.assert_running("serving the client subcommand");
+        });
+    }
+
+    #[test]
+    fn the_client_refuses_a_reply_line_past_max_line() {
+        bounded(LIMIT, || {
+            // The suite plays a server that answers PING with a line longer than MAX_LINE
+            // (64 KiB), ended or not, and then waits for the client to go.
+            let mut long = vec![b'+'];
+            long.extend(std::iter::repeat_n(b'a', 70_000));
+            let ended = [long.as_slice(), b"\r\n"].concat();
+            for (what, reply) in [
+                ("a status line of 70,000 bytes", ended),
+                ("70,000 bytes of a status line that never ends", long),
+            ] {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+                let addr = listener.local_addr().expect("its address").to_string();
+                let server = std::thread::spawn(move || {
+                    let (mut c, _) = listener.accept()?;
+                    c.set_read_timeout(Some(LIMIT))?;
+                    let mut request = [0u8; 64];
+                    let _ = c.read(&mut request)?;
+                    c.write_all(&reply)?;
+                    // Until the client closes its end.
+                    while c.read(&mut request)? > 0 {}
+                    std::io::Result::Ok(())
+                });
+                command("kv-store")
+                    .args(["client", "--server", &addr, "PING"])
+                    .timeout(PROMPT)
+                    .assert()
+                    .append_context("the server's reply", what)
+                    .failure()
+                    .stderr(predicate::str::contains("too big"));
+                let _ = server.join();
+            }
         });
     }
 }
@@ -1199,6 +1244,37 @@ mod stage6_hostile {
     fn an_endless_inline_line_is_refused() {
         bounded(LIMIT, || {
             refused(&vec![b'a'; 100 * 1024], "ERR Protocol error")
+        });
+    }
+
+    #[test]
+    fn an_endless_line_arriving_in_odd_pieces_is_refused() {
+        bounded(LIMIT, || {
+            // Behind a request, and then in pieces of 1,000 bytes: however the reads fall, the
+            // server holds no more than MAX_LINE of a line before refusing it.
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let _ = c.send_raw(b"PING\r\naaaaaaa");
+            match c.read(PROMPT) {
+                Ok(Resp::Simple(pong)) if pong == "PONG" => {}
+                other => s.program.fail(format_args!(
+                    "sent PING and the start of a line: expected PONG, got {}",
+                    shown(&other)
+                )),
+            }
+            for _ in 0..100 {
+                if c.send_raw(&[b'a'; 1_000]).is_err() {
+                    break;
+                }
+            }
+            match c.read(PROMPT) {
+                Ok(Resp::Error(e)) if e.starts_with("ERR Protocol error: too big inline") => {}
+                other => s.program.fail(format_args!(
+                    "sent a line of 100,007 bytes with no end, after a PING: expected (error) \
+                     ERR Protocol error: too big inline request, got {}",
+                    shown(&other)
+                )),
+            }
         });
     }
 
