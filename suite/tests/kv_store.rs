@@ -1231,6 +1231,11 @@ mod stage6_hostile {
     }
 
     #[test]
+    fn an_empty_length_is_refused() {
+        bounded(LIMIT, || refused(b"*1\r\n$\r\n\r\n", "ERR Protocol error"));
+    }
+
+    #[test]
     fn a_bad_array_length_is_refused() {
         bounded(LIMIT, || refused(b"*many\r\n", "ERR Protocol error"));
     }
@@ -1372,7 +1377,8 @@ mod stage6_hostile {
     fn an_unfinished_request_is_refused_once_it_passes_max_request() {
         bounded(LIMIT, || {
             // MSET a <MAX_BULK> b <MAX_BULK>, 52 bytes over MAX_REQUEST, sent but for its last
-            // 12: already 40 bytes over, and refused without waiting for the rest.
+            // 12: already 40 bytes over, and refused without waiting for the rest. A PING goes
+            // first, so that no read of the request is likely to end at MAX_REQUEST exactly.
             let (a, b) = (vec![b'x'; MAX_BULK], vec![b'y'; MAX_BULK]);
             let mut wire = workbook_suite::resp::encode(&[b"MSET", b"a", &a, b"b", &b]);
             wire.truncate(wire.len() - 12);
@@ -1381,7 +1387,24 @@ mod stage6_hostile {
                 MAX_REQUEST + 40,
                 "the suite's own MSET arithmetic"
             );
-            refused(&wire, "ERR Protocol error: request larger than");
+            let mut s = start(&[]);
+            let mut c = s.connect();
+            let _ = c.send_raw(&[b"PING\r\n".as_slice(), &wire].concat());
+            let pong = c.read(PROMPT);
+            let refusal = c.read(PROMPT);
+            let refused = matches!(&refusal, Ok(Resp::Error(e))
+                if e.starts_with("ERR Protocol error: request larger than"));
+            if pong != Ok(Resp::Simple("PONG".into())) || !refused {
+                s.program.fail(format_args!(
+                    "sent PING, then all but the last 12 bytes of an MSET 52 bytes over \
+                     MAX_REQUEST (16 MiB): expected PONG, then (error) ERR Protocol error: \
+                     request larger than ..., without waiting for the rest; got {} and {}",
+                    shown(&pong),
+                    shown(&refusal)
+                ));
+            }
+            s.program
+                .assert_running("after refusing a request past MAX_REQUEST");
         });
     }
 
