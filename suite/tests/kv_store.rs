@@ -1809,7 +1809,7 @@ mod stage6_hostile {
     /// argument, all `x`, and its `\r\n`), over 700 KiB of it, and wait: together they hold
     /// more than a 1 MiB budget, although each is far below any per-connection limit. One is
     /// refused; the other, sent the rest, is served. The first client sends all but the last
-    /// argument's head, and that head after a round trip on another connection: a server that
+    /// argument's head, and that head between round trips on another connection: a server that
     /// has taken the finished arguments out of its read buffer by then must still count them.
     fn over_the_budget(what: &str, args: fn(&str) -> Vec<Vec<u8>>) {
         let unfinished = |key: &str| {
@@ -1835,6 +1835,9 @@ mod stage6_hostile {
             if split < wire.len() {
                 s.expect(&mut watcher, &["PING"], &Resp::Simple("PONG".into()));
                 sent = sent.and_then(|()| c.send_raw(&wire[split..]));
+                // And a round trip more, so that the head is likely read before the second
+                // client's bytes.
+                s.expect(&mut watcher, &["PING"], &Resp::Simple("PONG".into()));
             }
             if let Err(e) = sent {
                 s.program
