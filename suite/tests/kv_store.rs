@@ -710,30 +710,53 @@ mod stage2_client {
         });
     }
 
+    /// Plays a server that answers the first request with `pieces`, written one by one, and
+    /// then waits for the client to go. Returns its address.
+    fn play_server(pieces: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<std::io::Result<()>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let addr = listener.local_addr().expect("its address").to_string();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept()?;
+            c.set_read_timeout(Some(LIMIT))?;
+            c.set_nodelay(true)?;
+            let mut request = [0u8; 64];
+            let _ = c.read(&mut request)?;
+            for piece in pieces {
+                c.write_all(&piece)?;
+            }
+            while c.read(&mut request)? > 0 {}
+            Ok(())
+        });
+        (addr, server)
+    }
+
     #[test]
-    fn the_client_refuses_a_reply_line_past_max_line() {
+    fn the_client_reads_a_reply_line_of_max_line_and_refuses_a_longer_one() {
         bounded(LIMIT, || {
-            // The suite plays a server that answers PING with a line longer than MAX_LINE
-            // (64 KiB), ended or not, and then waits for the client to go.
-            let mut long = vec![b'+'];
-            long.extend(std::iter::repeat_n(b'a', 70_000));
-            let ended = [long.as_slice(), b"\r\n"].concat();
+            // MAX_LINE (64 KiB) counts a line's bytes before its `\n`, `\r` included.
+            const MAX_LINE: usize = 64 * 1024;
+            let status = |len: usize| {
+                let mut line = vec![b'+'];
+                line.extend(std::iter::repeat_n(b'a', len - 2));
+                line
+            };
+            let (addr, server) = play_server(vec![[status(MAX_LINE), b"\r\n".to_vec()].concat()]);
+            command("kv-store")
+                .args(["client", "--server", &addr, "PING"])
+                .timeout(PROMPT)
+                .assert()
+                .append_context("the server's reply", "a status line of MAX_LINE bytes")
+                .success()
+                .stdout(predicate::eq(format!("{}\n", "a".repeat(MAX_LINE - 2))));
+            let _ = server.join();
+            // Longer, ended at once; and never ended, arriving in pieces of 1,000 bytes.
+            let ended = vec![[status(70_000), b"\r\n".to_vec()].concat()];
+            let pieces = status(70_000).chunks(1_000).map(<[u8]>::to_vec).collect();
             for (what, reply) in [
                 ("a status line of 70,000 bytes", ended),
-                ("70,000 bytes of a status line that never ends", long),
+                ("70,000 bytes of a status line that never ends", pieces),
             ] {
-                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-                let addr = listener.local_addr().expect("its address").to_string();
-                let server = std::thread::spawn(move || {
-                    let (mut c, _) = listener.accept()?;
-                    c.set_read_timeout(Some(LIMIT))?;
-                    let mut request = [0u8; 64];
-                    let _ = c.read(&mut request)?;
-                    c.write_all(&reply)?;
-                    // Until the client closes its end.
-                    while c.read(&mut request)? > 0 {}
-                    std::io::Result::Ok(())
-                });
+                let (addr, server) = play_server(reply);
                 command("kv-store")
                     .args(["client", "--server", &addr, "PING"])
                     .timeout(PROMPT)
@@ -1706,6 +1729,36 @@ mod stage6_hostile {
             drop(stalled);
             s.program
                 .assert_running("after a client stalled reading its replies");
+        });
+    }
+
+    #[test]
+    fn a_client_mid_request_holds_what_it_sent() {
+        bounded(LIMIT, || {
+            let mut s = start(&["--max-buffered", "1MiB"]);
+            let mut c = s.connect();
+            // A PING, then an MSET with one 10 KiB value complete and 5 KiB of the next: once
+            // PONG is back, that client holds 15 KiB and a little, whatever it holds it in.
+            let mut mid = s.connect();
+            let (ten, hundred) = (vec![b'x'; 10 * KIB], vec![b'y'; 100 * KIB]);
+            let mset = workbook_suite::resp::encode(&[b"MSET", b"k", &ten, b"j", &hundred]);
+            let cut = mset.len() - 95 * KIB - 2;
+            let _ = mid.send_raw(&[b"PING\r\n".as_slice(), &mset[..cut]].concat());
+            match mid.read(PROMPT) {
+                Ok(Resp::Simple(pong)) if pong == "PONG" => {}
+                other => s.program.fail(format_args!(
+                    "sent PING and the start of an MSET: expected PONG, got {}",
+                    shown(&other)
+                )),
+            }
+            let big = "b".repeat(900 * KIB);
+            match s.call(&mut c, &["SET", "big", &big]) {
+                reply if reply == ok() => {}
+                other => s.program.fail(format_args!(
+                    "with --max-buffered 1MiB, while a client holds 15 KiB of an unfinished MSET, \
+                     expected SET big <900 KiB> to be answered OK, got {other}"
+                )),
+            }
         });
     }
 
