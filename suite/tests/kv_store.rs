@@ -710,8 +710,9 @@ mod stage2_client {
         });
     }
 
-    /// Plays a server that answers the first request with `pieces`, written one by one, and
-    /// then waits for the client to go. Returns its address.
+    /// Plays a server that answers the first request with `pieces`, written one by one a few
+    /// milliseconds apart (so that they are likely read apart), and then waits for the client
+    /// to go. Returns its address.
     fn play_server(pieces: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<std::io::Result<()>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
         let addr = listener.local_addr().expect("its address").to_string();
@@ -723,6 +724,7 @@ mod stage2_client {
             let _ = c.read(&mut request)?;
             for piece in pieces {
                 c.write_all(&piece)?;
+                std::thread::sleep(Duration::from_millis(2));
             }
             while c.read(&mut request)? > 0 {}
             Ok(())
@@ -748,6 +750,19 @@ mod stage2_client {
                 .append_context("the server's reply", "a status line of MAX_LINE bytes")
                 .success()
                 .stdout(predicate::eq(format!("{}\n", "a".repeat(MAX_LINE - 2))));
+            let _ = server.join();
+            // A bulk string cut two bytes before the end of its value.
+            let (addr, server) = play_server(vec![b"$10\r\nabcdefgh".to_vec(), b"ij\r\n".to_vec()]);
+            command("kv-store")
+                .args(["client", "--server", &addr, "PING"])
+                .timeout(PROMPT)
+                .assert()
+                .append_context(
+                    "the server's reply",
+                    "$10 abcdefghij, cut before its last 4 bytes",
+                )
+                .success()
+                .stdout(predicate::eq("\"abcdefghij\"\n"));
             let _ = server.join();
             // Longer, ended at once; and never ended, arriving in pieces of 1,000 bytes.
             let ended = vec![[status(70_000), b"\r\n".to_vec()].concat()];
