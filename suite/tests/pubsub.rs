@@ -1438,6 +1438,34 @@ mod stage7_hostile_input {
     }
 
     #[test]
+    fn the_charge_counts_every_part_of_a_subscription() {
+        bounded(LIMIT, || {
+            // Room for exactly one subscription whose subject, queue name or sid is long: it is
+            // taken, and then not even `SUB b 2` fits.
+            let (subject, queue, sid) = ("s".repeat(1_000), "q".repeat(300), "7".repeat(300));
+            for (subject, queue, sid, what) in [
+                (subject.as_str(), None, "1", "a subject of 1,000 bytes"),
+                ("a", Some(queue.as_str()), "1", "a queue name of 300 bytes"),
+                ("a", None, sid.as_str(), "a sid of 300 bytes"),
+            ] {
+                let limit = cost(subject, queue, sid);
+                let mut b = broker(&["--max-subscription-bytes", &limit.to_string()]);
+                let mut c = b.client();
+                b.subscribe(&mut c, subject, queue, sid);
+                b.send(&mut c, b"SUB b 2\r\n");
+                let got = b.read(&mut c, "sending \"SUB b 2\"");
+                if got != Frame::Err("Maximum Subscriptions Exceeded".into()) {
+                    b.program.fail(format_args!(
+                        "with --max-subscription-bytes {limit}, the charge of one subscription \
+                         with {what}, and that subscription taken: expected SUB b 2 refused \
+                         with -ERR 'Maximum Subscriptions Exceeded', got {got}"
+                    ));
+                }
+            }
+        });
+    }
+
+    #[test]
     fn the_subscriptions_of_all_clients_share_one_budget() {
         bounded(LIMIT, || {
             // Each client may hold 10 subscriptions of "s.N" (sid N); all clients together 15.
