@@ -1375,27 +1375,40 @@ mod stage7_hostile_input {
         });
     }
 
+    /// One subscription that stays, and five in turn, each gone after its one message: a limit
+    /// of three subscriptions (`limit` is `--max-subscriptions 3` or the bytes of three) is
+    /// never reached if each leaves when it has delivered its last.
+    fn done_subscriptions_leave(limit: &[&str]) {
+        let mut b = broker(limit);
+        let mut c = b.client();
+        let mut publisher = b.client();
+        b.subscribe(&mut c, "keep", None, "0");
+        for i in 1..=5 {
+            let sid = i.to_string();
+            b.subscribe(&mut c, "once", None, &sid);
+            b.send(&mut c, format!("UNSUB {sid} 1\r\n").as_bytes());
+            b.sync(&mut c, format_args!("SUB once {sid}, UNSUB {sid} 1"));
+            b.publish(&mut publisher, &[("once", format!("m{i}").into_bytes())]);
+            b.expect(&mut c, b"", &[msg("once", &sid, &format!("m{i}"))]);
+        }
+        b.subscribe(&mut c, "a", None, "10");
+        b.subscribe(&mut c, "b", None, "11");
+        b.publish(&mut publisher, &[("keep", b"kept".to_vec())]);
+        b.expect(&mut c, b"", &[msg("keep", "0", "kept")]);
+    }
+
     #[test]
     fn a_subscription_that_reached_its_max_frees_its_slot() {
         bounded(LIMIT, || {
-            // One subscription that stays, and five in turn, each gone after its one message: a
-            // limit of 3 is never reached if each leaves when it has delivered its last.
-            let mut b = broker(&["--max-subscriptions", "3"]);
-            let mut c = b.client();
-            let mut publisher = b.client();
-            b.subscribe(&mut c, "keep", None, "0");
-            for i in 1..=5 {
-                let sid = i.to_string();
-                b.subscribe(&mut c, "once", None, &sid);
-                b.send(&mut c, format!("UNSUB {sid} 1\r\n").as_bytes());
-                b.sync(&mut c, format_args!("SUB once {sid}, UNSUB {sid} 1"));
-                b.publish(&mut publisher, &[("once", format!("m{i}").into_bytes())]);
-                b.expect(&mut c, b"", &[msg("once", &sid, &format!("m{i}"))]);
-            }
-            b.subscribe(&mut c, "a", None, "10");
-            b.subscribe(&mut c, "b", None, "11");
-            b.publish(&mut publisher, &[("keep", b"kept".to_vec())]);
-            b.expect(&mut c, b"", &[msg("keep", "0", "kept")]);
+            done_subscriptions_leave(&["--max-subscriptions", "3"])
+        });
+    }
+
+    #[test]
+    fn a_subscription_that_reached_its_max_frees_its_bytes() {
+        bounded(LIMIT, || {
+            let limit = cost("keep", None, "0") + cost("a", None, "10") + cost("b", None, "11");
+            done_subscriptions_leave(&["--max-subscription-bytes", &limit.to_string()]);
         });
     }
 
