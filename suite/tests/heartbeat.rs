@@ -2244,7 +2244,15 @@ mod stage7_phi {
                 let later = normal_tail_exact(silent as f64 + 1.0, m, floored);
                 let sooner = normal_tail_exact(silent as f64, m, floored);
                 let p = 10f64.powf(-phi);
-                if !rhythm_ok || p < later - 2e-4 || p > sooner + 2e-4 {
+                if !rhythm_ok {
+                    s.program.fail(format_args!(
+                        "metronome beat 6 times 100ms apart (a mean of {mean:.1}ms as sent): \
+                         expected its interval_ms near that rhythm, the mean within 20% and the \
+                         sd as measured (under 25ms, not floored: phi's floor is its own); got \
+                         {{\"mean\":{m:.2},\"sd\":{d:.2}}} in {row}"
+                    ));
+                }
+                if p < later - 2e-4 || p > sooner + 2e-4 {
                     s.program.fail(format_args!(
                         "metronome beat 6 times 100ms apart (a mean of {mean:.1}ms as sent), then \
                          fell silent; with its interval_ms {{\"mean\":{m:.2},\"sd\":{d:.2}}}, σ \

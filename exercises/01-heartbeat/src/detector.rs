@@ -33,7 +33,7 @@ pub enum Detector {
         timeout: Duration,
     },
     /// Dead once phi exceeds `threshold`, or once silent for longer than `timeout` (a hard
-    /// bound, and the rule used while a node has sent fewer than three heartbeats).
+    /// bound, and the rule used while its arrival window holds fewer than two intervals).
     Phi {
         /// The phi above which a node is dead: 8 means "a one in 10^8 chance that a live node
         /// would have been this late".
@@ -82,8 +82,8 @@ impl ArrivalWindow {
         todo!()
     }
 
-    /// Records the time between two consecutive heartbeats, forgetting the oldest beyond
-    /// [`PHI_WINDOW`].
+    /// Records one interval: for a heartbeat that advances the sequence, the time since the
+    /// node's last valid heartbeat of any kind. Forgets the oldest beyond [`PHI_WINDOW`].
     pub fn record(&mut self, interval: Duration) {
         // TODO: the window holds the last PHI_WINDOW intervals, in milliseconds as `f64`, and `sum`
         // and `sum_of_squares` are always their sums, so `stats` costs O(1) however long the window

@@ -30,7 +30,7 @@ pub enum Detector {
         timeout: Duration,
     },
     /// Dead once phi exceeds `threshold`, or once silent for longer than `timeout` (a hard
-    /// bound, and the rule used while a node has sent fewer than three heartbeats).
+    /// bound, and the rule used while its arrival window holds fewer than two intervals).
     Phi {
         /// The phi above which a node is dead: 8 means "a one in 10^8 chance that a live node
         /// would have been this late".
@@ -82,8 +82,8 @@ impl ArrivalWindow {
         Self::default()
     }
 
-    /// Records the time between two consecutive heartbeats, forgetting the oldest beyond
-    /// [`PHI_WINDOW`].
+    /// Records one interval: for a heartbeat that advances the sequence, the time since the
+    /// node's last valid heartbeat of any kind. Forgets the oldest beyond [`PHI_WINDOW`].
     pub fn record(&mut self, interval: Duration) {
         let ms = interval.as_secs_f64() * 1000.0;
         if self.intervals.len() == PHI_WINDOW
