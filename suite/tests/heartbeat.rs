@@ -758,11 +758,12 @@ mod stage2_membership {
                      measured one, not phi's floor; got {row}"
                 ));
             }
-            // 40 intervals of 50ms, then 100 alternating 4ms and 36ms (a mean of 20ms and a
-            // deviation of 16ms): the window holds the last 100, so the first 40 must have left
-            // it, and left its running sums.
+            // 40 intervals of 50ms, then 50 alternating 4ms and 36ms, then 50 of 30ms: the
+            // window holds the last 100 (a mean of 25ms), so the first 40 must have left it, and
+            // left its running sums, and the 50 before the last 50 must still count.
             let mut gaps = vec![Duration::from_millis(50); 40];
-            gaps.extend((0..100).map(|k| Duration::from_millis(if k % 2 == 0 { 4 } else { 36 })));
+            gaps.extend((0..50).map(|k| Duration::from_millis(if k % 2 == 0 { 4 } else { 36 })));
+            gaps.extend([Duration::from_millis(30); 50]);
             let sent = beat_with_gaps(&mut s, "drummer", 1, &gaps);
             let (mean, sd) = rhythm(&sent, 100);
             let row = s.node_until("drummer", "received 141", |r| r["received"] == 141);
@@ -781,11 +782,65 @@ mod stage2_membership {
             }
             if !close || !row["phi"].is_null() {
                 s.program.fail(format_args!(
-                    "sent 141 heartbeats: 40 gaps of 50ms, then 100 alternating 4ms and 36ms, \
-                     whose mean was {mean:.1}ms and deviation {sd:.1}ms as sent; expected \
-                     interval_ms near {{\"mean\":{mean:.1},\"sd\":{sd:.1}}} (the last 100 \
-                     intervals only: all 140 would have a mean of about 28.6ms), and \"phi\":null \
-                     under the fixed timeout; got {row}"
+                    "sent 141 heartbeats: 40 gaps of 50ms, 50 alternating 4ms and 36ms, then \
+                     50 of 30ms; the last 100 had a mean of {mean:.1}ms and a deviation of \
+                     {sd:.1}ms as sent; expected interval_ms near \
+                     {{\"mean\":{mean:.1},\"sd\":{sd:.1}}} (the last 100 intervals: all 140 \
+                     would have a mean of about 32ms, the last 10 one of 30ms), and \
+                     \"phi\":null under the fixed timeout; got {row}"
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn the_rhythm_is_of_advancing_heartbeats_and_its_sd_the_populations() {
+        bounded(LIMIT, || {
+            let mut s = Server::start(&["--timeout", "10s"]);
+            // Two intervals, 200ms and 600ms: a deviation of 200ms for the population, 283ms
+            // for a sample.
+            let ms = Duration::from_millis;
+            let sent = beat_with_gaps(&mut s, "pair", 1, &[ms(200), ms(600)]);
+            let (mean, sd) = rhythm(&sent, 100);
+            let row = s.node_until("pair", "received 3", |r| r["received"] == 3);
+            if !interval_ms(&row)
+                .is_some_and(|(m, d)| (m - mean).abs() <= 15.0 && (d - sd).abs() <= 15.0)
+            {
+                s.program.fail(format_args!(
+                    "sent node pair 3 heartbeats, {:.0}ms then {:.0}ms apart: expected \
+                     interval_ms near {{\"mean\":{mean:.1},\"sd\":{sd:.1}}} (the deviation of \
+                     the population, not of a sample: that would be {:.1}); got {row}",
+                    mean - sd,
+                    mean + sd,
+                    sd * std::f64::consts::SQRT_2
+                ));
+            }
+            // seq 1, 100ms later seq 3, 50ms later seq 2 (late) and 3 again (a duplicate),
+            // 100ms later seq 4: two intervals, from 1 to 3 and from the duplicate to 4. The
+            // late one and the duplicate record none, and 4's runs from the duplicate, the
+            // node's last valid heartbeat.
+            let t1 = Instant::now();
+            s.beat("wobbly", 1);
+            std::thread::sleep(ms(100));
+            let t3 = Instant::now();
+            s.beat("wobbly", 3);
+            std::thread::sleep(ms(50));
+            s.beat("wobbly", 2);
+            let dup = Instant::now();
+            s.beat("wobbly", 3);
+            std::thread::sleep(ms(100));
+            let t4 = Instant::now();
+            s.beat("wobbly", 4);
+            let (mean, sd) = rhythm(&[t1, t3, t3 + (t4 - dup)], 100);
+            let row = s.node_until("wobbly", "last_seq 4", |r| r["last_seq"] == 4);
+            if !interval_ms(&row)
+                .is_some_and(|(m, d)| (m - mean).abs() <= 10.0 && (d - sd).abs() <= 10.0)
+            {
+                s.program.fail(format_args!(
+                    "sent node wobbly seq 1, 100ms later 3, 50ms later 2 and 3 again, 100ms \
+                     later 4: expected interval_ms near {{\"mean\":{mean:.1},\"sd\":{sd:.1}}} \
+                     (two intervals: 1 to 3, and the duplicate 3 to 4; a late or duplicate \
+                     heartbeat records none, but the next interval runs from it); got {row}"
                 ));
             }
         });
