@@ -2255,6 +2255,30 @@ mod stage7_phi {
     }
 
     #[test]
+    fn phi_stays_a_number_far_past_the_rhythm() {
+        bounded(LIMIT, || {
+            let mut s = server();
+            // Six heartbeats 10ms apart (σ floored at 10ms), then 700ms of silence: some 69
+            // deviations past the mean, where a normal tail computed naively is 0 and its
+            // -log10 infinite, which JSON cannot carry.
+            let sent = beat_with_gaps(&mut s, "gone", 1, &[Duration::from_millis(10); 5]);
+            let since = sent.last().copied().unwrap_or_else(Instant::now);
+            std::thread::sleep(Duration::from_millis(700).saturating_sub(since.elapsed()));
+            let row = s.node("gone");
+            if !row["phi"]
+                .as_f64()
+                .is_some_and(|phi| phi.is_finite() && phi > 8.0)
+            {
+                s.program.fail(format_args!(
+                    "node gone beat 6 times 10ms apart, then fell silent for 700ms: expected \
+                     its row to carry phi as a finite number above the threshold of 8 (never \
+                     infinite, which JSON writes as null); got {row}"
+                ));
+            }
+        });
+    }
+
+    #[test]
     fn status_reports_phi_for_the_silence_so_far() {
         bounded(LIMIT, || {
             let mut s = server();
