@@ -4,6 +4,7 @@
 //! reference solution) and talks to it over TCP in the Redis protocol, with the suite's own RESP
 //! client; the last stage also drives it with the real `redis-cli` where that is installed.
 
+use std::fmt::Display;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ trait Kv {
     fn call(&mut self, conn: &mut RespConn, args: &[&str]) -> Resp;
     fn expect(&mut self, conn: &mut RespConn, args: &[&str], expected: &Resp);
     fn expect_error(&mut self, conn: &mut RespConn, args: &[&str], prefix: &str);
+    fn expect_reply(&mut self, conn: &mut RespConn, sent: impl Display, expected: &Resp);
 }
 
 /// A command as one would type it into `redis-cli`: `SET k "a b"`.
@@ -87,6 +89,18 @@ impl Kv for Server {
             )),
         }
     }
+
+    /// Reads the next reply on `conn`, to a request sent raw (`sent` says what it was), and
+    /// checks it.
+    fn expect_reply(&mut self, conn: &mut RespConn, sent: impl Display, expected: &Resp) {
+        match conn.read(PROMPT) {
+            Ok(got) if &got == expected => {}
+            other => self.program.fail(format_args!(
+                "sent {sent}: expected {expected}, got {}",
+                shown(&other)
+            )),
+        }
+    }
 }
 
 fn ok() -> Resp {
@@ -119,15 +133,12 @@ fn pipelined_sets(s: &mut Server, c: &mut RespConn, keys: &[String], options: &[
             .fail(format_args!("sending {} pipelined SETs: {e}", keys.len()));
     }
     for key in keys {
-        match c.read(PROMPT) {
-            Ok(got) if got == ok() => {}
-            other => s.program.fail(format_args!(
-                "pipelined {} (one of {}): expected OK, got {}",
-                words(&[&["SET", key, key][..], options].concat()),
-                keys.len(),
-                shown(&other)
-            )),
-        }
+        let set = words(&[&["SET", key, key][..], options].concat());
+        s.expect_reply(
+            c,
+            format_args!("{set} (one of {} pipelined)", keys.len()),
+            &ok(),
+        );
     }
 }
 
@@ -485,14 +496,10 @@ fn multi_key(args: &[&str]) {
     }
     for key in singles {
         for (what, expected) in [("SET", ok()), ("KEYS nomatch*", Resp::Array(vec![]))] {
-            match c.read(PROMPT) {
-                Ok(got) if got == expected => {}
-                other => s.program.fail(format_args!(
-                    "pipelined SET {key} again, each SET followed by KEYS nomatch*: expected \
-                     {expected} for {what}, got {}",
-                    shown(&other)
-                )),
-            }
+            let sent = format_args!(
+                "SET {key} again, each SET followed by KEYS nomatch*, pipelined (the {what})"
+            );
+            s.expect_reply(&mut c, sent, &expected);
         }
     }
     for key in singles {
@@ -1298,13 +1305,8 @@ mod stage6_hostile {
             let mut s = start(&[]);
             let mut c = s.connect();
             let _ = c.send_raw(b"PING\r\naaaaaaa");
-            match c.read(PROMPT) {
-                Ok(Resp::Simple(pong)) if pong == "PONG" => {}
-                other => s.program.fail(format_args!(
-                    "sent PING and the start of a line: expected PONG, got {}",
-                    shown(&other)
-                )),
-            }
+            let pong = Resp::Simple("PONG".into());
+            s.expect_reply(&mut c, "PING and the start of a line", &pong);
             for _ in 0..100 {
                 if c.send_raw(&[b'a'; 1_000]).is_err() {
                     break;
@@ -1381,22 +1383,15 @@ mod stage6_hostile {
             let inline = format!("SET inline {}\r\n", "i".repeat(60_000 - 13));
             let _ = c.send_raw(inline.as_bytes());
             // A value of MAX_BULK bytes, and a request of MAX_REQUEST bytes.
-            let mut bulk = unfinished_set("bulk", MAX_BULK, MAX_BULK);
-            bulk.extend(b"\r\n");
-            let _ = c.send_raw(&bulk);
+            let bulk = vec![b'x'; MAX_BULK];
+            let _ = c.send_raw(&workbook_suite::resp::encode(&[b"SET", b"bulk", &bulk]));
             let _ = c.send_raw(&mset_of(MAX_REQUEST));
             for what in [
                 "a 60,000-byte inline SET (MAX_LINE is 64 KiB)",
                 "a SET of an 8 MiB value (MAX_BULK)",
                 "an MSET of 16 MiB in all (MAX_REQUEST)",
             ] {
-                match c.read(PROMPT) {
-                    Ok(reply) if reply == ok() => {}
-                    other => s.program.fail(format_args!(
-                        "sent {what}: expected OK, got {}",
-                        shown(&other)
-                    )),
-                }
+                s.expect_reply(&mut c, what, &ok());
             }
             s.expect(&mut c, &["EXISTS", "inline", "bulk", "a", "b"], &int(4));
         });
@@ -1417,14 +1412,8 @@ mod stage6_hostile {
             // MSET a <MAX_BULK> b <MAX_BULK>, 52 bytes over MAX_REQUEST, sent but for its last
             // 12: already 40 bytes over, and refused without waiting for the rest. A PING goes
             // first, so that no read of the request is likely to end at MAX_REQUEST exactly.
-            let (a, b) = (vec![b'x'; MAX_BULK], vec![b'y'; MAX_BULK]);
-            let mut wire = workbook_suite::resp::encode(&[b"MSET", b"a", &a, b"b", &b]);
+            let mut wire = mset_of(MAX_REQUEST + 52);
             wire.truncate(wire.len() - 12);
-            assert_eq!(
-                wire.len(),
-                MAX_REQUEST + 40,
-                "the suite's own MSET arithmetic"
-            );
             let mut s = start(&[]);
             let mut c = s.connect();
             let _ = c.send_raw(&[b"PING\r\n".as_slice(), &wire].concat());
@@ -1455,14 +1444,8 @@ mod stage6_hostile {
             let mut s = start(&[]);
             let mut c = s.connect();
             let _ = c.send_raw(line(MAX_LINE).as_bytes());
-            match c.read(PROMPT) {
-                Ok(got) if got == ok() => {}
-                other => s.program.fail(format_args!(
-                    "sent an inline SET whose line is MAX_LINE (65,536) bytes before its \\n: \
-                     expected OK, got {}",
-                    shown(&other)
-                )),
-            }
+            let sent = "an inline SET whose line is MAX_LINE (65,536) bytes before its \\n";
+            s.expect_reply(&mut c, sent, &ok());
             refused(
                 line(MAX_LINE + 1).as_bytes(),
                 "ERR Protocol error: too big inline",
@@ -1759,13 +1742,8 @@ mod stage6_hostile {
             let mset = workbook_suite::resp::encode(&[b"MSET", b"k", &ten, b"j", &hundred]);
             let cut = mset.len() - 95 * KIB - 2;
             let _ = mid.send_raw(&[b"PING\r\n".as_slice(), &mset[..cut]].concat());
-            match mid.read(PROMPT) {
-                Ok(Resp::Simple(pong)) if pong == "PONG" => {}
-                other => s.program.fail(format_args!(
-                    "sent PING and the start of an MSET: expected PONG, got {}",
-                    shown(&other)
-                )),
-            }
+            let pong = Resp::Simple("PONG".into());
+            s.expect_reply(&mut mid, "PING and the start of an MSET", &pong);
             let big = "b".repeat(900 * KIB);
             match s.call(&mut c, &["SET", "big", &big]) {
                 reply if reply == ok() => {}
@@ -1933,14 +1911,11 @@ mod stage6_hostile {
         let (key, mut survivor) = clients.remove(0);
         let _ = survivor.send_raw(&vec![b'x'; 100 * KIB]);
         let _ = survivor.send_raw(b"\r\n");
-        match survivor.read(PROMPT) {
-            Ok(got) if got == ok() => {}
-            other => s.program.fail(format_args!(
-                "with --max-buffered 1MiB, once the other client was refused, expected {what} \
-                 ({key}) to be answered OK once its last 100 KiB came, got {}",
-                shown(&other)
-            )),
-        }
+        let sent = format_args!(
+            "with --max-buffered 1MiB, once the other client was refused, the last 100 KiB of \
+             {what} ({key})"
+        );
+        s.expect_reply(&mut survivor, sent, &ok());
         s.expect(&mut watcher, &["EXISTS", key], &int(1));
         s.program
             .assert_running("after refusing a client over the buffer budget");
