@@ -269,6 +269,75 @@ fn expect_sub_output(sub: &mut Program, subject_of: &[(&str, &str)]) {
     }
 }
 
+/// One step of a broker the suite plays for the project's own client.
+enum Play {
+    /// Write these bytes, then wait 5 ms, so that the next write is likely read apart.
+    Send(&'static [u8]),
+    /// Read until the client has sent this, after what earlier steps waited for.
+    Await(&'static str),
+}
+
+/// Plays a broker for one client on a port of its own: runs `script`, then reads until the
+/// client closes. Gives the address, and a handle that yields everything the client sent or
+/// says which step it never got to.
+fn play_broker(script: Vec<Play>) -> (String, std::thread::JoinHandle<Result<String, String>>) {
+    use std::io::{Read, Write};
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the played broker");
+    let addr = listener.local_addr().expect("its address").to_string();
+    let played = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().map_err(|e| format!("accepting: {e}"))?;
+        conn.set_read_timeout(Some(PROMPT))
+            .map_err(|e| e.to_string())?;
+        conn.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (mut heard, mut from) = (Vec::new(), 0);
+        let mut chunk = [0u8; 4096];
+        for step in script {
+            match step {
+                Play::Send(bytes) => {
+                    conn.write_all(bytes)
+                        .map_err(|e| format!("writing {:?}: {e}", shown(bytes)))?;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Play::Await(text) => loop {
+                    let seen = String::from_utf8_lossy(&heard[from..]).into_owned();
+                    if let Some(at) = seen.find(text) {
+                        from += at + text.len();
+                        break;
+                    }
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => {
+                            return Err(format!(
+                                "expected the client to send {:?}; it sent {:?}, then nothing",
+                                text,
+                                String::from_utf8_lossy(&heard)
+                            ));
+                        }
+                        Ok(n) => heard.extend_from_slice(&chunk[..n]),
+                    }
+                },
+            }
+        }
+        while let Ok(n @ 1..) = conn.read(&mut chunk) {
+            heard.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&heard).into_owned())
+    });
+    (addr, played)
+}
+
+/// Waits for the played broker's verdict, failing `client`'s test with it.
+fn played_through(
+    client: &mut Program,
+    played: std::thread::JoinHandle<Result<String, String>>,
+) -> String {
+    match played.join() {
+        Ok(Ok(heard)) => heard,
+        Ok(Err(why)) => client.fail(format_args!("the broker the suite played: {why}")),
+        Err(_) => client.fail("the broker the suite played panicked"),
+    }
+}
+
 mod stage1_handshake {
     use super::*;
 
@@ -483,6 +552,61 @@ mod stage2_one_to_one {
             run_client(&mut b, &["pub", "--server", &server, "news", "first"]);
             run_client(&mut b, &["pub", "--server", &server, "news", "second one"]);
             expect_sub_lines(&mut sub, &[("news", "first"), ("news", "second one")]);
+        });
+    }
+
+    #[test]
+    fn sub_reads_whatever_a_broker_may_send() {
+        bounded(LIMIT, || {
+            // The suite plays the broker: `+OK` (which a broker may send anyway), a MSG with a
+            // reply subject and a payload of exactly INFO's max_payload before the PONG that
+            // confirms the subscription, a PING the client must answer, a payload in two
+            // pieces, and last an -ERR.
+            let (addr, played) = play_broker(vec![
+                Play::Send(b"INFO {\"server_id\":\"played\",\"proto\":1,\"max_payload\":16}\r\n"),
+                Play::Await("PING\r\n"),
+                Play::Send(b"+OK\r\nMSG s 1 inbox 16\r\n0123456789abcdef\r\nPING\r\n"),
+                Play::Await("PONG\r\n"),
+                Play::Send(b"PONG\r\n"),
+                Play::Send(b"MSG s 1 5\r\nhe"),
+                Play::Send(b"llo\r\n"),
+                Play::Send(b"-ERR 'Played Failure'\r\n"),
+            ]);
+            let mut sub = Program::start(&bin(), &["sub", "--server", &addr, "s"]);
+            sub.expect_json(
+                "{\"subscribed\":\"s\"} once the played broker has answered PING with PONG",
+                PROMPT,
+                |v| v["subscribed"] == "s",
+            );
+            sub.expect_json(
+                "{\"subject\":\"s\",\"reply\":\"inbox\",\"payload\":\"0123456789abcdef\"}: a MSG \
+                 of max_payload bytes that came before the PONG",
+                PROMPT,
+                |v| {
+                    v["subject"] == "s"
+                        && v["reply"] == "inbox"
+                        && v["payload"] == "0123456789abcdef"
+                },
+            );
+            sub.expect_json(
+                "{\"subject\":\"s\",\"reply\":null,\"payload\":\"hello\"}: a MSG whose payload \
+                 came in two pieces",
+                PROMPT,
+                |v| v["subject"] == "s" && v["reply"].is_null() && v["payload"] == "hello",
+            );
+            match sub.wait_exit(PROMPT) {
+                Some(status) if status.code() == Some(1) => {}
+                other => sub.fail(format_args!(
+                    "after -ERR 'Played Failure' from the broker, expected `sub` to exit with \
+                     status 1, got {}",
+                    other.map_or("no exit".to_owned(), |s| s.to_string())
+                )),
+            }
+            let stderr = sub.final_stderr();
+            if !stderr.contains("Played Failure") {
+                sub.fail("after -ERR 'Played Failure', expected `sub` to say it on stderr");
+            }
+            played_through(&mut sub, played);
         });
     }
 }
@@ -839,6 +963,41 @@ mod stage5_unsubscribe {
     }
 
     #[test]
+    fn a_max_holds_against_publishers_at_once() {
+        bounded(LIMIT, || {
+            // Four publishers send 200 messages each at the same time to a subscription limited
+            // to 10 in all: it delivers 10, however the broker's threads interleave them.
+            let mut b = broker(&[]);
+            let mut sub = b.client();
+            b.subscribe(&mut sub, "race", None, "1");
+            b.send(&mut sub, b"UNSUB 1 10\r\n");
+            b.sync(&mut sub, "UNSUB 1 10");
+            let mut publishers: Vec<NatsConn> = (0..4).map(|_| b.client()).collect();
+            let mut wire = Vec::new();
+            for n in 0..200 {
+                wire.extend(workbook_suite::nats::encode_pub(
+                    "race",
+                    format!("r{n}").as_bytes(),
+                ));
+            }
+            for publisher in &mut publishers {
+                b.send(publisher, &wire);
+            }
+            for publisher in &mut publishers {
+                b.sync(
+                    publisher,
+                    "200 messages from each of four publishers at once",
+                );
+            }
+            b.receive(
+                &mut sub,
+                10,
+                "UNSUB 1 10, then 800 messages from four publishers at once",
+            );
+        });
+    }
+
+    #[test]
     fn unsub_with_a_max_already_reached_unsubscribes_at_once() {
         bounded(LIMIT, || {
             let mut b = broker(&[]);
@@ -872,6 +1031,40 @@ mod stage5_unsubscribe {
             b.subscribe(&mut sub, "second", None, "1");
             b.publish(&mut publisher, &[("second", b"again".to_vec())]);
             b.expect(&mut sub, b"", &[msg("second", "1", "again")]);
+        });
+    }
+
+    #[test]
+    fn unsub_stops_wildcard_subscriptions_too() {
+        bounded(LIMIT, || {
+            let mut b = broker(&[]);
+            let mut sub = b.client();
+            let patterns = ["*", "w.*", "w.*.x", ">", "w.>", "*.>"];
+            for (sid, pattern) in patterns.iter().enumerate() {
+                b.subscribe(&mut sub, pattern, None, &sid.to_string());
+            }
+            for sid in 0..patterns.len() {
+                b.send(&mut sub, format!("UNSUB {sid}\r\n").as_bytes());
+            }
+            b.subscribe(&mut sub, "w.v.x", None, "kept");
+            b.sync(
+                &mut sub,
+                "UNSUB of subscriptions to *, w.*, w.*.x, >, w.> and *.>",
+            );
+            let mut publisher = b.client();
+            b.publish(
+                &mut publisher,
+                &[
+                    ("w", b"1".to_vec()),
+                    ("w.v", b"2".to_vec()),
+                    ("w.v.x", b"3".to_vec()),
+                ],
+            );
+            b.expect(&mut sub, b"", &[msg("w.v.x", "kept", "3")]);
+            b.sync(
+                &mut sub,
+                "messages to w, w.v and w.v.x after UNSUB of every wildcard subscription",
+            );
         });
     }
 
@@ -920,6 +1113,38 @@ mod stage5_unsubscribe {
                 &mut sub,
                 &[("tick.a", "t0"), ("tick.a", "t1"), ("tick.a", "t2")],
             );
+        });
+    }
+
+    #[test]
+    fn sub_count_tells_the_broker_the_count() {
+        bounded(LIMIT, || {
+            // The suite plays the broker and reads what `sub --count 2` sends before its PING:
+            // UNSUB with the sid of its SUB and 2, so that the broker too stops after 2.
+            let (addr, played) = play_broker(vec![
+                Play::Send(b"INFO {\"server_id\":\"played\",\"proto\":1,\"max_payload\":1024}\r\n"),
+                Play::Await("PING\r\n"),
+                Play::Send(b"PONG\r\nMSG c 1 1\r\na\r\nMSG c 1 1\r\nb\r\n"),
+            ]);
+            let mut sub = start_sub(&addr, "c", Some(2));
+            expect_sub_output(&mut sub, &[("c", "a"), ("c", "b")]);
+            let heard = played_through(&mut sub, played);
+            let sid = heard
+                .lines()
+                .find_map(|line| line.trim_end().strip_prefix("SUB c "))
+                .map(str::to_owned);
+            let Some(sid) = sid else {
+                sub.fail(format_args!(
+                    "expected `sub` to send \"SUB c SID\"; it sent {heard:?}"
+                ));
+            };
+            let unsub = format!("UNSUB {sid} 2");
+            if !heard.lines().any(|line| line.trim_end() == unsub) {
+                sub.fail(format_args!(
+                    "expected `sub --count 2` to send \"{unsub}\" (the sid of its SUB); it sent \
+                     {heard:?}"
+                ));
+            }
         });
     }
 }
@@ -1008,6 +1233,99 @@ mod stage6_slow_and_silent_consumers {
                 );
             }
             b.sync(&mut publisher, "a slow consumer was cut off");
+        });
+    }
+
+    /// The payload length that makes `MSG subject sid [reply] size\r\npayload\r\n` exactly
+    /// `frame` bytes.
+    fn payload_for(frame: usize, subject: &str, sid: &str, reply: Option<&str>) -> usize {
+        let reply = reply.map_or(String::new(), |r| format!("{r} "));
+        (0..frame)
+            .find(|&n| format!("MSG {subject} {sid} {reply}{n}\r\n").len() + n + 2 == frame)
+            .expect("a payload length that fits")
+    }
+
+    /// `PUB subject [reply] size` with `payload`.
+    fn pub_wire(subject: &str, reply: Option<&str>, payload: &[u8]) -> Vec<u8> {
+        let reply = reply.map_or(String::new(), |r| format!("{r} "));
+        let mut wire = format!("PUB {subject} {reply}{}\r\n", payload.len()).into_bytes();
+        wire.extend_from_slice(payload);
+        wire.extend_from_slice(b"\r\n");
+        wire
+    }
+
+    #[test]
+    fn the_queue_bound_counts_a_message_to_the_byte() {
+        bounded(LIMIT, || {
+            // A MSG of exactly --max-pending bytes fits an empty queue; one byte more does not,
+            // and its subscriber is a slow consumer at once. The bytes counted are the MSG's
+            // own, reply subject included.
+            const PENDING: usize = 200;
+            let mut b = broker(&["--max-pending", &PENDING.to_string()]);
+            let mut publisher = b.client();
+            for reply in [None, Some("inbox.7")] {
+                let fits = vec![b'f'; payload_for(PENDING, "q", "1", reply)];
+                let with = reply.map_or(String::new(), |r| format!(" with reply subject {r}"));
+                // The queue is empty once its writer has noted that the last write finished,
+                // a moment after the client read it: a fresh subscriber each try.
+                let delivered = poll_until(PROMPT, Duration::from_millis(20), || {
+                    let mut sub = b.client();
+                    b.subscribe(&mut sub, "q", None, "1");
+                    b.send(&mut publisher, &pub_wire("q", reply, &fits));
+                    b.sync(&mut publisher, "publishing");
+                    match sub.read(PROMPT) {
+                        Ok(Frame::Msg { payload, .. }) if payload == fits => Some(()),
+                        _ => None,
+                    }
+                });
+                if delivered.is_none() {
+                    b.program.fail(format_args!(
+                        "with --max-pending {PENDING}, a MSG{with} of exactly {PENDING} bytes \
+                         to an empty queue: expected it delivered, but the subscriber never got it"
+                    ));
+                }
+                let over = vec![b'o'; fits.len() + 1];
+                let mut sub = b.client();
+                b.subscribe(&mut sub, "q", None, "1");
+                b.send(&mut publisher, &pub_wire("q", reply, &over));
+                b.sync(&mut publisher, "publishing");
+                match sub.read(PROMPT) {
+                    Ok(Frame::Err(e)) if e == "Slow Consumer" => {}
+                    got => b.program.fail(format_args!(
+                        "with --max-pending {PENDING}, a MSG{with} of {} bytes (one past the \
+                         bound): expected -ERR 'Slow Consumer', got {}",
+                        PENDING + 1,
+                        describe(&got, PROMPT)
+                    )),
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn the_default_queue_holds_seven_mebibytes() {
+        bounded(LIMIT, || {
+            // --max-pending defaults to 8 MiB, and --max-total-pending to 1 GiB: a subscriber
+            // that reads nothing while 7.5 MiB are published to it is still served.
+            const SIZE: usize = 64 * 1024;
+            const COUNT: usize = 120;
+            let mut b = broker(&[]);
+            let mut stalled = b.client();
+            b.subscribe(&mut stalled, "bulk", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &vec![("bulk", vec![b'b'; SIZE]); COUNT]);
+            for n in 0..COUNT {
+                match stalled.read(PROMPT) {
+                    Ok(Frame::Msg { payload, .. }) if payload.len() == SIZE => {}
+                    got => b.program.fail(format_args!(
+                        "with the default limits, {COUNT} messages of 64 KiB (7.5 MiB) published \
+                         to a subscriber that read none until all were queued: expected them all, \
+                         got {} after {n}",
+                        describe(&got, PROMPT)
+                    )),
+                }
+            }
+            b.sync(&mut stalled, "7.5 MiB of messages");
         });
     }
 
@@ -1307,12 +1625,64 @@ mod stage7_hostile_input {
     }
 
     #[test]
+    fn limits_hold_to_the_byte() {
+        bounded(LIMIT, || {
+            // A control line counts its bytes up to the `\n`, a `\r` included: 4096 are
+            // served, whether they arrive with their `\n` or before it, and 4097 are refused. A
+            // payload of exactly --max-payload is served, and one whose `\r\n` comes later.
+            let mut b = broker(&["--max-payload", "16"]);
+            let mut c = b.client();
+            let line = |sid: &str| {
+                let subject = "s".repeat(4096 - format!("SUB  {sid}\r").len());
+                format!("SUB {subject} {sid}\r")
+            };
+            let whole = line("1");
+            b.send(&mut c, format!("{whole}\n").as_bytes());
+            b.sync(&mut c, "a SUB line of 4096 bytes, its \\r included");
+            let cut = line("2");
+            b.send(&mut c, cut.as_bytes());
+            std::thread::sleep(Duration::from_millis(20));
+            b.send(&mut c, b"\n");
+            b.sync(&mut c, "a SUB line of 4096 bytes whose \\n came 20ms later");
+            b.subscribe(&mut c, "p", None, "3");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("p", b"0123456789abcdef".to_vec())]);
+            b.expect(&mut c, b"", &[msg("p", "3", "0123456789abcdef")]);
+            b.send(&mut publisher, b"PUB p 5\r\nhello");
+            std::thread::sleep(Duration::from_millis(20));
+            b.send(&mut publisher, b"\r\n");
+            b.sync(
+                &mut publisher,
+                "PUB p 5 whose payload's \\r\\n came 20ms later",
+            );
+            b.expect(&mut c, b"", &[msg("p", "3", "hello")]);
+            refused(
+                &[],
+                format!("{}x\n", line("4")).as_bytes(),
+                "maximum control line exceeded",
+            );
+            refused(
+                &["--max-payload", "16"],
+                b"PUB p 17\r\n",
+                "Maximum Payload Violation",
+            );
+        });
+    }
+
+    #[test]
     fn invalid_subjects_are_refused_and_the_connection_stays() {
         bounded(LIMIT, || {
             let mut b = broker(&[]);
             let mut c = b.client();
             let invalid = Frame::Err("Invalid Subject".into());
-            for bad in ["foo..bar", ".foo", "foo.", "a.>.b"] {
+            for bad in [
+                "foo..bar",
+                ".foo",
+                "foo.",
+                "a.>.b",
+                "form\x0cfeed",
+                "carriage\rreturn",
+            ] {
                 b.expect(
                     &mut c,
                     format!("SUB {bad} 1\r\n").as_bytes(),
@@ -1475,6 +1845,30 @@ mod stage7_hostile_input {
                     ));
                 }
             }
+        });
+    }
+
+    #[test]
+    fn the_default_subscription_memory_holds_a_thousand_long_subjects() {
+        bounded(LIMIT, || {
+            // --max-subscription-bytes defaults to 128 MiB and --max-total-subscription-bytes to
+            // 1 GiB: a thousand subscriptions charged some 2.6 KB each (2.6 MB) all fit.
+            let mut b = broker(&[]);
+            let mut c = b.client();
+            let stem = "l".repeat(1_000);
+            let mut wire = Vec::new();
+            for n in 0..1_000 {
+                wire.extend(format!("SUB {stem}.{n} {n}\r\n").into_bytes());
+            }
+            b.send(&mut c, &wire);
+            b.sync(
+                &mut c,
+                "1,000 SUBs of 1,005-byte subjects with the default limits (none may be refused)",
+            );
+            let mut publisher = b.client();
+            let last = format!("{stem}.999");
+            b.publish(&mut publisher, &[(last.as_str(), b"held".to_vec())]);
+            b.expect(&mut c, b"", &[msg(&last, "999", "held")]);
         });
     }
 

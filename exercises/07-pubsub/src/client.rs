@@ -81,11 +81,6 @@ impl Client {
         todo!()
     }
 
-    /// The largest payload the server accepts.
-    pub fn max_payload(&self) -> usize {
-        self.max_payload
-    }
-
     /// Queues a publication; [`flush`](Self::flush) sends it and confirms it arrived.
     pub fn publish(&mut self, subject: &str, payload: &[u8]) {
         // TODO: `protocol::encode_pub` into `self.output`.

@@ -2,8 +2,8 @@
 //! task that writes them.
 //!
 //! Your task (stages 1, 2 and 6): `Outbound::append` (private, but the heart of it),
-//! [`Outbound::close`], [`Outbound::is_closed`] and [`Outbound::write_loop`]. `push_with`, `push`,
-//! `push_msg` and [`Wakes`] are given: they call `append` and wake the writer.
+//! [`Outbound::close`] and [`Outbound::write_loop`]. `push_with`, `push`, `push_msg` and
+//! [`Wakes`] are given: they call `append` and wake the writer.
 //!
 //! Publishers never wait for a subscriber. They append the encoded `MSG` to the subscriber's
 //! queue under a short lock and wake its writer; the writer takes everything queued at once and
@@ -76,11 +76,6 @@ impl Budget {
     /// Bytes taken now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
-    }
-
-    /// The limit.
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 }
 
@@ -190,12 +185,6 @@ impl Outbound {
     /// Accepts nothing more: the writer writes what is queued, then closes the connection.
     pub fn close(&self) {
         // TODO: mark the state closed and wake the writer, so it flushes and ends.
-        todo!()
-    }
-
-    /// Whether the queue accepts no more.
-    pub fn is_closed(&self) -> bool {
-        // TODO: whether the state is closed.
         todo!()
     }
 

@@ -189,9 +189,10 @@ fn args<const N: usize>(rest: &[u8]) -> Option<([&[u8]; N], usize)> {
     Some((out, count))
 }
 
-/// A decimal number that fits `u64`, or `None`.
+/// A decimal number that fits `u64`, or `None`. Only digits: `u64`'s parser alone would take
+/// a leading `+`.
 pub fn number(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()

@@ -106,11 +106,6 @@ impl Client {
         Ok(client)
     }
 
-    /// The largest payload the server accepts.
-    pub fn max_payload(&self) -> usize {
-        self.max_payload
-    }
-
     /// Queues a publication; [`flush`](Self::flush) sends it and confirms it arrived.
     pub fn publish(&mut self, subject: &str, payload: &[u8]) {
         protocol::encode_pub(&mut self.output, subject.as_bytes(), None, payload);

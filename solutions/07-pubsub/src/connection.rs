@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -99,37 +98,29 @@ pub async fn serve(
         since_walk: 0,
         wakes: Wakes::default(),
     };
-    let mut input = Vec::with_capacity(64 * 1024);
+    let mut input = Vec::with_capacity(READ_BUFFER);
     // A peer that vanished without closing (a cable pulled, a laptop shut) is only found by
     // asking: a client silent for a whole interval is sent PING, and one that stays silent
-    // through MAX_PINGS_OUT of them is dropped. An interval of zero turns this off (a tick a
-    // year).
-    let period = if settings.config.ping_interval.is_zero() {
-        Duration::from_secs(365 * 24 * 3600)
-    } else {
-        settings.config.ping_interval
-    };
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // through MAX_PINGS_OUT of them is dropped. An interval of zero turns this off.
+    let period = settings.config.ping_interval;
+    let mut ping = (!period.is_zero()).then(|| {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping
+    });
     let (mut heard, mut pings_out) = (false, 0);
     let end = loop {
         match session.handle_all(&mut input) {
             Ok(()) => {}
             Err(e) => break End::Refused(e),
         }
-        if input.capacity() > 256 * 1024 && input.len() < 64 * 1024 {
-            // A large payload grew the buffer: give the memory back once it has gone.
-            input.shrink_to(64 * 1024);
-        }
-        if input.capacity() - input.len() < 16 * 1024 {
-            input.reserve(64 * 1024);
-        }
+        make_room(&mut input);
         tokio::select! {
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => break End::Gone,
                 Ok(_) => heard = true,
             },
-            _ = ping.tick() => {
+            _ = tick(ping.as_mut()) => {
                 if heard {
                     (heard, pings_out) = (false, 0);
                 } else if pings_out >= MAX_PINGS_OUT {
@@ -169,6 +160,31 @@ pub async fn serve(
     match writing.await {
         Ok(result) => result,
         Err(e) => Err(io::Error::other(e)),
+    }
+}
+
+/// What the read buffer starts with, and keeps after a large payload has gone: 64 KiB.
+const READ_BUFFER: usize = 65_536;
+
+/// Keeps the read buffer's capacity sensible: gives back what a large payload grew it to once
+/// the payload has gone, and reserves room ahead before it runs low (`read_buf` would otherwise
+/// grow a full buffer a little at a time). Only memory and speed depend on it, not what is read.
+fn make_room(input: &mut Vec<u8>) {
+    if input.capacity() > 4 * READ_BUFFER && input.len() < READ_BUFFER {
+        input.shrink_to(READ_BUFFER);
+    }
+    if input.capacity() - input.len() < READ_BUFFER / 4 {
+        input.reserve(READ_BUFFER);
+    }
+}
+
+/// The next tick of the ping timer, or never if there is none.
+async fn tick(ping: Option<&mut tokio::time::Interval>) {
+    match ping {
+        Some(ping) => {
+            ping.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

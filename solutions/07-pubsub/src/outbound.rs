@@ -73,11 +73,6 @@ impl Budget {
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }
-
-    /// The limit.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
 }
 
 /// Writers that have messages waiting, to wake once a publisher is done with a batch.
@@ -92,6 +87,12 @@ impl Wakes {
         }
     }
 }
+
+/// The capacity a slow consumer's emptied queue keeps (64 KiB): only its verdict follows.
+const QUEUE_KEEPS: usize = 65_536;
+/// The capacity the writer's batch keeps after a burst (256 KiB), so one burst does not hold
+/// its peak for the connection's life. Memory only: what is written does not depend on it.
+const BATCH_KEEPS: usize = 262_144;
 
 /// One client's outbound bytes, shared by its reader, its writer and every publisher.
 #[derive(Debug)]
@@ -156,7 +157,7 @@ impl Outbound {
         if held + len > self.limit || !self.take_budget(len, held) {
             self.budget.give(state.buf.len());
             state.buf.clear();
-            state.buf.shrink_to(64 * 1024);
+            state.buf.shrink_to(QUEUE_KEEPS);
             const VERDICT: &[u8] = b"-ERR 'Slow Consumer'\r\n";
             self.budget.take_anyway(VERDICT.len());
             state.buf.extend_from_slice(VERDICT);
@@ -216,11 +217,6 @@ impl Outbound {
         self.wake.notify_one();
     }
 
-    /// Whether the queue accepts no more.
-    pub fn is_closed(&self) -> bool {
-        self.state().closed
-    }
-
     /// The writer: writes whatever is queued, many messages per write, until the queue is
     /// closed and empty, then shuts the stream down. A write that takes longer than
     /// `deadline` marks a client that has stopped reading: it is killed.
@@ -253,7 +249,7 @@ impl Outbound {
                 }
                 batch.clear();
                 // A burst may have grown the buffer: give most of it back.
-                batch.shrink_to(256 * 1024);
+                batch.shrink_to(BATCH_KEEPS);
                 continue;
             }
             if closed {
