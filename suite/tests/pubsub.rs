@@ -1232,6 +1232,18 @@ mod stage6_slow_and_silent_consumers {
                     "expected the slow consumer's connection closed after -ERR 'Slow Consumer'",
                 );
             }
+            // Closed for reading too: what the cut-off client still sends is refused by its
+            // kernel once the broker has let go of the socket, and never handled.
+            let refused = poll_until(PROMPT, Duration::from_millis(20), || {
+                slow.send_raw(b"PING\r\n").err()
+            });
+            if refused.is_none() {
+                b.program.fail(format_args!(
+                    "after -ERR 'Slow Consumer', the cut-off client kept sending PING for \
+                     {PROMPT:?} and the broker kept its connection open: expected the broker to \
+                     stop reading it and close the socket"
+                ));
+            }
             b.sync(&mut publisher, "a slow consumer was cut off");
         });
     }
@@ -1515,6 +1527,51 @@ mod stage6_slow_and_silent_consumers {
                 32,
                 "a new subscriber, once the one that did not read was cut off",
             );
+        });
+    }
+
+    #[test]
+    fn a_client_that_leaves_gives_back_what_its_queue_held() {
+        bounded(LIMIT, || {
+            // One 16 MiB message for a subscriber that reads none of it: more than the kernel
+            // buffers, so the broker's writer holds it (the bytes being written count) until the
+            // subscriber leaves. Then the broker's budget, 16 MiB and 16 KiB in all, must come
+            // back whole: a burst of 50 messages of 2 KiB to a new subscriber needs 100 KiB.
+            const BIG: usize = 16 << 20;
+            let total = (BIG + (16 << 10)).to_string();
+            let args = [
+                "--max-payload",
+                "16MiB",
+                "--max-pending",
+                "64MiB",
+                "--max-total-pending",
+                &total,
+                "--write-deadline",
+                "60s",
+            ];
+            let mut b = broker(&args);
+            let mut deaf = b.client();
+            b.subscribe(&mut deaf, "deaf", None, "1");
+            let mut publisher = b.client();
+            b.publish(&mut publisher, &[("deaf", vec![b'd'; BIG])]);
+            drop(deaf);
+            let burst = vec![("burst", vec![b'b'; 2048]); 50];
+            let served = poll_until(PROMPT, Duration::from_millis(20), || {
+                let mut next = b.client();
+                b.subscribe(&mut next, "burst", None, "2");
+                b.publish(&mut publisher, &burst);
+                (0..burst.len())
+                    .all(|_| matches!(next.read(PROMPT), Ok(Frame::Msg { .. })))
+                    .then_some(())
+            });
+            if served.is_none() {
+                b.program.fail(
+                    "a subscriber left while the broker held a 16 MiB message for it, with \
+                     --max-total-pending 16 MiB + 16 KiB: expected the budget back, so that a new \
+                     subscriber gets a burst of 50 messages of 2 KiB; it was cut off as a slow \
+                     consumer every time",
+                );
+            }
         });
     }
 
