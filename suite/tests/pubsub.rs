@@ -1342,6 +1342,62 @@ mod stage6_slow_and_silent_consumers {
     }
 
     #[test]
+    fn a_queue_group_member_cut_off_leaves_the_group_to_the_others() {
+        bounded(LIMIT, || {
+            // Two members of queue group "g": one reads nothing and is cut off once its socket
+            // buffers and its queue are full; from then on the other takes every message, the
+            // one that found the first member full included, and the publisher never notices.
+            const PENDING: usize = 1 << 20;
+            let pending = PENDING.to_string();
+            let mut b = broker(&["--max-pending", &pending, "--write-deadline", "60s"]);
+            let mut slow = b.client();
+            b.subscribe(&mut slow, "work", Some("g"), "slow");
+            let mut fast = b.client();
+            b.subscribe(&mut fast, "work", Some("g"), "fast");
+            let mut publisher = b.client();
+            let size = 32 * 1024;
+            let most = 3 * (socket_buffers() + 4 * PENDING) / size;
+            let per_round = 8;
+            let (mut sent, mut all_mine) = (0, 0);
+            // Until the fast member has had every message of three rounds in a row: the slow
+            // one is gone (while both are members, that is one chance in 2^24).
+            while all_mine < 3 {
+                if sent >= most {
+                    b.program.fail(format_args!(
+                        "{sent} messages of {size} bytes published to a queue group of two, one \
+                         of which reads nothing, with --max-pending {PENDING}: expected the one \
+                         that reads nothing cut off, and the other to get every message after"
+                    ));
+                }
+                let round = vec![("work", vec![b'w'; size]); per_round];
+                b.publish(&mut publisher, &round);
+                let mut mine = 0;
+                b.send(&mut fast, b"PING\r\n");
+                loop {
+                    match fast.read(PROMPT) {
+                        Ok(Frame::Msg { .. }) => mine += 1,
+                        Ok(Frame::Pong) => break,
+                        got => b.program.fail(format_args!(
+                            "the member that reads, after {sent} messages to its group: \
+                             expected MSGs then PONG, got {}",
+                            describe(&got, PROMPT)
+                        )),
+                    }
+                }
+                all_mine = if mine == per_round { all_mine + 1 } else { 0 };
+                sent += per_round;
+            }
+            let round = vec![("work", b"after".to_vec()); 100];
+            b.publish(&mut publisher, &round);
+            b.receive(
+                &mut fast,
+                100,
+                "100 messages to a queue group whose other member was cut off",
+            );
+        });
+    }
+
+    #[test]
     fn a_client_that_never_reads_its_replies_is_cut_off() {
         bounded(LIMIT, || {
             // A write deadline of 1s: the broker stops reading from a client it cuts off, and
