@@ -406,6 +406,36 @@ mod stage1_handshake {
             }
         });
     }
+
+    #[test]
+    fn threads_sets_the_runtime_workers() {
+        bounded(LIMIT, || {
+            // `--threads N` runs N workers: three of them are two threads more than one.
+            let threads = |n: &str| {
+                let mut b = broker(&["--threads", n]);
+                let mut c = b.client();
+                b.sync(
+                    &mut c,
+                    format_args!("connecting to a broker with --threads {n}"),
+                );
+                let tasks = format!("/proc/{}/task", b.program.id());
+                let count = std::fs::read_dir(&tasks).map_or(0, Iterator::count);
+                (b, count)
+            };
+            let (_one, with_one) = threads("1");
+            let (mut three, with_three) = threads("3");
+            if with_one == 0 {
+                eprintln!("skipping the thread count: this system has no /proc/PID/task");
+                return;
+            }
+            if with_three < with_one + 2 {
+                three.program.fail(format_args!(
+                    "expected a broker with --threads 3 to run at least two threads more than one \
+                     with --threads 1; it runs {with_three}, and that one {with_one}"
+                ));
+            }
+        });
+    }
 }
 
 mod stage2_one_to_one {
