@@ -718,6 +718,39 @@ mod stage3_corruption {
     }
 
     #[test]
+    fn a_chunk_sent_again_still_gives_the_plain_sha256() {
+        bounded(LIMIT, || {
+            // Chunk 3 is flipped in transit and lands last, after the chunks behind it: the
+            // plain hash must still take the chunks in the file's order.
+            let mut r = Receiver::start(&["--sha256"]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(16, 64 * 1024);
+            let path = file(src.path(), "flip-summed.bin", &data);
+            let at = data_offset("flip-summed.bin", data.len(), 4096, 3) + 100;
+            let proxy = FaultProxy::start(r.addr, Fault::FlipByte(at)).unwrap();
+            let mut sent = send(&mut r, proxy.addr(), &[&path], &["--chunk-size", "4KiB"]);
+            if !sent.status.success() {
+                let sender = sent.program.diagnosis();
+                r.program.fail(format_args!(
+                    "with `recv --sha256` and one byte of chunk 3 flipped in transit, expected the \
+                     transfer to succeed; `send` exited ({})\nthe sender: {sender}the receiver:",
+                    sent.status
+                ));
+            }
+            let complete = r.event("complete", "flip-summed.bin");
+            let want = hex(&sha256(&data));
+            if complete["sha256"] != want.as_str() {
+                r.program.fail(format_args!(
+                    "with `recv --sha256`, chunk 3 of 16 flipped in transit and sent again after \
+                     the others: expected \"sha256\": \"{want}\" in the complete event, got \
+                     {complete}"
+                ));
+            }
+            r.assert_file("flip-summed.bin", &data);
+        });
+    }
+
+    #[test]
     fn a_chunk_sent_twice_changes_nothing() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
@@ -949,6 +982,94 @@ mod stage4_resume {
             }
             r.event("complete", "changed.bin");
             r.assert_file("changed.bin", &newer);
+        });
+    }
+
+    #[test]
+    fn a_smaller_file_of_the_same_name_leaves_nothing_of_the_larger() {
+        bounded(LIMIT, || {
+            // 2 MiB of a 4 MiB file were kept; the file is then replaced by a 1 MiB one. The
+            // transfer starts over, and the file that lands is the new one, to its length.
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, _) = cut_halfway(&mut r, src.path(), "shrunk.bin");
+            let smaller = seeded_bytes(10, 1 << 20);
+            std::fs::write(&path, &smaller).unwrap();
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "shrunk.bin");
+            if started["held"] != 0 {
+                r.program.fail(format_args!(
+                    "the 4 MiB file cut halfway was replaced by a 1 MiB one of the same name; \
+                     expected \"held\": 0, got {started}"
+                ));
+            }
+            r.event("complete", "shrunk.bin");
+            r.assert_file("shrunk.bin", &smaller);
+        });
+    }
+
+    #[test]
+    fn only_the_chunks_the_state_records_count() {
+        bounded(LIMIT, || {
+            // Behind the receiver's back, the whole file is written into the kept partial file:
+            // the chunks its state does not record are still asked for, since only a record
+            // says that a chunk was written whole.
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "unrecorded.bin");
+            let partial = r.path(".unrecorded.bin.ft-partial");
+            if let Err(e) = std::fs::write(&partial, &data) {
+                r.program.fail(format_args!(
+                    "expected the partial file {partial:?} after a cut transfer: {e}"
+                ));
+            }
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "unrecorded.bin");
+            let held = started["held"].as_u64().unwrap_or(0);
+            if !(1..64).contains(&held) {
+                r.program.fail(format_args!(
+                    "after a cut halfway through 64 chunks, the whole file was written into the \
+                     partial file behind the state's back: expected \"held\" to count only the \
+                     chunks recorded (1 to 63), got {started}"
+                ));
+            }
+            r.event("complete", "unrecorded.bin");
+            r.assert_file("unrecorded.bin", &data);
+        });
+    }
+
+    #[test]
+    fn a_second_cut_keeps_what_the_first_kept() {
+        bounded(LIMIT, || {
+            // Cut after 3 of 4 MiB, resumed and cut again 512 KiB later, resumed: the last run
+            // holds what both earlier runs received, so more than the second run held.
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let data = seeded_bytes(11, 4 << 20);
+            let path = file(src.path(), "twice-cut.bin", &data);
+            let mut second = Value::Null;
+            for (cut, what) in [
+                (3u64 << 20, "after 3 MiB"),
+                (512 << 10, "512 KiB into a resume"),
+            ] {
+                let proxy = FaultProxy::start(r.addr, Fault::CutAfter(cut)).unwrap();
+                let mut sent = send(&mut r, proxy.addr(), &[&path], &["--chunk-size", "64KiB"]);
+                let doing = format!("sending twice-cut.bin through a connection cut {what}");
+                assert_send_failed(&mut r, &mut sent, &doing, "twice-cut.bin");
+                second = r.event("started", "twice-cut.bin");
+                r.event("failed", "twice-cut.bin");
+            }
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let last = r.event("started", "twice-cut.bin");
+            let (before, after) = (second["held"].as_u64(), last["held"].as_u64());
+            if after.unwrap_or(0) <= before.unwrap_or(0) {
+                r.program.fail(format_args!(
+                    "a transfer cut twice: the second run started with {second} and received \
+                     chunks before its cut; expected the third to hold more, got {last}"
+                ));
+            }
+            r.event("complete", "twice-cut.bin");
+            r.assert_file("twice-cut.bin", &data);
         });
     }
 

@@ -73,8 +73,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok((kind, body))
 }
 
-/// Frames up to this size are gathered into one buffer before they are written.
-const SMALL: usize = 64 * 1024;
+/// Frames up to this size (64 KiB) are gathered into one buffer before they are written.
+const SMALL: usize = 65_536;
 
 /// Writes a frame: its header and its body, given in pieces (a large body is not copied).
 pub async fn write_frame<W: AsyncWrite + Unpin>(

@@ -18,10 +18,10 @@ use crate::protocol::{self, BLOCK_SIZE, Hash, Manifest};
 
 /// How many bytes of landed chunks may wait for the plain whole-file hasher: 8 MiB, at least one
 /// chunk, so that what a connection holds stays bounded in bytes whatever its chunk size.
-const HASHER_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+const HASHER_QUEUE_BYTES: usize = 8_388_608;
 
-/// How many bytes a plain whole-file hash reads at a time.
-const SEQUENTIAL_READ: usize = 4 * 1024 * 1024;
+/// How many bytes a plain whole-file hash reads at a time: 4 MiB.
+const SEQUENTIAL_READ: usize = 4_194_304;
 
 /// The SHA-256 of a byte slice.
 pub fn sha256(data: &[u8]) -> Hash {
