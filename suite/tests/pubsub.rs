@@ -580,12 +580,16 @@ mod stage2_one_to_one {
                 b"PUB self 4\r\necho\r\nPING\r\n",
                 &[msg("self", "1", "echo"), Frame::Pong],
             );
+            let mut other = b.client();
+            b.subscribe(&mut other, "self", None, "9");
             b.send(&mut me, b"CONNECT {\"verbose\":false,\"echo\":false}\r\n");
             b.send(&mut me, b"PUB self 7\r\nno echo\r\n");
             b.sync(
                 &mut me,
                 "CONNECT {\"echo\":false} and publishing to my own subscription",
             );
+            // Another client's subscription is not the publisher's own: it gets the message.
+            b.expect(&mut other, b"", &[msg("self", "9", "no echo")]);
         });
     }
 
@@ -1012,13 +1016,16 @@ mod stage5_unsubscribe {
     #[test]
     fn a_max_holds_against_publishers_at_once() {
         bounded(LIMIT, || {
-            // Four publishers send 200 messages each at the same time to a subscription limited
-            // to 10 in all: it delivers 10, however the broker's threads interleave them.
+            // Four publishers send 200 messages each at the same time to 20 subscriptions, each
+            // limited to 2 in all: they deliver 2 each, however the broker's threads interleave.
             let mut b = broker(&[]);
             let mut sub = b.client();
-            b.subscribe(&mut sub, "race", None, "1");
-            b.send(&mut sub, b"UNSUB 1 10\r\n");
-            b.sync(&mut sub, "UNSUB 1 10");
+            let mut wire = Vec::new();
+            for sid in 0..20 {
+                wire.extend(format!("SUB race {sid}\r\nUNSUB {sid} 2\r\n").into_bytes());
+            }
+            b.send(&mut sub, &wire);
+            b.sync(&mut sub, "20 times SUB race SID and UNSUB SID 2");
             let mut publishers: Vec<NatsConn> = (0..4).map(|_| b.client()).collect();
             let mut wire = Vec::new();
             for n in 0..200 {
@@ -1036,11 +1043,23 @@ mod stage5_unsubscribe {
                     "200 messages from each of four publishers at once",
                 );
             }
-            b.receive(
+            let got = b.receive(
                 &mut sub,
-                10,
-                "UNSUB 1 10, then 800 messages from four publishers at once",
+                40,
+                "20 subscriptions with a max of 2, then 800 messages from four publishers at once",
             );
+            let mut per_sid = std::collections::BTreeMap::new();
+            for frame in &got {
+                if let Frame::Msg { sid, .. } = frame {
+                    *per_sid.entry(sid.clone()).or_insert(0) += 1;
+                }
+            }
+            if per_sid.len() != 20 || per_sid.values().any(|&n| n != 2) {
+                b.program.fail(format_args!(
+                    "20 subscriptions with UNSUB SID 2, then 800 messages from four publishers at \
+                     once: expected 2 MSGs for each sid, got {per_sid:?}"
+                ));
+            }
         });
     }
 
