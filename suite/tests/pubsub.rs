@@ -1964,6 +1964,31 @@ mod stage7_hostile_input {
         });
     }
 
+    #[test]
+    fn a_subscription_that_reaches_its_max_later_still_frees_its_slot() {
+        bounded(LIMIT, || {
+            // --max-subscriptions 2. Sid 1 may take 2 messages and sid 2 one; sid 2 finishes
+            // and makes room for sid 3. Then sid 1 finishes too, and must make room for sid 4,
+            // although it was still live when sid 2's slot was freed.
+            let mut b = broker(&["--max-subscriptions", "2"]);
+            let mut c = b.client();
+            let mut publisher = b.client();
+            b.send(&mut c, b"SUB a 1\r\nUNSUB 1 2\r\nSUB b 2\r\nUNSUB 2 1\r\n");
+            b.sync(&mut c, "SUB a 1, UNSUB 1 2, SUB b 2, UNSUB 2 1");
+            b.publish(&mut publisher, &[("b", b"b1".to_vec())]);
+            b.expect(&mut c, b"", &[msg("b", "2", "b1")]);
+            b.subscribe(&mut c, "c", None, "3");
+            b.publish(
+                &mut publisher,
+                &[("a", b"a1".to_vec()), ("a", b"a2".to_vec())],
+            );
+            b.expect(&mut c, b"", &[msg("a", "1", "a1"), msg("a", "1", "a2")]);
+            b.subscribe(&mut c, "d", None, "4");
+            b.publish(&mut publisher, &[("d", b"d1".to_vec())]);
+            b.expect(&mut c, b"", &[msg("d", "4", "d1")]);
+        });
+    }
+
     /// What the contract says one subscription holds, in bytes, for `--max-subscription-bytes`.
     fn cost(subject: &str, queue: Option<&str>, sid: &str) -> usize {
         256 + 320 * subject.split('.').count()
