@@ -1074,6 +1074,33 @@ mod stage4_resume {
     }
 
     #[test]
+    fn a_partial_file_without_its_state_starts_over() {
+        bounded(LIMIT, || {
+            // The state file is lost between the runs (the partial file, of the right size,
+            // stays): nothing records which chunks are whole, so the transfer starts over.
+            let mut r = Receiver::start(&[]);
+            let src = tempfile::tempdir().unwrap();
+            let (path, data) = cut_halfway(&mut r, src.path(), "stateless.bin");
+            let state = r.path(".stateless.bin.ft-state");
+            if let Err(e) = std::fs::remove_file(&state) {
+                r.program.fail(format_args!(
+                    "expected the state file {state:?} after a cut transfer: {e}"
+                ));
+            }
+            send_ok(&mut r, &[&path], &["--chunk-size", "64KiB"]);
+            let started = r.event("started", "stateless.bin");
+            if started["held"] != 0 {
+                r.program.fail(format_args!(
+                    "after a cut, the state file was deleted and the partial file kept; expected \
+                     the next send to start over (\"held\": 0), got {started}"
+                ));
+            }
+            r.event("complete", "stateless.bin");
+            r.assert_file("stateless.bin", &data);
+        });
+    }
+
+    #[test]
     fn a_restarted_receiver_still_resumes() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
