@@ -826,9 +826,11 @@ impl Scratch {
     }
 
     /// Runs the tests `filters` select against this job's mutant. A failure counts once a
-    /// failed test fails again run alone (see [`Locks`]); failures that do not repeat (a test
-    /// starved on a busy machine) go to `flaky`, and the selection runs once more. Two runs
-    /// whose failures do not repeat count as a pass.
+    /// failed test fails again run alone (see [`Locks`]), one test at a time, so that the first
+    /// to repeat decides and the others (a mutant that breaks resuming fails a dozen tests, each
+    /// by its timeout) hold up no other job; failures that do not repeat (a test starved on a
+    /// busy machine) go to `flaky`, and the selection runs once more. Two runs whose failures do
+    /// not repeat count as a pass.
     fn run_confirmed(
         &self,
         root: &Path,
@@ -855,13 +857,18 @@ impl Scratch {
             if failed.is_empty() {
                 break;
             }
-            let mut args = vec!["--exact"];
-            args.extend(&failed);
-            let again = {
+            let repeated = {
                 let _alone = locks.machine.write().unwrap_or_else(|p| p.into_inner());
-                run(&args)?
+                let mut repeated = false;
+                for test in &failed {
+                    if run(&["--exact", test])?.iter().any(|t| !t.passed) {
+                        repeated = true;
+                        break;
+                    }
+                }
+                repeated
             };
-            if again.iter().any(|t| !t.passed) {
+            if repeated {
                 return Ok(Run::Failed);
             }
             for test in failed {
