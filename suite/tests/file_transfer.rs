@@ -472,6 +472,15 @@ mod stage2_many_chunks {
                     workbook_suite::shown::listed(&sent.stdout, "none")
                 ));
             }
+            for line in ["big.bin: hashing 8.0 MiB", "big.bin: sending 8.0 MiB"] {
+                if !sent.stdout.iter().any(|l| l == line) {
+                    r.program.fail(format_args!(
+                        "sent 8 MiB with stdout not a terminal; expected the line `{line}`, got \
+                         the lines {}",
+                        workbook_suite::shown::listed(&sent.stdout, "none")
+                    ));
+                }
+            }
             let started = r.event("started", "big.bin");
             if started["chunks"] != 128
                 || started["chunk_size"] != 65536
@@ -887,6 +896,17 @@ mod stage4_resume {
                 ));
             }
             r.assert_file("resume.bin", &data);
+            if !sent
+                .stdout
+                .iter()
+                .any(|l| l.starts_with("resume.bin: sending ") && l.ends_with(" already received)"))
+            {
+                r.program.fail(format_args!(
+                    "resumed with {held} of 64 chunks held; expected the line `resume.bin: \
+                     sending SIZE (SIZE already received)`, got the lines {:?}",
+                    sent.stdout
+                ));
+            }
             if !sent.stdout.iter().any(|l| l.contains("already received")) {
                 r.program.fail(format_args!(
                     "expected the sender to say how much was already received, it printed {:?}",
