@@ -1341,6 +1341,68 @@ mod stage4_resume {
     }
 
     #[test]
+    fn the_budget_deletes_only_what_it_must_and_fits_to_the_byte() {
+        bounded(LIMIT, || {
+            // --partial-budget 3MiB. Kept: a.bin (1 MiB, older) and b.bin (1 MiB). A new 2 MiB
+            // file needs the oldest deleted and no more: 1 + 2 MiB fit exactly.
+            let mut r = Receiver::start(&["--partial-budget", "3MiB"]);
+            let src = tempfile::tempdir().unwrap();
+            cut_at_half(&mut r, src.path(), "a.bin", 41, 1 << 20);
+            cut_at_half(&mut r, src.path(), "b.bin", 42, 1 << 20);
+            let data = seeded_bytes(43, 2 << 20);
+            let path = file(src.path(), "c.bin", &data);
+            send_ok(&mut r, &[&path], &[]);
+            r.event("discarded", "a.bin");
+            assert_no_partial(&mut r, "a.bin", "c.bin needed 1 MiB of room");
+            if !r.path(".b.bin.ft-partial").exists() {
+                r.program.fail(
+                    "with --partial-budget 3MiB, kept a.bin (1 MiB, the older) and b.bin (1 MiB), \
+                     then 2 MiB of c.bin sent: expected only a.bin deleted (b.bin and c.bin fit \
+                     exactly), but b.bin's partial file is gone too",
+                );
+            }
+            r.assert_file("c.bin", &data);
+            // 1 MiB being received and 2 MiB new fit the 3 MiB exactly: b.bin makes way.
+            let busy = seeded_bytes(44, 1 << 20);
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("busy.bin", &busy, 65536)));
+            match peer.read_frame(PROMPT) {
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                other => r.program.fail(format_args!(
+                    "sent the manifest of busy.bin (1 MiB, within --partial-budget 3MiB); \
+                     expected ACCEPT, got {}",
+                    outcome(&other)
+                )),
+            }
+            let data = seeded_bytes(45, 2 << 20);
+            let path = file(src.path(), "d.bin", &data);
+            let addr = r.addr;
+            let mut sent = send(&mut r, addr, &[&path], &[]);
+            if !sent.status.success() {
+                let sender = sent.program.diagnosis();
+                r.program.fail(format_args!(
+                    "with --partial-budget 3MiB and 1 MiB being received, sent 2 MiB of d.bin: \
+                     expected it to fit exactly and arrive; `send` exited ({})\nthe sender: \
+                     {sender}the receiver:",
+                    sent.status
+                ));
+            }
+            r.assert_file("d.bin", &data);
+            // Kept: e.bin and f.bin, 1 MiB each, beside the 1 MiB being received. A new 2 MiB
+            // file needs both deleted.
+            cut_at_half(&mut r, src.path(), "e.bin", 46, 1 << 20);
+            cut_at_half(&mut r, src.path(), "f.bin", 47, 1 << 20);
+            let data = seeded_bytes(48, 2 << 20);
+            let path = file(src.path(), "g.bin", &data);
+            send_ok(&mut r, &[&path], &[]);
+            assert_no_partial(&mut r, "e.bin", "g.bin needed 2 MiB of room");
+            assert_no_partial(&mut r, "f.bin", "g.bin needed 2 MiB of room");
+            r.assert_file("g.bin", &data);
+            drop(peer);
+        });
+    }
+
+    #[test]
     fn partial_files_are_held_to_the_budget() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&["--partial-budget", "3MiB"]);

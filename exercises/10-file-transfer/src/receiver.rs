@@ -134,8 +134,8 @@ impl TransferError {
 const LINGER: Duration = Duration::from_secs(2);
 
 /// How many bytes of chunks may be verified at once on one connection: one chunk per core, but no
-/// more than this, so that a connection's memory stays bounded whatever the machine.
-const VERIFYING_BYTES: usize = 64 * 1024 * 1024;
+/// more than this (64 MiB), so that a connection's memory stays bounded whatever the machine.
+const VERIFYING_BYTES: usize = 67_108_864;
 
 /// What every connection shares: the configuration, where events go, and the names being
 /// received.

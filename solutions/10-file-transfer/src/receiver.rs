@@ -299,7 +299,7 @@ pub async fn serve(
     // the COMPLETE or ERROR the sender has not read yet.
     let _ = write.shutdown().await;
     let drain = async {
-        let mut sink = [0u8; 16 * 1024];
+        let mut sink = [0u8; 16_384];
         while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
     };
     let _ = tokio::time::timeout(LINGER, drain).await;
@@ -325,15 +325,15 @@ async fn next_frame<R: AsyncRead + Unpin>(
 type Verdict = (u32, io::Result<(bool, Bytes)>);
 
 /// How many bytes of chunks may be verified at once on one connection: one chunk per core, but no
-/// more than this, so that a connection's memory stays bounded whatever the machine.
-const VERIFYING_BYTES: usize = 64 * 1024 * 1024;
+/// more than this (64 MiB), so that a connection's memory stays bounded whatever the machine.
+const VERIFYING_BYTES: usize = 67_108_864;
 
-/// Bytes written after which the receiver starts an `fdatasync` of the partial file on the
+/// Bytes written (64 MiB) after which the receiver starts an `fdatasync` of the partial file on the
 /// blocking pool while the transfer goes on. Without it the kernel may hold a whole file of dirty
 /// pages until the fsync before COMPLETE, which then writes all of it at once while the sender
-/// waits; with it the disk works during the transfer, and that last fsync waits only for what
-/// came after the last one.
-const WRITE_BACK_EVERY: u64 = 64 * 1024 * 1024;
+/// waits; with it the disk works during the transfer, and that last fsync waits only for what came
+/// after the last one.
+const WRITE_BACK_EVERY: u64 = 67_108_864;
 
 async fn receive<R: AsyncRead + Unpin>(
     read: &mut R,
