@@ -299,11 +299,7 @@ fn play_broker(script: Vec<Play>) -> (String, std::thread::JoinHandle<Result<Str
                     let text = String::from_utf8_lossy(bytes);
                     let bytes = if text.contains("{sid}") {
                         let heard = String::from_utf8_lossy(&heard);
-                        let Some(sid) = heard
-                            .lines()
-                            .find(|line| line.starts_with("SUB "))
-                            .and_then(|line| line.split_whitespace().last())
-                        else {
+                        let Some(sid) = sid_of_sub(&heard) else {
                             return Err(format!(
                                 "expected the client to send SUB before its PING; it sent {heard:?}"
                             ));
@@ -341,6 +337,14 @@ fn play_broker(script: Vec<Play>) -> (String, std::thread::JoinHandle<Result<Str
         Ok(String::from_utf8_lossy(&heard).into_owned())
     });
     (addr, played)
+}
+
+/// The sid of the first `SUB` a client sent: the last argument of its line.
+fn sid_of_sub(heard: &str) -> Option<&str> {
+    heard
+        .lines()
+        .find(|line| line.starts_with("SUB "))
+        .and_then(|line| line.split_whitespace().last())
 }
 
 /// Waits for the played broker's verdict, failing `client`'s test with it.
@@ -1195,11 +1199,11 @@ mod stage5_unsubscribe {
             let mut sub = start_sub(&addr, "c", Some(2));
             expect_sub_output(&mut sub, &[("c", "a"), ("c", "b")]);
             let heard = played_through(&mut sub, played);
-            let sid = heard
-                .lines()
-                .find_map(|line| line.trim_end().strip_prefix("SUB c "))
-                .map(str::to_owned);
-            let Some(sid) = sid else {
+            let Some(sid) = sid_of_sub(&heard).filter(|sid| {
+                heard
+                    .lines()
+                    .any(|line| line.trim_end() == format!("SUB c {sid}"))
+            }) else {
                 sub.fail(format_args!(
                     "expected `sub` to send \"SUB c SID\"; it sent {heard:?}"
                 ));
