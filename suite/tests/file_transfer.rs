@@ -317,6 +317,46 @@ impl FakeReceiver {
         let stream = self.stream.as_mut().expect("accepted");
         let _ = std::io::Write::write_all(stream, bytes);
     }
+
+    /// The sender's first frame, which must be a MANIFEST.
+    fn expect_manifest(&mut self, r: &mut Receiver) {
+        match self.read_frame() {
+            Ok(Frame { kind: MANIFEST, .. }) => {}
+            other => r.program.fail(format_args!(
+                "expected the sender's first frame to be MANIFEST (type 0x01), got {}",
+                outcome(&other)
+            )),
+        }
+    }
+
+    /// CHUNK frames up to SENT_ALL, each checked against `data` in chunks of `chunk` bytes:
+    /// their indices, sorted.
+    fn round(&mut self, r: &mut Receiver, data: &[u8], chunk: usize) -> Vec<u32> {
+        let mut got = Vec::new();
+        loop {
+            match self.read_frame() {
+                Ok(Frame { kind: CHUNK, body }) if body.len() >= 4 => {
+                    let index = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                    let start = index as usize * chunk;
+                    if data.get(start..(start + chunk).min(data.len())) != Some(&body[4..]) {
+                        r.program.fail(format_args!(
+                            "the sender's CHUNK {index} holds {} bytes that are not the file's \
+                             bytes {start}..",
+                            body.len() - 4
+                        ));
+                    }
+                    got.push(index);
+                }
+                Ok(Frame { kind: SENT_ALL, .. }) => break,
+                other => r.program.fail(format_args!(
+                    "after ACCEPT, expected CHUNK frames then SENT_ALL from the sender, got {}",
+                    outcome(&other)
+                )),
+            }
+        }
+        got.sort_unstable();
+        got
+    }
 }
 
 mod stage1_small_file {
@@ -472,7 +512,10 @@ mod stage2_many_chunks {
                     workbook_suite::shown::listed(&sent.stdout, "none")
                 ));
             }
-            for line in ["big.bin: hashing 8.0 MiB", "big.bin: sending 8.0 MiB"] {
+            for line in [
+                "big.bin: hashing 8.0 MiB in 128 chunks of 64.0 KiB",
+                "big.bin: sending 8.0 MiB",
+            ] {
                 if !sent.stdout.iter().any(|l| l == line) {
                     r.program.fail(format_args!(
                         "sent 8 MiB with stdout not a terminal; expected the line `{line}`, got \
@@ -530,6 +573,65 @@ mod stage2_many_chunks {
             }
             r.event("complete", "default.bin");
             r.assert_file("default.bin", &data);
+        });
+    }
+
+    /// The default chunk size at the edges of 262,144 chunks, on sparse files of a tebibyte and
+    /// more: the sender's `hashing` line names the chunk size it chose before it reads a byte, and
+    /// the test stops it there (hashing 1 TiB would take minutes).
+    #[test]
+    fn the_default_chunk_size_doubles_for_files_past_a_tebibyte() {
+        const TIB: u64 = 1 << 40;
+        bounded(LIMIT, || {
+            let src = tempfile::tempdir().unwrap();
+            let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback address");
+            let path = src.path().join("sparse.bin");
+            let cases = [
+                (TIB, Some("262144 chunks of 4.0 MiB")),
+                (TIB + 1, Some("131073 chunks of 8.0 MiB")),
+                (4 * TIB, Some("262144 chunks of 16.0 MiB")),
+                (4 * TIB + 1, None),
+            ];
+            for (size, chunks) in cases {
+                let sparse = std::fs::File::create(&path).and_then(|f| f.set_len(size));
+                if let Err(e) = sparse {
+                    eprintln!(
+                        "skipped: this file system cannot hold a sparse file of {size} bytes ({e})"
+                    );
+                    return;
+                }
+                let mut sender = start_send(nowhere, &[&path], &[]);
+                match chunks {
+                    Some(chunks) => {
+                        let line = sender.next_line(PROMPT);
+                        let said = line.as_deref().and_then(|l| {
+                            l.strip_prefix("sparse.bin: hashing ")?.split_once(" in ")
+                        });
+                        if said.map(|(_, c)| c) != Some(chunks) {
+                            sender.fail(format_args!(
+                                "sent a sparse file of {size} bytes with no --chunk-size; \
+                                 expected its first line to end `in {chunks}`, got {line:?}"
+                            ));
+                        }
+                    }
+                    None => {
+                        let status = sender.wait_exit(PROMPT);
+                        let stderr = sender.final_stderr();
+                        if status.is_none_or(|s| s.success()) || !stderr.contains("too large") {
+                            sender.fail(format_args!(
+                                "sent a sparse file of {size} bytes (more than 262,144 chunks \
+                                 of 16 MiB) with no --chunk-size; expected `send` to fail at \
+                                 once with an `error:` line saying \"too large\", it {}",
+                                status.map_or("was still running".to_owned(), |s| {
+                                    format!("exited ({s})")
+                                })
+                            ));
+                        }
+                    }
+                }
+            }
         });
     }
 
@@ -691,6 +793,113 @@ mod stage3_corruption {
     fn data_offset(name: &str, len: usize, chunk: usize, index: usize) -> u64 {
         let manifest = 5 + 1 + 2 + name.len() + 8 + 4 + 32 + 4 + 32 * len.div_ceil(chunk) + 32;
         (manifest + index * (5 + 4 + chunk) + 5 + 4) as u64
+    }
+
+    /// The suite plays the receiver of `name` (`data` in 4 KiB chunks): it reads the real
+    /// sender's MANIFEST, answers ACCEPT with nothing held and reads the first round. The file
+    /// lives in `src`.
+    fn fake_first_round(
+        r: &mut Receiver,
+        src: &Path,
+        name: &str,
+        data: &[u8],
+    ) -> (FakeReceiver, Program) {
+        let path = file(src, name, data);
+        let mut fake = FakeReceiver::bind();
+        let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "4KiB"]);
+        fake.accept(r, &mut sender, &format!("sending {name}"));
+        fake.expect_manifest(r);
+        let chunks = data.len().div_ceil(4096) as u32;
+        let mut accept = chunks.to_be_bytes().to_vec();
+        accept.resize(4 + chunks.div_ceil(8) as usize, 0);
+        fake.send(&frame(ACCEPT, &accept));
+        let first = fake.round(r, data, 4096);
+        if first != (0..chunks).collect::<Vec<_>>() {
+            r.program.fail(format_args!(
+                "answered ACCEPT with none of {chunks} chunks held; expected each chunk once \
+                 then SENT_ALL, got the chunks {first:?}"
+            ));
+        }
+        (fake, sender)
+    }
+
+    #[test]
+    fn the_sender_sends_again_what_the_receiver_asks_for() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(45, 4 * 4096 - 100);
+            let src = tempfile::tempdir().unwrap();
+            let (mut fake, sender) = fake_first_round(&mut r, src.path(), "again.bin", &data);
+            let mut wire = frame(RESEND, &2u32.to_be_bytes());
+            wire.extend(frame(RESEND, &0u32.to_be_bytes()));
+            fake.send(&wire);
+            // One round or two: RESEND 0 may reach the sender after it has sent chunk 2 and
+            // said SENT_ALL.
+            let mut second = fake.round(&mut r, &data, 4096);
+            if second.len() < 2 {
+                second.extend(fake.round(&mut r, &data, 4096));
+                second.sort_unstable();
+            }
+            if second != [0, 2] {
+                r.program.fail(format_args!(
+                    "after the first round of again.bin, answered RESEND 2 and RESEND 0; \
+                     expected chunks 0 and 2 once each (in one round or two, each ending in \
+                     SENT_ALL), got the chunks {second:?}"
+                ));
+            }
+            fake.send(&frame(COMPLETE, &[]));
+            let sent = finish(sender, &mut r);
+            let last = sent.stdout.last().cloned().unwrap_or_default();
+            let says = "6 of 4 chunks sent, 0 already received, 2 re-sent";
+            if !sent.status.success() || !last.contains(says) {
+                r.program.fail(format_args!(
+                    "after two RESENDs and COMPLETE, expected `send` to succeed and say {says:?}; \
+                     it exited ({}) with stdout {:?}",
+                    sent.status, sent.stdout
+                ));
+            }
+        });
+    }
+
+    #[test]
+    fn a_receiver_that_asks_past_the_last_chunk_or_gives_up_fails_the_file() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let data = seeded_bytes(46, 4 * 4096 - 100);
+            let src = tempfile::tempdir().unwrap();
+            // `send` names a file that fails as it was given, here its whole path.
+            let error = format!("error: {}: ", src.path().join("nonsense.bin").display());
+            for (answer, what, says) in [
+                (
+                    frame(RESEND, &4u32.to_be_bytes()),
+                    "RESEND 4 (of chunks 0 to 3)",
+                    "chunk 4",
+                ),
+                (
+                    frame(ERROR, b"the disk is full"),
+                    "an ERROR",
+                    "the disk is full",
+                ),
+            ] {
+                let (mut fake, sender) =
+                    fake_first_round(&mut r, src.path(), "nonsense.bin", &data);
+                fake.send(&answer);
+                let mut sent = finish(sender, &mut r);
+                let stderr = sent.program.final_stderr();
+                let line = stderr.lines().find(|l| l.starts_with(&error));
+                if sent.status.success()
+                    || stderr.contains("panicked")
+                    || !line.is_some_and(|l| l.contains(says))
+                {
+                    r.program.fail(format_args!(
+                        "after the first round of nonsense.bin (4 chunks), answered {what}; \
+                         expected `send` to fail with a line `{error}...` saying {says:?}, it \
+                         exited ({}) with stderr {stderr:?}",
+                        sent.status
+                    ));
+                }
+            }
+        });
     }
 
     #[test]
@@ -1223,6 +1432,38 @@ mod stage4_resume {
     }
 
     #[test]
+    fn an_accept_longer_than_its_bitmap_fails_the_sender_from_its_header() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&[]);
+            let mut fake = FakeReceiver::bind();
+            let src = tempfile::tempdir().unwrap();
+            // 40,000 chunks of 1 KiB: a bitmap of 5,000 bytes, so that the longest ACCEPT
+            // (5,004 bytes) is longer than the longest ERROR (4,096).
+            let path = file(src.path(), "wide.bin", &vec![0u8; 40_000 * 1024]);
+            let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "1KiB"]);
+            fake.accept(&mut r, &mut sender, "sending wide.bin");
+            fake.expect_manifest(&mut r);
+            let mut header = 5005u32.to_be_bytes().to_vec();
+            header.push(ACCEPT);
+            fake.send(&header);
+            // No body follows: a sender that waits for it never ends.
+            let status = sender.wait_exit(PROMPT);
+            let stderr = sender.final_stderr();
+            let error = format!("error: {}: ", path.display());
+            if status.is_none_or(|s| s.success()) || !stderr.contains(&error) {
+                let said = sender.diagnosis();
+                r.program.fail(format_args!(
+                    "answered the sender of wide.bin (40,000 chunks: an ACCEPT body of 5,004 \
+                     bytes) with an ACCEPT header declaring 5,005 bytes and no body; expected \
+                     `send` to fail at once with a line `{error}...`, it {}\nthe \
+                     sender: {said}",
+                    status.map_or("was still running".to_owned(), |s| format!("exited ({s})"))
+                ));
+            }
+        });
+    }
+
+    #[test]
     fn the_sender_sends_exactly_what_the_accept_bitmap_lacks() {
         bounded(LIMIT, || {
             let mut r = Receiver::start(&[]);
@@ -1232,37 +1473,9 @@ mod stage4_resume {
             let path = file(src.path(), "lacks.bin", &data);
             let mut sender = start_send(fake.addr(), &[&path], &["--chunk-size", "4KiB"]);
             fake.accept(&mut r, &mut sender, "sending lacks.bin");
-            match fake.read_frame() {
-                Ok(Frame { kind: MANIFEST, .. }) => {}
-                other => r.program.fail(format_args!(
-                    "expected the sender's first frame to be MANIFEST (type 0x01), got {}",
-                    outcome(&other)
-                )),
-            }
+            fake.expect_manifest(&mut r);
             fake.send(&frame(ACCEPT, &[0, 0, 0, 12, 0b0000_1101, 0b0000_0010]));
-            let mut got = Vec::new();
-            loop {
-                match fake.read_frame() {
-                    Ok(Frame { kind: CHUNK, body }) if body.len() >= 4 => {
-                        let index = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-                        let start = index as usize * 4096;
-                        let right = data.get(start..(start + 4096).min(data.len()));
-                        if right != Some(&body[4..]) {
-                            r.program.fail(format_args!(
-                                "the sender's CHUNK {index} of lacks.bin holds {} bytes that are not the file's bytes {start}..",
-                                body.len() - 4
-                            ));
-                        }
-                        got.push(index);
-                    }
-                    Ok(Frame { kind: SENT_ALL, .. }) => break,
-                    other => r.program.fail(format_args!(
-                        "after ACCEPT, expected CHUNK frames then SENT_ALL from the sender, got {}",
-                        outcome(&other)
-                    )),
-                }
-            }
-            got.sort_unstable();
+            let got = fake.round(&mut r, &data, 4096);
             let lacking: Vec<u32> = (0..12).filter(|i| !HELD.contains(i)).collect();
             if got != lacking {
                 r.program.fail(format_args!(
@@ -1852,6 +2065,18 @@ mod stage6_hostile {
                 "a frame header declaring a 1 GiB manifest (and no body)",
                 &header,
             );
+            // A CHUNK may hold its index and one chunk, not a byte more: 4 + 4096 + 1 is too
+            // long, and the receiver must not wait for a body it will refuse.
+            let data = seeded_bytes(16, 8192);
+            let mut wire = frame(MANIFEST, &manifest("long.bin", &data, 4096));
+            wire.extend_from_slice(&(4u32 + 4096 + 1).to_be_bytes());
+            wire.push(CHUNK);
+            refused(
+                &mut r,
+                "after a manifest of 4 KiB chunks, a CHUNK header declaring 4101 bytes (and no \
+                 body)",
+                &wire,
+            );
         });
     }
 
@@ -1864,20 +2089,69 @@ mod stage6_hostile {
             peer.send(&frame(MANIFEST, &manifest("stubborn.bin", &data, 4096)));
             let mut bad = data[..4096].to_vec();
             bad[0] ^= 1;
-            // The same damaged chunk, again and again: after 2 re-requests the receiver gives up.
+            // The same damaged chunk, again and again: the receiver asks for it twice more, and
+            // gives up on the third failure.
             for _ in 0..3 {
                 peer.send(&chunk(0, &bad));
             }
-            let message = peer.expect_error(
-                &mut r,
-                "chunk 0 with a wrong byte, three times, to a receiver with --max-retries 2",
-            );
-            if !message.contains('0') {
+            let sent = "chunk 0 with a wrong byte, three times, to a receiver with --max-retries 2";
+            let mut resends = Vec::new();
+            let message = loop {
+                match peer.read_frame(PROMPT) {
+                    Ok(Frame { kind: ACCEPT, .. }) => {}
+                    Ok(Frame { kind: RESEND, body }) => resends.push(hex_bytes(&body)),
+                    Ok(Frame { kind: ERROR, body }) if !body.is_empty() => {
+                        break String::from_utf8_lossy(&body).into_owned();
+                    }
+                    other => r.program.fail(format_args!(
+                        "sent {sent}; expected ACCEPT, two RESENDs and an ERROR frame (type \
+                         0x84) with a message, got {}",
+                        outcome(&other)
+                    )),
+                }
+            };
+            if resends.len() != 2 || !message.contains('0') {
                 r.program.fail(format_args!(
-                    "expected the ERROR to name chunk 0, got {message:?}"
+                    "sent {sent}; expected exactly two RESENDs of chunk 0 before an ERROR that \
+                     names chunk 0, got the RESENDs {} and the ERROR {message:?}",
+                    workbook_suite::shown::listed(&resends, "none")
                 ));
             }
             r.assert_absent("stubborn.bin", "a chunk that never matched");
+        });
+    }
+
+    #[test]
+    fn a_chunk_may_fail_as_often_as_max_retries_allows() {
+        bounded(LIMIT, || {
+            let mut r = Receiver::start(&["--max-retries", "2"]);
+            let data = seeded_bytes(21, 8192);
+            let mut peer = Raw::connect(&mut r);
+            peer.send(&frame(MANIFEST, &manifest("patient.bin", &data, 4096)));
+            let mut bad = data[..4096].to_vec();
+            bad[4095] ^= 0x80;
+            for wire in [chunk(0, &bad), chunk(0, &bad), chunk(0, &data[..4096])] {
+                peer.send(&wire);
+            }
+            peer.send(&chunk(1, &data[4096..]));
+            peer.send(&frame(SENT_ALL, &[]));
+            let sent = "chunk 0 twice with a wrong byte and then right, to a receiver with \
+                        --max-retries 2";
+            loop {
+                match peer.read_frame(PROMPT) {
+                    Ok(Frame {
+                        kind: ACCEPT | RESEND,
+                        ..
+                    }) => {}
+                    Ok(Frame { kind: COMPLETE, .. }) => break,
+                    other => r.program.fail(format_args!(
+                        "sent {sent}; expected COMPLETE (a chunk may fail its check as many \
+                         times as --max-retries), got {}",
+                        outcome(&other)
+                    )),
+                }
+            }
+            r.assert_file("patient.bin", &data);
         });
     }
 

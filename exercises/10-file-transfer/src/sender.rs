@@ -52,6 +52,14 @@ pub enum SendError {
     /// The receiver refused the file or gave up on it, saying why.
     #[error("the receiver refused it: {0}")]
     Refused(String),
+    /// The receiver asked for a chunk the file does not have.
+    #[error("the receiver asked for chunk {index}, past the last of {chunks}")]
+    PastTheEnd {
+        /// The chunk asked for.
+        index: u32,
+        /// How many the file has.
+        chunks: u32,
+    },
     /// The connection broke or the receiver broke the protocol.
     #[error("{0}")]
     Frame(#[from] FrameError),

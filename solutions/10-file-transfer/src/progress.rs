@@ -59,16 +59,22 @@ impl Progress {
         }
     }
 
-    /// The file `name` of `size` bytes is being hashed.
-    pub fn hashing(&mut self, name: &str, size: u64) {
+    /// The file `name` of `size` bytes, in chunks of `chunk_size`, is being hashed.
+    pub fn hashing(&mut self, name: &str, size: u64, chunk_size: u32) {
         self.name = name.to_owned();
+        let line = format!(
+            "{name}: hashing {} in {} chunks of {}",
+            human(size),
+            size.div_ceil(u64::from(chunk_size)),
+            human(chunk_size.into())
+        );
         if self.terminal {
             let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            spinner.set_message(format!("{name}: hashing {}", human(size)));
+            spinner.set_message(line);
             spinner.enable_steady_tick(Duration::from_millis(100));
             self.bar = Some(spinner);
         } else {
-            println!("{name}: hashing {}", human(size));
+            println!("{line}");
         }
     }
 

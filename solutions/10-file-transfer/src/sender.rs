@@ -49,6 +49,14 @@ pub enum SendError {
     /// The receiver refused the file or gave up on it, saying why.
     #[error("the receiver refused it: {0}")]
     Refused(String),
+    /// The receiver asked for a chunk the file does not have.
+    #[error("the receiver asked for chunk {index}, past the last of {chunks}")]
+    PastTheEnd {
+        /// The chunk asked for.
+        index: u32,
+        /// How many the file has.
+        chunks: u32,
+    },
     /// The connection broke or the receiver broke the protocol.
     #[error("{0}")]
     Frame(#[from] FrameError),
@@ -92,21 +100,12 @@ enum Reply {
 }
 
 /// Reads the receiver's frames and forwards them, until COMPLETE, ERROR or a failure.
-async fn read_replies(
-    mut read: OwnedReadHalf,
-    chunks: u32,
-    tx: mpsc::Sender<Result<Reply, FrameError>>,
-) {
+async fn read_replies(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Reply, FrameError>>) {
     loop {
         let reply = match frame::read_frame(&mut read, protocol::MAX_ERROR_LEN).await {
-            Ok((Kind::Resend, body)) => match protocol::decode_index(Kind::Resend, &body) {
-                Ok(i) if i < chunks => Ok(Reply::Resend(i)),
-                Ok(i) => Err(ProtocolError::BadManifest(format!(
-                    "the receiver asked for chunk {i} of {chunks}"
-                ))
-                .into()),
-                Err(e) => Err(e.into()),
-            },
+            Ok((Kind::Resend, body)) => protocol::decode_index(Kind::Resend, &body)
+                .map(Reply::Resend)
+                .map_err(FrameError::from),
             Ok((Kind::Complete, _)) => Ok(Reply::Complete),
             Ok((Kind::Error, body)) => {
                 Ok(Reply::Error(String::from_utf8_lossy(&body).into_owned()))
@@ -187,7 +186,7 @@ async fn prepare(
     let size = file.metadata().map_err(SendError::Local)?.len();
     let chunk_size = choose_chunk_size(size, chunk_size)?;
 
-    progress.hashing(&name, size);
+    progress.hashing(&name, size, chunk_size);
     let (file_hash, chunk_hashes) = {
         let file = Arc::clone(file);
         tokio::task::spawn_blocking(move || hasher::hash_file(&file, size, chunk_size))
@@ -263,7 +262,7 @@ async fn send_chunks(
 
     // Every RESEND of one round fits: the receiver never waits on a full channel.
     let (tx, mut rx) = mpsc::channel(chunks as usize + 16);
-    let reader = tokio::spawn(read_replies(read, chunks, tx));
+    let reader = tokio::spawn(read_replies(read, tx));
     let (mut sent, mut resent, mut round_sent) = (0u32, 0u32, false);
     let mut buf = vec![0u8; chunk_size as usize];
     let outcome = loop {
@@ -278,12 +277,16 @@ async fn send_chunks(
                     round_sent = false;
                     let _ = frame::write_frame(&mut write, Kind::SentAll, &[]).await;
                 }
-                rx.recv().await
+                // The reader ends on a reply of its own, an error included: the channel
+                // closes only after one.
+                Some(rx.recv().await.unwrap_or(Err(FrameError::Closed)))
             }
         };
         match reply {
-            None if queue.is_empty() => break Err(SendError::Frame(FrameError::Closed)),
             None => {}
+            Some(Ok(Reply::Resend(index))) if index >= chunks => {
+                break Err(SendError::PastTheEnd { index, chunks });
+            }
             Some(Ok(Reply::Resend(i))) => {
                 resent += 1;
                 if !queue.contains(&i) {
