@@ -576,11 +576,12 @@ mod stage2_many_chunks {
         });
     }
 
-    /// The default chunk size at the edges of 262,144 chunks, on sparse files of a tebibyte and
-    /// more: the sender's `hashing` line names the chunk size it chose before it reads a byte, and
-    /// the test stops it there (hashing 1 TiB would take minutes).
+    /// Chunk sizes at the edge of 262,144 chunks, on sparse files of up to 4 TiB: the sender's
+    /// `hashing` line names the chunk size it chose before it reads a byte, and the test stops
+    /// it there (hashing 1 TiB would take minutes). The default doubles; a size asked for does
+    /// not, and one that makes too many chunks is refused.
     #[test]
-    fn the_default_chunk_size_doubles_for_files_past_a_tebibyte() {
+    fn chunk_sizes_at_the_edge_of_262144_chunks() {
         const TIB: u64 = 1 << 40;
         bounded(LIMIT, || {
             let src = tempfile::tempdir().unwrap();
@@ -588,13 +589,20 @@ mod stage2_many_chunks {
                 .and_then(|l| l.local_addr())
                 .expect("a free loopback address");
             let path = src.path().join("sparse.bin");
+            let one_kib: &[&str] = &["--chunk-size", "1KiB"];
             let cases = [
-                (TIB, Some("262144 chunks of 4.0 MiB")),
-                (TIB + 1, Some("131073 chunks of 8.0 MiB")),
-                (4 * TIB, Some("262144 chunks of 16.0 MiB")),
-                (4 * TIB + 1, None),
+                (TIB, &[][..], Ok("262144 chunks of 4.0 MiB")),
+                (TIB + 1, &[], Ok("131073 chunks of 8.0 MiB")),
+                (4 * TIB, &[], Ok("262144 chunks of 16.0 MiB")),
+                (4 * TIB + 1, &[], Err("too large")),
+                (256 << 20, one_kib, Ok("262144 chunks of 1.0 KiB")),
+                ((256 << 20) + 1, one_kib, Err("more than 262144 chunks")),
             ];
-            for (size, chunks) in cases {
+            for (size, args, chunks) in cases {
+                let with = match args {
+                    [] => "no --chunk-size".to_owned(),
+                    args => format!("`{}`", args.join(" ")),
+                };
                 let sparse = std::fs::File::create(&path).and_then(|f| f.set_len(size));
                 if let Err(e) = sparse {
                     eprintln!(
@@ -602,28 +610,28 @@ mod stage2_many_chunks {
                     );
                     return;
                 }
-                let mut sender = start_send(nowhere, &[&path], &[]);
+                let mut sender = start_send(nowhere, &[&path], args);
                 match chunks {
-                    Some(chunks) => {
+                    Ok(chunks) => {
                         let line = sender.next_line(PROMPT);
                         let said = line.as_deref().and_then(|l| {
                             l.strip_prefix("sparse.bin: hashing ")?.split_once(" in ")
                         });
                         if said.map(|(_, c)| c) != Some(chunks) {
                             sender.fail(format_args!(
-                                "sent a sparse file of {size} bytes with no --chunk-size; \
-                                 expected its first line to end `in {chunks}`, got {line:?}"
+                                "sent a sparse file of {size} bytes with {with}; expected its \
+                                 first line to end `in {chunks}`, got {line:?}"
                             ));
                         }
                     }
-                    None => {
+                    Err(says) => {
                         let status = sender.wait_exit(PROMPT);
                         let stderr = sender.final_stderr();
-                        if status.is_none_or(|s| s.success()) || !stderr.contains("too large") {
+                        if status.is_none_or(|s| s.success()) || !stderr.contains(says) {
                             sender.fail(format_args!(
-                                "sent a sparse file of {size} bytes (more than 262,144 chunks \
-                                 of 16 MiB) with no --chunk-size; expected `send` to fail at \
-                                 once with an `error:` line saying \"too large\", it {}",
+                                "sent a sparse file of {size} bytes with {with}; expected \
+                                 `send` to fail at once with an `error:` line saying {says:?}, \
+                                 it {}",
                                 status.map_or("was still running".to_owned(), |s| {
                                     format!("exited ({s})")
                                 })
