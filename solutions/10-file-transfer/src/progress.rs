@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::protocol::Hash;
+use crate::protocol::{self, Hash};
 
 /// How a file was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Progress {
         let line = format!(
             "{name}: hashing {} in {} chunks of {}",
             human(size),
-            size.div_ceil(u64::from(chunk_size)),
+            protocol::chunk_count(size, chunk_size),
             human(chunk_size.into())
         );
         if self.terminal {
