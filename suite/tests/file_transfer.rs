@@ -206,6 +206,21 @@ fn assert_send_failed(recv: &mut Receiver, sent: &mut Sent, doing: &str, says: &
     }
 }
 
+/// Fails unless a running `send` fails within PROMPT, before it has read or sent any more, with
+/// `says` on stderr.
+#[track_caller]
+fn assert_fails_at_once(sender: &mut Program, doing: &str, says: &str) {
+    let status = sender.wait_exit(PROMPT);
+    let stderr = sender.final_stderr();
+    if status.is_none_or(|s| s.success()) || !stderr.contains(says) {
+        sender.fail(format_args!(
+            "{doing}; expected `send` to fail at once with an `error:` line saying {says:?}, it \
+             {}",
+            status.map_or("was still running".to_owned(), |s| format!("exited ({s})"))
+        ));
+    }
+}
+
 /// A hand-driven peer, for the tests that count bytes or lie.
 struct Raw {
     conn: TransferConn,
@@ -231,28 +246,43 @@ impl Raw {
         self.conn.read(timeout).map_err(|no| no.after(timeout))
     }
 
-    /// Reads frames until an ERROR, and returns its message (ACCEPT and RESEND may come first).
+    /// Reads frames until one of kind `end` (COMPLETE, or an ERROR with a message), PROMPT in
+    /// all, and returns the chunks asked for again on the way (ACCEPT and RESEND may come
+    /// first) and the last frame's body.
     #[track_caller]
-    fn expect_error(&mut self, recv: &mut Receiver, sent: &str) -> String {
+    fn until(&mut self, recv: &mut Receiver, sent: &str, end: u8) -> (Vec<u32>, Vec<u8>) {
         let deadline = Instant::now() + PROMPT;
+        let mut resends = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             // Read directly, not through `read_frame`: a timeout here is after PROMPT in all.
             let got = self.conn.read(left.max(Duration::from_millis(1)));
             match got {
-                Ok(Frame { kind: ERROR, body }) if !body.is_empty() => {
-                    return String::from_utf8_lossy(&body).into_owned();
+                Ok(Frame { kind, body }) if kind == end && (kind != ERROR || !body.is_empty()) => {
+                    return (resends, body);
                 }
-                Ok(Frame {
-                    kind: ACCEPT | RESEND,
-                    ..
-                }) => {}
+                Ok(Frame { kind: ACCEPT, .. }) => {}
+                Ok(Frame { kind: RESEND, body }) if body.len() == 4 => {
+                    resends.push(u32::from_be_bytes([body[0], body[1], body[2], body[3]]));
+                }
                 other => recv.program.fail(format_args!(
-                    "sent {sent}; expected an ERROR frame (type 0x84) with a message, got {}",
+                    "sent {sent}; expected {}, got {}",
+                    if end == ERROR {
+                        "an ERROR frame (type 0x84) with a message"
+                    } else {
+                        "COMPLETE (type 0x83)"
+                    },
                     describe(&other, PROMPT)
                 )),
             }
         }
+    }
+
+    /// Reads frames until an ERROR, and returns its message (ACCEPT and RESEND may come first).
+    #[track_caller]
+    fn expect_error(&mut self, recv: &mut Receiver, sent: &str) -> String {
+        let (_, body) = self.until(recv, sent, ERROR);
+        String::from_utf8_lossy(&body).into_owned()
     }
 }
 
@@ -624,20 +654,11 @@ mod stage2_many_chunks {
                             ));
                         }
                     }
-                    Err(says) => {
-                        let status = sender.wait_exit(PROMPT);
-                        let stderr = sender.final_stderr();
-                        if status.is_none_or(|s| s.success()) || !stderr.contains(says) {
-                            sender.fail(format_args!(
-                                "sent a sparse file of {size} bytes with {with}; expected \
-                                 `send` to fail at once with an `error:` line saying {says:?}, \
-                                 it {}",
-                                status.map_or("was still running".to_owned(), |s| {
-                                    format!("exited ({s})")
-                                })
-                            ));
-                        }
-                    }
+                    Err(says) => assert_fails_at_once(
+                        &mut sender,
+                        &format!("sent a sparse file of {size} bytes with {with}"),
+                        says,
+                    ),
                 }
             }
         });
@@ -684,15 +705,12 @@ mod stage2_many_chunks {
                     }
                 );
                 if honest {
-                    loop {
-                        match peer.read_frame(PROMPT) {
-                            Ok(Frame { kind: ACCEPT, .. }) => {}
-                            Ok(Frame { kind: COMPLETE, .. }) => break,
-                            other => r.program.fail(format_args!(
-                                "sent {sent}; expected ACCEPT then COMPLETE, got {}",
-                                outcome(&other)
-                            )),
-                        }
+                    let (resends, _) = peer.until(&mut r, &sent, COMPLETE);
+                    if !resends.is_empty() {
+                        r.program.fail(format_args!(
+                            "sent {sent}; expected ACCEPT then COMPLETE, got RESENDs of the \
+                             chunks {resends:?}"
+                        ));
                     }
                     r.assert_file(name, &data);
                 } else {
@@ -990,15 +1008,13 @@ mod stage3_corruption {
             }
             wire.extend(frame(SENT_ALL, &[]));
             peer.send(&wire);
-            loop {
-                match peer.read_frame(PROMPT) {
-                    Ok(Frame { kind: ACCEPT, .. }) => {}
-                    Ok(Frame { kind: COMPLETE, .. }) => break,
-                    other => r.program.fail(format_args!(
-                        "sent chunks 1, 1, 0, 0, 2 of twice.bin (all correct) and SENT_ALL; expected ACCEPT then COMPLETE, got {}",
-                        outcome(&other)
-                    )),
-                }
+            let sent = "chunks 1, 1, 0, 0, 2 of twice.bin (all correct) and SENT_ALL";
+            let (resends, _) = peer.until(&mut r, sent, COMPLETE);
+            if !resends.is_empty() {
+                r.program.fail(format_args!(
+                    "sent {sent}; expected ACCEPT then COMPLETE, got RESENDs of the chunks \
+                     {resends:?}"
+                ));
             }
             r.assert_file("twice.bin", &data);
         });
@@ -1455,19 +1471,12 @@ mod stage4_resume {
             header.push(ACCEPT);
             fake.send(&header);
             // No body follows: a sender that waits for it never ends.
-            let status = sender.wait_exit(PROMPT);
-            let stderr = sender.final_stderr();
-            let error = format!("error: {}: ", path.display());
-            if status.is_none_or(|s| s.success()) || !stderr.contains(&error) {
-                let said = sender.diagnosis();
-                r.program.fail(format_args!(
-                    "answered the sender of wide.bin (40,000 chunks: an ACCEPT body of 5,004 \
-                     bytes) with an ACCEPT header declaring 5,005 bytes and no body; expected \
-                     `send` to fail at once with a line `{error}...`, it {}\nthe \
-                     sender: {said}",
-                    status.map_or("was still running".to_owned(), |s| format!("exited ({s})"))
-                ));
-            }
+            assert_fails_at_once(
+                &mut sender,
+                "answered the sender of wide.bin (40,000 chunks: an ACCEPT body of 5,004 bytes) \
+                 with an ACCEPT header declaring 5,005 bytes and no body",
+                &format!("error: {}: ", path.display()),
+            );
         });
     }
 
@@ -2103,26 +2112,13 @@ mod stage6_hostile {
                 peer.send(&chunk(0, &bad));
             }
             let sent = "chunk 0 with a wrong byte, three times, to a receiver with --max-retries 2";
-            let mut resends = Vec::new();
-            let message = loop {
-                match peer.read_frame(PROMPT) {
-                    Ok(Frame { kind: ACCEPT, .. }) => {}
-                    Ok(Frame { kind: RESEND, body }) => resends.push(hex_bytes(&body)),
-                    Ok(Frame { kind: ERROR, body }) if !body.is_empty() => {
-                        break String::from_utf8_lossy(&body).into_owned();
-                    }
-                    other => r.program.fail(format_args!(
-                        "sent {sent}; expected ACCEPT, two RESENDs and an ERROR frame (type \
-                         0x84) with a message, got {}",
-                        outcome(&other)
-                    )),
-                }
-            };
-            if resends.len() != 2 || !message.contains('0') {
+            let (resends, message) = peer.until(&mut r, sent, ERROR);
+            let message = String::from_utf8_lossy(&message);
+            if resends != [0, 0] || !message.contains('0') {
                 r.program.fail(format_args!(
                     "sent {sent}; expected exactly two RESENDs of chunk 0 before an ERROR that \
-                     names chunk 0, got the RESENDs {} and the ERROR {message:?}",
-                    workbook_suite::shown::listed(&resends, "none")
+                     names chunk 0, got RESENDs of the chunks {resends:?} and the ERROR \
+                     {message:?}"
                 ));
             }
             r.assert_absent("stubborn.bin", "a chunk that never matched");
@@ -2143,22 +2139,10 @@ mod stage6_hostile {
             }
             peer.send(&chunk(1, &data[4096..]));
             peer.send(&frame(SENT_ALL, &[]));
+            // A chunk may fail its check as many times as --max-retries.
             let sent = "chunk 0 twice with a wrong byte and then right, to a receiver with \
                         --max-retries 2";
-            loop {
-                match peer.read_frame(PROMPT) {
-                    Ok(Frame {
-                        kind: ACCEPT | RESEND,
-                        ..
-                    }) => {}
-                    Ok(Frame { kind: COMPLETE, .. }) => break,
-                    other => r.program.fail(format_args!(
-                        "sent {sent}; expected COMPLETE (a chunk may fail its check as many \
-                         times as --max-retries), got {}",
-                        outcome(&other)
-                    )),
-                }
-            }
+            peer.until(&mut r, sent, COMPLETE);
             r.assert_file("patient.bin", &data);
         });
     }
